@@ -1,0 +1,359 @@
+//! `validate`: every way an envelope departs from CONTRACT.md section 1.
+//!
+//! The reader stops at the first problem of a section and moves on; this
+//! walks the whole body and lists every problem with its JSON path, so an
+//! orchestrator author sees all of them at once. Unknown keys are never a
+//! problem (they are how the contract grows); a missing key that the
+//! contract requires, a wrong type, or a value outside its set are.
+
+use serde_json::{Map, Value};
+
+use crate::envelope::{REQUIRED_JOB_STATUSES, SECTIONS};
+use crate::read::{kind_of, problem, Problem};
+use crate::{Timestamp, SCHEMA_VERSION};
+
+/// The shape of one value in the contract.
+#[derive(Debug, Clone, Copy)]
+enum Ty {
+    /// A non-negative integer.
+    UInt,
+    /// Any integer.
+    Int,
+    /// Any number.
+    Num,
+    Str,
+    Bool,
+    /// An RFC 3339 string.
+    Time,
+    /// One of a fixed set of strings.
+    OneOf(&'static [&'static str]),
+    /// An integer or a string.
+    IntOrStr,
+    Obj(&'static [Field]),
+    Arr(&'static Ty),
+    /// An object whose values all have one type.
+    Map(&'static Ty),
+    /// `null` or the inner type.
+    Null(&'static Ty),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Field {
+    key: &'static str,
+    ty: Ty,
+    /// Whether the key must be present (it may still be `null` where `ty` allows).
+    required: bool,
+}
+
+const fn req(key: &'static str, ty: Ty) -> Field {
+    Field {
+        key,
+        ty,
+        required: true,
+    }
+}
+
+const fn opt(key: &'static str, ty: Ty) -> Field {
+    Field {
+        key,
+        ty,
+        required: false,
+    }
+}
+
+const N_UINT: Ty = Ty::Null(&Ty::UInt);
+const N_INT: Ty = Ty::Null(&Ty::Int);
+const N_NUM: Ty = Ty::Null(&Ty::Num);
+const N_STR: Ty = Ty::Null(&Ty::Str);
+
+const STAGE: &[Field] = &[
+    req("task_id", N_INT),
+    req("work_item", N_STR),
+    req("stage", Ty::Str),
+    req("age_in_stage_s", N_NUM),
+    req("repo", N_STR),
+];
+
+const QUEUE: &[Field] = &[
+    req("counts", Ty::Map(&Ty::UInt)),
+    req("depth", N_UINT),
+    req(
+        "retries",
+        Ty::Null(&Ty::Obj(&[
+            req("retried_jobs", Ty::UInt),
+            req("total_retries", Ty::UInt),
+        ])),
+    ),
+    req(
+        "breaker",
+        Ty::Null(&Ty::Obj(&[
+            req("state", Ty::OneOf(&["closed", "open", "half_open"])),
+            req("consecutive_failures", N_UINT),
+            req("opened_at", N_STR),
+        ])),
+    ),
+    req("max_concurrency", N_UINT),
+    req("poll_interval", N_NUM),
+];
+
+const AGENT: &[Field] = &[
+    req("agent", N_STR),
+    req("run_id", N_INT),
+    req("job_id", Ty::Int),
+    req("repo", N_STR),
+    req("pid", N_INT),
+    req("runtime_s", N_NUM),
+    req("model", N_STR),
+    req("effort", N_STR),
+    req("cpu_ticks", N_UINT),
+    opt("start_ticks", N_UINT),
+    opt("tree_cpu_ticks", N_UINT),
+    opt("io_rchar", N_UINT),
+    opt("io_wchar", N_UINT),
+    req("state", N_STR),
+];
+
+const TOKENS_RUNNING: &[Field] = &[
+    req("run_id", N_INT),
+    req("job_id", N_INT),
+    req("agent", N_STR),
+    req("cost_usd", N_NUM),
+    req("input_tokens", N_UINT),
+    req("output_tokens", N_UINT),
+    req("cache_read_tokens", N_UINT),
+    req("cache_creation_tokens", N_UINT),
+];
+
+const COST: &[Field] = &[
+    req("running", Ty::Arr(&Ty::Obj(TOKENS_RUNNING))),
+    req(
+        "aggregate",
+        Ty::Obj(&[
+            req("runs", Ty::UInt),
+            req("cost_usd", Ty::Num),
+            req("input_tokens", Ty::UInt),
+            req("output_tokens", Ty::UInt),
+            req("cache_read_tokens", Ty::UInt),
+            req("cache_creation_tokens", Ty::UInt),
+        ]),
+    ),
+];
+
+const RECONCILER: &[Field] = &[
+    req("ticks_total", Ty::UInt),
+    req("last_tick_at", Ty::Str),
+    req("wall_clock_ms", N_NUM),
+    req("events_drained", N_UINT),
+    req("actions_emitted", N_UINT),
+    req("actions_by_type", Ty::Null(&Ty::Map(&Ty::UInt))),
+    req(
+        "side_effects",
+        Ty::Null(&Ty::Obj(&[
+            req("attempted", N_UINT),
+            req("succeeded", N_UINT),
+            req("failed", N_UINT),
+        ])),
+    ),
+    req("pending_event_count", N_UINT),
+    req(
+        "invariant_violations",
+        Ty::Arr(&Ty::Obj(&[
+            req("invariant", Ty::IntOrStr),
+            req("message", Ty::Str),
+            opt("subject", N_STR),
+        ])),
+    ),
+];
+
+const ERRORS: &[Field] = &[
+    req("total", Ty::UInt),
+    req(
+        "by_subsystem",
+        Ty::Arr(&Ty::Obj(&[
+            req("subsystem", Ty::Str),
+            req("total", Ty::UInt),
+            req("last_at", N_STR),
+        ])),
+    ),
+];
+
+const ENVELOPE: &[Field] = &[
+    req("schema_version", Ty::UInt),
+    opt("enabled", Ty::Bool),
+    req("generated_at", Ty::Time),
+    opt("monotonic_ms", Ty::UInt),
+    opt("boot_id", Ty::Str),
+    opt("host", Ty::Str),
+    req("clk_tck", N_UINT),
+    opt("degraded", Ty::Arr(&Ty::OneOf(&SECTIONS))),
+    req("stages", Ty::Arr(&Ty::Obj(STAGE))),
+    req("queue", Ty::Null(&Ty::Obj(QUEUE))),
+    req("agents", Ty::Arr(&Ty::Obj(AGENT))),
+    req("cost", Ty::Null(&Ty::Obj(COST))),
+    opt("reconciler", Ty::Null(&Ty::Obj(RECONCILER))),
+    opt("errors", Ty::Null(&Ty::Obj(ERRORS))),
+];
+
+/// Lists every problem of `bytes` as an envelope; empty means it fits the contract.
+pub fn validate(bytes: &[u8]) -> Vec<Problem> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(value) => validate_value(&value),
+        Err(e) => vec![problem("$", format!("not JSON: {e}"))],
+    }
+}
+
+/// Lists every problem of an already parsed envelope.
+pub fn validate_value(value: &Value) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let Value::Object(obj) = value else {
+        out.push(problem("$", format!("expected an object, found {}", kind_of(value))));
+        return out;
+    };
+    match obj.get("schema_version").map(Value::as_u64) {
+        None => out.push(problem("schema_version", "missing")),
+        Some(None) => out.push(problem("schema_version", "expected a non-negative integer")),
+        Some(Some(v)) if v != SCHEMA_VERSION => {
+            out.push(problem(
+                "schema_version",
+                format!("version {v} is not the supported {SCHEMA_VERSION}"),
+            ));
+            return out;
+        }
+        Some(Some(_)) => {}
+    }
+    if obj.get("enabled") == Some(&Value::Bool(false)) {
+        return out; // A disabled body carries nothing else.
+    }
+    walk_fields(obj, ENVELOPE, "", &mut out);
+    check_semantics(obj, &mut out);
+    out
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+fn walk_fields(obj: &Map<String, Value>, fields: &[Field], prefix: &str, out: &mut Vec<Problem>) {
+    for field in fields {
+        let path = join(prefix, field.key);
+        match obj.get(field.key) {
+            None if field.required => out.push(problem(&path, "missing")),
+            None => {}
+            Some(v) => walk(v, field.ty, &path, out),
+        }
+    }
+}
+
+fn walk(v: &Value, ty: Ty, path: &str, out: &mut Vec<Problem>) {
+    let ok = match (ty, v) {
+        (Ty::Null(_), Value::Null) => true,
+        (Ty::Null(inner), _) => return walk(v, *inner, path, out),
+        (Ty::UInt, Value::Number(n)) => n.is_u64(),
+        (Ty::Int, Value::Number(n)) => n.is_i64() || n.is_u64(),
+        (Ty::Num, Value::Number(_)) => true,
+        (Ty::Str, Value::String(_)) => true,
+        (Ty::Bool, Value::Bool(_)) => true,
+        (Ty::IntOrStr, Value::String(_)) => true,
+        (Ty::IntOrStr, Value::Number(n)) => n.is_i64() || n.is_u64(),
+        (Ty::Time, Value::String(s)) => {
+            if Timestamp::parse(s).is_err() {
+                out.push(problem(path, format!("not an RFC 3339 timestamp: {s:?}")));
+            }
+            true
+        }
+        (Ty::OneOf(set), Value::String(s)) => {
+            if !set.contains(&s.as_str()) {
+                out.push(problem(path, format!("{s:?} is not one of {set:?}")));
+            }
+            true
+        }
+        (Ty::Obj(fields), Value::Object(o)) => {
+            walk_fields(o, fields, path, out);
+            true
+        }
+        (Ty::Arr(item), Value::Array(items)) => {
+            for (i, it) in items.iter().enumerate() {
+                walk(it, *item, &format!("{path}[{i}]"), out);
+            }
+            true
+        }
+        (Ty::Map(item), Value::Object(o)) => {
+            for (k, it) in o {
+                walk(it, *item, &join(path, k), out);
+            }
+            true
+        }
+        _ => false,
+    };
+    if !ok {
+        out.push(problem(path, format!("expected {}, found {}", describe(ty), describe_value(v))));
+    }
+}
+
+fn describe(ty: Ty) -> String {
+    match ty {
+        Ty::UInt => "a non-negative integer".into(),
+        Ty::Int => "an integer".into(),
+        Ty::Num => "a number".into(),
+        Ty::Str => "a string".into(),
+        Ty::Bool => "a boolean".into(),
+        Ty::Time => "an RFC 3339 string".into(),
+        Ty::OneOf(set) => format!("one of {set:?}"),
+        Ty::IntOrStr => "an integer or a string".into(),
+        Ty::Obj(_) => "an object".into(),
+        Ty::Arr(_) => "an array".into(),
+        Ty::Map(_) => "an object".into(),
+        Ty::Null(inner) => format!("{} or null", describe(*inner)),
+    }
+}
+
+fn describe_value(v: &Value) -> String {
+    match v {
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) if s.len() <= 40 => format!("the string {s:?}"),
+        other => kind_of(other).to_owned(),
+    }
+}
+
+/// What types alone cannot say.
+fn check_semantics(obj: &Map<String, Value>, out: &mut Vec<Problem>) {
+    if let Some(Value::Object(queue)) = obj.get("queue") {
+        if let Some(Value::Object(counts)) = queue.get("counts") {
+            for status in REQUIRED_JOB_STATUSES {
+                if !counts.contains_key(status) {
+                    out.push(problem(&format!("queue.counts.{status}"), "missing (0 where none)"));
+                }
+            }
+            let queued = counts.get("queued").and_then(Value::as_u64);
+            let depth = queue.get("depth").and_then(Value::as_u64);
+            if let (Some(q), Some(d)) = (queued, depth) {
+                if q != d {
+                    out.push(problem("queue.depth", format!("{d} differs from counts.queued {q}")));
+                }
+            }
+        }
+    }
+    if let Some(Value::Array(degraded)) = obj.get("degraded") {
+        for (i, name) in degraded.iter().enumerate() {
+            if let Some(name) = name.as_str() {
+                if obj.get(name).is_some_and(|v| !is_safe_default(name, v)) {
+                    out.push(problem(
+                        &format!("degraded[{i}]"),
+                        format!("section {name} is degraded but not at its safe default"),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn is_safe_default(section: &str, v: &Value) -> bool {
+    match section {
+        "stages" | "agents" => v.as_array().is_some_and(Vec::is_empty),
+        _ => v.is_null(),
+    }
+}

@@ -1,0 +1,11 @@
+//! # watchdog: the on-call side of the observability pair
+//!
+//! Polls emitters, derives per-agent CPU fractions from tick deltas, applies
+//! rules with for-durations, writes the alert log, exposes Prometheus gauges
+//! and notifies sinks. The core (deltas, rules, alert state) is pure: it
+//! takes `now` and envelopes and returns events, so it is tested without
+//! sockets or clocks; I/O lives at the edges.
+
+pub mod exporter;
+pub mod notify;
+pub mod view;
