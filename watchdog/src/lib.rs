@@ -7,5 +7,6 @@
 //! sockets or clocks; I/O lives at the edges.
 
 pub mod exporter;
+pub mod http;
 pub mod notify;
 pub mod view;
