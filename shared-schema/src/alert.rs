@@ -112,7 +112,12 @@ impl AlertLine {
         // Serialising a struct of strings, numbers and maps cannot fail;
         // non-finite floats become null rather than an error.
         serde_json::to_string(self).unwrap_or_else(|e| {
-            format!(r#"{{"event":"{}","key":{:?},"error":{:?}}}"#, self.event, self.key, e.to_string())
+            format!(
+                r#"{{"event":"{}","key":{:?},"error":{:?}}}"#,
+                self.event,
+                self.key,
+                e.to_string()
+            )
         })
     }
 
@@ -139,10 +144,16 @@ mod tests {
             severity: Severity::Warning,
             target: "orch-1".into(),
             key: "stuck_agent|orch-1|job=7|run=42|pid=1234".into(),
-            labels: [("agent", "dev"), ("job_id", "7"), ("run_id", "42"), ("pid", "1234"), ("repo", "app")]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect(),
+            labels: [
+                ("agent", "dev"),
+                ("job_id", "7"),
+                ("run_id", "42"),
+                ("pid", "1234"),
+                ("repo", "app"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
             summary: "agent dev (job 7, pid 1234) used 0.3% CPU and did no I/O for 10m".into(),
             value: Some(0.003),
             threshold: Some(0.02),
@@ -165,7 +176,10 @@ mod tests {
 
     #[test]
     fn dropped_line_names_the_sink_and_keeps_the_key() {
-        let line = example().dropped("webhook[0]", Timestamp::parse("2026-11-22T10:11:00Z").expect("valid"));
+        let line = example().dropped(
+            "webhook[0]",
+            Timestamp::parse("2026-11-22T10:11:00Z").expect("valid"),
+        );
         let back: AlertLine = serde_json::from_str(&line.to_json_line()).expect("round trip");
         assert_eq!(back.event, AlertEvent::Dropped);
         assert_eq!(back.sink.as_deref(), Some("webhook[0]"));

@@ -114,7 +114,10 @@ impl Envelope {
 
 /// The body of a disabled emitter: exactly `{"schema_version":1,"enabled":false}`.
 pub fn disabled_body() -> String {
-    format!(r#"{{"schema_version":{},"enabled":false}}"#, crate::SCHEMA_VERSION)
+    format!(
+        r#"{{"schema_version":{},"enabled":false}}"#,
+        crate::SCHEMA_VERSION
+    )
 }
 
 /// One active task (section `stages`).

@@ -146,7 +146,10 @@ pub fn read_value(value: Value) -> Result<Reading, ReadError> {
     env.errors = section_object(&mut obj, "errors", &mut env.degraded, &mut problems);
     debug_assert!(SECTIONS.len() == 6, "every section is read above");
 
-    Ok(Reading::Enabled { envelope: env, problems })
+    Ok(Reading::Enabled {
+        envelope: env,
+        problems,
+    })
 }
 
 fn schema_version(obj: &Map<String, Value>) -> Result<u64, ReadError> {

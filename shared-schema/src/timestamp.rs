@@ -161,7 +161,10 @@ mod tests {
         assert_eq!(a.to_string(), "2026-11-22T10:00:05.000Z");
         let b = Timestamp::parse_lenient("2026-11-22 10:00:05.250").expect("fraction");
         assert_eq!(b.to_string(), "2026-11-22T10:00:05.250Z");
-        assert!(Timestamp::parse("2026-11-22 10:00:05").is_err(), "strict form stays strict");
+        assert!(
+            Timestamp::parse("2026-11-22 10:00:05").is_err(),
+            "strict form stays strict"
+        );
         assert!(Timestamp::parse_lenient("yesterday").is_err());
     }
 

@@ -206,7 +206,10 @@ pub fn validate(bytes: &[u8]) -> Vec<Problem> {
 pub fn validate_value(value: &Value) -> Vec<Problem> {
     let mut out = Vec::new();
     let Value::Object(obj) = value else {
-        out.push(problem("$", format!("expected an object, found {}", kind_of(value))));
+        out.push(problem(
+            "$",
+            format!("expected an object, found {}", kind_of(value)),
+        ));
         return out;
     };
     match obj.get("schema_version").map(Value::as_u64) {
@@ -290,7 +293,10 @@ fn walk(v: &Value, ty: Ty, path: &str, out: &mut Vec<Problem>) {
         _ => false,
     };
     if !ok {
-        out.push(problem(path, format!("expected {}, found {}", describe(ty), describe_value(v))));
+        out.push(problem(
+            path,
+            format!("expected {}, found {}", describe(ty), describe_value(v)),
+        ));
     }
 }
 
@@ -325,14 +331,20 @@ fn check_semantics(obj: &Map<String, Value>, out: &mut Vec<Problem>) {
         if let Some(Value::Object(counts)) = queue.get("counts") {
             for status in REQUIRED_JOB_STATUSES {
                 if !counts.contains_key(status) {
-                    out.push(problem(&format!("queue.counts.{status}"), "missing (0 where none)"));
+                    out.push(problem(
+                        &format!("queue.counts.{status}"),
+                        "missing (0 where none)",
+                    ));
                 }
             }
             let queued = counts.get("queued").and_then(Value::as_u64);
             let depth = queue.get("depth").and_then(Value::as_u64);
             if let (Some(q), Some(d)) = (queued, depth) {
                 if q != d {
-                    out.push(problem("queue.depth", format!("{d} differs from counts.queued {q}")));
+                    out.push(problem(
+                        "queue.depth",
+                        format!("{d} differs from counts.queued {q}"),
+                    ));
                 }
             }
         }
