@@ -1,1 +1,160 @@
-fn main() {}
+//! The `emitter` binary: parse the command line, set up logging, bind, serve.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use emitter::sections::stages::DEFAULT_TERMINAL;
+use emitter::{killswitch, ServeOptions, Snapshotter, SqliteSource};
+
+/// Serves an AI-agent orchestrator's metrics envelope from its SQLite state and /proc.
+#[derive(Debug, Parser)]
+#[command(version)]
+#[deny(missing_docs)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+#[deny(missing_docs)]
+enum Command {
+    /// Serve the envelope on GET /metrics.
+    Serve(ServeArgs),
+    /// Print one envelope on stdout, then exit.
+    Snapshot(SourceArgs),
+}
+
+#[derive(Debug, clap::Args)]
+#[deny(missing_docs)]
+struct SourceArgs {
+    /// The orchestrator's SQLite database (opened read-only, never created).
+    #[arg(long, value_name = "PATH")]
+    db: PathBuf,
+    /// A stage left out of `stages`; repeat it to list several (replaces done, cancelled).
+    #[arg(long = "terminal-stage", value_name = "STAGE")]
+    terminal_stages: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+#[deny(missing_docs)]
+struct ServeArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// Address to listen on (loopback by default).
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    listen: SocketAddr,
+    /// File holding the bearer token that requests must present.
+    #[arg(long, value_name = "F")]
+    token_file: Option<PathBuf>,
+    /// Requests per second over all clients, e.g. 10/s; past it, 429.
+    #[arg(long, value_name = "N/s", value_parser = emitter::parse_rate_limit)]
+    rate_limit: Option<NonZeroU32>,
+}
+
+impl SourceArgs {
+    fn source(&self) -> SqliteSource {
+        let terminal = if self.terminal_stages.is_empty() {
+            DEFAULT_TERMINAL.iter().map(|s| (*s).to_owned()).collect()
+        } else {
+            self.terminal_stages.clone()
+        };
+        if !self.db.exists() {
+            tracing::warn!(
+                db = %self.db.display(),
+                "database file does not exist; it will not be created, sections stay degraded until it appears"
+            );
+        }
+        SqliteSource::new(&self.db).with_terminal_stages(terminal)
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match cli.command {
+        Command::Snapshot(args) => snapshot(&args),
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn snapshot(args: &SourceArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+    let body = if killswitch::enabled() {
+        Snapshotter::new(Arc::new(args.source()), "/proc")
+            .body()
+            .to_vec()
+    } else {
+        shared_schema::disabled_body().into_bytes()
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(&body)
+        .context("writing the envelope to stdout")?;
+    out.write_all(b"\n")
+        .context("writing the envelope to stdout")?;
+    out.flush().context("writing the envelope to stdout")
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let token = match &args.token_file {
+        Some(path) => Some(emitter::read_token_file(path).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    let options = ServeOptions {
+        token,
+        rate_limit: args.rate_limit,
+        ..ServeOptions::default()
+    };
+    let source = Arc::new(args.source.source());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        // Snapshots are shared per flight, so few blocking threads are ever busy.
+        .max_blocking_threads(4)
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("binding {}", args.listen))?;
+        let local = listener.local_addr().context("reading the bound address")?;
+        tracing::info!(
+            listen = %local,
+            db = %source.path().display(),
+            auth = options.token.is_some(),
+            rate_limit = options.rate_limit.map(NonZeroU32::get),
+            kill_switch_on = !killswitch::enabled(),
+            "serving GET /metrics"
+        );
+        if let Err(err) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+            tracing::warn!(error = %err, "could not notify the service manager");
+        }
+        emitter::serve(listener, source, options, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(err) => {
+            tracing::warn!(error = %err, "no SIGTERM handler; only SIGINT stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!(signal = "SIGTERM", "stopping"),
+        _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "stopping"),
+    }
+}

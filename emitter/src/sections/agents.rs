@@ -1,0 +1,77 @@
+//! Section `agents`: one entry per running job, with its process figures.
+//!
+//! The session gives the jobs; `/proc` is read here, once for all agents,
+//! and only when at least one agent has a pid.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+use shared_schema::{Agent, Envelope, Timestamp};
+
+use crate::procfs::ProcTable;
+use crate::sql::{int, seconds_since, text};
+use crate::{SectionResult, Session};
+
+/// Fills `env.agents`, or leaves `[]` and marks it degraded.
+pub(crate) fn collect(
+    session: &mut dyn Session,
+    now: &Timestamp,
+    proc_root: &Path,
+    env: &mut Envelope,
+) {
+    let mut agents = match session.agents(now) {
+        Ok(agents) => agents,
+        Err(err) => return super::degrade(env, "agents", &err),
+    };
+    fill_proc(&mut agents, proc_root);
+    env.agents = agents;
+}
+
+/// Sets every agent's `/proc` fields from one pass over `proc_root`.
+pub fn fill_proc(agents: &mut [Agent], proc_root: &Path) {
+    if !agents.iter().any(|a| a.pid.is_some_and(|p| p > 0)) {
+        return;
+    }
+    let table = ProcTable::scan(proc_root);
+    for agent in agents.iter_mut() {
+        let Some(pid) = agent.pid.filter(|&p| p > 0) else {
+            continue;
+        };
+        let p = table.agent(pid);
+        agent.cpu_ticks = p.cpu_ticks;
+        agent.start_ticks = p.start_ticks;
+        agent.tree_cpu_ticks = p.tree_cpu_ticks;
+        agent.io_rchar = p.io_rchar;
+        agent.io_wchar = p.io_wchar;
+        agent.state = p.state;
+    }
+}
+
+/// Jobs with status `running`, each with its newest run, oldest job first.
+pub fn read(conn: &Connection, now: &Timestamp) -> SectionResult<Vec<Agent>> {
+    // One grouped pass over agent_runs instead of a lookup per job: the
+    // database is read-only, so we cannot rely on an index on job_id.
+    let mut stmt = conn.prepare_cached(
+        "SELECT j.id, j.agent, j.repo, j.pid, j.started_at, j.model, j.effort, r.run_id
+         FROM jobs AS j
+         LEFT JOIN (SELECT job_id, MAX(id) AS run_id FROM agent_runs GROUP BY job_id) AS r
+           ON r.job_id = j.id
+         WHERE j.status = 'running'
+         ORDER BY j.id",
+    )?;
+    let rows = stmt.query_map([], |row| {
+        let started = text(row, 4)?;
+        Ok(Agent {
+            job_id: row.get(0)?,
+            agent: text(row, 1)?,
+            repo: text(row, 2)?,
+            pid: int(row, 3)?,
+            runtime_s: seconds_since(started.as_deref(), now),
+            model: text(row, 5)?,
+            effort: text(row, 6)?,
+            run_id: int(row, 7)?,
+            ..Agent::default()
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -1,0 +1,82 @@
+//! Section `cost`: spend of each running job and totals over every run.
+
+use rusqlite::Connection;
+use shared_schema::{Cost, CostAggregate, Envelope, RunningCost};
+
+use crate::sql::{int, real, text, uint};
+use crate::{SectionError, SectionResult, Session};
+
+/// Fills `env.cost`, or leaves `null` and marks it degraded.
+pub(crate) fn collect(session: &mut dyn Session, env: &mut Envelope) {
+    match session.cost() {
+        Ok(cost) => env.cost = Some(cost),
+        Err(err) => super::degrade(env, "cost", &err),
+    }
+}
+
+/// The newest run of each running job, and sums over all of `agent_runs`.
+pub fn read(conn: &Connection) -> SectionResult<Cost> {
+    Ok(Cost {
+        running: running(conn)?,
+        aggregate: Some(aggregate(conn)?),
+    })
+}
+
+fn running(conn: &Connection) -> SectionResult<Vec<RunningCost>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT j.id, COALESCE(j.agent, a.agent), a.id, a.cost_usd, a.input_tokens,
+                a.output_tokens, a.cache_read_tokens, a.cache_creation_tokens
+         FROM jobs AS j
+         LEFT JOIN (SELECT job_id, MAX(id) AS run_id FROM agent_runs GROUP BY job_id) AS r
+           ON r.job_id = j.id
+         LEFT JOIN agent_runs AS a ON a.id = r.run_id
+         WHERE j.status = 'running'
+         ORDER BY j.id",
+    )?;
+    let rows = stmt.query_map([], |row| {
+        Ok(RunningCost {
+            job_id: int(row, 0)?,
+            agent: text(row, 1)?,
+            run_id: int(row, 2)?,
+            cost_usd: real(row, 3)?,
+            input_tokens: uint(row, 4)?,
+            output_tokens: uint(row, 5)?,
+            cache_read_tokens: uint(row, 6)?,
+            cache_creation_tokens: uint(row, 7)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn aggregate(conn: &Connection) -> SectionResult<CostAggregate> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT COUNT(*), TOTAL(cost_usd), TOTAL(input_tokens), TOTAL(output_tokens),
+                TOTAL(cache_read_tokens), TOTAL(cache_creation_tokens)
+         FROM agent_runs",
+    )?;
+    let sums = stmt.query_row([], |row| {
+        Ok([
+            real(row, 0)?,
+            real(row, 1)?,
+            real(row, 2)?,
+            real(row, 3)?,
+            real(row, 4)?,
+            real(row, 5)?,
+        ])
+    })?;
+    // TOTAL() never overflows (it is a float) and is 0.0 on an empty table.
+    let count = |i: usize, what: &str| -> SectionResult<Option<u64>> {
+        match sums[i] {
+            Some(v) if (0.0..1.8e19).contains(&v) => Ok(Some(v.round() as u64)),
+            other => Err(SectionError::Data(format!("sum of {what} is {other:?}"))),
+        }
+    };
+    Ok(CostAggregate {
+        runs: count(0, "runs")?,
+        cost_usd: Some(sums[1].unwrap_or(0.0)),
+        input_tokens: count(2, "input_tokens")?,
+        output_tokens: count(3, "output_tokens")?,
+        cache_read_tokens: count(4, "cache_read_tokens")?,
+        cache_creation_tokens: count(5, "cache_creation_tokens")?,
+    })
+}
