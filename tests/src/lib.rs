@@ -1,1 +1,16 @@
-//! End-to-end tests live in `tests/`; this crate has no library code.
+//! # e2e: the real binaries, end to end
+//!
+//! Library code shared by the end-to-end tests (`tests/tests/*.rs`) and the
+//! one-command demo (`src/bin/demo.rs`, run by `deploy/demo.sh`): a real
+//! SQLite state database, real agent processes, the real `emitter` and
+//! `watchdog` binaries, and the external tools (Prometheus, Alertmanager).
+
+pub mod agents;
+pub mod bins;
+pub mod contract;
+pub mod net;
+pub mod orchestrator;
+pub mod procs;
+pub mod stack;
+pub mod statedb;
+pub mod tools;

@@ -1,0 +1,334 @@
+//! The one-command demo (`./deploy/demo.sh`): a simulated orchestrator with
+//! real agent processes, the real emitter and watchdog, and the watchdog's
+//! alert lines as they happen. The idle agent gets `stuck_agent`; the busy
+//! one, the one doing I/O and the one whose child does the work do not.
+//! Then the idle agent is woken and the alert resolves. Ctrl-C stops every
+//! process the demo started.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use e2e::agents::{Agent, AgentKind};
+use e2e::orchestrator::{Orchestrator, Script};
+use e2e::stack::{self, Emitter, Watchdog, WatchdogOptions};
+use e2e::{bins, statedb};
+use shared_schema::{AlertEvent, AlertLine};
+
+/// Runs a simulated orchestrator with real agent processes under the real
+/// emitter and watchdog, and prints the watchdog's alerts as they happen.
+#[derive(Debug, Parser)]
+#[command(name = "demo", version)]
+#[deny(missing_docs)]
+struct Args {
+    /// Exit on its own after this many seconds (default: run until Ctrl-C).
+    #[arg(long, value_name = "SECS")]
+    duration: Option<u64>,
+    /// The watchdog's poll interval.
+    #[arg(long, default_value = "1s")]
+    interval: String,
+    /// How long an agent must be idle before stuck_agent fires.
+    #[arg(long, default_value = "20s")]
+    stuck_for: String,
+    /// Agents younger than this are never stuck.
+    #[arg(long, default_value = "5s")]
+    min_runtime: String,
+    /// Seconds after stuck_agent fires before the idle agent is woken.
+    #[arg(long, default_value_t = 15)]
+    wake_after: u64,
+    /// Print only the concise line per alert event, not its JSON.
+    #[arg(long)]
+    no_json: bool,
+    /// Keep the temporary directory (database, config, logs) on exit.
+    #[arg(long)]
+    keep: bool,
+}
+
+const TARGET: &str = "demo";
+
+fn main() {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => {}
+        Err(e) => {
+            eprintln!("demo: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Sets the returned flag on SIGINT or SIGTERM (instead of dying, so every
+/// child is cleaned up).
+fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = Arc::clone(&flag);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // Install the handlers here, before any child is started.
+    let (mut int, mut term) = rt.block_on(async {
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+        ))
+    })?;
+    std::thread::spawn(move || {
+        rt.block_on(async {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        });
+        set.store(true, Ordering::SeqCst);
+    });
+    Ok(flag)
+}
+
+struct Style {
+    color: bool,
+}
+
+impl Style {
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    let style = Style {
+        color: std::io::stdout().is_terminal(),
+    };
+    let stop = stop_on_signals()?;
+    let emitter_bin = bins::locate("emitter")?;
+    let watchdog_bin = bins::locate("watchdog")?;
+
+    let tmp = tempfile::Builder::new()
+        .prefix("agent-watchdog-demo-")
+        .tempdir()?;
+    let dir = tmp.path().to_path_buf();
+    let agents_dir = dir.join("agents");
+    std::fs::create_dir_all(&agents_dir)?;
+    let db = dir.join("state.db");
+    let conn = statedb::create(&db).context("creating the demo state database")?;
+
+    // Real agent processes, recorded as running jobs.
+    let mut agents = Vec::new();
+    let mut runs = Vec::new();
+    for kind in AgentKind::ALL {
+        let agent = Agent::spawn(kind, &agents_dir)?;
+        let job = statedb::insert_running_job(&conn, kind.name(), agent.pid(), "app", "implement")?;
+        runs.push(job.run_id);
+        agents.push((agent, job));
+    }
+    drop(conn);
+    let sim = Orchestrator::start(db.clone(), runs, Script::default());
+
+    let emitter = Emitter::start(&emitter_bin, &db, &dir)?;
+    let options = WatchdogOptions {
+        interval: args.interval.clone(),
+        stuck_for: args.stuck_for.clone(),
+        min_runtime: args.min_runtime.clone(),
+        alertmanager: None,
+        extra: DEMO_RULES.to_owned(),
+    };
+    let (tx, rx) = mpsc::channel();
+    let mut watchdog = Watchdog::start(
+        &watchdog_bin,
+        &dir,
+        TARGET,
+        &emitter.url(),
+        &options,
+        Some(tx),
+    )?;
+
+    println!("{}", style.paint("1", "agent-watchdog demo"));
+    println!("  state database   {}", db.display());
+    println!(
+        "  emitter  /metrics  {}   (the raw JSON envelope)",
+        emitter.url()
+    );
+    println!(
+        "  watchdog /metrics  {}   (Prometheus gauges)",
+        watchdog.metrics_url()
+    );
+    println!("  alert log        {}", watchdog.alert_log.display());
+    println!("  watchdog config  {}", watchdog.config.display());
+    println!("  agents:");
+    for (agent, job) in &agents {
+        println!(
+            "    {:<11} job {:<2} pid {:<7} {}",
+            agent.kind.name(),
+            job.job_id,
+            agent.pid(),
+            describe(agent.kind)
+        );
+    }
+    let idle_job = agents
+        .iter()
+        .find(|(a, _)| a.kind == AgentKind::Idle)
+        .map(|(_, j)| j.job_id.to_string())
+        .unwrap_or_default();
+    println!(
+        "  expect: stuck_agent fires for `idle` (job {idle_job}) only, after ~{} + {}; it is then woken and the alert resolves.",
+        args.min_runtime, args.stuck_for
+    );
+    println!("  also scripted: an invariant violation at ~40s, the breaker open at ~70s.");
+    println!("  try:  curl -s {} | head -c 600", emitter.url());
+    println!(
+        "        curl -s {} | grep -E 'watchdog_(agent_cpu_fraction|alerts_firing)'",
+        watchdog.metrics_url()
+    );
+    println!("  Ctrl-C stops everything.\n");
+
+    let started = Instant::now();
+    let deadline = args.duration.map(|d| started + Duration::from_secs(d));
+    let mut wake_at: Option<Instant> = None;
+    let mut woken = false;
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            println!("\nstopping (signal)");
+            break;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            println!(
+                "\nstopping (--duration {}s reached)",
+                args.duration.unwrap_or_default()
+            );
+            break;
+        }
+        if let Ok(Some(status)) = watchdog.proc.try_wait() {
+            anyhow::bail!(
+                "the watchdog exited ({status}); its log:\n{}",
+                stack::tail(&watchdog.log)
+            );
+        }
+        if wake_at.is_some_and(|w| Instant::now() >= w) && !woken {
+            if let Some((agent, job)) = agents.iter().find(|(a, _)| a.kind == AgentKind::Idle) {
+                agent.wake()?;
+                println!(
+                    "{}",
+                    style.paint(
+                        "1;36",
+                        &format!(
+                            "{}  >>> waking agent idle (job {}, pid {}): it starts working; stuck_agent should resolve",
+                            clock(started),
+                            job.job_id,
+                            agent.pid()
+                        )
+                    )
+                );
+            }
+            woken = true;
+        }
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok((raw, parsed)) => match parsed {
+                Some(line) => {
+                    print_line(&style, &line, &raw, !args.no_json);
+                    let is_idle = agents.iter().any(|(a, j)| {
+                        a.kind == AgentKind::Idle
+                            && line.labels.get("job_id").map(String::as_str)
+                                == Some(&j.job_id.to_string())
+                    });
+                    if line.rule == "stuck_agent"
+                        && line.event == AlertEvent::Firing
+                        && is_idle
+                        && wake_at.is_none()
+                    {
+                        wake_at = Some(Instant::now() + Duration::from_secs(args.wake_after));
+                        println!(
+                            "{}",
+                            style.paint(
+                                "2",
+                                &format!(
+                                    "           (waking the idle agent in {}s)",
+                                    args.wake_after
+                                )
+                            )
+                        );
+                    }
+                }
+                None => println!("{}", style.paint("2", &format!("watchdog: {raw}"))),
+            },
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                // stdout closed: the watchdog is exiting; the check above reports it.
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+
+    // Stop in reverse order of dependence; Drop does the same if we bail.
+    let count = 2 + agents.len();
+    let _ = watchdog.proc.stop(Duration::from_secs(5));
+    drop(watchdog);
+    drop(emitter);
+    drop(sim);
+    drop(agents);
+    if args.keep {
+        let kept = tmp.keep();
+        println!("stopped {count} process groups; kept {}", kept.display());
+    } else {
+        println!("stopped {count} process groups; removed {}", dir.display());
+    }
+    Ok(())
+}
+
+/// The demo's extra rules: short `for`s so the scripted incidents show.
+const DEMO_RULES: &str = r#"
+[rules.breaker_open]
+for = "3s"
+
+[rules.reconciler_slow]
+max_ms = 500
+for = "10s"
+
+[rules.queue_stalled]
+for = "30s"
+"#;
+
+fn describe(kind: AgentKind) -> &'static str {
+    match kind {
+        AgentKind::Busy => "burns a core",
+        AgentKind::Idle => "sleeps: no CPU, no I/O (will be woken)",
+        AgentKind::Io => "little CPU, writes and reads a file every 200 ms",
+        AgentKind::BusyChild => "waits; its child burns a core (use_tree)",
+    }
+}
+
+fn clock(started: Instant) -> String {
+    format!("+{:>4}s", started.elapsed().as_secs())
+}
+
+fn print_line(style: &Style, line: &AlertLine, raw: &str, json: bool) {
+    let ts = line.ts.to_string();
+    let hms = ts.get(11..19).unwrap_or(&ts);
+    let (word, code) = match line.event {
+        AlertEvent::Firing => ("FIRING  ", "1;31"),
+        AlertEvent::Resolved => ("RESOLVED", "1;32"),
+        AlertEvent::Repeat => ("REPEAT  ", "33"),
+        AlertEvent::Dropped => ("DROPPED ", "35"),
+    };
+    let subject: Vec<String> = ["agent", "job_id", "pid", "stage", "subsystem", "invariant"]
+        .iter()
+        .filter_map(|k| line.labels.get(*k).map(|v| format!("{k}={v}")))
+        .collect();
+    println!(
+        "{hms}  {}  {:<20} {:<8} {}  {}",
+        style.paint(code, word),
+        line.rule,
+        line.severity,
+        subject.join(" "),
+        line.summary
+    );
+    if json {
+        println!("          {}", style.paint("2", raw));
+    }
+}

@@ -1,0 +1,330 @@
+//! The files under `deploy/` are checked by the tools that will read them:
+//! `promtool` (rules and their unit tests, the scrape config), `amtool`
+//! (the Alertmanager route), `systemd-analyze verify` (the units), and the
+//! Grafana dashboard is parsed and every query checked against the
+//! contract's gauge names.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use e2e::{contract, tools};
+
+fn deploy() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{text}",
+        out.status
+    );
+    text
+}
+
+#[test]
+fn promtool_checks_the_rules_and_runs_their_unit_tests() {
+    let Some(promtool) = tools::require("promtool", "apt-get install prometheus") else {
+        return;
+    };
+    let dir = deploy().join("prometheus");
+    let out = run(Command::new(&promtool)
+        .arg("check")
+        .arg("rules")
+        .arg("watchdog-rules.yml")
+        .current_dir(&dir));
+    assert!(out.contains("SUCCESS"), "{out}");
+    let out = run(Command::new(&promtool)
+        .arg("test")
+        .arg("rules")
+        .arg("watchdog-rules.test.yml")
+        .current_dir(&dir));
+    assert!(out.contains("SUCCESS"), "{out}");
+    let out = run(Command::new(&promtool)
+        .arg("check")
+        .arg("config")
+        .arg("prometheus.yml")
+        .current_dir(&dir));
+    assert!(out.contains("is valid prometheus config file"), "{out}");
+}
+
+#[test]
+fn every_alerting_rule_names_contract_gauges_and_has_a_unit_test() {
+    let dir = deploy().join("prometheus");
+    let rules = std::fs::read_to_string(dir.join("watchdog-rules.yml")).unwrap();
+    let tests = std::fs::read_to_string(dir.join("watchdog-rules.test.yml")).unwrap();
+    let mut alerts = Vec::new();
+    for line in rules.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix("- alert: ") {
+            alerts.push(name.to_owned());
+        }
+        if let Some(expr) = line.strip_prefix("expr: ") {
+            for name in contract::watchdog_names(expr) {
+                assert!(
+                    contract::is_contract_series(&name),
+                    "rule expr {expr:?} names {name}, not a contract gauge"
+                );
+            }
+        }
+    }
+    assert!(alerts.len() >= 10, "{alerts:?}");
+    for must in [
+        "WatchdogAbsent",
+        "WatchdogTargetDown",
+        "AgentStuck",
+        "QueueDeep",
+        "BreakerOpen",
+        "ReconcilerInvariantViolations",
+        "WatchdogAlertsFiring",
+    ] {
+        assert!(alerts.iter().any(|a| a == must), "missing alert {must}");
+        assert!(
+            tests.contains(&format!("alertname: {must}")),
+            "alert {must} has no promtool test"
+        );
+    }
+}
+
+#[test]
+fn amtool_accepts_the_alertmanager_config_and_routes_by_severity() {
+    let Some(amtool) = tools::optional("amtool", "comes with Debian's prometheus-alertmanager")
+    else {
+        return;
+    };
+    let config = deploy().join("alertmanager/alertmanager.yml");
+    let out = run(Command::new(&amtool).arg("check-config").arg(&config));
+    assert!(out.contains("SUCCESS"), "{out}");
+    for (labels, receiver) in [
+        (
+            &["alertname=stuck_agent", "severity=warning", "target=orch-1"][..],
+            "chat",
+        ),
+        (
+            &[
+                "alertname=target_down",
+                "severity=critical",
+                "target=orch-1",
+            ][..],
+            "pager",
+        ),
+        (
+            &[
+                "alertname=BreakerOpen",
+                "severity=critical",
+                "target=orch-1",
+            ][..],
+            "pager",
+        ),
+    ] {
+        let out = run(Command::new(&amtool)
+            .args(["config", "routes", "test", "--config.file"])
+            .arg(&config)
+            .arg(format!("--verify.receivers={receiver}"))
+            .args(labels));
+        assert!(
+            out.lines().any(|l| l.trim() == receiver),
+            "{labels:?} -> {out}"
+        );
+    }
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("group_by: [target, alertname]"));
+    assert!(text.contains("alertname = \"target_down\"") && text.contains("equal: [target]"));
+}
+
+#[test]
+fn grafana_dashboard_is_valid_json_over_contract_gauges() {
+    let text = std::fs::read_to_string(deploy().join("grafana/watchdog.json")).unwrap();
+    let dash: serde_json::Value = serde_json::from_str(&text).expect("watchdog.json is valid JSON");
+    let vars = dash["templating"]["list"]
+        .as_array()
+        .expect("templating.list");
+    let target = vars
+        .iter()
+        .find(|v| v["name"] == "target")
+        .expect("a `target` variable");
+    assert!(
+        target["query"].to_string().contains("watchdog_target_up"),
+        "{target}"
+    );
+
+    let mut exprs = Vec::new();
+    let mut stack: Vec<&serde_json::Value> = vec![&dash["panels"]];
+    while let Some(v) = stack.pop() {
+        match v {
+            serde_json::Value::Array(items) => stack.extend(items),
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::String(e)) = map.get("expr") {
+                    exprs.push(e.clone());
+                }
+                stack.extend(map.values());
+            }
+            _ => {}
+        }
+    }
+    assert!(exprs.len() >= 20, "only {} queries", exprs.len());
+    let mut used = std::collections::BTreeSet::new();
+    for expr in &exprs {
+        let names = contract::watchdog_names(expr);
+        assert!(!names.is_empty(), "query {expr:?} names no watchdog gauge");
+        for name in names {
+            assert!(
+                contract::is_contract_series(&name),
+                "query {expr:?} names {name}, not a contract gauge"
+            );
+            used.insert(name);
+        }
+        if !expr.contains("watchdog_notifications_total") && !expr.contains("watchdog_build_info") {
+            assert!(
+                expr.contains("$target"),
+                "query {expr:?} ignores the target variable"
+            );
+        }
+    }
+    for must in [
+        "watchdog_agent_cpu_fraction",
+        "watchdog_agent_idle_seconds",
+        "watchdog_queue_depth",
+        "watchdog_stage_tasks",
+        "watchdog_reconciler_wall_clock_seconds",
+        "watchdog_reconciler_pending_events",
+        "watchdog_reconciler_invariant_violations",
+        "watchdog_cost_usd",
+        "watchdog_alerts_firing",
+    ] {
+        assert!(used.contains(must), "the dashboard shows no {must}");
+    }
+}
+
+/// `systemd-analyze verify` wants ExecStart= to exist: check copies whose
+/// ExecStart points at /bin/true, keeping every other line as shipped.
+#[test]
+fn systemd_analyze_verifies_the_units() {
+    let Some(analyze) = tools::optional("systemd-analyze", "part of systemd") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut units = Vec::new();
+    for unit in ["emitter", "watchdog"] {
+        let text =
+            std::fs::read_to_string(deploy().join(format!("systemd/{unit}.service"))).unwrap();
+        let bin = format!("/usr/local/bin/{unit}");
+        assert!(
+            text.contains(&format!("ExecStart={bin} ")),
+            "{unit}.service runs {bin}"
+        );
+        let path = tmp.path().join(format!("{unit}.service"));
+        std::fs::write(&path, text.replace(&bin, "/bin/true")).unwrap();
+        units.push(path);
+    }
+    let out = Command::new(&analyze)
+        .arg("verify")
+        .args(&units)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.trim().is_empty(),
+        "systemd-analyze verify:\n{text}"
+    );
+}
+
+#[test]
+fn units_carry_the_hardening_and_the_example_config_every_key() {
+    let sd = deploy().join("systemd");
+    let watchdog = std::fs::read_to_string(sd.join("watchdog.service")).unwrap();
+    let emitter = std::fs::read_to_string(sd.join("emitter.service")).unwrap();
+    for (unit, text) in [("watchdog", &watchdog), ("emitter", &emitter)] {
+        for line in [
+            "Type=notify",
+            "Restart=on-failure",
+            "ProtectSystem=strict",
+            "NoNewPrivileges=yes",
+            "PrivateTmp=yes",
+            "PrivateDevices=yes",
+            "ProtectKernelTunables=yes",
+            "ProtectKernelModules=yes",
+            "ProtectKernelLogs=yes",
+            "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+            "SystemCallFilter=@system-service",
+            "CapabilityBoundingSet=\n",
+        ] {
+            assert!(text.contains(line), "{unit}.service lacks {line:?}");
+        }
+    }
+    for line in [
+        "WatchdogSec=",
+        "DynamicUser=yes",
+        "StateDirectory=watchdog",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+    ] {
+        assert!(watchdog.contains(line), "watchdog.service lacks {line:?}");
+    }
+    for line in ["ProtectProc=default", "ReadOnlyPaths=", "User="] {
+        assert!(emitter.contains(line), "emitter.service lacks {line:?}");
+    }
+    assert!(!emitter.contains("DynamicUser=yes"));
+
+    let toml = std::fs::read_to_string(sd.join("watchdog.toml")).unwrap();
+    for key in [
+        "interval",
+        "timeout",
+        "listen",
+        "alert_log",
+        "state_file",
+        "[[target]]",
+        "name",
+        "url",
+        "token_file",
+        "repeat_interval",
+        "[[notify.webhook]]",
+        "rate",
+        "[notify.alertmanager]",
+        "cpu_floor",
+        "min_runtime",
+        "use_tree",
+        "keep_firing_for",
+        "per_stage",
+        "max_ms",
+        "max_per_min",
+        "window",
+        "max_usd",
+        "max_usd_per_hour",
+    ] {
+        assert!(toml.contains(key), "watchdog.toml does not show {key}");
+    }
+    for rule in [
+        "stuck_agent",
+        "agent_runtime",
+        "stage_age",
+        "queue_depth",
+        "queue_stalled",
+        "breaker_open",
+        "invariant_violation",
+        "reconciler_slow",
+        "reconciler_backlog",
+        "error_rate",
+        "cost_budget",
+        "target_down",
+        "target_stale",
+        "schema_incompatible",
+        "section_degraded",
+    ] {
+        assert!(
+            toml.contains(&format!("[rules.{rule}]")),
+            "watchdog.toml has no [rules.{rule}]"
+        );
+    }
+}

@@ -1,0 +1,643 @@
+//! Fault matrix, watchdog side (issue 7; docs/RELIABILITY.md): the real
+//! `watchdog` binary against a tiny scripted HTTP server in the test.
+//!
+//! | case | what must happen |
+//! |---|---|
+//! | emitter killed mid-response (half a body, then close) | failed poll: `check` exits 3, `run` marks the target down and keeps polling |
+//! | response slower than `timeout` | same, within about `timeout` |
+//! | truncated JSON | same |
+//! | body over the watchdog's cap (33 MiB vs 32 MiB) | same, without holding the body in memory |
+//! | body under the cap (30 MiB of valid envelope) | a successful poll |
+//! | HTTP 500 | failed poll |
+//! | `schema_version: 2` | its own condition (`schema_incompatible`), not "down" |
+//! | alert log on a full disk (`/dev/full`) | stdout keeps every line, the process keeps polling |
+//! | webhook down | polling goes on; the undelivered notification is a `dropped` line |
+//! | state file corrupt | starts fresh, says so on stderr, keeps polling |
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+/// A process killed and reaped when dropped.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace binaries first (cargo build --workspace)",
+        path.display()
+    );
+    path
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// The watchdog's cap on a polled body (issue 4: 32 MiB).
+const BODY_CAP: usize = 32 * 1024 * 1024;
+
+/// What the scripted server answers to the next request.
+#[derive(Clone, Debug)]
+enum Reply {
+    /// 200 with a fresh envelope; `breaker_open` sets the breaker open.
+    Good { breaker_open: bool },
+    /// 200 with `schema_version: 2`.
+    SchemaTwo,
+    /// Headers promise the whole envelope; half of it is sent, then close.
+    HalfBody,
+    /// Nothing for this long, then a good envelope.
+    Slow(Duration),
+    /// 200 with the first half of a good envelope as the whole body.
+    Truncated,
+    /// 200 with a valid envelope padded to this many bytes.
+    Big(usize),
+    /// HTTP 500.
+    ServerError,
+}
+
+fn now_rfc3339() -> String {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    shared_schema::Timestamp::from_unix_ms(ms)
+        .unwrap()
+        .to_string()
+}
+
+fn envelope(breaker_open: bool, origin: Instant) -> Value {
+    json!({
+        "schema_version": 1,
+        "generated_at": now_rfc3339(),
+        "monotonic_ms": origin.elapsed().as_millis() as u64 + 1_000_000,
+        "boot_id": "fault-test-boot",
+        "host": "fake",
+        "clk_tck": 100,
+        "degraded": [],
+        "stages": [],
+        "queue": {
+            "counts": {"queued": 0, "running": 1, "done": 3, "failed": 0, "cancelled": 0},
+            "depth": 0,
+            "retries": {"retried_jobs": 0, "total_retries": 0},
+            "breaker": {"state": if breaker_open { "open" } else { "closed" },
+                        "consecutive_failures": 0, "opened_at": null},
+            "max_concurrency": 4,
+            "poll_interval": 1.0
+        },
+        "agents": [],
+        "cost": {"running": [], "aggregate": {"runs": 0, "cost_usd": 0.0, "input_tokens": 0,
+                 "output_tokens": 0, "cache_read_tokens": 0, "cache_creation_tokens": 0}},
+        "reconciler": null,
+        "errors": null
+    })
+}
+
+/// A scripted HTTP/1.1 server on 127.0.0.1:0, one thread per connection.
+struct FakeTarget {
+    addr: SocketAddr,
+    reply: Arc<Mutex<Reply>>,
+    hits: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeTarget {
+    fn start(reply: Reply) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let reply = Arc::new(Mutex::new(reply));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let origin = Instant::now();
+        let thread = {
+            let (reply, hits, stop) = (reply.clone(), hits.clone(), stop.clone());
+            std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    let (reply, hits, stop) = (reply.clone(), hits.clone(), stop.clone());
+                    std::thread::spawn(move || serve(conn, &reply, &hits, &stop, origin));
+                }
+            })
+        };
+        Self {
+            addr,
+            reply,
+            hits,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/metrics", self.addr)
+    }
+
+    fn set(&self, reply: Reply) {
+        *self.reply.lock().unwrap() = reply;
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for FakeTarget {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr); // wake the accept loop
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(
+    mut conn: TcpStream,
+    reply: &Mutex<Reply>,
+    hits: &AtomicUsize,
+    stop: &AtomicBool,
+    origin: Instant,
+) {
+    conn.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    // Read the request head (a GET has no body).
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match conn.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
+        }
+    }
+    if stop.load(Ordering::SeqCst) {
+        return;
+    }
+    hits.fetch_add(1, Ordering::SeqCst);
+    let reply = reply.lock().unwrap().clone();
+    let ok = |conn: &mut TcpStream, body: &[u8]| {
+        let _ = write!(
+            conn,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = conn.write_all(body);
+    };
+    match reply {
+        Reply::Good { breaker_open } => ok(
+            &mut conn,
+            envelope(breaker_open, origin).to_string().as_bytes(),
+        ),
+        Reply::SchemaTwo => {
+            let mut v = envelope(false, origin);
+            v["schema_version"] = json!(2);
+            ok(&mut conn, v.to_string().as_bytes());
+        }
+        Reply::HalfBody => {
+            let body = envelope(false, origin).to_string();
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            let _ = conn.write_all(&body.as_bytes()[..body.len() / 2]);
+            let _ = conn.flush();
+            // Dropping the stream closes it: the emitter "died" mid-body.
+        }
+        Reply::Slow(delay) => {
+            let end = Instant::now() + delay;
+            while Instant::now() < end && !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            ok(&mut conn, envelope(false, origin).to_string().as_bytes());
+        }
+        Reply::Truncated => {
+            let body = envelope(false, origin).to_string();
+            ok(&mut conn, &body.as_bytes()[..body.len() / 2]);
+        }
+        Reply::Big(size) => {
+            let mut v = envelope(false, origin);
+            let base = v.to_string().len() + r#","padding":"""#.len();
+            v["padding"] = json!("x".repeat(size.saturating_sub(base)));
+            let body = v.to_string();
+            assert_eq!(body.len(), size);
+            ok(&mut conn, body.as_bytes());
+        }
+        Reply::ServerError => {
+            let body = b"internal error\n";
+            let _ = write!(
+                conn,
+                "HTTP/1.1 500 Internal Server Error\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = conn.write_all(body);
+        }
+    }
+}
+
+/// A line-collecting reader of a child's pipe.
+fn collect(pipe: impl Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let out = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            out.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+/// Alert lines (stdout or the alert log) as JSON values.
+fn alerts(lines: &[String]) -> Vec<Value> {
+    lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("event").is_some() && v.get("rule").is_some())
+        .collect()
+}
+
+fn has_alert(lines: &[String], event: &str, rule: &str) -> bool {
+    alerts(lines)
+        .iter()
+        .any(|a| a["event"] == event && a["rule"] == rule)
+}
+
+/// A running `watchdog run` with its config, pipes and metrics address.
+struct Watchdog {
+    guard: Guard,
+    dir: tempfile::TempDir,
+    listen: SocketAddr,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Watchdog {
+    /// Starts `watchdog run --config` with `extra_toml` after the basics
+    /// (interval 200ms, timeout 1s, target `orch` at `url`, target_down and
+    /// breaker_open with `for = "0s"`).
+    fn start(url: &str, extra_toml: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let config = dir.path().join("watchdog.toml");
+        let toml = format!(
+            r#"interval = "200ms"
+timeout = "1s"
+listen = "{listen}"
+{extra_toml}
+
+[[target]]
+name = "orch"
+url = "{url}"
+
+[rules.target_down]
+for = "0s"
+
+[rules.breaker_open]
+for = "0s"
+"#
+        );
+        std::fs::write(&config, toml).unwrap();
+        let mut child = Command::new(bin("watchdog"))
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = collect(child.stdout.take().unwrap());
+        let stderr = collect(child.stderr.take().unwrap());
+        let mut w = Self {
+            guard: Guard(child),
+            dir,
+            listen,
+            stdout,
+            stderr,
+        };
+        let up = wait_until(Duration::from_secs(15), || w.metrics().is_some());
+        if !up {
+            let status = w.guard.0.try_wait().unwrap();
+            panic!(
+                "watchdog did not serve /metrics within 15 s (exit {status:?}); stderr:\n{}",
+                w.stderr_text()
+            );
+        }
+        w.assert_alive();
+        w
+    }
+
+    fn metrics(&self) -> Option<String> {
+        let mut s = TcpStream::connect_timeout(&self.listen, Duration::from_secs(2)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).ok()?;
+        raw.starts_with("HTTP/1.1 200").then_some(raw)
+    }
+
+    /// The value of the first sample whose line starts with `prefix`.
+    fn gauge(&self, prefix: &str) -> Option<f64> {
+        self.metrics()?
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// Sum of every sample of the `watchdog_polls_total` counter.
+    fn polls(&self) -> f64 {
+        self.metrics()
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("watchdog_polls_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    fn assert_alive(&mut self) {
+        if let Some(status) = self.guard.0.try_wait().unwrap() {
+            panic!(
+                "watchdog exited ({status}); stderr:\n{}",
+                self.stderr_text()
+            );
+        }
+    }
+
+    /// Waits until `cond` holds over the stdout lines.
+    fn wait_stdout(&mut self, what: &str, limit: Duration, cond: impl Fn(&[String]) -> bool) {
+        let ok = wait_until(limit, || cond(&self.stdout()));
+        self.assert_alive();
+        assert!(
+            ok,
+            "no {what} within {limit:?}; stdout:\n{}\nstderr:\n{}",
+            self.stdout().join("\n"),
+            self.stderr_text()
+        );
+    }
+}
+
+/// `watchdog check --config` against `url` with a 1 s timeout: (exit code, stdout).
+fn check(url: &str) -> (i32, String, Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("check.toml");
+    std::fs::write(&config, "timeout = \"1s\"\n").unwrap();
+    let started = Instant::now();
+    let out = Command::new(bin("watchdog"))
+        .arg("check")
+        .arg("--config")
+        .arg(&config)
+        .arg("--target")
+        .arg(url)
+        .arg("--interval")
+        .arg("100ms")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        took,
+    )
+}
+
+/// Every broken response is UNKNOWN (exit 3) for `check`, in bounded time.
+#[test]
+fn fault_check_reports_each_broken_response_as_unknown() {
+    let target = FakeTarget::start(Reply::Good {
+        breaker_open: false,
+    });
+    let (code, out, _) = check(&target.url());
+    assert_eq!(code, 0, "healthy target: {out}");
+
+    for reply in [
+        Reply::HalfBody,
+        Reply::Slow(Duration::from_secs(4)),
+        Reply::Truncated,
+        Reply::ServerError,
+        Reply::Big(BODY_CAP + 1024 * 1024),
+    ] {
+        target.set(reply.clone());
+        let (code, out, took) = check(&target.url());
+        eprintln!("check {reply:?}: exit {code} in {} ms", took.as_millis());
+        assert_eq!(code, 3, "{reply:?} should be UNKNOWN; output:\n{out}");
+        assert!(
+            took < Duration::from_secs(10),
+            "{reply:?}: check took {took:?}"
+        );
+    }
+}
+
+#[test]
+fn fault_check_takes_a_30_mib_body_under_the_cap() {
+    let target = FakeTarget::start(Reply::Big(30 * 1024 * 1024));
+    let (code, out, _) = check(&target.url());
+    assert_eq!(code, 0, "a 30 MiB envelope is under the 32 MiB cap: {out}");
+}
+
+#[test]
+fn fault_check_schema_two_is_its_own_condition() {
+    let target = FakeTarget::start(Reply::SchemaTwo);
+    let (code, out, _) = check(&target.url());
+    assert_eq!(code, 2, "schema_version 2 is CRITICAL: {out}");
+    assert!(out.contains("schema_incompatible"), "{out}");
+}
+
+/// One `watchdog run` through every broken response and back: it never
+/// exits, marks the target down (a `target_down` firing line), keeps
+/// polling through each fault, and resolves once the target is healthy.
+#[test]
+fn fault_run_survives_every_broken_response_and_recovers() {
+    let target = FakeTarget::start(Reply::Good {
+        breaker_open: false,
+    });
+    let mut w = Watchdog::start(&target.url(), "");
+    assert!(wait_until(Duration::from_secs(10), || w
+        .gauge("watchdog_target_up{")
+        == Some(1.0)));
+
+    for reply in [
+        Reply::HalfBody,
+        Reply::Slow(Duration::from_secs(3)),
+        Reply::Truncated,
+        Reply::ServerError,
+        Reply::Big(BODY_CAP + 1024 * 1024),
+        Reply::Big(30 * 1024 * 1024),
+        Reply::SchemaTwo,
+    ] {
+        target.set(reply.clone());
+        let hits = target.hits();
+        // At least two polls under this fault (the watchdog keeps polling).
+        let polled = wait_until(Duration::from_secs(15), || target.hits() >= hits + 2);
+        w.assert_alive();
+        assert!(polled, "{reply:?}: the watchdog stopped polling");
+        let up = w.gauge("watchdog_target_up{");
+        eprintln!("run {reply:?}: target_up {up:?}");
+        match reply {
+            Reply::Big(n) if n < BODY_CAP => assert_eq!(up, Some(1.0), "{reply:?}"),
+            Reply::SchemaTwo => {}
+            _ => assert_eq!(up, Some(0.0), "{reply:?}"),
+        }
+    }
+    w.wait_stdout("target_down firing", Duration::from_secs(5), |l| {
+        has_alert(l, "firing", "target_down")
+    });
+    w.wait_stdout("schema_incompatible firing", Duration::from_secs(5), |l| {
+        has_alert(l, "firing", "schema_incompatible")
+    });
+
+    target.set(Reply::Good {
+        breaker_open: false,
+    });
+    assert!(wait_until(Duration::from_secs(10), || w
+        .gauge("watchdog_target_up{")
+        == Some(1.0)));
+    w.wait_stdout("target_down resolved", Duration::from_secs(10), |l| {
+        has_alert(l, "resolved", "target_down")
+    });
+    // Memory after two bodies of 30+ MiB: bounded (the over-cap one is not held).
+    let rss = std::fs::read_to_string(format!("/proc/{}/status", w.guard.0.id()))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:").map(str::to_owned))
+        .unwrap();
+    let kib: u64 = rss.split_whitespace().next().unwrap().parse().unwrap();
+    eprintln!("watchdog VmRSS after the big bodies: {kib} KiB");
+    assert!(kib < 400 * 1024, "VmRSS {kib} KiB after big bodies");
+}
+
+/// The alert log on a full disk: stdout keeps every line, the process keeps
+/// polling and says on stderr that the file cannot be written.
+#[test]
+fn fault_alert_log_on_a_full_disk_keeps_stdout() {
+    let target = FakeTarget::start(Reply::Good { breaker_open: true });
+    let mut w = Watchdog::start(&target.url(), "alert_log = \"/dev/full\"");
+    w.wait_stdout(
+        "breaker_open firing on stdout",
+        Duration::from_secs(10),
+        |l| has_alert(l, "firing", "breaker_open"),
+    );
+    let hits = target.hits();
+    target.set(Reply::Good {
+        breaker_open: false,
+    });
+    w.wait_stdout(
+        "breaker_open resolved on stdout",
+        Duration::from_secs(10),
+        |l| has_alert(l, "resolved", "breaker_open"),
+    );
+    assert!(wait_until(Duration::from_secs(5), || target.hits() >= hits + 3));
+    w.assert_alive();
+    let err = w.stderr_text().to_lowercase();
+    assert!(
+        err.contains("alert")
+            && (err.contains("no space") || err.contains("full") || err.contains("write")),
+        "nothing on stderr about the unwritable alert log:\n{err}"
+    );
+}
+
+/// A webhook that refuses connections: polling goes on and the notification
+/// that could not be delivered is written as a `dropped` line naming the sink.
+#[test]
+fn fault_webhook_down_gives_dropped_lines_and_polling_goes_on() {
+    let target = FakeTarget::start(Reply::Good { breaker_open: true });
+    let dead = format!("http://127.0.0.1:{}/hook", free_port());
+    let mut w = Watchdog::start(
+        &target.url(),
+        &format!("[[notify.webhook]]\nurl = \"{dead}\"\n"),
+    );
+    w.wait_stdout("breaker_open firing", Duration::from_secs(10), |l| {
+        has_alert(l, "firing", "breaker_open")
+    });
+    w.wait_stdout("a dropped line", Duration::from_secs(60), |l| {
+        alerts(l).iter().any(|a| {
+            a["event"] == "dropped" && a["rule"] == "breaker_open" && a["sink"].is_string()
+        })
+    });
+    let hits = target.hits();
+    assert!(
+        wait_until(Duration::from_secs(5), || target.hits() >= hits + 3),
+        "polling stopped while the webhook was down"
+    );
+    w.assert_alive();
+    assert!(w.polls() > 0.0);
+}
+
+/// Garbage in the state file: the watchdog starts fresh, logs it, and works.
+#[test]
+fn fault_corrupt_state_file_starts_fresh() {
+    let target = FakeTarget::start(Reply::Good { breaker_open: true });
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    std::fs::write(&state, b"\x00\xffnot json {{{ garbage").unwrap();
+    let mut w = Watchdog::start(
+        &target.url(),
+        &format!("state_file = \"{}\"", state.display()),
+    );
+    // Fresh start: the firing alert is announced (nothing was restored).
+    w.wait_stdout("breaker_open firing", Duration::from_secs(10), |l| {
+        has_alert(l, "firing", "breaker_open")
+    });
+    w.assert_alive();
+    let err = w.stderr_text().to_lowercase();
+    assert!(
+        err.contains("state"),
+        "the corrupt state file was not reported on stderr:\n{err}"
+    );
+    let _ = &w.dir;
+}
