@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use e2e::agents::{Agent, AgentKind};
-use e2e::orchestrator::{Orchestrator, Script};
+use e2e::agents::AgentKind;
+use e2e::bins;
+use e2e::lab::Lab;
+use e2e::orchestrator::Script;
 use e2e::stack::{self, Emitter, Watchdog, WatchdogOptions};
-use e2e::{bins, statedb};
 use shared_schema::{AlertEvent, AlertLine};
 
 /// Runs a simulated orchestrator with real agent processes under the real
@@ -110,26 +111,11 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let emitter_bin = bins::locate("emitter")?;
     let watchdog_bin = bins::locate("watchdog")?;
 
-    let tmp = tempfile::Builder::new()
-        .prefix("agent-watchdog-demo-")
-        .tempdir()?;
-    let dir = tmp.path().to_path_buf();
-    let agents_dir = dir.join("agents");
-    std::fs::create_dir_all(&agents_dir)?;
-    let db = dir.join("state.db");
-    let conn = statedb::create(&db).context("creating the demo state database")?;
-
-    // Real agent processes, recorded as running jobs.
-    let mut agents = Vec::new();
-    let mut runs = Vec::new();
-    for kind in AgentKind::ALL {
-        let agent = Agent::spawn(kind, &agents_dir)?;
-        let job = statedb::insert_running_job(&conn, kind.name(), agent.pid(), "app", "implement")?;
-        runs.push(job.run_id);
-        agents.push((agent, job));
-    }
-    drop(conn);
-    let sim = Orchestrator::start(db.clone(), runs, Script::default());
+    let lab =
+        Lab::start(&AgentKind::ALL, Some(Script::default())).context("starting the agents")?;
+    let dir = lab.dir().to_path_buf();
+    let db = lab.db.clone();
+    let agents = &lab.agents;
 
     let emitter = Emitter::start(&emitter_bin, &db, &dir)?;
     let options = WatchdogOptions {
@@ -162,7 +148,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     println!("  alert log        {}", watchdog.alert_log.display());
     println!("  watchdog config  {}", watchdog.config.display());
     println!("  agents:");
-    for (agent, job) in &agents {
+    for (agent, job) in agents {
         println!(
             "    {:<11} job {:<2} pid {:<7} {}",
             agent.kind.name(),
@@ -270,12 +256,11 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let _ = watchdog.proc.stop(Duration::from_secs(5));
     drop(watchdog);
     drop(emitter);
-    drop(sim);
-    drop(agents);
     if args.keep {
-        let kept = tmp.keep();
+        let kept = lab.keep();
         println!("stopped {count} process groups; kept {}", kept.display());
     } else {
+        drop(lab);
         println!("stopped {count} process groups; removed {}", dir.display());
     }
     Ok(())
