@@ -6,7 +6,12 @@
 //! takes `now` and envelopes and returns events, so it is tested without
 //! sockets or clocks; I/O lives at the edges.
 
+pub mod alerts;
+pub mod delta;
+pub mod dur;
+pub mod engine;
 pub mod exporter;
 pub mod http;
 pub mod notify;
+pub mod rules;
 pub mod view;

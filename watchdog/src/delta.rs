@@ -1,0 +1,640 @@
+//! The delta engine: what two snapshots of one target say that one cannot.
+//!
+//! Pure: envelopes in, derived figures out, no clock reads. It turns
+//! cumulative counters (CPU ticks, I/O bytes, finished jobs, error events,
+//! cost) into fractions and rates, guarding every way a counter can lie: a
+//! reused pid (`start_ticks` changed), ticks going down, a reboot (`boot_id`
+//! changed, which also restarts `monotonic_ms`), a clock that did not move.
+//! In each of those cases there is no figure ("not enough data"), never a
+//! made-up zero.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+use shared_schema::{Agent, Envelope, Timestamp};
+
+/// What the delta engine needs to know of the rules.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DeltaConfig {
+    /// Below this CPU fraction an agent counts as idle (`stuck_agent.cpu_floor`).
+    pub cpu_floor: f64,
+    /// Prefer `tree_cpu_ticks` over `cpu_ticks` (`stuck_agent.use_tree`).
+    pub use_tree: bool,
+    /// How far back error counts are kept (`error_rate.window`), seconds.
+    pub error_window_s: f64,
+    /// How far back cost is kept for the burn rate (`cost_budget.window`), seconds.
+    pub cost_window_s: f64,
+}
+
+impl Default for DeltaConfig {
+    fn default() -> Self {
+        Self {
+            cpu_floor: 0.02,
+            use_tree: true,
+            error_window_s: 300.0,
+            cost_window_s: 900.0,
+        }
+    }
+}
+
+/// One agent: a job's run in one process. Two rows with the same identity in
+/// one envelope are one agent (the first row wins).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AgentId {
+    /// `jobs.id`.
+    pub job_id: i64,
+    /// Newest `agent_runs.id`.
+    pub run_id: Option<i64>,
+    /// `jobs.pid`.
+    pub pid: Option<i64>,
+}
+
+impl AgentId {
+    /// The identity of one row of `agents`.
+    pub fn of(agent: &Agent) -> Self {
+        Self {
+            job_id: agent.job_id,
+            run_id: agent.run_id,
+            pid: agent.pid,
+        }
+    }
+}
+
+/// One reading of the emitter's clocks.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Instant {
+    /// `generated_at`.
+    pub wall: Timestamp,
+    /// `monotonic_ms`.
+    pub mono_ms: Option<u64>,
+    /// Which boot this was on (an index of the boot ids seen), when `boot_id` is known.
+    pub boot: Option<u64>,
+}
+
+impl Instant {
+    /// Seconds from `prev` to `self`; `None` when a reboot lies between.
+    /// `monotonic_ms` is used when both have it and the same boot, as it is
+    /// immune to wall-clock steps.
+    pub fn seconds_since(&self, prev: &Instant) -> Option<f64> {
+        match (prev.boot, self.boot) {
+            (Some(a), Some(b)) if a != b => None,
+            (Some(_), Some(_)) => match (prev.mono_ms, self.mono_ms) {
+                (Some(a), Some(b)) => Some((b as f64 - a as f64) / 1000.0),
+                _ => Some(self.wall.seconds_since(&prev.wall)),
+            },
+            _ => Some(self.wall.seconds_since(&prev.wall)),
+        }
+    }
+}
+
+/// Why an agent's delta was not computed and its idle timer restarted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetReason {
+    /// `start_ticks` changed: the pid names another process now.
+    PidReused,
+    /// A tick or I/O counter went down.
+    CounterWentDown,
+    /// `boot_id` changed.
+    Reboot,
+    /// The clock did not advance (Δt ≤ 0).
+    ClockStill,
+}
+
+/// What one agent's delta says.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AgentStatus {
+    /// The first sample of this agent: no fraction yet.
+    First,
+    /// The counters cannot be compared with the baseline; the idle timer restarts.
+    Reset(ResetReason),
+    /// A field needed for the fraction (ticks, `clk_tck`) is unknown.
+    Missing,
+    /// A computed delta.
+    Sample {
+        /// CPU seconds per second over the delta.
+        fraction: f64,
+        /// Whether `io_rchar + io_wchar` grew; `None` when not known.
+        io_grew: Option<bool>,
+    },
+}
+
+/// The derived figures of one agent in one envelope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentDelta {
+    /// Position of the agent in `envelope.agents`.
+    pub index: usize,
+    /// Its identity.
+    pub id: AgentId,
+    /// The delta.
+    pub status: AgentStatus,
+    /// Seconds idle (below `cpu_floor`, no I/O) so far; `Some(0)` when busy,
+    /// `None` when not known.
+    pub idle_s: Option<f64>,
+    /// Mean CPU fraction over the idle span, when idle.
+    pub idle_fraction: Option<f64>,
+}
+
+impl AgentDelta {
+    /// The fraction of the last delta, if there is one.
+    pub fn cpu_fraction(&self) -> Option<f64> {
+        match self.status {
+            AgentStatus::Sample { fraction, .. } => Some(fraction),
+            _ => None,
+        }
+    }
+}
+
+/// How much a counter that only grows grew over (about) a window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Growth {
+    /// Fewer than two comparable samples, or the counter was reset.
+    Unknown,
+    /// Grew by `increase` over `span_s` seconds.
+    Known {
+        /// The growth.
+        increase: f64,
+        /// The seconds it covers (about the window, less while history is short).
+        span_s: f64,
+    },
+}
+
+impl Growth {
+    /// Growth per second, over at least `window_s` (a short history is not
+    /// extrapolated: a burst right after start-up is diluted, not magnified).
+    pub fn per_second_over(&self, window_s: f64) -> Option<f64> {
+        match *self {
+            Self::Known { increase, span_s } => {
+                let span = span_s.max(window_s);
+                (span > 0.0).then(|| increase / span)
+            }
+            Self::Unknown => None,
+        }
+    }
+}
+
+/// The error growth of one subsystem.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubsystemRate {
+    /// The subsystem.
+    pub subsystem: String,
+    /// Growth over `error_rate.window`.
+    pub growth: Growth,
+}
+
+/// Everything derived from one envelope against its target's history.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Deltas {
+    /// One per distinct agent, in envelope order; empty when `agents` is degraded.
+    pub agents: Vec<AgentDelta>,
+    /// Whether the emitter's clock advanced since the previous envelope; `None` on the first.
+    pub clock_advanced: Option<bool>,
+    /// Whether `done + failed + cancelled` grew since the previous readable queue.
+    pub jobs_finished: Option<bool>,
+    /// Per subsystem, when `errors` was read.
+    pub errors: Vec<SubsystemRate>,
+    /// Growth of `cost.aggregate.cost_usd` over `cost_budget.window`.
+    pub cost: Option<Growth>,
+}
+
+/// The per-agent baseline kept between polls.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Baseline {
+    /// When it was taken.
+    pub at: Instant,
+    /// `start_ticks`.
+    pub start_ticks: Option<u64>,
+    /// `cpu_ticks`.
+    pub cpu: Option<u64>,
+    /// `tree_cpu_ticks`.
+    pub tree: Option<u64>,
+    /// `io_rchar + io_wchar`, when both are known.
+    pub io: Option<u64>,
+    /// Idle seconds so far (`None`: timer not running, e.g. after a reset).
+    pub idle_s: Option<f64>,
+    /// CPU seconds used over the idle span.
+    pub idle_cpu_s: f64,
+}
+
+/// Samples of one counter over a window, to derive a rate.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct CounterWindow {
+    /// (target clock seconds, value), oldest first.
+    pub points: VecDeque<(f64, f64)>,
+}
+
+impl CounterWindow {
+    /// Adds a sample at `clock_s` and gives the rate over (about) `window_s`.
+    /// A counter that went down restarts the window.
+    pub fn push(&mut self, clock_s: f64, value: f64, window_s: f64) -> Growth {
+        if self.points.back().is_some_and(|&(_, v)| value < v) {
+            self.points.clear();
+        }
+        self.points.push_back((clock_s, value));
+        // Keep one point at or before the window's start so the rate covers it all.
+        while self.points.len() > 2 && self.points[1].0 <= clock_s - window_s {
+            self.points.pop_front();
+        }
+        match self.points.front() {
+            Some(&(c0, v0)) if clock_s - c0 > 0.0 => Growth::Known {
+                increase: value - v0,
+                span_s: clock_s - c0,
+            },
+            _ => Growth::Unknown,
+        }
+    }
+}
+
+/// Everything the delta engine remembers of one target.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TargetHistory {
+    /// The previous envelope's clocks.
+    pub last: Option<Instant>,
+    /// Boot ids seen, newest last (their index is [`Instant::boot`]).
+    pub boot_ids: Vec<String>,
+    /// Per-agent baselines.
+    #[serde(with = "as_pairs")]
+    pub agents: HashMap<AgentId, Baseline>,
+    /// `done + failed + cancelled` of the previous readable queue.
+    pub finished: Option<u64>,
+    /// Error counts per subsystem.
+    pub errors: BTreeMap<String, CounterWindow>,
+    /// Aggregate cost.
+    pub cost: CounterWindow,
+}
+
+impl TargetHistory {
+    /// The clocks of `env`, registering a new `boot_id`.
+    pub fn instant_of(&mut self, env: &Envelope) -> Instant {
+        let boot = env.boot_id.as_ref().map(|id| {
+            match self.boot_ids.iter().position(|b| b == id) {
+                Some(i) => i as u64,
+                None => {
+                    self.boot_ids.push(id.clone());
+                    // Only the current and the previous boot ever matter.
+                    if self.boot_ids.len() > 4 {
+                        self.boot_ids.remove(0);
+                        for b in self.agents.values_mut() {
+                            b.at.boot = b.at.boot.and_then(|x| x.checked_sub(1));
+                        }
+                        if let Some(l) = self.last.as_mut() {
+                            l.boot = l.boot.and_then(|x| x.checked_sub(1));
+                        }
+                    }
+                    (self.boot_ids.len() - 1) as u64
+                }
+            }
+        });
+        Instant {
+            wall: env.generated_at,
+            mono_ms: env.monotonic_ms,
+            boot,
+        }
+    }
+
+    /// Compares `env` with the history, updates the history, and returns the
+    /// derived figures. `clock_s` is the target's running clock (see
+    /// [`crate::engine`]), used for windows.
+    pub fn observe(
+        &mut self,
+        env: &Envelope,
+        now: Instant,
+        clock_s: f64,
+        cfg: &DeltaConfig,
+    ) -> Deltas {
+        let mut out = Deltas {
+            clock_advanced: self.last.map(|prev| match now.seconds_since(&prev) {
+                Some(dt) => dt > 0.0,
+                // A reboot: the wall clock is all there is to compare.
+                None => now.wall > prev.wall,
+            }),
+            ..Deltas::default()
+        };
+        self.last = Some(now);
+
+        if !env.is_degraded("agents") {
+            out.agents = self.observe_agents(env, now, cfg);
+        }
+        if !env.is_degraded("queue") {
+            if let Some(q) = &env.queue {
+                let finished = ["done", "failed", "cancelled"]
+                    .iter()
+                    .map(|s| q.counts.get(*s).copied())
+                    .sum::<Option<u64>>();
+                out.jobs_finished = match (self.finished, finished) {
+                    (Some(a), Some(b)) if b >= a => Some(b > a),
+                    _ => None,
+                };
+                self.finished = finished;
+            }
+        }
+        if !env.is_degraded("errors") {
+            if let Some(errors) = &env.errors {
+                let mut seen = Vec::with_capacity(errors.by_subsystem.len());
+                for s in &errors.by_subsystem {
+                    let Some(total) = s.total else { continue };
+                    if seen.contains(&&s.subsystem) {
+                        continue;
+                    }
+                    seen.push(&s.subsystem);
+                    let w = self.errors.entry(s.subsystem.clone()).or_default();
+                    let growth = w.push(clock_s, total as f64, cfg.error_window_s);
+                    out.errors.push(SubsystemRate {
+                        subsystem: s.subsystem.clone(),
+                        growth,
+                    });
+                }
+                self.errors.retain(|k, _| seen.contains(&k));
+            }
+        }
+        if !env.is_degraded("cost") {
+            if let Some(usd) = env
+                .cost
+                .as_ref()
+                .and_then(|c| c.aggregate.as_ref())
+                .and_then(|a| a.cost_usd)
+            {
+                out.cost = Some(self.cost.push(clock_s, usd, cfg.cost_window_s));
+            }
+        }
+        out
+    }
+
+    fn observe_agents(
+        &mut self,
+        env: &Envelope,
+        now: Instant,
+        cfg: &DeltaConfig,
+    ) -> Vec<AgentDelta> {
+        let clk_tck = env.clk_tck.filter(|&c| c > 0);
+        let mut out = Vec::with_capacity(env.agents.len());
+        let mut next: HashMap<AgentId, Baseline> = HashMap::with_capacity(env.agents.len());
+        for (index, agent) in env.agents.iter().enumerate() {
+            let id = AgentId::of(agent);
+            if next.contains_key(&id) {
+                continue; // a duplicate row: the first one speaks for the agent
+            }
+            let io = agent
+                .io_rchar
+                .zip(agent.io_wchar)
+                .map(|(r, w)| r.saturating_add(w));
+            let mut base = Baseline {
+                at: now,
+                start_ticks: agent.start_ticks,
+                cpu: agent.cpu_ticks,
+                tree: agent.tree_cpu_ticks,
+                io,
+                idle_s: None,
+                idle_cpu_s: 0.0,
+            };
+            let prev = self.agents.remove(&id);
+            let status = match &prev {
+                None => AgentStatus::First,
+                Some(p) => compare(p, &base, clk_tck, cfg),
+            };
+            match (status, &prev) {
+                (AgentStatus::Sample { fraction, io_grew }, Some(p)) => {
+                    let dt = now.seconds_since(&p.at).unwrap_or(0.0);
+                    let idle = fraction < cfg.cpu_floor && io_grew != Some(true);
+                    if idle {
+                        base.idle_s = Some(p.idle_s.unwrap_or(0.0) + dt);
+                        base.idle_cpu_s = p.idle_cpu_s + fraction * dt;
+                    } else {
+                        base.idle_s = Some(0.0);
+                    }
+                }
+                // Unknown counters: the timer neither restarts nor advances, and
+                // the old baseline stays so the next known reading spans the gap.
+                (AgentStatus::Missing, Some(p)) => base = p.clone(),
+                _ => {}
+            }
+            let idle_fraction = match base.idle_s {
+                Some(s) if s > 0.0 => Some(base.idle_cpu_s / s),
+                _ => None,
+            };
+            out.push(AgentDelta {
+                index,
+                id,
+                status,
+                idle_s: base.idle_s,
+                idle_fraction,
+            });
+            next.insert(id, base);
+        }
+        // Agents that left the envelope are forgotten.
+        self.agents = next;
+        out
+    }
+}
+
+/// Compares one agent's new readings with its baseline.
+fn compare(
+    prev: &Baseline,
+    now: &Baseline,
+    clk_tck: Option<u64>,
+    cfg: &DeltaConfig,
+) -> AgentStatus {
+    let Some(dt) = now.at.seconds_since(&prev.at) else {
+        return AgentStatus::Reset(ResetReason::Reboot);
+    };
+    if prev.start_ticks.is_some()
+        && now.start_ticks.is_some()
+        && prev.start_ticks != now.start_ticks
+    {
+        return AgentStatus::Reset(ResetReason::PidReused);
+    }
+    if dt <= 0.0 {
+        return AgentStatus::Reset(ResetReason::ClockStill);
+    }
+    let ticks = match (cfg.use_tree, prev.tree, now.tree) {
+        (true, Some(a), Some(b)) => Some((a, b)),
+        _ => prev.cpu.zip(now.cpu),
+    };
+    let Some((a, b)) = ticks else {
+        return AgentStatus::Missing;
+    };
+    if b < a || matches!((prev.io, now.io), (Some(x), Some(y)) if y < x) {
+        return AgentStatus::Reset(ResetReason::CounterWentDown);
+    }
+    let Some(tck) = clk_tck else {
+        return AgentStatus::Missing;
+    };
+    let fraction = (b - a) as f64 / tck as f64 / dt;
+    let io_grew = match (prev.io, now.io) {
+        (Some(x), Some(y)) => Some(y > x),
+        _ => None,
+    };
+    AgentStatus::Sample { fraction, io_grew }
+}
+
+/// JSON maps need string keys; agent baselines are kept as a list of pairs.
+mod as_pairs {
+    use std::collections::HashMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{AgentId, Baseline};
+
+    pub fn serialize<S: Serializer>(
+        m: &HashMap<AgentId, Baseline>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut pairs: Vec<_> = m.iter().collect();
+        pairs.sort_by_key(|(k, _)| **k);
+        pairs.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<HashMap<AgentId, Baseline>, D::Error> {
+        Ok(Vec::<(AgentId, Baseline)>::deserialize(d)?
+            .into_iter()
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn env(at_s: f64, mono: Option<u64>, boot: &str, agents: Vec<Agent>) -> Envelope {
+        let t0 = Timestamp::parse("2026-11-22T10:00:00Z").unwrap();
+        let mut e = Envelope::new(t0.plus_seconds(at_s));
+        e.monotonic_ms = mono;
+        e.boot_id = Some(boot.into());
+        e.clk_tck = Some(100);
+        e.agents = agents;
+        e
+    }
+
+    fn agent(ticks: u64, start: u64, io: u64) -> Agent {
+        Agent {
+            job_id: 7,
+            run_id: Some(42),
+            pid: Some(1234),
+            cpu_ticks: Some(ticks),
+            tree_cpu_ticks: Some(ticks),
+            start_ticks: Some(start),
+            io_rchar: Some(io),
+            io_wchar: Some(0),
+            ..Agent::default()
+        }
+    }
+
+    fn run(h: &mut TargetHistory, e: &Envelope) -> Deltas {
+        let now = h.instant_of(e);
+        h.observe(e, now, 0.0, &DeltaConfig::default())
+    }
+
+    #[test]
+    fn fraction_is_ticks_over_clk_tck_over_dt() {
+        let mut h = TargetHistory::default();
+        assert_eq!(
+            run(&mut h, &env(0.0, Some(0), "b", vec![agent(0, 1, 0)])).agents[0].status,
+            AgentStatus::First
+        );
+        let d = run(
+            &mut h,
+            &env(15.0, Some(10_000), "b", vec![agent(500, 1, 0)]),
+        );
+        // 500 ticks / 100 per s / 10 s of monotonic time (the wall says 15).
+        assert_eq!(d.agents[0].cpu_fraction(), Some(0.5));
+    }
+
+    #[test]
+    fn wall_clock_step_back_is_ignored_when_monotonic_is_steady() {
+        let mut h = TargetHistory::default();
+        run(&mut h, &env(100.0, Some(0), "b", vec![agent(0, 1, 0)]));
+        let d = run(
+            &mut h,
+            &env(-3600.0, Some(20_000), "b", vec![agent(20, 1, 0)]),
+        );
+        assert_eq!(d.agents[0].cpu_fraction(), Some(0.01));
+        assert_eq!(d.clock_advanced, Some(true));
+    }
+
+    #[test]
+    fn resets_give_no_fraction_and_restart_the_idle_timer() {
+        let mut h = TargetHistory::default();
+        run(&mut h, &env(0.0, Some(0), "b", vec![agent(10, 1, 0)]));
+        let d = run(&mut h, &env(60.0, Some(60_000), "b", vec![agent(10, 1, 0)]));
+        assert_eq!(d.agents[0].idle_s, Some(60.0));
+        let d = run(
+            &mut h,
+            &env(120.0, Some(120_000), "b", vec![agent(10, 2, 0)]),
+        );
+        assert_eq!(
+            d.agents[0].status,
+            AgentStatus::Reset(ResetReason::PidReused)
+        );
+        assert_eq!(d.agents[0].idle_s, None);
+        let d = run(
+            &mut h,
+            &env(180.0, Some(180_000), "b", vec![agent(5, 2, 0)]),
+        );
+        assert_eq!(
+            d.agents[0].status,
+            AgentStatus::Reset(ResetReason::CounterWentDown)
+        );
+        let d = run(&mut h, &env(240.0, Some(1_000), "b2", vec![agent(6, 2, 0)]));
+        assert_eq!(d.agents[0].status, AgentStatus::Reset(ResetReason::Reboot));
+        let d = run(&mut h, &env(240.0, Some(1_000), "b2", vec![agent(6, 2, 0)]));
+        assert_eq!(
+            d.agents[0].status,
+            AgentStatus::Reset(ResetReason::ClockStill)
+        );
+        assert_eq!(d.clock_advanced, Some(false));
+    }
+
+    #[test]
+    fn duplicates_count_once_and_gone_agents_are_forgotten() {
+        let mut h = TargetHistory::default();
+        let d = run(
+            &mut h,
+            &env(0.0, None, "b", vec![agent(1, 1, 0), agent(2, 1, 0)]),
+        );
+        assert_eq!(d.agents.len(), 1);
+        run(&mut h, &env(15.0, None, "b", vec![]));
+        assert!(h.agents.is_empty());
+    }
+
+    #[test]
+    fn error_window_gives_a_rate_and_restarts_on_reset() {
+        let mut w = CounterWindow::default();
+        assert_eq!(w.push(0.0, 10.0, 300.0), Growth::Unknown);
+        let g = w.push(60.0, 70.0, 300.0);
+        assert_eq!(
+            g,
+            Growth::Known {
+                increase: 60.0,
+                span_s: 60.0
+            }
+        );
+        assert_eq!(g.per_second_over(300.0), Some(0.2));
+        assert_eq!(w.push(120.0, 5.0, 300.0), Growth::Unknown);
+        for i in 1..20 {
+            w.push(
+                120.0 + 60.0 * f64::from(i),
+                5.0 + 60.0 * f64::from(i),
+                300.0,
+            );
+        }
+        assert!(
+            w.points.len() <= 7,
+            "old points are dropped: {}",
+            w.points.len()
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn fractions_are_never_negative(a in any::<u32>(), b in any::<u32>(), s1 in any::<u32>(), s2 in any::<u32>(), dt in -100i64..100) {
+            let mut h = TargetHistory::default();
+            run(&mut h, &env(0.0, Some(1_000_000), "b", vec![agent(u64::from(a), u64::from(s1 % 3), 0)]));
+            let d = run(&mut h, &env(dt as f64, Some((1_000_000 + dt * 1000) as u64), "b", vec![agent(u64::from(b), u64::from(s2 % 3), 0)]));
+            if let Some(f) = d.agents[0].cpu_fraction() {
+                prop_assert!(f >= 0.0 && f.is_finite());
+            }
+        }
+    }
+}

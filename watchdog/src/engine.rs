@@ -1,0 +1,464 @@
+//! The pure core, assembled: one [`Observation`] of one target in, the
+//! alert lines to write and the figures for the outputs out.
+//!
+//! Per target it keeps the delta history, the pending and firing alerts and
+//! a running clock (seconds) that drives every `for` and `repeat_interval`:
+//! it advances by the emitter's own Δt between two envelopes (monotonic
+//! when possible) and by the watchdog's Δt otherwise (failed polls, or an
+//! emitter clock that stopped), so time is never counted twice and a
+//! frozen emitter clock cannot freeze `target_stale`. No I/O, no clock
+//! reads: `now` comes with each observation, so the live loop, `replay` and
+//! `check` run the very same code.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use shared_schema::{
+    read_envelope, read_value, AlertEvent, AlertLine, Envelope, ReadError, Reading, Timestamp,
+};
+
+use crate::alerts::{Alert, Observed, Phase, Step, Timing};
+use crate::delta::{Deltas, TargetHistory};
+use crate::rules::{Clock, Ctx, Outcome, RuleSet, Verdict};
+use crate::view::{AgentSample, FiringCount, PollOutcome};
+
+/// The default `[notify] repeat_interval`: a firing alert is repeated every 4h.
+pub const DEFAULT_REPEAT_INTERVAL: Duration = Duration::from_secs(4 * 3600);
+
+/// One poll of one target, as the core sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    /// The watchdog's clock when the poll ended (`received_at` in a replay).
+    pub now: Timestamp,
+    /// How the poll ended.
+    pub outcome: PollOutcome,
+    /// The envelope, when the outcome is `Ok`.
+    pub envelope: Option<Envelope>,
+}
+
+impl Observation {
+    /// A poll whose body was read.
+    pub fn from_body(now: Timestamp, body: &[u8]) -> Self {
+        Self::from_read(now, read_envelope(body))
+    }
+
+    /// A recorded envelope.
+    pub fn from_value(now: Timestamp, value: serde_json::Value) -> Self {
+        Self::from_read(now, read_value(value))
+    }
+
+    /// The tolerant reader's verdict on a body.
+    pub fn from_read(now: Timestamp, read: Result<Reading, ReadError>) -> Self {
+        match read {
+            Ok(Reading::Enabled { envelope, problems }) => {
+                for p in &problems {
+                    tracing::debug!(path = %p.path, problem = %p.message, "envelope section set aside");
+                }
+                Self {
+                    now,
+                    outcome: PollOutcome::Ok,
+                    envelope: Some(envelope),
+                }
+            }
+            Ok(Reading::Disabled) => Self {
+                now,
+                outcome: PollOutcome::Disabled,
+                envelope: None,
+            },
+            Err(ReadError::NewerVersion { found, .. }) => Self {
+                now,
+                outcome: PollOutcome::SchemaIncompatible { found },
+                envelope: None,
+            },
+            Err(e) => Self::failed(now, format!("unparsable body: {e}")),
+        }
+    }
+
+    /// A poll that failed (connect, timeout, HTTP >= 400, body too large or unparsable).
+    pub fn failed(now: Timestamp, reason: impl Into<String>) -> Self {
+        Self {
+            now,
+            outcome: PollOutcome::Failed {
+                reason: reason.into(),
+            },
+            envelope: None,
+        }
+    }
+}
+
+/// What the core remembers of one target (this is what the state file keeps).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TargetState {
+    /// Delta baselines and counter windows.
+    pub history: TargetHistory,
+    /// The running clock, seconds.
+    pub clock_s: f64,
+    /// The watchdog's clock at the previous observation.
+    pub last_watchdog: Option<Timestamp>,
+    /// Whether the previous observation carried an envelope.
+    pub last_had_envelope: bool,
+    /// Pending and firing alerts by key.
+    pub alerts: BTreeMap<String, Alert>,
+}
+
+/// The result of one observation.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Evaluation {
+    /// Alert lines to write, in order.
+    pub lines: Vec<AlertLine>,
+    /// Derived per-agent figures.
+    pub agents: Vec<AgentSample>,
+    /// Alerts of this target firing now, per rule.
+    pub firing: Vec<FiringCount>,
+}
+
+/// The state file's body.
+#[derive(Debug, Serialize, Deserialize)]
+struct Saved {
+    version: u32,
+    targets: BTreeMap<String, TargetState>,
+}
+
+const SAVED_VERSION: u32 = 1;
+
+/// Every target's deltas and alerts under one rule set.
+#[derive(Debug)]
+pub struct Engine {
+    rules: RuleSet,
+    repeat_s: f64,
+    for_met: bool,
+    targets: BTreeMap<String, TargetState>,
+}
+
+impl Engine {
+    /// An engine with no history.
+    pub fn new(rules: RuleSet, repeat_interval: Duration) -> Self {
+        Self {
+            rules,
+            repeat_s: repeat_interval.as_secs_f64(),
+            for_met: false,
+            targets: BTreeMap::new(),
+        }
+    }
+
+    /// Treats every `for` as already met (for `watchdog check`).
+    pub fn with_for_met(mut self) -> Self {
+        self.for_met = true;
+        self
+    }
+
+    /// The rules in force.
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// Evaluates one observation of `target`.
+    pub fn observe(&mut self, target: &str, obs: &Observation) -> Evaluation {
+        let state = self.targets.entry(target.to_owned()).or_default();
+        let env = obs.envelope.as_ref();
+
+        let instant = env.map(|e| state.history.instant_of(e));
+        let emitter_dt = match (instant, state.history.last) {
+            (Some(now), Some(prev)) if state.last_had_envelope => Some(
+                now.seconds_since(&prev)
+                    .unwrap_or_else(|| now.wall.seconds_since(&prev.wall)),
+            ),
+            _ => None,
+        };
+        let watchdog_dt = state.last_watchdog.map(|w| obs.now.seconds_since(&w));
+        let dt = emitter_dt
+            .filter(|d| *d > 0.0)
+            .or(watchdog_dt)
+            .unwrap_or(0.0);
+        if dt.is_finite() && dt > 0.0 {
+            state.clock_s += dt;
+        }
+        state.last_watchdog = Some(obs.now);
+        state.last_had_envelope = env.is_some();
+        let clock = state.clock_s;
+
+        let deltas = match (env, instant) {
+            (Some(e), Some(i)) => state.history.observe(e, i, clock, &self.rules.delta),
+            _ => Deltas::default(),
+        };
+        let ctx = Ctx {
+            target,
+            outcome: &obs.outcome,
+            envelope: env,
+            deltas: &deltas,
+        };
+        let emitter_ts = env.map_or(obs.now, |e| e.generated_at);
+
+        let mut lines = Vec::new();
+        for rule in self.rules.rules.iter().filter(|r| r.common().enabled) {
+            let rule = rule.as_ref();
+            let timing = Timing {
+                for_s: if self.for_met {
+                    0.0
+                } else {
+                    rule.common().for_.as_secs_f64()
+                },
+                keep_firing_for_s: rule.common().keep_firing_for.as_secs_f64(),
+                repeat_s: self.repeat_s,
+            };
+            let ts = match rule.clock() {
+                Clock::Emitter => emitter_ts,
+                Clock::Watchdog => obs.now,
+            };
+            let severity = rule.common().severity;
+            let mut emit = |alert: &Alert, event: AlertEvent, lines: &mut Vec<AlertLine>| {
+                lines.push(alert.line(event, severity, ts));
+            };
+            let outcome = rule.evaluate(&ctx);
+            let whole_rule_unknown = matches!(outcome, Outcome::Unknown);
+            let mut seen: HashSet<String> = HashSet::new();
+            if let Outcome::Subjects(subjects) = outcome {
+                for (subject, verdict) in subjects {
+                    let key = if subject.is_empty() {
+                        format!("{}|{target}", rule.name())
+                    } else {
+                        format!("{}|{target}|{subject}", rule.name())
+                    };
+                    if seen.contains(&key) {
+                        continue; // a duplicate subject: the first one speaks for it
+                    }
+                    let step = match (state.alerts.get_mut(&key), verdict) {
+                        (Some(alert), Verdict::Firing(f)) => {
+                            alert.step(Observed::True(f), clock, &timing)
+                        }
+                        (Some(alert), Verdict::Unknown) => {
+                            alert.step(Observed::Unknown, clock, &timing)
+                        }
+                        (None, Verdict::Firing(f)) => {
+                            let mut alert =
+                                Alert::new(rule.name(), target, key.clone(), f, clock, ts);
+                            let step = alert.start(&timing);
+                            state.alerts.insert(key.clone(), alert);
+                            step
+                        }
+                        (None, Verdict::Unknown) => Step::Quiet,
+                    };
+                    apply(&mut state.alerts, &key, step, &mut lines, &mut emit);
+                    seen.insert(key);
+                }
+            }
+            let others: Vec<String> = state
+                .alerts
+                .iter()
+                .filter(|(k, a)| a.rule == rule.name() && !seen.contains(*k))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in others {
+                let observed = if whole_rule_unknown {
+                    Observed::Unknown
+                } else {
+                    Observed::False
+                };
+                let step = match state.alerts.get_mut(&key) {
+                    Some(alert) => alert.step(observed, clock, &timing),
+                    None => continue,
+                };
+                apply(&mut state.alerts, &key, step, &mut lines, &mut emit);
+            }
+        }
+
+        let agents = match env {
+            Some(e) => deltas
+                .agents
+                .iter()
+                .filter_map(|d| {
+                    let a = e.agents.get(d.index)?;
+                    Some(AgentSample {
+                        agent: a.agent.clone(),
+                        job_id: a.job_id,
+                        run_id: a.run_id,
+                        pid: a.pid,
+                        cpu_fraction: d.cpu_fraction(),
+                        runtime_s: a.runtime_s,
+                        idle_s: d.idle_s,
+                    })
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let firing = self.firing_counts(target);
+        Evaluation {
+            lines,
+            agents,
+            firing,
+        }
+    }
+
+    fn firing_counts(&self, target: &str) -> Vec<FiringCount> {
+        let Some(state) = self.targets.get(target) else {
+            return Vec::new();
+        };
+        let mut out: Vec<FiringCount> = Vec::new();
+        for rule in &self.rules.rules {
+            let count = state
+                .alerts
+                .values()
+                .filter(|a| a.phase == Phase::Firing && a.rule == rule.name())
+                .count();
+            if count > 0 {
+                out.push(FiringCount {
+                    rule: rule.name().to_owned(),
+                    severity: rule.common().severity,
+                    count,
+                });
+            }
+        }
+        out
+    }
+
+    /// Switches to new rules and repeat interval, keeping every baseline and
+    /// alert; alerts of rules that are now disabled (or gone) resolve.
+    pub fn reconfigure(
+        &mut self,
+        rules: RuleSet,
+        repeat_interval: Duration,
+        now: Timestamp,
+    ) -> Vec<AlertLine> {
+        let old_severity: BTreeMap<&'static str, shared_schema::Severity> = self
+            .rules
+            .rules
+            .iter()
+            .map(|r| (r.name(), r.common().severity))
+            .collect();
+        self.rules = rules;
+        self.repeat_s = repeat_interval.as_secs_f64();
+        let mut lines = Vec::new();
+        for state in self.targets.values_mut() {
+            let rules = &self.rules;
+            state.alerts.retain(|_, a| {
+                if rules.get(&a.rule).is_some_and(|r| r.common().enabled) {
+                    return true;
+                }
+                if a.phase == Phase::Firing {
+                    // The rule is off now, so its severity is whatever it was
+                    // configured to; the line says the alert is over.
+                    let severity = old_severity
+                        .get(a.rule.as_str())
+                        .copied()
+                        .unwrap_or(shared_schema::Severity::Warning);
+                    lines.push(a.line(AlertEvent::Resolved, severity, now));
+                }
+                false
+            });
+        }
+        lines
+    }
+
+    /// Drops a target that is no longer configured (its alerts end silently:
+    /// nothing is watched any more, so nothing resolved).
+    pub fn forget_target(&mut self, target: &str) {
+        self.targets.remove(target);
+    }
+
+    /// Names of the targets with history.
+    pub fn targets(&self) -> impl Iterator<Item = &str> {
+        self.targets.keys().map(String::as_str)
+    }
+
+    /// A `firing` line for every alert firing now (to re-sync sinks).
+    pub fn firing_lines(&self) -> Vec<AlertLine> {
+        let mut out = Vec::new();
+        for state in self.targets.values() {
+            for a in state.alerts.values().filter(|a| a.phase == Phase::Firing) {
+                let severity = self
+                    .rules
+                    .get(&a.rule)
+                    .map_or(shared_schema::Severity::Warning, |r| r.common().severity);
+                out.push(a.line(AlertEvent::Firing, severity, a.since));
+            }
+        }
+        out
+    }
+
+    /// How many alerts fire now, over all targets.
+    pub fn firing_total(&self) -> usize {
+        self.targets
+            .values()
+            .map(|s| {
+                s.alerts
+                    .values()
+                    .filter(|a| a.phase == Phase::Firing)
+                    .count()
+            })
+            .sum()
+    }
+
+    /// Every firing alert with its rule's severity (for `check`).
+    pub fn firing_alerts(&self) -> Vec<(&Alert, shared_schema::Severity)> {
+        let mut out = Vec::new();
+        for state in self.targets.values() {
+            for a in state.alerts.values().filter(|a| a.phase == Phase::Firing) {
+                if let Some(rule) = self.rules.get(&a.rule) {
+                    out.push((a, rule.common().severity));
+                }
+            }
+        }
+        out
+    }
+
+    /// The state file's body: baselines and pending/firing alerts of every target.
+    pub fn save(&self) -> Vec<u8> {
+        let saved = SavedRef {
+            version: SAVED_VERSION,
+            targets: &self.targets,
+        };
+        serde_json::to_vec(&saved).unwrap_or_default()
+    }
+
+    /// Takes over a saved state; alerts of rules that are not enabled are dropped.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<usize, String> {
+        let saved: Saved = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if saved.version != SAVED_VERSION {
+            return Err(format!(
+                "state file version {} is not {SAVED_VERSION}",
+                saved.version
+            ));
+        }
+        let mut targets = saved.targets;
+        for state in targets.values_mut() {
+            let rules = &self.rules;
+            state
+                .alerts
+                .retain(|_, a| rules.get(&a.rule).is_some_and(|r| r.common().enabled));
+        }
+        let alerts = targets.values().map(|s| s.alerts.len()).sum();
+        self.targets = targets;
+        Ok(alerts)
+    }
+}
+
+#[derive(Serialize)]
+struct SavedRef<'a> {
+    version: u32,
+    targets: &'a BTreeMap<String, TargetState>,
+}
+
+fn apply(
+    alerts: &mut BTreeMap<String, Alert>,
+    key: &str,
+    step: Step,
+    lines: &mut Vec<AlertLine>,
+    emit: &mut impl FnMut(&Alert, AlertEvent, &mut Vec<AlertLine>),
+) {
+    match step {
+        Step::Quiet => {}
+        Step::Emit(event) => {
+            if let Some(a) = alerts.get(key) {
+                emit(a, event, lines);
+            }
+        }
+        Step::End { was_firing } => {
+            if let Some(a) = alerts.remove(key) {
+                if was_firing {
+                    emit(&a, AlertEvent::Resolved, lines);
+                }
+            }
+        }
+    }
+}

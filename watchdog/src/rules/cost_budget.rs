@@ -1,0 +1,130 @@
+//! `cost_budget`: total spend above `max_usd`, or spend growing faster than
+//! `max_usd_per_hour` over `window`. Off unless one of the two is set.
+
+use serde::{Deserialize, Serialize};
+use shared_schema::Severity;
+
+use super::{labels, parse, to_table, Common, Ctx, Outcome, Rule, Verdict};
+use crate::alerts::Finding;
+use crate::delta::DeltaConfig;
+use crate::dur::Dur;
+
+/// The rule's name.
+pub const NAME: &str = "cost_budget";
+
+/// `[rules.cost_budget]`'s own keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Most acceptable total spend (`cost.aggregate.cost_usd`); unset: no limit.
+    pub max_usd: Option<f64>,
+    /// Most acceptable burn rate; unset: no limit.
+    pub max_usd_per_hour: Option<f64>,
+    /// The window the burn rate is taken over (added key; default 15m).
+    pub window: Dur,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_usd: None,
+            max_usd_per_hour: None,
+            window: Dur::secs(900),
+        }
+    }
+}
+
+/// The rule.
+#[derive(Debug)]
+pub struct CostBudget {
+    common: Common,
+    settings: Settings,
+}
+
+/// Builds the rule from its table.
+pub fn build(table: Option<&toml::Table>) -> Result<Box<dyn Rule>, String> {
+    let (common, settings): (Common, Settings) =
+        parse(table, Common::defaults(Severity::Warning, Dur::secs(0)))?;
+    if settings.window.0.is_zero() {
+        return Err("key `window`: must be longer than 0s".into());
+    }
+    Ok(Box::new(CostBudget { common, settings }))
+}
+
+impl Rule for CostBudget {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn common(&self) -> &Common {
+        &self.common
+    }
+
+    fn own_settings(&self) -> toml::Table {
+        to_table(&self.settings)
+    }
+
+    fn tune(&self, delta: &mut DeltaConfig) {
+        delta.cost_window_s = self.settings.window.as_secs_f64();
+    }
+
+    fn evaluate(&self, ctx: &Ctx<'_>) -> Outcome {
+        let Settings {
+            max_usd,
+            max_usd_per_hour,
+            window,
+        } = &self.settings;
+        if max_usd.is_none() && max_usd_per_hour.is_none() {
+            return Outcome::clear();
+        }
+        let Some(env) = ctx.section("cost") else {
+            return Outcome::Unknown;
+        };
+        let Some(total) = env
+            .cost
+            .as_ref()
+            .and_then(|c| c.aggregate.as_ref())
+            .and_then(|a| a.cost_usd)
+        else {
+            return Outcome::Unknown;
+        };
+        let mut out = Vec::new();
+        if let Some(max) = *max_usd {
+            if total > max {
+                out.push((
+                    "budget=total".to_owned(),
+                    Verdict::Firing(Finding {
+                        labels: labels([("budget", "total".to_owned())]),
+                        summary: format!("{} has spent ${total:.2} (budget ${max:.2})", ctx.target),
+                        value: Some(total),
+                        threshold: Some(max),
+                    }),
+                ));
+            }
+        }
+        if let Some(max) = *max_usd_per_hour {
+            let per_h = ctx
+                .deltas
+                .cost
+                .and_then(|g| g.per_second_over(window.as_secs_f64()))
+                .map(|per_s| per_s * 3600.0);
+            match per_h {
+                None => out.push(("budget=per_hour".to_owned(), Verdict::Unknown)),
+                Some(rate) if rate > max => out.push((
+                    "budget=per_hour".to_owned(),
+                    Verdict::Firing(Finding {
+                        labels: labels([("budget", "per_hour".to_owned())]),
+                        summary: format!(
+                            "{} burns ${rate:.2}/h over {window} (budget ${max:.2}/h)",
+                            ctx.target
+                        ),
+                        value: Some((rate * 1000.0).round() / 1000.0),
+                        threshold: Some(max),
+                    }),
+                )),
+                Some(_) => {}
+            }
+        }
+        Outcome::Subjects(out)
+    }
+}

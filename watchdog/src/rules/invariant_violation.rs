@@ -1,0 +1,93 @@
+//! `invariant_violation`: the reconciler's last tick reports broken
+//! invariants; one alert per invariant, so two different breakages page
+//! separately and one breakage found on many subjects pages once.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use shared_schema::{InvariantViolation, Severity};
+
+use super::{labels, parse, to_table, Common, Ctx, Outcome, Rule, Verdict};
+use crate::alerts::Finding;
+use crate::dur::Dur;
+
+/// The rule's name.
+pub const NAME: &str = "invariant_violation";
+
+/// `[rules.invariant_violation]` has no keys of its own.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {}
+
+/// The rule.
+#[derive(Debug)]
+pub struct InvariantViolationRule {
+    common: Common,
+    settings: Settings,
+}
+
+/// Builds the rule from its table.
+pub fn build(table: Option<&toml::Table>) -> Result<Box<dyn Rule>, String> {
+    let (common, settings) = parse(table, Common::defaults(Severity::Critical, Dur::secs(0)))?;
+    Ok(Box::new(InvariantViolationRule { common, settings }))
+}
+
+impl Rule for InvariantViolationRule {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn common(&self) -> &Common {
+        &self.common
+    }
+
+    fn own_settings(&self) -> toml::Table {
+        to_table(&self.settings)
+    }
+
+    fn evaluate(&self, ctx: &Ctx<'_>) -> Outcome {
+        let Some(env) = ctx.section("reconciler") else {
+            return Outcome::Unknown;
+        };
+        // No reconciler table: nothing reports violations, so none holds.
+        let Some(rec) = &env.reconciler else {
+            return Outcome::clear();
+        };
+        let mut by_invariant: BTreeMap<String, Vec<&InvariantViolation>> = BTreeMap::new();
+        for v in &rec.invariant_violations {
+            by_invariant
+                .entry(v.invariant.to_string())
+                .or_default()
+                .push(v);
+        }
+        let out = by_invariant
+            .into_iter()
+            .map(|(id, vs)| {
+                let first = vs[0];
+                let about = first
+                    .subject
+                    .as_deref()
+                    .map_or_else(String::new, |s| format!(" ({s})"));
+                let more = if vs.len() > 1 {
+                    format!(" and {} more", vs.len() - 1)
+                } else {
+                    String::new()
+                };
+                let summary = format!(
+                    "invariant {id} violated on {}: {}{about}{more}",
+                    ctx.target, first.message
+                );
+                (
+                    format!("invariant={id}"),
+                    Verdict::Firing(Finding {
+                        labels: labels([("invariant", id)]),
+                        summary,
+                        value: Some(vs.len() as f64),
+                        threshold: None,
+                    }),
+                )
+            })
+            .collect();
+        Outcome::Subjects(out)
+    }
+}

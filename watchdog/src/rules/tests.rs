@@ -1,0 +1,749 @@
+//! Scenario tests of every rule through the whole pure engine: synthetic
+//! envelopes in, alert lines out, no sockets and no clocks.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use shared_schema::{
+    Agent, AlertEvent, AlertLine, Breaker, Cost, CostAggregate, Envelope, Errors, InvariantId,
+    InvariantViolation, Queue, Reconciler, Stage, SubsystemErrors, Timestamp,
+};
+
+use crate::engine::{Engine, Observation};
+use crate::rules::RuleSet;
+use crate::view::PollOutcome;
+
+const T: &str = "orch-1";
+
+fn t0() -> Timestamp {
+    Timestamp::parse("2026-11-22T10:00:00Z").unwrap()
+}
+
+fn rules(toml_text: &str) -> RuleSet {
+    let table: toml::Table = toml::from_str(toml_text).unwrap();
+    let tables: BTreeMap<String, toml::Table> = table
+        .into_iter()
+        .map(|(k, v)| match v {
+            toml::Value::Table(t) => (k, t),
+            _ => panic!("not a table"),
+        })
+        .collect();
+    RuleSet::build(&tables).unwrap()
+}
+
+fn engine(toml_text: &str) -> Engine {
+    Engine::new(rules(toml_text), Duration::from_secs(4 * 3600))
+}
+
+/// An envelope at `s` seconds after t0, monotonic in step, all sections present and calm.
+fn env(s: f64) -> Envelope {
+    let mut e = Envelope::new(t0().plus_seconds(s));
+    e.monotonic_ms = Some(1_000_000 + (s * 1000.0) as u64);
+    e.boot_id = Some("boot-a".into());
+    e.clk_tck = Some(100);
+    e.queue = Some(Queue {
+        counts: [
+            ("queued", 0),
+            ("running", 1),
+            ("done", 0),
+            ("failed", 0),
+            ("cancelled", 0),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect(),
+        depth: Some(0),
+        breaker: Some(Breaker {
+            state: Some("closed".into()),
+            ..Breaker::default()
+        }),
+        ..Queue::default()
+    });
+    e.cost = Some(Cost {
+        running: vec![],
+        aggregate: Some(CostAggregate {
+            cost_usd: Some(1.0),
+            ..CostAggregate::default()
+        }),
+    });
+    e.reconciler = Some(Reconciler {
+        wall_clock_ms: Some(10.0),
+        pending_event_count: Some(0),
+        ..Reconciler::default()
+    });
+    e.errors = Some(Errors {
+        total: Some(0),
+        by_subsystem: vec![],
+    });
+    e
+}
+
+/// Agent dev, job 7, run 42, pid 1234, running for `runtime` s with `ticks` and `io`.
+fn agent(runtime: f64, ticks: u64, io: u64) -> Agent {
+    Agent {
+        agent: Some("dev".into()),
+        run_id: Some(42),
+        job_id: 7,
+        repo: Some("app".into()),
+        pid: Some(1234),
+        runtime_s: Some(runtime),
+        cpu_ticks: Some(ticks),
+        start_ticks: Some(555),
+        tree_cpu_ticks: Some(ticks),
+        io_rchar: Some(io),
+        io_wchar: Some(0),
+        state: Some("S".into()),
+        ..Agent::default()
+    }
+}
+
+fn obs(e: Envelope) -> Observation {
+    Observation {
+        now: e.generated_at,
+        outcome: PollOutcome::Ok,
+        envelope: Some(e),
+    }
+}
+
+fn run(engine: &mut Engine, e: Envelope) -> Vec<AlertLine> {
+    engine.observe(T, &obs(e)).lines
+}
+
+fn of_rule<'a>(lines: &'a [AlertLine], rule: &str) -> Vec<&'a AlertLine> {
+    lines.iter().filter(|l| l.rule == rule).collect()
+}
+
+/// Polls every 15 s from `from` to `to` (inclusive) with `make(s)`, collecting the lines.
+fn drive(
+    engine: &mut Engine,
+    from: u32,
+    to: u32,
+    make: impl Fn(f64) -> Envelope,
+) -> Vec<AlertLine> {
+    let mut out = Vec::new();
+    let mut s = from;
+    while s <= to {
+        out.extend(run(engine, make(f64::from(s))));
+        s += 15;
+    }
+    out
+}
+
+fn idle_env(s: f64) -> Envelope {
+    let mut e = env(s);
+    // 0.1% CPU: 1 tick every 10 s at 100 ticks/s... rounded to whole ticks.
+    e.agents = vec![agent(600.0 + s, (s / 10.0) as u64, 1000)];
+    e
+}
+
+fn busy_env(s: f64) -> Envelope {
+    let mut e = env(s);
+    e.agents = vec![agent(600.0 + s, (s * 50.0) as u64, 1000)];
+    e
+}
+
+// ---- stuck_agent ----
+
+#[test]
+fn idle_agent_fires_once_after_for_and_resolves_when_busy() {
+    let mut en = engine("");
+    let lines = drive(&mut en, 0, 1200, idle_env);
+    let stuck = of_rule(&lines, "stuck_agent");
+    assert_eq!(stuck.len(), 1, "{stuck:?}");
+    let l = stuck[0];
+    assert_eq!(l.event, AlertEvent::Firing);
+    assert_eq!(l.key, "stuck_agent|orch-1|job=7|run=42|pid=1234");
+    // First delta at 15 s; `for` 10m of idle deltas after that.
+    assert_eq!(l.ts, t0().plus_seconds(615.0));
+    assert_eq!(l.since, t0().plus_seconds(15.0));
+    assert_eq!(l.labels.get("agent").map(String::as_str), Some("dev"));
+    assert_eq!(l.labels.get("pid").map(String::as_str), Some("1234"));
+    assert!(
+        l.summary.starts_with("agent dev (job 7, pid 1234) used 0."),
+        "{}",
+        l.summary
+    );
+    assert!(
+        l.summary.contains("% CPU and did no I/O for 10m"),
+        "{}",
+        l.summary
+    );
+    assert_eq!(l.threshold, Some(0.02));
+    assert!(l.value.unwrap() < 0.02);
+
+    let lines = drive(&mut en, 1215, 1215, busy_env);
+    let stuck = of_rule(&lines, "stuck_agent");
+    assert_eq!(stuck.len(), 1);
+    assert_eq!(stuck[0].event, AlertEvent::Resolved);
+    assert_eq!(stuck[0].key, l.key);
+}
+
+#[test]
+fn busy_agent_never_fires() {
+    let mut en = engine("");
+    assert!(of_rule(&drive(&mut en, 0, 3600, busy_env), "stuck_agent").is_empty());
+}
+
+#[test]
+fn flat_cpu_with_growing_io_never_fires() {
+    let mut en = engine("");
+    let lines = drive(&mut en, 0, 3600, |s| {
+        let mut e = env(s);
+        e.agents = vec![agent(600.0 + s, 0, 1000 + s as u64)];
+        e
+    });
+    assert!(of_rule(&lines, "stuck_agent").is_empty());
+}
+
+#[test]
+fn young_agent_is_not_stuck() {
+    let mut en = engine("");
+    let lines = drive(&mut en, 0, 1200, |s| {
+        let mut e = env(s);
+        e.agents = vec![agent(s.min(100.0), 0, 0)];
+        e
+    });
+    assert!(of_rule(&lines, "stuck_agent").is_empty());
+}
+
+#[test]
+fn pid_reuse_restarts_the_idle_timer() {
+    let mut en = engine("");
+    let mut lines = drive(&mut en, 0, 450, idle_env);
+    // At 465 s the pid names another process: no delta, the timer restarts.
+    lines.extend(drive(&mut en, 465, 1050, |s| {
+        let mut e = idle_env(s);
+        e.agents[0].start_ticks = Some(999);
+        e
+    }));
+    assert!(
+        of_rule(&lines, "stuck_agent").is_empty(),
+        "fired across a pid reuse"
+    );
+    let lines = drive(&mut en, 1065, 1095, |s| {
+        let mut e = idle_env(s);
+        e.agents[0].start_ticks = Some(999);
+        e
+    });
+    // 465 + 15 (first delta) + 600 = 1080.
+    let stuck = of_rule(&lines, "stuck_agent");
+    assert_eq!(stuck.len(), 1);
+    assert_eq!(stuck[0].ts, t0().plus_seconds(1080.0));
+}
+
+#[test]
+fn clock_step_back_with_steady_monotonic_keeps_counting() {
+    let mut en = engine("");
+    let lines = drive(&mut en, 0, 900, |s| {
+        let mut e = idle_env(s);
+        if s >= 300.0 {
+            // The wall clock jumped an hour back at 300 s; monotonic did not.
+            e.generated_at = t0().plus_seconds(s - 3600.0);
+        }
+        e
+    });
+    let stuck = of_rule(&lines, "stuck_agent");
+    assert_eq!(stuck.len(), 1, "{stuck:?}");
+    assert_eq!(
+        stuck[0].ts,
+        t0().plus_seconds(615.0 - 3600.0),
+        "ts on the emitter's clock"
+    );
+    assert!(of_rule(&lines, "target_stale").is_empty());
+}
+
+#[test]
+fn reboot_restarts_the_idle_timer_and_is_no_delta() {
+    let mut en = engine("");
+    let mut lines = drive(&mut en, 0, 450, idle_env);
+    lines.extend(drive(&mut en, 465, 1050, |s| {
+        let mut e = idle_env(s);
+        e.boot_id = Some("boot-b".into());
+        e.monotonic_ms = Some((s * 1000.0) as u64 - 400_000);
+        e
+    }));
+    assert!(of_rule(&lines, "stuck_agent").is_empty());
+}
+
+#[test]
+fn missed_polls_do_not_count_towards_for() {
+    let mut en = engine("");
+    let mut lines = drive(&mut en, 0, 300, idle_env);
+    // Down from 315 to 600: unknown, not idle.
+    for s in (315..=600).step_by(15) {
+        lines.extend(
+            en.observe(
+                T,
+                &Observation::failed(t0().plus_seconds(f64::from(s)), "connection refused"),
+            )
+            .lines,
+        );
+    }
+    lines.extend(drive(&mut en, 615, 900, idle_env));
+    // Held 285 s before the gap and 285 s after it: not yet 600.
+    assert!(
+        of_rule(&lines, "stuck_agent").is_empty(),
+        "the gap counted as idle"
+    );
+    // 285 s held before the gap (15..300); the first poll after it (615)
+    // starts counting again, so 315 s more: it fires at 930.
+    let more = drive(&mut en, 915, 960, idle_env);
+    let stuck = of_rule(&more, "stuck_agent");
+    assert_eq!(stuck.len(), 1);
+    assert_eq!(stuck[0].ts, t0().plus_seconds(930.0));
+    assert_eq!(
+        stuck[0].since,
+        t0().plus_seconds(15.0),
+        "since survives the gap"
+    );
+}
+
+#[test]
+fn degraded_agents_section_neither_fires_nor_resolves() {
+    let mut en = engine("");
+    let lines = drive(&mut en, 0, 630, idle_env);
+    assert_eq!(of_rule(&lines, "stuck_agent").len(), 1);
+    let lines = drive(&mut en, 645, 2000, |s| {
+        let mut e = env(s);
+        e.mark_degraded("agents");
+        e
+    });
+    assert!(
+        of_rule(&lines, "stuck_agent").is_empty(),
+        "resolved during a degraded section"
+    );
+    assert_eq!(
+        en.firing_alerts()
+            .iter()
+            .filter(|(a, _)| a.rule == "stuck_agent")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn duplicate_agents_never_fail_and_alert_once() {
+    let mut en = engine("");
+    let lines = drive(&mut en, 0, 700, |s| {
+        let mut e = idle_env(s);
+        let dup = e.agents[0].clone();
+        e.agents.push(dup);
+        let mut other = e.agents[0].clone();
+        other.job_id = 8; // another job, same pid: a distinct agent
+        e.agents.push(other);
+        e
+    });
+    let stuck = of_rule(&lines, "stuck_agent");
+    assert_eq!(stuck.len(), 2, "{stuck:?}");
+    assert_ne!(stuck[0].key, stuck[1].key);
+}
+
+#[test]
+fn keep_firing_for_damps_a_flapping_agent() {
+    let mut en = engine("[stuck_agent]\nkeep_firing_for = \"2m\"\n");
+    let mut lines = drive(&mut en, 0, 630, idle_env);
+    // Busy for 30 s, idle for 30 s, over and over.
+    lines.extend(drive(&mut en, 645, 1500, |s| {
+        if (s as u64 / 30) % 2 == 0 {
+            busy_env(s)
+        } else {
+            idle_env(s)
+        }
+    }));
+    let stuck = of_rule(&lines, "stuck_agent");
+    assert_eq!(stuck.len(), 1, "{stuck:?}");
+    assert_eq!(stuck[0].event, AlertEvent::Firing);
+}
+
+#[test]
+fn unknown_keys_in_an_envelope_are_ignored() {
+    let mut en = engine("");
+    let body = br#"{"schema_version":1,"generated_at":"2026-11-22T10:00:00Z","clk_tck":100,"future_key":{"x":1},
+        "stages":[],"queue":null,"agents":[{"job_id":1,"pid":2,"cpu_ticks":1,"new_field":true,"agent":"a","run_id":null,
+        "repo":null,"runtime_s":1,"model":null,"effort":null,"state":"S"}],"cost":null}"#;
+    let ev = en.observe(T, &Observation::from_body(t0(), body));
+    assert!(ev.lines.is_empty(), "{:?}", ev.lines);
+    assert_eq!(ev.agents.len(), 1);
+}
+
+// ---- agent_runtime ----
+
+#[test]
+fn agent_runtime_fires_past_max_only() {
+    let mut en = engine("");
+    let lines = drive(&mut en, 0, 30, busy_env);
+    assert!(of_rule(&lines, "agent_runtime").is_empty());
+    let lines = drive(&mut en, 45, 45, |s| {
+        let mut e = busy_env(s);
+        e.agents[0].runtime_s = Some(7201.0);
+        e
+    });
+    let r = of_rule(&lines, "agent_runtime");
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].value, Some(7201.0));
+    assert_eq!(r[0].threshold, Some(7200.0));
+}
+
+// ---- stage_age ----
+
+fn stage(task: i64, name: &str, age: f64) -> Stage {
+    Stage {
+        task_id: Some(task),
+        work_item: Some("WI-1".into()),
+        stage: name.into(),
+        age_in_stage_s: Some(age),
+        repo: Some("app".into()),
+    }
+}
+
+#[test]
+fn stage_age_uses_max_and_per_stage_overrides() {
+    let mut en = engine("[stage_age]\nper_stage = { review = \"4h\" }\n");
+    let mut e = env(0.0);
+    e.stages = vec![
+        stage(1, "review", 7200.0),
+        stage(2, "build", 3601.0),
+        stage(3, "build", 60.0),
+    ];
+    let lines = run(&mut en, e);
+    let r = of_rule(&lines, "stage_age");
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].key, "stage_age|orch-1|task=2|stage=build");
+}
+
+// ---- queue_depth / queue_stalled / breaker_open ----
+
+fn with_queue(s: f64, queued: u64, running: u64, done: u64) -> Envelope {
+    let mut e = env(s);
+    if let Some(q) = e.queue.as_mut() {
+        q.counts.insert("queued".into(), queued);
+        q.counts.insert("running".into(), running);
+        q.counts.insert("done".into(), done);
+        q.depth = Some(queued);
+    }
+    e
+}
+
+#[test]
+fn queue_depth_fires_after_for() {
+    let mut en = engine("");
+    let lines = drive(&mut en, 0, 300, |s| with_queue(s, 51, 1, 0));
+    let q = of_rule(&lines, "queue_depth");
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].ts, t0().plus_seconds(120.0));
+    assert_eq!(q[0].key, "queue_depth|orch-1");
+    let mut en = engine("");
+    assert!(of_rule(
+        &drive(&mut en, 0, 300, |s| with_queue(s, 50, 1, 0)),
+        "queue_depth"
+    )
+    .is_empty());
+}
+
+#[test]
+fn queue_stalled_fires_only_when_nothing_moves() {
+    let mut en = engine("");
+    let lines = drive(&mut en, 0, 700, |s| with_queue(s, 3, 0, 10));
+    let q = of_rule(&lines, "queue_stalled");
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].severity, shared_schema::Severity::Critical);
+    // Jobs keep finishing: not stalled.
+    let mut en = engine("");
+    assert!(of_rule(
+        &drive(&mut en, 0, 700, |s| with_queue(s, 3, 0, s as u64)),
+        "queue_stalled"
+    )
+    .is_empty());
+}
+
+#[test]
+fn breaker_open_fires_at_once_and_resolves() {
+    let mut en = engine("");
+    let mut e = env(0.0);
+    if let Some(b) = e.queue.as_mut().and_then(|q| q.breaker.as_mut()) {
+        b.state = Some("open".into());
+        b.consecutive_failures = Some(5);
+    }
+    let lines = run(&mut en, e);
+    assert_eq!(of_rule(&lines, "breaker_open").len(), 1);
+    let lines = run(&mut en, env(15.0));
+    let b = of_rule(&lines, "breaker_open");
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].event, AlertEvent::Resolved);
+}
+
+// ---- reconciler rules ----
+
+#[test]
+fn invariant_violation_is_one_alert_per_invariant() {
+    let mut en = engine("");
+    let mut e = env(0.0);
+    if let Some(r) = e.reconciler.as_mut() {
+        let v = |id: InvariantId, subject: &str| InvariantViolation {
+            invariant: id,
+            message: "two running jobs".into(),
+            subject: Some(subject.into()),
+        };
+        r.invariant_violations = vec![
+            v(InvariantId::Number(3), "task 1"),
+            v(InvariantId::Number(3), "task 2"),
+            v(InvariantId::Name("x".into()), "task 9"),
+        ];
+    }
+    let lines = run(&mut en, e);
+    let keys: Vec<&str> = of_rule(&lines, "invariant_violation")
+        .iter()
+        .map(|l| l.key.as_str())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "invariant_violation|orch-1|invariant=3",
+            "invariant_violation|orch-1|invariant=x"
+        ]
+    );
+    let lines = run(&mut en, env(15.0));
+    assert_eq!(
+        of_rule(&lines, "invariant_violation").len(),
+        2,
+        "both resolve"
+    );
+}
+
+#[test]
+fn reconciler_slow_and_backlog_fire_after_for() {
+    let mut en = engine("");
+    let lines = drive(&mut en, 0, 200, |s| {
+        let mut e = env(s);
+        if let Some(r) = e.reconciler.as_mut() {
+            r.wall_clock_ms = Some(900.0);
+            r.pending_event_count = Some(51);
+        }
+        e
+    });
+    assert_eq!(
+        of_rule(&lines, "reconciler_slow")[0].ts,
+        t0().plus_seconds(60.0)
+    );
+    assert_eq!(
+        of_rule(&lines, "reconciler_backlog")[0].ts,
+        t0().plus_seconds(120.0)
+    );
+    let mut en = engine("");
+    let lines = drive(&mut en, 0, 200, env);
+    assert!(of_rule(&lines, "reconciler_slow").is_empty());
+    assert!(of_rule(&lines, "reconciler_backlog").is_empty());
+}
+
+// ---- error_rate ----
+
+fn with_errors(s: f64, n: u64) -> Envelope {
+    let mut e = env(s);
+    e.errors = Some(Errors {
+        total: Some(n),
+        by_subsystem: vec![SubsystemErrors {
+            subsystem: "git".into(),
+            total: Some(n),
+            last_at: None,
+        }],
+    });
+    e
+}
+
+#[test]
+fn error_rate_fires_per_subsystem_over_window() {
+    let mut en = engine("");
+    // 20 errors per minute.
+    let lines = drive(&mut en, 0, 600, |s| with_errors(s, (s / 3.0) as u64));
+    let r = of_rule(&lines, "error_rate");
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].key, "error_rate|orch-1|subsystem=git");
+    let mut en = engine("");
+    // 4 per minute.
+    assert!(of_rule(
+        &drive(&mut en, 0, 600, |s| with_errors(s, (s / 15.0) as u64)),
+        "error_rate"
+    )
+    .is_empty());
+}
+
+// ---- cost_budget ----
+
+#[test]
+fn cost_budget_is_off_by_default_and_fires_when_set() {
+    let spend = |s: f64| {
+        let mut e = env(s);
+        if let Some(a) = e.cost.as_mut().and_then(|c| c.aggregate.as_mut()) {
+            a.cost_usd = Some(100.0 + s / 36.0); // $100/h
+        }
+        e
+    };
+    let mut en = engine("");
+    assert!(of_rule(&drive(&mut en, 0, 1800, spend), "cost_budget").is_empty());
+    let mut en = engine("[cost_budget]\nmax_usd = 110.0\nmax_usd_per_hour = 50.0\n");
+    let lines = drive(&mut en, 0, 1800, spend);
+    let keys: Vec<&str> = of_rule(&lines, "cost_budget")
+        .iter()
+        .map(|l| l.key.as_str())
+        .collect();
+    assert!(
+        keys.contains(&"cost_budget|orch-1|budget=per_hour"),
+        "{keys:?}"
+    );
+    assert!(
+        keys.contains(&"cost_budget|orch-1|budget=total"),
+        "{keys:?}"
+    );
+}
+
+// ---- target rules ----
+
+#[test]
+fn target_down_fires_after_for_on_the_watchdog_clock_and_resolves() {
+    let mut en = engine("");
+    run(&mut en, env(0.0));
+    let mut lines = Vec::new();
+    for s in (15..=90).step_by(15) {
+        lines.extend(
+            en.observe(
+                T,
+                &Observation::failed(t0().plus_seconds(f64::from(s)), "HTTP 500"),
+            )
+            .lines,
+        );
+    }
+    let d = of_rule(&lines, "target_down");
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].ts, t0().plus_seconds(75.0));
+    assert_eq!(d[0].since, t0().plus_seconds(15.0));
+    assert!(d[0].summary.contains("HTTP 500"));
+    assert!(
+        lines.iter().all(|l| l.rule == "target_down"),
+        "only target_down speaks while down: {lines:?}"
+    );
+    let lines = run(&mut en, env(105.0));
+    assert_eq!(
+        of_rule(&lines, "target_down")[0].event,
+        AlertEvent::Resolved
+    );
+}
+
+#[test]
+fn target_stale_fires_when_the_clock_stops() {
+    let mut en = engine("");
+    run(&mut en, env(0.0));
+    let mut lines = Vec::new();
+    for s in (15..=120).step_by(15) {
+        let mut o = obs(env(0.0));
+        o.now = t0().plus_seconds(f64::from(s));
+        lines.extend(en.observe(T, &o).lines);
+    }
+    let st = of_rule(&lines, "target_stale");
+    assert_eq!(st.len(), 1, "{lines:?}");
+    assert_eq!(st[0].ts, t0().plus_seconds(75.0));
+    let mut en = engine("");
+    assert!(of_rule(&drive(&mut en, 0, 300, env), "target_stale").is_empty());
+}
+
+#[test]
+fn schema_version_2_is_its_own_condition() {
+    let mut en = engine("");
+    let body = br#"{"schema_version":2,"generated_at":"2026-11-22T10:00:00Z","whatever":[]}"#;
+    let ev = en.observe(T, &Observation::from_body(t0(), body));
+    let s = of_rule(&ev.lines, "schema_incompatible");
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].value, Some(2.0));
+    assert!(of_rule(&ev.lines, "target_down").is_empty());
+    let lines = run(&mut en, env(15.0));
+    assert_eq!(
+        of_rule(&lines, "schema_incompatible")[0].event,
+        AlertEvent::Resolved
+    );
+}
+
+#[test]
+fn section_degraded_fires_per_section_and_gates_dependent_rules() {
+    let mut en = engine("");
+    let lines = drive(&mut en, 0, 120, |s| {
+        let mut e = with_queue(s, 500, 0, 0);
+        e.queue = None;
+        e.mark_degraded("queue");
+        e
+    });
+    let d = of_rule(&lines, "section_degraded");
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].key, "section_degraded|orch-1|section=queue");
+    assert!(of_rule(&lines, "queue_depth").is_empty());
+    assert!(of_rule(&lines, "queue_stalled").is_empty());
+    let mut en = engine("");
+    assert!(of_rule(&drive(&mut en, 0, 120, env), "section_degraded").is_empty());
+}
+
+// ---- config of rules ----
+
+#[test]
+fn unknown_rule_and_unknown_key_are_rejected_by_name() {
+    let err = RuleSet::build(
+        &[("stuck_agnt".to_owned(), toml::Table::new())]
+            .into_iter()
+            .collect(),
+    )
+    .unwrap_err();
+    assert!(err.contains("stuck_agnt"), "{err}");
+    let t: toml::Table = toml::from_str("cpu_flor = 0.1").unwrap();
+    let err = RuleSet::build(&[("stuck_agent".to_owned(), t)].into_iter().collect()).unwrap_err();
+    assert!(
+        err.contains("cpu_flor") && err.contains("[rules.stuck_agent]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn disabled_rule_never_fires() {
+    let mut en = engine("[queue_depth]\nenabled = false\n");
+    assert!(of_rule(
+        &drive(&mut en, 0, 300, |s| with_queue(s, 51, 1, 0)),
+        "queue_depth"
+    )
+    .is_empty());
+}
+
+// ---- state across a restart ----
+
+#[test]
+fn restart_with_saved_state_keeps_a_firing_alert_without_a_second_firing_line() {
+    let mut en = engine("");
+    let lines = drive(&mut en, 0, 630, idle_env);
+    assert_eq!(of_rule(&lines, "stuck_agent").len(), 1);
+    let saved = en.save();
+
+    let mut again = engine("");
+    assert_eq!(again.restore(&saved).unwrap(), 1);
+    let lines = drive(&mut again, 645, 1200, idle_env);
+    assert!(of_rule(&lines, "stuck_agent").is_empty(), "{lines:?}");
+    let lines = drive(&mut again, 1215, 1215, busy_env);
+    assert_eq!(
+        of_rule(&lines, "stuck_agent")[0].event,
+        AlertEvent::Resolved
+    );
+
+    let mut fresh = engine("");
+    assert!(
+        fresh.restore(b"{not json").is_err(),
+        "a corrupt state file is an error to log, not a panic"
+    );
+}
+
+#[test]
+fn repeat_lines_come_every_repeat_interval() {
+    let mut en = Engine::new(rules(""), Duration::from_secs(300));
+    let lines = drive(&mut en, 0, 630 + 600, idle_env);
+    let events: Vec<AlertEvent> = of_rule(&lines, "stuck_agent")
+        .iter()
+        .map(|l| l.event)
+        .collect();
+    assert_eq!(
+        events,
+        [AlertEvent::Firing, AlertEvent::Repeat, AlertEvent::Repeat]
+    );
+}
