@@ -328,3 +328,64 @@ fn units_carry_the_hardening_and_the_example_config_every_key() {
         );
     }
 }
+
+/// The shipped Alertmanager config in a real Alertmanager: a target's
+/// `target_down` inhibits its other alerts, not another target's.
+#[test]
+fn shipped_alertmanager_config_inhibits_a_down_targets_other_alerts() {
+    let Some(am_bin) = tools::require(
+        "prometheus-alertmanager",
+        "apt-get install prometheus-alertmanager",
+    ) else {
+        return;
+    };
+    let config = std::fs::read_to_string(deploy().join("alertmanager/alertmanager.yml")).unwrap();
+    let am = e2e::ext::alertmanager(&am_bin, &config).unwrap();
+    let alert = |name: &str, target: &str, severity: &str| {
+        serde_json::json!({"labels": {"alertname": name, "target": target, "severity": severity, "job_id": "7"},
+                           "annotations": {"summary": format!("{name} on {target}")}})
+    };
+    let body = serde_json::json!([
+        alert("target_down", "orch-1", "critical"),
+        alert("stuck_agent", "orch-1", "warning"),
+        alert("stuck_agent", "orch-2", "warning"),
+    ]);
+    let resp = e2e::net::client()
+        .post(format!("{}/api/v2/alerts", am.base()))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .unwrap();
+    assert!(resp.status().is_success(), "{:?}", resp.text());
+    let state = |alerts: &[serde_json::Value], name: &str, target: &str| {
+        alerts
+            .iter()
+            .find(|a| a["labels"]["alertname"] == name && a["labels"]["target"] == target)
+            .map(|a| a["status"]["state"].as_str().unwrap_or_default().to_owned())
+    };
+    e2e::net::wait_for(
+        "inhibition to apply",
+        std::time::Duration::from_secs(20),
+        std::time::Duration::from_millis(200),
+        || {
+            let alerts = e2e::net::get_json(&format!("{}/api/v2/alerts", am.base()))?;
+            let alerts = alerts.as_array().cloned().unwrap_or_default();
+            let got = (
+                state(&alerts, "target_down", "orch-1"),
+                state(&alerts, "stuck_agent", "orch-1"),
+                state(&alerts, "stuck_agent", "orch-2"),
+            );
+            let want = (
+                Some("active".to_owned()),
+                Some("suppressed".to_owned()),
+                Some("active".to_owned()),
+            );
+            if got == want {
+                Ok(())
+            } else {
+                Err(format!("{got:?}"))
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", am.log_tail()));
+}
