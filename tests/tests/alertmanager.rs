@@ -80,7 +80,7 @@ fn alertmanager_gets_the_stuck_alert_with_its_labels_and_its_resolution() {
             other => Err(format!("{other:?}")),
         },
     )
-    .expect(&ctx("firing"));
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", ctx("firing")));
     let labels = &alert["labels"];
     assert_eq!(labels["alertname"], "stuck_agent", "{alert}");
     assert_eq!(labels["target"], "e2e", "{alert}");
@@ -122,7 +122,7 @@ fn alertmanager_gets_the_stuck_alert_with_its_labels_and_its_resolution() {
             }
         },
     )
-    .expect(&ctx("resolved"));
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", ctx("resolved")));
     // The watchdog wrote the resolution too.
     assert!(watchdog
         .lines()

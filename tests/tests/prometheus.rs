@@ -55,7 +55,7 @@ fn prometheus_sees_cpu_fractions_and_the_stuck_alert() {
             other => Err(format!("{other:?}")),
         },
     )
-    .expect(&ctx("scrape"));
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", ctx("scrape")));
 
     let busy_q = format!(
         "watchdog_agent_cpu_fraction{{target=\"e2e\",job_id=\"{}\"}}",
@@ -70,7 +70,7 @@ fn prometheus_sees_cpu_fractions_and_the_stuck_alert() {
             other => Err(format!("{other:?}")),
         },
     )
-    .expect(&ctx("busy"));
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", ctx("busy")));
     assert_eq!(busy_cpu.0["agent"], "busy");
     assert_eq!(busy_cpu.0["run_id"], busy.run_id.to_string());
     assert!(
@@ -92,7 +92,7 @@ fn prometheus_sees_cpu_fractions_and_the_stuck_alert() {
             other => Err(format!("{other:?}")),
         },
     )
-    .expect(&ctx("alerts firing"));
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", ctx("alerts firing")));
 
     let idle_q = format!(
         "watchdog_agent_cpu_fraction{{target=\"e2e\",job_id=\"{}\"}}",
@@ -136,7 +136,7 @@ fn prometheus_sees_cpu_fractions_and_the_stuck_alert() {
                 .ok_or_else(|| format!("{alerts:?}"))
         },
     )
-    .expect(&ctx("rule alert"));
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", ctx("rule alert")));
     let rules = net::get_json(&format!("{}/api/v1/rules", prom.base())).unwrap();
     let groups = rules["data"]["groups"].as_array().unwrap();
     assert!(groups.len() >= 2, "{rules}");
