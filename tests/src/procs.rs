@@ -118,7 +118,14 @@ fn send(pid: libc::pid_t, sig: libc::c_int) -> io::Result<()> {
     }
 }
 
-/// Whether a process with this pid exists (zombies count as existing).
+/// Whether a process with this pid exists and is not a zombie (a killed
+/// orphan may wait a moment for its reaper).
 pub fn alive(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next())
+            .is_some_and(|state| state != 'Z' && state != 'X'),
+        Err(_) => false,
+    }
 }

@@ -20,9 +20,8 @@ pub fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The tool's path; `None` (after a note on stderr) when it is missing
-/// outside CI; a panic when it is missing under CI, or when `required` is
-/// false (tools CI does not install), always `None` with a note.
+/// The tool's path. When it is missing: under CI a panic (the test fails),
+/// otherwise `None` after a note on stderr (the caller returns).
 pub fn require(name: &str, hint: &str) -> Option<PathBuf> {
     match which(name) {
         Some(p) => Some(p),

@@ -136,17 +136,20 @@ fn run(args: &Args) -> anyhow::Result<()> {
     )?;
 
     println!("{}", style.paint("1", "agent-watchdog demo"));
-    println!("  state database   {}", db.display());
+    println!("  directory          {}", dir.display());
+    println!("  state database     {}", db.display());
     println!(
-        "  emitter  /metrics  {}   (the raw JSON envelope)",
-        emitter.url()
+        "  emitter  /metrics  {}   (the raw JSON envelope; pid {})",
+        emitter.url(),
+        emitter.proc.pid()
     );
     println!(
-        "  watchdog /metrics  {}   (Prometheus gauges)",
-        watchdog.metrics_url()
+        "  watchdog /metrics  {}   (Prometheus gauges; pid {})",
+        watchdog.metrics_url(),
+        watchdog.proc.pid()
     );
-    println!("  alert log        {}", watchdog.alert_log.display());
-    println!("  watchdog config  {}", watchdog.config.display());
+    println!("  alert log          {}", watchdog.alert_log.display());
+    println!("  watchdog config    {}", watchdog.config.display());
     println!("  agents:");
     for (agent, job) in agents {
         println!(
