@@ -142,7 +142,8 @@ impl Engine {
         }
     }
 
-    /// Treats every `for` as already met (for `watchdog check`).
+    /// Treats every `for` as already met, and `keep_firing_for` as 0, so the
+    /// alerts are those of the conditions now (for `watchdog check`).
     pub fn with_for_met(mut self) -> Self {
         self.for_met = true;
         self
@@ -199,7 +200,11 @@ impl Engine {
                 } else {
                     rule.common().for_.as_secs_f64()
                 },
-                keep_firing_for_s: rule.common().keep_firing_for.as_secs_f64(),
+                keep_firing_for_s: if self.for_met {
+                    0.0
+                } else {
+                    rule.common().keep_firing_for.as_secs_f64()
+                },
                 repeat_s: self.repeat_s,
             };
             let ts = match rule.clock() {

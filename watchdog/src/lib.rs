@@ -6,12 +6,22 @@
 //! takes `now` and envelopes and returns events, so it is tested without
 //! sockets or clocks; I/O lives at the edges.
 
+pub mod alert_log;
 pub mod alerts;
+pub mod check;
+pub mod config;
 pub mod delta;
 pub mod dur;
 pub mod engine;
 pub mod exporter;
 pub mod http;
 pub mod notify;
+pub mod poll;
+pub mod record;
+pub mod replay;
 pub mod rules;
+pub mod run;
+pub mod sd;
+pub mod state;
+pub mod validate_cmd;
 pub mod view;

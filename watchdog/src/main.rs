@@ -1,1 +1,232 @@
-fn main() {}
+//! The `watchdog` binary: parses the command line, sets up logging on
+//! stderr (stdout belongs to the alert log) and dispatches to the library.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use watchdog::config::{Config, Overrides};
+use watchdog::dur::Dur;
+use watchdog::engine::Engine;
+use watchdog::rules::RuleSet;
+
+/// Polls orchestrator emitters, applies rules, writes the alert log and serves gauges.
+#[derive(Debug, Parser)]
+#[command(name = "watchdog", version, about)]
+#[deny(missing_docs)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+#[deny(missing_docs)]
+enum Command {
+    /// Poll targets, write alert lines to stdout (and --alert-log), serve /metrics.
+    Run(RunArgs),
+    /// Poll one target twice and exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    Check(CheckArgs),
+    /// Check an envelope (URL, FILE or - for stdin) against the contract.
+    Validate(ValidateArgs),
+    /// Feed a --record file through the rules and print the alert lines.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Args)]
+#[deny(missing_docs)]
+struct RunArgs {
+    /// TOML config file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Target to poll: URL or NAME=URL (the emitter's base URL or its /metrics); repeatable; replaces [[target]].
+    #[arg(long, value_name = "URL | NAME=URL")]
+    target: Vec<String>,
+    /// Time between polls, e.g. 15s.
+    #[arg(long, value_name = "DURATION")]
+    interval: Option<Dur>,
+    /// Time a poll may take, e.g. 10s.
+    #[arg(long, value_name = "DURATION")]
+    timeout: Option<Dur>,
+    /// Address of the metrics server (/metrics, /healthz).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Append alert lines to this file too.
+    #[arg(long, value_name = "FILE")]
+    alert_log: Option<PathBuf>,
+    /// Append each polled envelope to this file (input of `replay`).
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
+    /// Keep pending/firing alerts and baselines in this file across restarts.
+    #[arg(long, value_name = "FILE")]
+    state_file: Option<PathBuf>,
+    /// Print the effective config as TOML (secrets never shown) and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+#[derive(Debug, Args)]
+#[deny(missing_docs)]
+struct CheckArgs {
+    /// TOML config file (for [rules.*]).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The target: URL or NAME=URL.
+    #[arg(long, value_name = "URL")]
+    target: String,
+    /// Time between the two polls.
+    #[arg(long, value_name = "DURATION", default_value = "5s")]
+    interval: Dur,
+    /// Time a poll may take.
+    #[arg(long, value_name = "DURATION")]
+    timeout: Option<Dur>,
+}
+
+#[derive(Debug, Args)]
+#[deny(missing_docs)]
+struct ValidateArgs {
+    /// An http:// URL, a file, or - for stdin.
+    input: String,
+    /// Bearer token file, for an emitter that requires one.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Time the request may take.
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    timeout: Dur,
+}
+
+#[derive(Debug, Args)]
+#[deny(missing_docs)]
+struct ReplayArgs {
+    /// A file written by `run --record`.
+    file: PathBuf,
+    /// TOML config file (for [rules.*] and [notify] repeat_interval).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("watchdog: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(dispatch(cli.command));
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+async fn dispatch(command: Command) -> i32 {
+    match command {
+        Command::Run(a) => run(a).await,
+        Command::Check(a) => {
+            let over = Overrides {
+                config: a.config,
+                targets: vec![a.target],
+                timeout: a.timeout,
+                ..Overrides::default()
+            };
+            watchdog::check::check(over, a.interval.0).await
+        }
+        Command::Validate(a) => {
+            let token = match a.token_file.map(std::fs::read_to_string).transpose() {
+                Ok(t) => t.map(|t| t.trim().to_owned()),
+                Err(e) => {
+                    println!("$: cannot read the token file: {e}");
+                    return 1;
+                }
+            };
+            watchdog::validate_cmd::validate(&a.input, token, a.timeout.0).await
+        }
+        Command::Replay(a) => replay(a),
+    }
+}
+
+async fn run(a: RunArgs) -> i32 {
+    let over = Overrides {
+        config: a.config,
+        targets: a.target,
+        interval: a.interval,
+        timeout: a.timeout,
+        listen: a.listen,
+        alert_log: a.alert_log,
+        state_file: a.state_file,
+        record: a.record,
+    };
+    if a.print_config {
+        return match Config::load(&over) {
+            Ok(c) => {
+                print!("{}", c.to_toml());
+                0
+            }
+            Err(e) => {
+                eprintln!("watchdog: {e}");
+                2
+            }
+        };
+    }
+    match watchdog::run::run(over).await {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("watchdog: {e:#}");
+            if e.downcast_ref::<watchdog::config::ConfigError>().is_some() {
+                2
+            } else {
+                1
+            }
+        }
+    }
+}
+
+fn replay(a: ReplayArgs) -> i32 {
+    let mut config = match Config::load(&Overrides {
+        config: a.config,
+        ..Overrides::default()
+    }) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("watchdog: {e}");
+            return 2;
+        }
+    };
+    let file = match std::fs::File::open(&a.file) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("watchdog: cannot open {}: {e}", a.file.display());
+            return 1;
+        }
+    };
+    let rules = std::mem::replace(&mut config.rules, RuleSet::defaults());
+    let mut engine = Engine::new(rules, config.repeat_interval());
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match watchdog::replay::replay(std::io::BufReader::new(file), &mut engine, &mut out) {
+        Ok(stats) => {
+            let _ = out.flush();
+            tracing::info!(
+                records = stats.records,
+                skipped = stats.skipped,
+                alerts = stats.alerts,
+                "replayed"
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("watchdog: replay of {} failed: {e}", a.file.display());
+            1
+        }
+    }
+}

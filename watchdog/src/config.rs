@@ -1,0 +1,468 @@
+//! The configuration: a TOML file (CONTRACT.md section 5) overlaid with
+//! command-line flags, checked into one [`Config`].
+//!
+//! Strict where a typo would silently change behaviour: unknown keys and
+//! unknown rule names are rejected with the key and the file named. Tokens
+//! are read from `token_file` when the config is loaded and never printed;
+//! `--print-config` shows the file's path, never its content.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::dur::Dur;
+use crate::notify::NotifyConfig;
+use crate::rules::RuleSet;
+
+/// Default poll interval.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
+/// Default request timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default listen address of the metrics server (loopback only).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9465";
+
+/// The file, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    interval: Option<Dur>,
+    timeout: Option<Dur>,
+    listen: Option<SocketAddr>,
+    alert_log: Option<PathBuf>,
+    state_file: Option<PathBuf>,
+    #[serde(default)]
+    target: Vec<FileTarget>,
+    #[serde(default)]
+    rules: BTreeMap<String, toml::Table>,
+    #[serde(default)]
+    notify: NotifyConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTarget {
+    name: Option<String>,
+    url: String,
+    token_file: Option<PathBuf>,
+}
+
+/// What the command line may override.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--config FILE`.
+    pub config: Option<PathBuf>,
+    /// `--target URL` or `NAME=URL`, replacing the file's `[[target]]` list.
+    pub targets: Vec<String>,
+    /// `--interval`.
+    pub interval: Option<Dur>,
+    /// `--timeout`.
+    pub timeout: Option<Dur>,
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--alert-log`.
+    pub alert_log: Option<PathBuf>,
+    /// `--state-file`.
+    pub state_file: Option<PathBuf>,
+    /// `--record`.
+    pub record: Option<PathBuf>,
+}
+
+/// One emitter to poll.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Its name in alerts and gauges.
+    pub name: String,
+    /// The URL polled (the emitter's `/metrics`).
+    pub url: String,
+    /// Where the bearer token comes from.
+    pub token_file: Option<PathBuf>,
+    /// The token itself (never printed).
+    pub token: Option<String>,
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Target")
+            .field("name", &self.name)
+            .field("url", &redact_userinfo(&self.url))
+            .field("token_file", &self.token_file)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// The effective configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// The file it came from.
+    pub source: Option<PathBuf>,
+    /// Time between two polls of a target.
+    pub interval: Duration,
+    /// Time a poll may take.
+    pub timeout: Duration,
+    /// Where the metrics server listens.
+    pub listen: SocketAddr,
+    /// Where alert lines are appended (besides stdout).
+    pub alert_log: Option<PathBuf>,
+    /// Where pending/firing alerts and baselines are kept across restarts.
+    pub state_file: Option<PathBuf>,
+    /// Where polled envelopes are recorded.
+    pub record: Option<PathBuf>,
+    /// The targets.
+    pub targets: Vec<Target>,
+    /// The rules.
+    pub rules: RuleSet,
+    /// `[notify]`.
+    pub notify: NotifyConfig,
+}
+
+/// A config that cannot be used, with the file and key named.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Reads the file named in `over` (if any) and applies the overrides.
+    pub fn load(over: &Overrides) -> Result<Self, ConfigError> {
+        let (file, source) = match &over.config {
+            Some(path) => (read_file(path)?, Some(path.clone())),
+            None => (FileConfig::default(), None),
+        };
+        let where_ = source.as_deref().map_or_else(
+            || "the command line".to_owned(),
+            |p| p.display().to_string(),
+        );
+        let rules =
+            RuleSet::build(&file.rules).map_err(|e| ConfigError(format!("{where_}: {e}")))?;
+
+        let mut targets = Vec::new();
+        if over.targets.is_empty() {
+            for t in file.target {
+                targets.push(
+                    make_target(t.name, &t.url, t.token_file)
+                        .map_err(|e| ConfigError(format!("{where_}: [[target]]: {e}")))?,
+                );
+            }
+        } else {
+            for spec in &over.targets {
+                let (name, url) = match spec.split_once('=') {
+                    Some((n, u)) if !n.contains('/') && !n.contains(':') => (Some(n.to_owned()), u),
+                    _ => (None, spec.as_str()),
+                };
+                targets.push(
+                    make_target(name, url, None)
+                        .map_err(|e| ConfigError(format!("--target {spec}: {e}")))?,
+                );
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for t in &targets {
+            if !seen.insert(t.name.as_str()) {
+                return Err(ConfigError(format!(
+                    "{where_}: two targets are named {:?}; give them distinct names",
+                    t.name
+                )));
+            }
+        }
+
+        let interval = over
+            .interval
+            .or(file.interval)
+            .map_or(DEFAULT_INTERVAL, |d| d.0);
+        if interval.is_zero() {
+            return Err(ConfigError(format!(
+                "{where_}: key `interval` must be longer than 0s"
+            )));
+        }
+        let timeout = over
+            .timeout
+            .or(file.timeout)
+            .map_or(DEFAULT_TIMEOUT, |d| d.0);
+        if timeout.is_zero() {
+            return Err(ConfigError(format!(
+                "{where_}: key `timeout` must be longer than 0s"
+            )));
+        }
+        let listen = match over.listen.or(file.listen) {
+            Some(l) => l,
+            None => DEFAULT_LISTEN
+                .parse()
+                .map_err(|_| ConfigError("bad default listen address".into()))?,
+        };
+        Ok(Self {
+            source,
+            interval,
+            timeout,
+            listen,
+            alert_log: over.alert_log.clone().or(file.alert_log),
+            state_file: over.state_file.clone().or(file.state_file),
+            record: over.record.clone(),
+            targets,
+            rules,
+            notify: file.notify,
+        })
+    }
+
+    /// `[notify] repeat_interval`, defaulting to 4h.
+    pub fn repeat_interval(&self) -> Duration {
+        self.notify
+            .repeat_interval
+            .unwrap_or(crate::engine::DEFAULT_REPEAT_INTERVAL)
+    }
+
+    /// The effective config as TOML, secrets left out (`--print-config`).
+    pub fn to_toml(&self) -> String {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            interval: Dur,
+            timeout: Dur,
+            listen: String,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            alert_log: Option<&'a Path>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            state_file: Option<&'a Path>,
+            target: Vec<OutTarget<'a>>,
+            rules: toml::Table,
+            notify: toml::Value,
+        }
+        #[derive(Serialize)]
+        struct OutTarget<'a> {
+            name: &'a str,
+            url: String,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            token_file: Option<&'a Path>,
+        }
+        let mut notify =
+            toml::Value::try_from(&self.notify).unwrap_or(toml::Value::Table(toml::Table::new()));
+        if let toml::Value::Table(t) = &mut notify {
+            t.entry("repeat_interval")
+                .or_insert_with(|| toml::Value::String(Dur(self.repeat_interval()).to_string()));
+        }
+        let out = Out {
+            interval: Dur(self.interval),
+            timeout: Dur(self.timeout),
+            listen: self.listen.to_string(),
+            alert_log: self.alert_log.as_deref(),
+            state_file: self.state_file.as_deref(),
+            target: self
+                .targets
+                .iter()
+                .map(|t| OutTarget {
+                    name: &t.name,
+                    url: redact_userinfo(&t.url),
+                    token_file: t.token_file.as_deref(),
+                })
+                .collect(),
+            rules: self.rules.to_table(),
+            notify,
+        };
+        let mut text =
+            String::from("# effective watchdog configuration (secrets are never shown)\n");
+        text.push_str(&toml::to_string(&out).unwrap_or_else(|e| format!("# cannot render: {e}\n")));
+        text
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError(format!(
+            "{}: cannot read the config file: {e}",
+            path.display()
+        ))
+    })?;
+    toml::from_str(&text)
+        .map_err(|e| ConfigError(format!("{}: {}", path.display(), e.to_string().trim_end())))
+}
+
+fn make_target(
+    name: Option<String>,
+    url: &str,
+    token_file: Option<PathBuf>,
+) -> Result<Target, String> {
+    let url = poll_url(url)?;
+    let name = match name {
+        Some(n) if !n.trim().is_empty() => n,
+        _ => derived_name(&url),
+    };
+    if name.contains('|') {
+        return Err(format!(
+            "target name {name:?} may not contain `|` (it separates the parts of alert keys)"
+        ));
+    }
+    let token = match &token_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read token_file {}: {e}", path.display()))?;
+            let token = text.trim().to_owned();
+            if token.is_empty() {
+                return Err(format!("token_file {} is empty", path.display()));
+            }
+            Some(token)
+        }
+        None => None,
+    };
+    Ok(Target {
+        name,
+        url,
+        token_file,
+        token,
+    })
+}
+
+/// The URL to poll: the emitter's base (`http://host:9464`, `/metrics` is
+/// added) or any explicit path (used as is).
+pub fn poll_url(url: &str) -> Result<String, String> {
+    let url = url.trim();
+    if url.starts_with("https://") {
+        return Err(format!("{url:?}: https is not supported by this build (no TLS); poll over loopback or a local TLS-terminating proxy"));
+    }
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url:?} is not an http:// URL"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if authority.is_empty() {
+        return Err(format!("{url:?} has no host"));
+    }
+    if path.is_empty() || path == "/" {
+        Ok(format!("{}/metrics", url.trim_end_matches('/')))
+    } else {
+        Ok(url.to_owned())
+    }
+}
+
+/// `host:port` of a URL, the name of a target that has none.
+pub fn derived_name(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, h)| h)
+        .to_owned()
+}
+
+/// A URL with any `user:password@` removed, for logs and `--print-config`.
+pub fn redact_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let end = rest.find('/').unwrap_or(rest.len());
+    match rest[..end].rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://<redacted>@{host}{}", &rest[end..]),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    fn load_file(f: &tempfile::NamedTempFile) -> Result<Config, ConfigError> {
+        Config::load(&Overrides {
+            config: Some(f.path().to_owned()),
+            ..Overrides::default()
+        })
+    }
+
+    #[test]
+    fn every_section_5_key_reads() {
+        let token = write("s3cret-token\n");
+        let f = write(&format!(
+            r#"
+interval = "30s"
+timeout = "5s"
+listen = "127.0.0.1:19465"
+alert_log = "/tmp/alerts.jsonl"
+state_file = "/tmp/state.json"
+[[target]]
+name = "orch-1"
+url = "http://127.0.0.1:9464"
+token_file = "{}"
+[rules.stuck_agent]
+for = "15m"
+cpu_floor = 0.05
+[rules.stage_age]
+per_stage = {{ review = "4h" }}
+[notify]
+repeat_interval = "1h 30m"
+"#,
+            token.path().display()
+        ));
+        let c = load_file(&f).unwrap();
+        assert_eq!(c.interval, Duration::from_secs(30));
+        assert_eq!(c.targets[0].url, "http://127.0.0.1:9464/metrics");
+        assert_eq!(c.targets[0].token.as_deref(), Some("s3cret-token"));
+        assert_eq!(c.repeat_interval(), Duration::from_secs(5400));
+        assert_eq!(
+            c.rules.get("stuck_agent").unwrap().common().for_,
+            Dur::secs(900)
+        );
+        let printed = c.to_toml();
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(printed.contains("cpu_floor = 0.05"), "{printed}");
+        assert!(printed.contains("[rules.queue_depth]"), "{printed}");
+    }
+
+    #[test]
+    fn unknown_keys_name_the_key_and_the_file() {
+        let f = write("intervall = \"15s\"\n");
+        let e = load_file(&f).unwrap_err().0;
+        assert!(
+            e.contains("intervall") && e.contains(&f.path().display().to_string()),
+            "{e}"
+        );
+        let f = write("[rules.stuck_agent]\ncpu_flor = 0.1\n");
+        let e = load_file(&f).unwrap_err().0;
+        assert!(
+            e.contains("cpu_flor") && e.contains(&f.path().display().to_string()),
+            "{e}"
+        );
+        let f = write("[rules.stuck]\n");
+        let e = load_file(&f).unwrap_err().0;
+        assert!(e.contains("unknown rule `stuck`"), "{e}");
+        let f = write("[[target]]\nurl = \"http://x\"\ntoken = \"inline\"\n");
+        assert!(load_file(&f).unwrap_err().0.contains("token"));
+    }
+
+    #[test]
+    fn flags_override_the_file_and_names_derive_from_host_port() {
+        let f = write("interval = \"30s\"\n[[target]]\nurl = \"http://a:1\"\n");
+        let c = Config::load(&Overrides {
+            config: Some(f.path().to_owned()),
+            targets: vec![
+                "http://127.0.0.1:9464/metrics".into(),
+                "b=http://b:2/".into(),
+            ],
+            interval: Some(Dur::secs(5)),
+            ..Overrides::default()
+        })
+        .unwrap();
+        assert_eq!(c.interval, Duration::from_secs(5));
+        assert_eq!(c.targets.len(), 2);
+        assert_eq!(c.targets[0].name, "127.0.0.1:9464");
+        assert_eq!(c.targets[1].name, "b");
+        assert_eq!(c.targets[1].url, "http://b:2/metrics");
+    }
+
+    #[test]
+    fn userinfo_is_redacted() {
+        assert_eq!(
+            redact_userinfo("http://u:p@h:1/metrics"),
+            "http://<redacted>@h:1/metrics"
+        );
+        assert_eq!(derived_name("http://u:p@h:1/metrics"), "h:1");
+    }
+}

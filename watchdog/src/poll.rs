@@ -1,0 +1,152 @@
+//! One poll of one target: GET with a timeout and a bearer token, the body
+//! read chunk by chunk under a 32 MiB cap (a larger or endless body is a
+//! failed poll, never an out-of-memory), then handed to the tolerant reader.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use shared_schema::Timestamp;
+
+use crate::config::{redact_userinfo, Target};
+use crate::engine::Observation;
+
+/// The largest body accepted.
+pub const BODY_CAP: usize = 32 * 1024 * 1024;
+
+/// Polls one target.
+#[derive(Clone)]
+pub struct Poller {
+    client: reqwest::Client,
+    url: String,
+    token: Option<String>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Poller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Poller")
+            .field("url", &redact_userinfo(&self.url))
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one poll brought back.
+#[derive(Debug)]
+pub struct Polled {
+    /// The observation for the engine.
+    pub observation: Observation,
+    /// The raw body, when one was read (for `--record`).
+    pub body: Option<Bytes>,
+    /// How long the request and read took.
+    pub duration: Duration,
+}
+
+impl Poller {
+    /// A poller for `target` with request timeout `timeout`.
+    pub fn new(target: &Target, timeout: Duration) -> anyhow::Result<Self> {
+        Self::for_url(&target.url, target.token.clone(), timeout)
+    }
+
+    /// A poller for a bare URL.
+    pub fn for_url(url: &str, token: Option<String>, timeout: Duration) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(concat!("watchdog/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            client,
+            url: url.to_owned(),
+            token,
+            timeout,
+        })
+    }
+
+    /// Fetches the body: `Err` carries the reason in words (never the token).
+    pub async fn fetch(&self) -> Result<Bytes, String> {
+        // The client's timeout covers the body too; this outer one is a
+        // belt-and-braces bound on the whole exchange.
+        match tokio::time::timeout(
+            self.timeout + Duration::from_millis(250),
+            self.fetch_inner(),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "timed out after {}",
+                humantime::format_duration(self.timeout)
+            )),
+        }
+    }
+
+    async fn fetch_inner(&self) -> Result<Bytes, String> {
+        let mut req = self.client.get(&self.url);
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        let mut resp = req.send().await.map_err(describe)?;
+        let status = resp.status();
+        if status.as_u16() >= 400 {
+            return Err(format!("HTTP {status}"));
+        }
+        if resp.content_length().is_some_and(|n| n > BODY_CAP as u64) {
+            return Err(format!("body larger than {} MiB", BODY_CAP >> 20));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(describe)? {
+            if body.len() + chunk.len() > BODY_CAP {
+                return Err(format!("body larger than {} MiB", BODY_CAP >> 20));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(body))
+    }
+
+    /// One poll, read into an observation stamped with the watchdog's clock.
+    pub async fn poll(&self) -> Polled {
+        let started = Instant::now();
+        let fetched = self.fetch().await;
+        let now = Timestamp::now();
+        let (observation, body) = match fetched {
+            Ok(body) => (Observation::from_body(now, &body), Some(body)),
+            Err(reason) => (Observation::failed(now, reason), None),
+        };
+        Polled {
+            observation,
+            body,
+            duration: started.elapsed(),
+        }
+    }
+}
+
+/// A reqwest error in words, without the URL (it is logged with its own field).
+fn describe(e: reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else if e.is_body() || e.is_decode() {
+        "body read failed"
+    } else {
+        "request failed"
+    };
+    let e = e.without_url();
+    let mut msg = format!("{kind}: {e}");
+    // The root cause ("Connection refused") is what an operator needs.
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        msg.push_str(": ");
+        msg.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    if msg.len() > 300 {
+        let mut end = 300;
+        while !msg.is_char_boundary(end) {
+            end -= 1;
+        }
+        msg.truncate(end);
+    }
+    msg
+}

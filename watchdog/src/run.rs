@@ -1,0 +1,428 @@
+//! `watchdog run`: one poll loop per target, one evaluation loop for all.
+//!
+//! Each target has its own task (poll every `interval`, bounded by
+//! `timeout`), so a slow or dead target never delays another. Polls come
+//! back over a channel to a single loop that owns the engine, the alert log,
+//! the exporter, the notifier and the state file: evaluation is serialised
+//! (it takes microseconds to milliseconds), lines never interleave, and the
+//! log is flushed before that target's next poll. SIGHUP reloads the config
+//! keeping every baseline and alert; SIGTERM/SIGINT finish the polls in
+//! flight, flush the log and the state file and drain the notifier.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use shared_schema::{AlertLine, Timestamp};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::alert_log::AlertLog;
+use crate::config::{Config, Overrides, Target};
+use crate::engine::Engine;
+use crate::exporter::Exporter;
+use crate::http::{self, Health};
+use crate::notify::Notifier;
+use crate::poll::{Polled, Poller};
+use crate::record::Recorder;
+use crate::rules::RuleSet;
+use crate::view::{PollOutcome, PollView};
+use crate::{sd, state};
+
+/// How long queued notifications get at shutdown or when a reload replaces the notifier.
+const NOTIFY_DRAIN: Duration = Duration::from_secs(5);
+
+/// One poll, on its way to the evaluation loop.
+#[derive(Debug)]
+struct Msg {
+    target: String,
+    polled: Polled,
+}
+
+/// A running poll loop.
+#[derive(Debug)]
+struct TargetLoop {
+    spec: (Target, Duration, Duration),
+    stop: watch::Sender<bool>,
+    handle: JoinHandle<()>,
+    started: Instant,
+    last_report: Option<Instant>,
+    up: bool,
+}
+
+fn spawn_loop(
+    target: &Target,
+    interval: Duration,
+    timeout: Duration,
+    tx: &mpsc::Sender<Msg>,
+) -> anyhow::Result<TargetLoop> {
+    let poller = Poller::new(target, timeout)?;
+    let (stop, stop_rx) = watch::channel(false);
+    let handle = tokio::spawn(poll_loop(
+        target.name.clone(),
+        poller,
+        interval,
+        tx.clone(),
+        stop_rx,
+    ));
+    tracing::info!(target = %target.name, url = %crate::config::redact_userinfo(&target.url), interval = %humantime::format_duration(interval), "polling");
+    Ok(TargetLoop {
+        spec: (target.clone(), interval, timeout),
+        stop,
+        handle,
+        started: Instant::now(),
+        last_report: None,
+        up: false,
+    })
+}
+
+async fn poll_loop(
+    name: String,
+    poller: Poller,
+    interval: Duration,
+    tx: mpsc::Sender<Msg>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            _ = ticker.tick() => {}
+        }
+        if *stop.borrow() {
+            break;
+        }
+        // A poll in flight is finished even when a stop arrives meanwhile.
+        let polled = poller.poll().await;
+        if tx
+            .send(Msg {
+                target: name.clone(),
+                polled,
+            })
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+}
+
+/// Everything the evaluation loop owns.
+struct Runner {
+    over: Overrides,
+    engine: Engine,
+    log: AlertLog,
+    recorder: Option<Recorder>,
+    exporter: Exporter,
+    notifier: Option<Notifier>,
+    dropped_tx: mpsc::UnboundedSender<AlertLine>,
+    poll_tx: mpsc::Sender<Msg>,
+    loops: BTreeMap<String, TargetLoop>,
+    interval: Duration,
+    timeout: Duration,
+    state_file: Option<std::path::PathBuf>,
+    listen: std::net::SocketAddr,
+    state_dirty: bool,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("targets", &self.loops.keys())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs until SIGTERM/SIGINT.
+pub async fn run(over: Overrides) -> anyhow::Result<()> {
+    let mut config = Config::load(&over)?;
+    if config.targets.is_empty() {
+        anyhow::bail!("no target: give --target URL or a [[target]] table in --config");
+    }
+    let exporter = Exporter::new();
+    exporter.config_loaded(true, Timestamp::now());
+
+    let rules = std::mem::replace(&mut config.rules, RuleSet::defaults());
+    let mut engine = Engine::new(rules, config.repeat_interval());
+    if let Some(path) = &config.state_file {
+        state::load(&mut engine, path);
+    }
+    let (dropped_tx, mut dropped_rx) = mpsc::unbounded_channel();
+    let notifier = Notifier::start(&config.notify, exporter.clone(), dropped_tx.clone())
+        .context("starting notification sinks")?;
+    notifier.sync_firing(&engine.firing_lines());
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding the metrics server to {}", config.listen))?;
+    tracing::info!(listen = %listener.local_addr().unwrap_or(config.listen), "metrics server listening");
+    let health = Health::default();
+    let (server_stop, mut server_stop_rx) = watch::channel(false);
+    let server = tokio::spawn(http::serve(
+        listener,
+        exporter.clone(),
+        health.clone(),
+        async move {
+            let _ = server_stop_rx.wait_for(|s| *s).await;
+        },
+    ));
+
+    let (poll_tx, mut poll_rx) = mpsc::channel::<Msg>(64);
+    let mut runner = Runner {
+        over,
+        engine,
+        log: AlertLog::new(config.alert_log.clone()),
+        recorder: config.record.clone().map(Recorder::new),
+        exporter,
+        notifier: Some(notifier),
+        dropped_tx,
+        poll_tx,
+        loops: BTreeMap::new(),
+        interval: config.interval,
+        timeout: config.timeout,
+        state_file: config.state_file.clone(),
+        listen: config.listen,
+        state_dirty: false,
+    };
+    for t in &config.targets {
+        let l = spawn_loop(t, config.interval, config.timeout, &runner.poll_tx)?;
+        runner.loops.insert(t.name.clone(), l);
+    }
+    health.set(true);
+    sd::ready(&runner.status_line());
+
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let ping_every = sd::watchdog_interval();
+    let mut ping = tokio::time::interval(ping_every.unwrap_or(Duration::from_secs(3600)));
+
+    loop {
+        tokio::select! {
+            Some(msg) = poll_rx.recv() => {
+                runner.handle(msg);
+                if poll_rx.is_empty() {
+                    runner.settle();
+                }
+            }
+            Some(line) = dropped_rx.recv() => runner.log.write(&[line]),
+            _ = hup.recv() => runner.reload(),
+            _ = term.recv() => { tracing::info!(signal = "SIGTERM", "shutting down"); break; }
+            _ = int.recv() => { tracing::info!(signal = "SIGINT", "shutting down"); break; }
+            _ = ping.tick(), if ping_every.is_some() => {
+                if runner.healthy() {
+                    sd::watchdog_ping();
+                } else {
+                    tracing::warn!("poll loops are behind; withholding the systemd watchdog ping");
+                }
+            }
+        }
+    }
+
+    sd::stopping();
+    health.set(false);
+    for l in runner.loops.values() {
+        let _ = l.stop.send(true);
+    }
+    // Drop our sender so the channel closes once every loop has finished its poll in flight.
+    runner.poll_tx = mpsc::channel(1).0;
+    let deadline = tokio::time::Instant::now() + runner.timeout + Duration::from_secs(2);
+    while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, poll_rx.recv()).await {
+        runner.handle(msg);
+    }
+    runner.state_dirty = true;
+    runner.settle();
+    if let Some(n) = runner.notifier.take() {
+        n.shutdown(NOTIFY_DRAIN).await;
+    }
+    while let Ok(line) = dropped_rx.try_recv() {
+        runner.log.write(&[line]);
+    }
+    let _ = server_stop.send(true);
+    if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(2), server).await {
+        tracing::warn!(error = %e, "metrics server ended with an error");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+impl Runner {
+    fn handle(&mut self, msg: Msg) {
+        let Some(l) = self.loops.get_mut(&msg.target) else {
+            return; // a target removed by a reload; its last poll is moot
+        };
+        let started = Instant::now();
+        let obs = &msg.polled.observation;
+        if let (Some(rec), Some(body)) = (self.recorder.as_mut(), msg.polled.body.as_ref()) {
+            rec.record(&msg.target, obs.now, body);
+        }
+        let eval = self.engine.observe(&msg.target, obs);
+        self.log.write(&eval.lines);
+        if let Some(n) = &self.notifier {
+            for line in &eval.lines {
+                n.publish(line);
+            }
+        }
+        let up = obs.outcome == PollOutcome::Ok;
+        match &obs.outcome {
+            PollOutcome::Failed { reason } if l.up || l.last_report.is_none() => {
+                tracing::warn!(target = %msg.target, reason = %reason, "poll failed");
+            }
+            PollOutcome::SchemaIncompatible { found } if l.up || l.last_report.is_none() => {
+                tracing::warn!(target = %msg.target, found, "target speaks a newer schema_version");
+            }
+            PollOutcome::Ok if !l.up && l.last_report.is_some() => {
+                tracing::info!(target = %msg.target, "target answers again");
+            }
+            _ => {}
+        }
+        l.up = up;
+        l.last_report = Some(Instant::now());
+        let schema_version = match &obs.outcome {
+            PollOutcome::Ok => obs.envelope.as_ref().map(|e| e.schema_version),
+            PollOutcome::SchemaIncompatible { found } => Some(*found),
+            PollOutcome::Disabled => Some(shared_schema::SCHEMA_VERSION),
+            PollOutcome::Failed { .. } => None,
+        };
+        let view = PollView {
+            target: &msg.target,
+            outcome: &obs.outcome,
+            duration: msg.polled.duration + started.elapsed(),
+            now: obs.now,
+            schema_version,
+            envelope: obs.envelope.as_ref(),
+            agents: &eval.agents,
+            firing: &eval.firing,
+        };
+        self.exporter.observe(&view);
+        tracing::debug!(target = %msg.target, outcome = obs.outcome.label(), lines = eval.lines.len(),
+            agents = eval.agents.len(), eval_us = started.elapsed().as_micros() as u64, "polled");
+        self.state_dirty = true;
+    }
+
+    /// After a burst of polls: the state file and the systemd status.
+    fn settle(&mut self) {
+        if self.state_dirty {
+            if let Some(path) = &self.state_file {
+                if let Err(e) = state::save(&self.engine, path) {
+                    tracing::error!(path = %path.display(), error = %e, "cannot write the state file");
+                }
+            }
+            self.state_dirty = false;
+        }
+        sd::status(&self.status_line());
+    }
+
+    fn status_line(&self) -> String {
+        let up = self.loops.values().filter(|l| l.up).count();
+        format!(
+            "{up}/{} targets up, {} alerts firing",
+            self.loops.len(),
+            self.engine.firing_total()
+        )
+    }
+
+    /// Every loop reported recently enough (or has just started).
+    fn healthy(&self) -> bool {
+        let grace = self.interval * 2 + self.timeout + Duration::from_secs(5);
+        self.loops.values().all(|l| {
+            !l.handle.is_finished() && l.last_report.unwrap_or(l.started).elapsed() <= grace
+        })
+    }
+
+    fn reload(&mut self) {
+        sd::reloading();
+        let now = Timestamp::now();
+        match self.try_reload(now) {
+            Ok(()) => {
+                tracing::info!(targets = self.loops.len(), "config reloaded");
+                self.exporter.config_loaded(true, now);
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "config reload rejected; the previous config keeps running");
+                self.exporter.config_loaded(false, now);
+            }
+        }
+        sd::ready(&self.status_line());
+    }
+
+    fn try_reload(&mut self, now: Timestamp) -> anyhow::Result<()> {
+        let mut config = Config::load(&self.over)?;
+        if config.targets.is_empty() {
+            anyhow::bail!("the new config has no target");
+        }
+        // Everything that can fail is built before anything changes.
+        let notifier = Notifier::start(
+            &config.notify,
+            self.exporter.clone(),
+            self.dropped_tx.clone(),
+        )
+        .context("starting notification sinks")?;
+        let mut fresh = BTreeMap::new();
+        for t in &config.targets {
+            let spec = (t.clone(), config.interval, config.timeout);
+            let unchanged = self
+                .loops
+                .get(&t.name)
+                .is_some_and(|l| l.spec == spec && !l.handle.is_finished());
+            if !unchanged {
+                fresh.insert(
+                    t.name.clone(),
+                    spawn_loop(t, config.interval, config.timeout, &self.poll_tx)?,
+                );
+            }
+        }
+        if config.listen != self.listen {
+            tracing::warn!(old = %self.listen, new = %config.listen, "`listen` changes only on restart");
+        }
+
+        let rules = std::mem::replace(&mut config.rules, RuleSet::defaults());
+        let resolved = self
+            .engine
+            .reconfigure(rules, config.repeat_interval(), now);
+        let keep: Vec<String> = config.targets.iter().map(|t| t.name.clone()).collect();
+        let gone: Vec<String> = self
+            .loops
+            .keys()
+            .filter(|k| !keep.contains(k))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some(l) = self.loops.remove(&name) {
+                let _ = l.stop.send(true);
+            }
+            self.engine.forget_target(&name);
+            self.exporter.forget_target(&name);
+            tracing::info!(target = %name, "target removed");
+        }
+        for (name, l) in fresh {
+            if let Some(old) = self.loops.insert(name, l) {
+                let _ = old.stop.send(true);
+            }
+        }
+        if config.alert_log.as_deref() != self.log.path() {
+            self.log = AlertLog::new(config.alert_log.clone());
+        }
+        self.state_file = config.state_file.clone();
+        self.interval = config.interval;
+        self.timeout = config.timeout;
+
+        self.log.write(&resolved);
+        if let Some(old) = self.notifier.replace(notifier) {
+            for line in &resolved {
+                old.publish(line);
+            }
+            tokio::spawn(old.shutdown(NOTIFY_DRAIN));
+        }
+        if let Some(n) = &self.notifier {
+            n.sync_firing(&self.engine.firing_lines());
+        }
+        self.state_dirty = true;
+        self.settle();
+        Ok(())
+    }
+}

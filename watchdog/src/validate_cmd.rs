@@ -1,0 +1,47 @@
+//! `watchdog validate URL|FILE|-`: every way an envelope departs from the
+//! contract, one `path: message` line each, exit 0 when none and 1 otherwise
+//! (also 1, with the reason, when the input cannot be read at all).
+
+use std::io::Read;
+use std::time::Duration;
+
+use crate::config::poll_url;
+use crate::poll::Poller;
+
+/// Validates `input`; prints the problems and returns the exit code.
+pub async fn validate(input: &str, token: Option<String>, timeout: Duration) -> i32 {
+    let bytes = match read(input, token, timeout).await {
+        Ok(b) => b,
+        Err(e) => {
+            println!("$: cannot read {input}: {e}");
+            return 1;
+        }
+    };
+    let problems = shared_schema::validate(&bytes);
+    for p in &problems {
+        println!("{p}");
+    }
+    if problems.is_empty() {
+        eprintln!("{input}: the envelope fits the contract");
+        0
+    } else {
+        eprintln!("{input}: {} problem(s)", problems.len());
+        1
+    }
+}
+
+async fn read(input: &str, token: Option<String>, timeout: Duration) -> Result<Vec<u8>, String> {
+    if input == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .map_err(|e| e.to_string())?;
+        return Ok(buf);
+    }
+    if input.starts_with("http://") || input.starts_with("https://") {
+        let url = poll_url(input)?;
+        let poller = Poller::for_url(&url, token, timeout).map_err(|e| e.to_string())?;
+        return poller.fetch().await.map(|b| b.to_vec());
+    }
+    std::fs::read(input).map_err(|e| e.to_string())
+}
