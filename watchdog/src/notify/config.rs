@@ -1,10 +1,36 @@
 //! The `[notify]` table of the config file (CONTRACT.md section 5).
 //!
-//! STUB: filled in by the notifications work (issue 5). Keep `Default`,
-//! `Deserialize` with `deny_unknown_fields`, and `Serialize` (for
-//! `--print-config`, which must never show a secret).
+//! Strict on input (`deny_unknown_fields`: a typo is an error, not a sink
+//! that silently never fires) and safe on output: `Serialize` feeds
+//! `--print-config`, so URLs are printed with their secrets (user info,
+//! path and query of a webhook, which is where chat services put their
+//! tokens) replaced by `REDACTED`.
+//!
+//! ```toml
+//! [notify]
+//! repeat_interval = "4h"
+//!
+//! [[notify.webhook]]
+//! url = "http://127.0.0.1:9099/hook"
+//! rate = "10/min"          # N/s, N/min or N/h; past it: a "dropped" line
+//! timeout = "10s"
+//! max_retries = 3
+//! queue = 1024
+//! batch = 20               # optional: POST a JSON array of up to 20 lines
+//!
+//! [notify.alertmanager]
+//! url = ["http://am-1:9093", "http://am-2:9093"]   # or one string
+//! resend_interval = "1m"
+//! heartbeat = true         # or an interval, e.g. "30s"
+//! generator_url = "http://watchdog.example:9465/metrics"
+//! ```
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::num::NonZeroU32;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// `[notify]`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -12,7 +38,410 @@ use serde::{Deserialize, Serialize};
 pub struct NotifyConfig {
     /// How often a firing alert is repeated in the log and to sinks.
     #[serde(default, with = "humantime_serde_opt")]
-    pub repeat_interval: Option<std::time::Duration>,
+    pub repeat_interval: Option<Duration>,
+    /// `[[notify.webhook]]`: each gets its own queue and worker.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhook: Vec<WebhookConfig>,
+    /// `[notify.alertmanager]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alertmanager: Option<AlertmanagerConfig>,
+}
+
+/// One `[[notify.webhook]]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Name in metrics and `dropped` lines; `webhook[<index>]` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Where to POST (http only: this build has no TLS).
+    #[serde(serialize_with = "redacted_webhook_url")]
+    pub url: String,
+    /// At most this many requests; past it events are dropped. Unset: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Rate>,
+    /// Per request.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Retries after the first attempt (5xx, 429, connect errors, timeouts).
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// Events waiting for this sink at most; past it events are dropped.
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+    /// POST a JSON array of up to this many lines instead of one object each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<usize>,
+    /// First retry waits up to this long (full jitter), doubling each time.
+    #[serde(default = "default_backoff", with = "humantime_serde")]
+    pub backoff: Duration,
+    /// Retries never wait longer than this.
+    #[serde(default = "default_backoff_max", with = "humantime_serde")]
+    pub backoff_max: Duration,
+}
+
+/// `[notify.alertmanager]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerConfig {
+    /// One base URL, or several (an HA cluster: each gets every alert).
+    #[serde(
+        deserialize_with = "one_or_many",
+        serialize_with = "redacted_base_urls"
+    )]
+    pub url: Vec<String>,
+    /// Firing alerts are re-sent at least this often.
+    #[serde(default = "default_resend", with = "humantime_serde")]
+    pub resend_interval: Duration,
+    /// An always-firing `WatchdogHeartbeat` alert for a dead-man's switch.
+    #[serde(default, skip_serializing_if = "Heartbeat::is_off")]
+    pub heartbeat: Heartbeat,
+    /// `generatorURL` of every alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_url: Option<String>,
+    /// Per request.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Retries after the first attempt.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// Events waiting per Alertmanager at most.
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+    /// First retry waits up to this long (full jitter), doubling each time.
+    #[serde(default = "default_backoff", with = "humantime_serde")]
+    pub backoff: Duration,
+    /// Retries never wait longer than this.
+    #[serde(default = "default_backoff_max", with = "humantime_serde")]
+    pub backoff_max: Duration,
+}
+
+impl AlertmanagerConfig {
+    /// `endsAt` of a firing alert is this far ahead: a few missed resends
+    /// are tolerated, a dead watchdog's alerts expire.
+    pub fn firing_horizon(&self) -> Duration {
+        self.resend_interval.saturating_mul(4)
+    }
+
+    /// How often the heartbeat is sent, when on.
+    pub fn heartbeat_interval(&self) -> Option<Duration> {
+        match self.heartbeat {
+            Heartbeat::Enabled(false) => None,
+            Heartbeat::Enabled(true) => Some(self.resend_interval),
+            Heartbeat::Every(d) => Some(d),
+        }
+    }
+}
+
+/// `heartbeat = true | false | "30s"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heartbeat {
+    /// `true`: every `resend_interval`; `false`: off.
+    Enabled(bool),
+    /// At its own interval.
+    Every(Duration),
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Self::Enabled(false)
+    }
+}
+
+impl Heartbeat {
+    fn is_off(&self) -> bool {
+        *self == Self::Enabled(false)
+    }
+}
+
+impl Serialize for Heartbeat {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Enabled(b) => s.serialize_bool(*b),
+            Self::Every(d) => s.collect_str(&humantime::format_duration(*d)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Heartbeat {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Heartbeat;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true, false or an interval such as \"30s\"")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Heartbeat, E> {
+                Ok(Heartbeat::Enabled(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Heartbeat, E> {
+                parse_duration(v).map(Heartbeat::Every).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// A rate limit as written in the config: `N/s`, `N/min` or `N/h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// How many per period (also the burst).
+    pub count: NonZeroU32,
+    /// The period.
+    pub per: Per,
+}
+
+/// The period of a [`Rate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Per {
+    /// `/s`
+    Second,
+    /// `/min`
+    Minute,
+    /// `/h`
+    Hour,
+}
+
+impl Rate {
+    /// The governor quota: a burst of `count`, refilled evenly over the period.
+    pub fn quota(&self) -> governor::Quota {
+        match self.per {
+            Per::Second => governor::Quota::per_second(self.count),
+            Per::Minute => governor::Quota::per_minute(self.count),
+            Per::Hour => governor::Quota::per_hour(self.count),
+        }
+    }
+}
+
+impl FromStr for Rate {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || format!("invalid rate {text:?}: write N/s, N/min or N/h, e.g. \"10/min\"");
+        let (n, unit) = text.trim().split_once('/').ok_or_else(bad)?;
+        let count = n.trim().parse::<NonZeroU32>().map_err(|_| bad())?;
+        let per = match unit.trim() {
+            "s" | "sec" | "second" => Per::Second,
+            "m" | "min" | "minute" => Per::Minute,
+            "h" | "hour" => Per::Hour,
+            _ => return Err(bad()),
+        };
+        Ok(Self { count, per })
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unit = match self.per {
+            Per::Second => "s",
+            Per::Minute => "min",
+            Per::Hour => "h",
+        };
+        write!(f, "{}/{unit}", self.count)
+    }
+}
+
+impl Serialize for Rate {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl NotifyConfig {
+    /// Checks what serde cannot: URLs, sizes, intervals, unique names.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let mut names = std::collections::HashSet::new();
+        for (i, w) in self.webhook.iter().enumerate() {
+            let name = w.sink_name(i);
+            anyhow::ensure!(
+                names.insert(name.clone()),
+                "notify.webhook: two webhooks are named {name:?}"
+            );
+            check_url(&w.url, true).map_err(|e| anyhow::anyhow!("notify.webhook {name}: {e}"))?;
+            anyhow::ensure!(
+                w.queue > 0,
+                "notify.webhook {name}: queue must be at least 1"
+            );
+            anyhow::ensure!(
+                w.batch != Some(0),
+                "notify.webhook {name}: batch must be at least 1"
+            );
+        }
+        if let Some(am) = &self.alertmanager {
+            anyhow::ensure!(
+                !am.url.is_empty(),
+                "notify.alertmanager: url needs at least one address"
+            );
+            for url in &am.url {
+                check_url(url, false).map_err(|e| anyhow::anyhow!("notify.alertmanager: {e}"))?;
+            }
+            anyhow::ensure!(
+                !am.resend_interval.is_zero(),
+                "notify.alertmanager: resend_interval must be above 0s"
+            );
+            anyhow::ensure!(
+                am.queue > 0,
+                "notify.alertmanager: queue must be at least 1"
+            );
+            if let Heartbeat::Every(d) = am.heartbeat {
+                anyhow::ensure!(
+                    !d.is_zero(),
+                    "notify.alertmanager: heartbeat must be above 0s"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+impl WebhookConfig {
+    /// A webhook for `url` with every default.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            name: None,
+            url: url.into(),
+            rate: None,
+            timeout: default_timeout(),
+            max_retries: default_max_retries(),
+            queue: default_queue(),
+            batch: None,
+            backoff: default_backoff(),
+            backoff_max: default_backoff_max(),
+        }
+    }
+
+    /// The name in metrics and `dropped` lines.
+    pub fn sink_name(&self, index: usize) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("webhook[{index}]"))
+    }
+}
+
+impl AlertmanagerConfig {
+    /// An Alertmanager sink for `urls` with every default.
+    pub fn new(urls: Vec<String>) -> Self {
+        Self {
+            url: urls,
+            resend_interval: default_resend(),
+            heartbeat: Heartbeat::default(),
+            generator_url: None,
+            timeout: default_timeout(),
+            max_retries: default_max_retries(),
+            queue: default_queue(),
+            backoff: default_backoff(),
+            backoff_max: default_backoff_max(),
+        }
+    }
+}
+
+fn check_url(url: &str, path_is_secret: bool) -> Result<reqwest::Url, String> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| format!("invalid url {:?}: {e}", redact(url, path_is_secret)))?;
+    match parsed.scheme() {
+        "http" => Ok(parsed),
+        "https" => Err(format!(
+            "{}: https is not supported by this build (no TLS); use http:// to a local relay",
+            redact(url, path_is_secret)
+        )),
+        other => Err(format!(
+            "{}: unsupported scheme {other:?}",
+            redact(url, path_is_secret)
+        )),
+    }
+}
+
+/// The URL with secrets replaced: user info always, path and query too when
+/// `path_is_secret` (webhook URLs carry their token in the path).
+pub fn redact(url: &str, path_is_secret: bool) -> String {
+    let Ok(mut parsed) = reqwest::Url::parse(url) else {
+        return "REDACTED".to_owned();
+    };
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        let _ = parsed.set_username("REDACTED");
+        let _ = parsed.set_password(None);
+    }
+    if parsed.query().is_some() {
+        parsed.set_query(Some("REDACTED"));
+    }
+    if path_is_secret && parsed.path() != "/" {
+        parsed.set_path("/REDACTED");
+    }
+    parsed.to_string()
+}
+
+fn redacted_webhook_url<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact(url, true))
+}
+
+fn redacted_base_urls<S: Serializer>(urls: &[String], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(urls.iter().map(|u| redact(u, false)))
+}
+
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    match OneOrMany::deserialize(d)? {
+        OneOrMany::One(url) => Ok(vec![url]),
+        OneOrMany::Many(urls) => Ok(urls),
+    }
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_max_retries() -> u32 {
+    3
+}
+fn default_queue() -> usize {
+    1024
+}
+fn default_backoff() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_backoff_max() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_resend() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("invalid duration {text:?}: {e} (write e.g. \"90s\", \"10m\", \"1h 30m\")")
+    })
+}
+
+fn format_duration(d: &Duration) -> String {
+    if d.is_zero() {
+        "0s".to_owned()
+    } else {
+        humantime::format_duration(*d).to_string()
+    }
+}
+
+mod humantime_serde {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_duration(d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 mod humantime_serde_opt {
@@ -21,14 +450,127 @@ mod humantime_serde_opt {
 
     pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
         match d {
-            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+            Some(d) => s.serialize_str(&super::format_duration(d)),
             None => s.serialize_none(),
         }
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         let text = Option::<String>::deserialize(d)?;
-        text.map(|t| humantime::parse_duration(&t).map_err(serde::de::Error::custom))
+        text.map(|t| super::parse_duration(&t).map_err(serde::de::Error::custom))
             .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<NotifyConfig, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    #[test]
+    fn reads_the_documented_example() {
+        let cfg = parse(
+            r#"
+            repeat_interval = "4h"
+            [[webhook]]
+            url = "http://127.0.0.1:9099/hooks/T000/secret-token?key=abc"
+            rate = "10/min"
+            batch = 20
+            [[webhook]]
+            name = "ops"
+            url = "http://127.0.0.1:9099/"
+            rate = "1/s"
+            timeout = "2s"
+            [alertmanager]
+            url = ["http://am-1:9093", "http://am-2:9093"]
+            heartbeat = "30s"
+            "#,
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.repeat_interval, Some(Duration::from_secs(4 * 3600)));
+        assert_eq!(cfg.webhook[0].rate.unwrap().to_string(), "10/min");
+        assert_eq!(cfg.webhook[0].sink_name(0), "webhook[0]");
+        assert_eq!(cfg.webhook[1].sink_name(1), "ops");
+        assert_eq!(cfg.webhook[1].timeout, Duration::from_secs(2));
+        assert_eq!(cfg.webhook[1].max_retries, 3);
+        let am = cfg.alertmanager.as_ref().unwrap();
+        assert_eq!(am.url.len(), 2);
+        assert_eq!(am.resend_interval, Duration::from_secs(60));
+        assert_eq!(am.heartbeat_interval(), Some(Duration::from_secs(30)));
+        assert_eq!(am.firing_horizon(), Duration::from_secs(240));
+    }
+
+    #[test]
+    fn one_alertmanager_url_may_be_a_string_and_heartbeat_a_bool() {
+        let cfg = parse("[alertmanager]\nurl = \"http://am:9093\"\nheartbeat = true\n").unwrap();
+        let am = cfg.alertmanager.unwrap();
+        assert_eq!(am.url, ["http://am:9093"]);
+        assert_eq!(am.heartbeat_interval(), Some(am.resend_interval));
+    }
+
+    #[test]
+    fn rates_parse_or_say_how_to_write_them() {
+        for (text, want) in [("10/min", "10/min"), ("1/s", "1/s"), (" 5 / h ", "5/h")] {
+            assert_eq!(text.parse::<Rate>().unwrap().to_string(), want);
+        }
+        for bad in ["10", "0/s", "x/min", "10/day", "-1/s", ""] {
+            let err = bad.parse::<Rate>().unwrap_err();
+            assert!(err.contains("N/s, N/min or N/h"), "{bad}: {err}");
+        }
+        let err = parse("[[webhook]]\nurl = \"http://x/\"\nrate = \"10/week\"\n").unwrap_err();
+        assert!(err.to_string().contains("N/min"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(parse("[[webhook]]\nurl = \"http://x/\"\nrat = \"1/s\"\n").is_err());
+        assert!(parse("[alertmanager]\nurl = \"http://x\"\nresend = \"1m\"\n").is_err());
+        assert!(parse("webhooks = []\n").is_err());
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let https = parse("[[webhook]]\nurl = \"https://chat.example/hook/secret\"\n").unwrap();
+        let err = https.validate().unwrap_err().to_string();
+        assert!(err.contains("no TLS"), "{err}");
+        assert!(!err.contains("secret"), "{err}");
+        let dup = parse("[[webhook]]\nname = \"a\"\nurl = \"http://x/\"\n[[webhook]]\nname = \"a\"\nurl = \"http://y/\"\n").unwrap();
+        assert!(dup.validate().is_err());
+        let none = parse("[alertmanager]\nurl = []\n").unwrap();
+        assert!(none.validate().is_err());
+    }
+
+    #[test]
+    fn printing_never_shows_a_secret_and_defaults_are_visible() {
+        let cfg = parse(
+            r#"
+            [[webhook]]
+            url = "http://user:pw@chat.example:8080/hooks/T000/secret-token?key=abc"
+            [alertmanager]
+            url = "http://admin:hunter2@am:9093/?token=abc"
+            "#,
+        )
+        .unwrap();
+        let printed = toml::to_string(&cfg).unwrap();
+        for secret in ["pw", "secret-token", "abc", "hunter2", "T000"] {
+            assert!(!printed.contains(secret), "{secret} in {printed}");
+        }
+        assert!(
+            printed.contains("http://REDACTED@chat.example:8080/REDACTED?REDACTED"),
+            "{printed}"
+        );
+        assert!(printed.contains("resend_interval = \"1m\""), "{printed}");
+        assert!(printed.contains("timeout = \"10s\""), "{printed}");
+    }
+
+    #[test]
+    fn the_default_is_empty_and_prints_back() {
+        let cfg = NotifyConfig::default();
+        let printed = toml::to_string(&cfg).unwrap();
+        assert_eq!(parse(&printed).unwrap(), cfg);
     }
 }

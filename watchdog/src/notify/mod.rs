@@ -4,49 +4,108 @@
 //! `dropped` [`AlertLine`] on the channel given to [`Notifier::start`], for
 //! the alert log: nothing is lost silently.
 //!
-//! STUB: the API below is the seam the run loop is written against; the
-//! bodies are filled in by the notifications work (issue 5).
+//! Layout: `config` (the `[notify]` table), `sink` (the trait), `queue`
+//! (queue + worker, counting, `dropped` lines), `post` + `backoff` (one
+//! JSON POST with retries), and one file per sink: `webhook`,
+//! `alertmanager`. Adding a sink is one new file plus one line in
+//! [`Notifier::start`].
 
+pub mod alertmanager;
+pub mod backoff;
 pub mod config;
+pub mod post;
+pub mod queue;
+pub mod sink;
+pub mod webhook;
 
-use shared_schema::AlertLine;
+use shared_schema::{AlertEvent, AlertLine};
 use tokio::sync::mpsc;
 
 pub use config::NotifyConfig;
+pub use sink::Sink;
 
 use crate::exporter::Exporter;
+use queue::SinkQueue;
 
 /// Fans alert events out to every configured sink.
 #[derive(Debug)]
-pub struct Notifier {}
+pub struct Notifier {
+    sinks: Vec<SinkQueue>,
+}
 
 impl Notifier {
     /// Starts one worker per configured sink. Lines a sink gives up on are
     /// sent to `dropped` (as `"event":"dropped"` lines naming the sink).
+    /// Must be called inside a tokio runtime.
     pub fn start(
         config: &NotifyConfig,
         exporter: Exporter,
         dropped: mpsc::UnboundedSender<AlertLine>,
     ) -> anyhow::Result<Self> {
-        let _ = (config, exporter, dropped);
-        Ok(Self {})
+        config.validate()?;
+        let mut sinks = Vec::new();
+        let mut add = |name: &str, sink: Box<dyn Sink>, capacity: usize| {
+            tracing::info!(sink = name, capacity, "notification sink started");
+            sinks.push(SinkQueue::spawn(
+                name,
+                sink,
+                capacity,
+                exporter.clone(),
+                dropped.clone(),
+            ));
+        };
+        for (i, cfg) in config.webhook.iter().enumerate() {
+            let name = cfg.sink_name(i);
+            let sink = webhook::Webhook::new(&name, cfg, exporter.clone())?;
+            add(&name, Box::new(sink), cfg.queue);
+        }
+        if let Some(cfg) = &config.alertmanager {
+            for (i, url) in cfg.url.iter().enumerate() {
+                let name = format!("alertmanager[{i}]");
+                let sink = alertmanager::Alertmanager::new(&name, url, cfg, exporter.clone())?;
+                add(&name, Box::new(sink), cfg.queue);
+            }
+        }
+        Ok(Self { sinks })
+    }
+
+    /// The names of the running sinks, in config order.
+    pub fn sink_names(&self) -> Vec<&str> {
+        self.sinks.iter().map(SinkQueue::name).collect()
     }
 
     /// Hands one event (`firing`, `resolved`, `repeat`) to every sink without
-    /// waiting; a full queue turns into a `dropped` line.
+    /// waiting; a full queue turns into a `dropped` line. `dropped` lines
+    /// themselves are not notified.
     pub fn publish(&self, line: &AlertLine) {
-        let _ = line;
+        if line.event == AlertEvent::Dropped {
+            return;
+        }
+        for sink in &self.sinks {
+            sink.push(line);
+        }
     }
 
     /// Tells sinks that re-send state (Alertmanager) which alerts fire now,
     /// e.g. after a restart or a reload built a new notifier.
     pub fn sync_firing(&self, firing: &[AlertLine]) {
-        let _ = firing;
+        for sink in &self.sinks {
+            sink.sync_firing(firing);
+        }
     }
 
     /// Stops accepting events and gives queued ones until `deadline` to go out;
     /// what is left is sent to `dropped`.
     pub async fn shutdown(self, deadline: std::time::Duration) {
-        let _ = deadline;
+        let at = tokio::time::Instant::now() + deadline;
+        let all = self.sinks.into_iter().map(|sink| sink.shutdown(at));
+        // Concurrently: each sink gets the whole deadline, not what the
+        // previous one left over.
+        let handles: Vec<_> = all.map(tokio::spawn).collect();
+        for handle in handles {
+            if let Err(err) = handle.await {
+                tracing::error!(error = %err, "sink shutdown failed");
+            }
+        }
     }
 }

@@ -1,0 +1,320 @@
+//! One Alertmanager (`POST {url}/api/v2/alerts`). An HA cluster is one sink
+//! per URL, each with its own queue, worker and state, so a dead peer
+//! delays nobody.
+//!
+//! Alertmanager forgets an alert whose `endsAt` passes, so this sink keeps
+//! the set of firing alerts (by key) from the events it sees and from
+//! [`Sink::sync_firing`], re-sends all of them every `resend_interval` with
+//! `endsAt` = now + 4 × `resend_interval`, and sends a resolved alert with
+//! `endsAt` = the `ts` of its `resolved` line. When the watchdog dies its
+//! alerts expire on their own; the optional `WatchdogHeartbeat` alert
+//! expires too, which is what a dead-man's switch watches for.
+//!
+//! A failed POST of a new event is reported (a `dropped` line), and the
+//! state still reaches Alertmanager at the next re-send: a firing alert
+//! stays in the set, a resolved one is kept until a send succeeds.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::Url;
+use serde_json::{json, Map, Value};
+use shared_schema::{AlertEvent, AlertLine, Timestamp};
+use tokio::time::Instant;
+
+use super::backoff::Backoff;
+use super::config::{redact, AlertmanagerConfig};
+use super::post::Poster;
+use super::sink::{BoxFuture, Sink};
+use crate::exporter::Exporter;
+
+/// `alertname` of the always-firing heartbeat.
+pub const HEARTBEAT_ALERTNAME: &str = "WatchdogHeartbeat";
+
+/// One Alertmanager instance.
+#[derive(Debug)]
+pub struct Alertmanager {
+    name: String,
+    endpoint: Url,
+    poster: Poster,
+    exporter: Exporter,
+    resend: Duration,
+    horizon: Duration,
+    heartbeat: Option<Duration>,
+    generator_url: Option<String>,
+    instance: String,
+    started: Timestamp,
+    firing: BTreeMap<String, AlertLine>,
+    unsent_resolved: BTreeMap<String, AlertLine>,
+    next_resend: Instant,
+    next_heartbeat: Option<Instant>,
+}
+
+impl Alertmanager {
+    /// The sink named `name` for the Alertmanager at `base_url`.
+    pub fn new(
+        name: &str,
+        base_url: &str,
+        cfg: &AlertmanagerConfig,
+        exporter: Exporter,
+    ) -> anyhow::Result<Self> {
+        let endpoint = alerts_endpoint(base_url)
+            .map_err(|e| anyhow::anyhow!("{name}: invalid url {}: {e}", redact(base_url, false)))?;
+        let backoff = Backoff {
+            base: cfg.backoff,
+            cap: cfg.backoff_max,
+        };
+        let now = Instant::now();
+        let heartbeat = cfg.heartbeat_interval();
+        Ok(Self {
+            name: name.to_owned(),
+            endpoint,
+            poster: Poster::new(
+                name,
+                cfg.timeout,
+                cfg.max_retries,
+                backoff,
+                exporter.clone(),
+            )?,
+            exporter,
+            resend: cfg.resend_interval,
+            horizon: cfg.firing_horizon(),
+            heartbeat,
+            generator_url: cfg.generator_url.clone(),
+            instance: hostname(),
+            started: Timestamp::now(),
+            firing: BTreeMap::new(),
+            unsent_resolved: BTreeMap::new(),
+            next_resend: now + cfg.resend_interval,
+            // The first heartbeat goes out at once, so a fresh watchdog is seen alive.
+            next_heartbeat: heartbeat.map(|_| now),
+        })
+    }
+
+    /// The Alertmanager form of one alert line.
+    fn alert(&self, line: &AlertLine, now: Timestamp) -> Value {
+        let mut labels = Map::new();
+        for (k, v) in &line.labels {
+            // Alertmanager treats an empty label as absent; skip it.
+            if !v.is_empty() {
+                labels.insert(label_name(k), Value::String(v.clone()));
+            }
+        }
+        labels.insert("alertname".into(), line.rule.clone().into());
+        labels.insert("severity".into(), line.severity.as_str().into());
+        labels.insert("target".into(), line.target.clone().into());
+        let mut annotations = Map::new();
+        annotations.insert("summary".into(), line.summary.clone().into());
+        if let Some(v) = line.value {
+            annotations.insert("value".into(), v.to_string().into());
+        }
+        if let Some(t) = line.threshold {
+            annotations.insert("threshold".into(), t.to_string().into());
+        }
+        annotations.insert("key".into(), line.key.clone().into());
+        let ends_at = match line.event {
+            AlertEvent::Resolved => line.ts,
+            _ => now.plus_seconds(self.horizon.as_secs_f64()),
+        };
+        // Alertmanager rejects the whole POST when an alert ends before it starts
+        // (possible with a skewed emitter clock).
+        let ends_at = ends_at.max(line.since);
+        self.with_generator(json!({
+            "labels": labels,
+            "annotations": annotations,
+            "startsAt": line.since,
+            "endsAt": ends_at,
+        }))
+    }
+
+    fn heartbeat_alert(&self, every: Duration, now: Timestamp) -> Value {
+        let mut labels = Map::new();
+        labels.insert("alertname".into(), HEARTBEAT_ALERTNAME.into());
+        labels.insert("severity".into(), "none".into());
+        if !self.instance.is_empty() {
+            labels.insert("instance".into(), self.instance.clone().into());
+        }
+        self.with_generator(json!({
+            "labels": labels,
+            "annotations": {
+                "summary": "The watchdog is running. This alert always fires; its absence means the watchdog stopped."
+            },
+            "startsAt": self.started,
+            "endsAt": now.plus_seconds(every.saturating_mul(4).as_secs_f64()),
+        }))
+    }
+
+    fn with_generator(&self, mut alert: Value) -> Value {
+        if let (Some(url), Some(obj)) = (&self.generator_url, alert.as_object_mut()) {
+            obj.insert("generatorURL".into(), url.clone().into());
+        }
+        alert
+    }
+
+    async fn post(&self, alerts: Vec<Value>) -> Result<(), super::post::PostError> {
+        let body = Bytes::from(serde_json::to_vec(&alerts).unwrap_or_else(|_| b"[]".to_vec()));
+        self.poster.post_json(&self.endpoint, body, None).await
+    }
+}
+
+impl Sink for Alertmanager {
+    fn max_batch(&self) -> usize {
+        64
+    }
+
+    fn deliver(&mut self, lines: Vec<AlertLine>) -> BoxFuture<'_, Vec<AlertLine>> {
+        Box::pin(async move {
+            // Only the newest state of each alert matters to Alertmanager.
+            let mut newest: BTreeMap<&str, &AlertLine> = BTreeMap::new();
+            for line in &lines {
+                match line.event {
+                    AlertEvent::Firing | AlertEvent::Repeat => {
+                        self.firing.insert(line.key.clone(), line.clone());
+                        self.unsent_resolved.remove(&line.key);
+                    }
+                    AlertEvent::Resolved => {
+                        self.firing.remove(&line.key);
+                        self.unsent_resolved.insert(line.key.clone(), line.clone());
+                    }
+                    AlertEvent::Dropped => continue,
+                }
+                newest.insert(&line.key, line);
+            }
+            let now = Timestamp::now();
+            let alerts: Vec<Value> = newest.values().map(|l| self.alert(l, now)).collect();
+            let keys: Vec<String> = newest.keys().map(|k| (*k).to_owned()).collect();
+            if alerts.is_empty() {
+                return Vec::new();
+            }
+            match self.post(alerts).await {
+                Ok(()) => {
+                    for key in keys {
+                        self.unsent_resolved.remove(&key);
+                    }
+                    Vec::new()
+                }
+                Err(err) => {
+                    tracing::warn!(sink = %self.name, events = lines.len(), error = %err, "alertmanager failed");
+                    lines
+                }
+            }
+        })
+    }
+
+    fn sync_firing(&mut self, firing: Vec<AlertLine>) {
+        self.firing = firing
+            .into_iter()
+            .filter(|l| matches!(l.event, AlertEvent::Firing | AlertEvent::Repeat))
+            .map(|l| (l.key.clone(), l))
+            .collect();
+        self.next_resend = Instant::now();
+    }
+
+    fn next_tick(&self) -> Option<Instant> {
+        Some(match self.next_heartbeat {
+            Some(hb) => hb.min(self.next_resend),
+            None => self.next_resend,
+        })
+    }
+
+    fn tick(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let at = Instant::now();
+            let now = Timestamp::now();
+            let mut alerts = Vec::new();
+            let mut resolved = Vec::new();
+            if at >= self.next_resend {
+                self.next_resend = at + self.resend;
+                alerts.extend(self.firing.values().map(|l| self.alert(l, now)));
+                alerts.extend(self.unsent_resolved.values().map(|l| self.alert(l, now)));
+                resolved.extend(self.unsent_resolved.keys().cloned());
+            }
+            if let (Some(due), Some(every)) = (self.next_heartbeat, self.heartbeat) {
+                if at >= due {
+                    self.next_heartbeat = Some(at + every);
+                    alerts.push(self.heartbeat_alert(every, now));
+                }
+            }
+            if alerts.is_empty() {
+                return;
+            }
+            let n = alerts.len() as u64;
+            match self.post(alerts).await {
+                Ok(()) => {
+                    self.exporter.notifications(&self.name, "resent", n);
+                    for key in resolved {
+                        self.unsent_resolved.remove(&key);
+                    }
+                }
+                Err(err) => {
+                    self.exporter.notification(&self.name, "resend_failed");
+                    tracing::warn!(sink = %self.name, alerts = n, error = %err, "alertmanager re-send failed");
+                }
+            }
+        })
+    }
+}
+
+/// `{base}/api/v2/alerts`, keeping a path prefix of `base`.
+fn alerts_endpoint(base: &str) -> Result<Url, String> {
+    let mut url = Url::parse(base).map_err(|e| e.to_string())?;
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    url.join("api/v2/alerts").map_err(|e| e.to_string())
+}
+
+/// A valid Prometheus label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
+fn label_name(key: &str) -> String {
+    let mut name: String = key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+        name.insert(0, '_');
+    }
+    name
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_endpoint_keeps_a_path_prefix() {
+        assert_eq!(
+            alerts_endpoint("http://am:9093").unwrap().as_str(),
+            "http://am:9093/api/v2/alerts"
+        );
+        assert_eq!(
+            alerts_endpoint("http://h/am").unwrap().as_str(),
+            "http://h/am/api/v2/alerts"
+        );
+        assert_eq!(
+            alerts_endpoint("http://h/am/").unwrap().as_str(),
+            "http://h/am/api/v2/alerts"
+        );
+    }
+
+    #[test]
+    fn label_names_are_made_valid() {
+        assert_eq!(label_name("job_id"), "job_id");
+        assert_eq!(label_name("run-id"), "run_id");
+        assert_eq!(label_name("1x"), "_1x");
+        assert_eq!(label_name(""), "_");
+    }
+}

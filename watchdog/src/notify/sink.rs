@@ -1,0 +1,42 @@
+//! The one trait every notification sink implements.
+//!
+//! A sink only delivers; the queue, the worker task, counting and turning
+//! failures into `dropped` lines live in [`super::queue`], so a new sink is
+//! one new file with one `impl Sink`.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use shared_schema::AlertLine;
+use tokio::time::Instant;
+
+/// A boxed future, so [`Sink`] stays object safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Somewhere alert events go. Each sink runs on its own worker task, so it
+/// may take its time (retries, backoff) without holding up anything else.
+pub trait Sink: Send + 'static {
+    /// How many queued events the worker hands over at once.
+    fn max_batch(&self) -> usize {
+        1
+    }
+
+    /// Delivers `lines` (in order) and returns those it gave up on; the
+    /// worker turns them into `dropped` lines.
+    fn deliver(&mut self, lines: Vec<AlertLine>) -> BoxFuture<'_, Vec<AlertLine>>;
+
+    /// The full set of alerts firing now (after a restart or a reload).
+    fn sync_firing(&mut self, firing: Vec<AlertLine>) {
+        let _ = firing;
+    }
+
+    /// When the sink next wants [`Sink::tick`], if ever (re-sends, heartbeats).
+    fn next_tick(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Periodic work; failures are the sink's to count and log.
+    fn tick(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}

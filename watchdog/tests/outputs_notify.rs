@@ -1,0 +1,669 @@
+//! Notification sinks against a real HTTP receiver on 127.0.0.1:0 that
+//! records what it gets, fails on demand and answers slowly: deliveries,
+//! retries, the rate limit, isolation between sinks, shutdown, and the
+//! Alertmanager protocol. Every event is either delivered or comes back as
+//! a `dropped` line, and the tests count both.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use shared_schema::{AlertEvent, AlertLine, Severity, Timestamp};
+use tokio::sync::mpsc;
+use watchdog::exporter::Exporter;
+use watchdog::notify::config::{AlertmanagerConfig, Heartbeat, WebhookConfig};
+use watchdog::notify::{Notifier, NotifyConfig};
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+struct Received {
+    path: String,
+    content_type: String,
+    body: Value,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    requests: Mutex<Vec<Received>>,
+    /// Every request is counted here, including failed ones.
+    attempts: AtomicUsize,
+    fail_next: AtomicUsize,
+    always_fail: AtomicBool,
+    delay_ms: AtomicU64,
+}
+
+/// A tiny HTTP receiver: answers 200 (or 500 on demand), optionally late,
+/// and records the JSON bodies it accepted.
+#[derive(Debug, Clone)]
+struct Receiver {
+    base: String,
+    state: Arc<State>,
+}
+
+impl Receiver {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let state = Arc::new(State::default());
+        let shared = Arc::clone(&state);
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let state = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let state = Arc::clone(&state);
+                        async move { Ok::<_, Infallible>(handle(req, &state).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { base, state }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn requests(&self) -> Vec<Received> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    fn attempts(&self) -> usize {
+        self.state.attempts.load(Ordering::SeqCst)
+    }
+
+    fn fail_next(&self, n: usize) {
+        self.state.fail_next.store(n, Ordering::SeqCst);
+    }
+
+    fn always_fail(&self) {
+        self.state.always_fail.store(true, Ordering::SeqCst);
+    }
+
+    fn answer_after(&self, delay: Duration) {
+        self.state
+            .delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+}
+
+async fn handle(req: Request<hyper::body::Incoming>, state: &State) -> Response<Full<Bytes>> {
+    state.attempts.fetch_add(1, Ordering::SeqCst);
+    let delay = state.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let path = req.uri().path().to_owned();
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = req.into_body().collect().await.unwrap().to_bytes();
+    let failing = state.always_fail.load(Ordering::SeqCst)
+        || state
+            .fail_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    if failing {
+        *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        return resp;
+    }
+    state.requests.lock().unwrap().push(Received {
+        path,
+        content_type,
+        body: serde_json::from_slice(&body).unwrap(),
+    });
+    resp
+}
+
+/// Waits for `cond` with a deadline; panics naming `what`.
+async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Receives exactly `n` dropped lines (with a deadline).
+async fn dropped_lines(rx: &mut mpsc::UnboundedReceiver<AlertLine>, n: usize) -> Vec<AlertLine> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let line = tokio::time::timeout(DEADLINE, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {n} dropped lines came back", out.len()))
+            .unwrap();
+        out.push(line);
+    }
+    out
+}
+
+fn ts(text: &str) -> Timestamp {
+    Timestamp::parse(text).unwrap()
+}
+
+fn line(event: AlertEvent, job: u32) -> AlertLine {
+    AlertLine {
+        ts: ts("2020-01-02T10:10:00Z"),
+        event,
+        rule: "stuck_agent".into(),
+        severity: Severity::Warning,
+        target: "orch-1".into(),
+        key: format!("stuck_agent|orch-1|job={job}"),
+        labels: [
+            ("agent", "dev".to_owned()),
+            ("job_id", job.to_string()),
+            ("pid", String::new()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect(),
+        summary: format!("agent dev (job {job}) is idle"),
+        value: Some(0.003),
+        threshold: Some(0.02),
+        since: ts("2020-01-02T10:00:00Z"),
+        sink: None,
+    }
+}
+
+fn webhook(url: String) -> WebhookConfig {
+    let mut cfg = WebhookConfig::new(url);
+    cfg.timeout = Duration::from_secs(5);
+    cfg.backoff = Duration::from_millis(5);
+    cfg.backoff_max = Duration::from_millis(20);
+    cfg
+}
+
+fn start(config: NotifyConfig) -> (Notifier, Exporter, mpsc::UnboundedReceiver<AlertLine>) {
+    let exporter = Exporter::new();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let notifier = Notifier::start(&config, exporter.clone(), tx).unwrap();
+    (notifier, exporter, rx)
+}
+
+fn webhooks(hooks: Vec<WebhookConfig>) -> NotifyConfig {
+    NotifyConfig {
+        webhook: hooks,
+        ..NotifyConfig::default()
+    }
+}
+
+/// `watchdog_notifications_total{sink,outcome}` as scraped.
+fn counted(exporter: &Exporter, sink: &str, outcome: &str) -> f64 {
+    let sink_label = format!("sink=\"{sink}\"");
+    let outcome_label = format!("outcome=\"{outcome}\"");
+    exporter
+        .encode()
+        .lines()
+        .find(|l| {
+            l.starts_with("watchdog_notifications_total{")
+                && l.contains(&sink_label)
+                && l.contains(&outcome_label)
+        })
+        .map_or(0.0, |l| l.rsplit_once(' ').unwrap().1.parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_webhook_gets_every_event_as_one_json_line() {
+    let rx_server = Receiver::start().await;
+    let (notifier, exporter, mut dropped) = start(webhooks(vec![webhook(rx_server.url("/hook"))]));
+    let events = [
+        line(AlertEvent::Firing, 7),
+        line(AlertEvent::Repeat, 7),
+        line(AlertEvent::Resolved, 7),
+    ];
+    for e in &events {
+        notifier.publish(e);
+    }
+    notifier.publish(&line(AlertEvent::Firing, 8).dropped("elsewhere", ts("2020-01-02T10:11:00Z")));
+    wait_for("3 deliveries", || rx_server.requests().len() == 3).await;
+    let got = rx_server.requests();
+    for (req, want) in got.iter().zip(&events) {
+        assert_eq!(req.path, "/hook");
+        assert_eq!(req.content_type, "application/json");
+        let back: AlertLine = serde_json::from_value(req.body.clone()).unwrap();
+        assert_eq!(&back, want);
+    }
+    wait_for("delivered counted", || {
+        counted(&exporter, "webhook[0]", "delivered") == 3.0
+    })
+    .await;
+    notifier.shutdown(Duration::from_secs(1)).await;
+    assert!(dropped.try_recv().is_err(), "nothing dropped");
+    assert_eq!(rx_server.attempts(), 3, "dropped lines are not notified");
+}
+
+#[tokio::test]
+async fn a_batching_webhook_posts_arrays() {
+    let rx_server = Receiver::start().await;
+    let mut cfg = webhook(rx_server.url("/"));
+    cfg.batch = Some(4);
+    let (notifier, _exporter, _dropped) = start(webhooks(vec![cfg]));
+    // Published without yielding, so all six wait in the queue together.
+    for job in 0..6 {
+        notifier.publish(&line(AlertEvent::Firing, job));
+    }
+    wait_for("two batches", || rx_server.requests().len() == 2).await;
+    let sizes: Vec<usize> = rx_server
+        .requests()
+        .iter()
+        .map(|r| r.body.as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes, [4, 2]);
+    let first: Vec<AlertLine> =
+        serde_json::from_value(rx_server.requests()[0].body.clone()).unwrap();
+    assert_eq!(first[0].key, "stuck_agent|orch-1|job=0");
+}
+
+#[tokio::test]
+async fn failures_are_retried_with_backoff_until_delivered() {
+    let rx_server = Receiver::start().await;
+    rx_server.fail_next(2);
+    let mut cfg = webhook(rx_server.url("/"));
+    cfg.max_retries = 3;
+    let (notifier, exporter, mut dropped) = start(webhooks(vec![cfg]));
+    notifier.publish(&line(AlertEvent::Firing, 7));
+    wait_for("delivery after retries", || rx_server.requests().len() == 1).await;
+    assert_eq!(rx_server.attempts(), 3);
+    assert_eq!(counted(&exporter, "webhook[0]", "retried"), 2.0);
+    wait_for("delivered counted", || {
+        counted(&exporter, "webhook[0]", "delivered") == 1.0
+    })
+    .await;
+    notifier.shutdown(Duration::from_secs(1)).await;
+    assert!(dropped.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn an_event_still_failing_after_its_retries_comes_back_dropped() {
+    let rx_server = Receiver::start().await;
+    rx_server.always_fail();
+    let mut cfg = webhook(rx_server.url("/"));
+    cfg.max_retries = 2;
+    let (notifier, exporter, mut dropped) = start(webhooks(vec![cfg]));
+    let event = line(AlertEvent::Firing, 7);
+    notifier.publish(&event);
+    let back = dropped_lines(&mut dropped, 1).await;
+    assert_eq!(back[0].event, AlertEvent::Dropped);
+    assert_eq!(back[0].sink.as_deref(), Some("webhook[0]"));
+    assert_eq!(back[0].key, event.key);
+    assert_eq!(back[0].labels, event.labels);
+    assert_eq!(rx_server.attempts(), 3, "one try and two retries");
+    assert_eq!(counted(&exporter, "webhook[0]", "dropped"), 1.0);
+    assert_eq!(counted(&exporter, "webhook[0]", "delivered"), 0.0);
+}
+
+#[tokio::test]
+async fn a_client_error_is_not_retried() {
+    // A receiver that is not there at all: connection refused is retried,
+    // so use a 4xx from a path-less server instead: a plain TCP listener
+    // that answers 400.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&hits);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let counter = Arc::clone(&counter);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_req| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let mut resp = Response::new(Full::new(Bytes::new()));
+                    *resp.status_mut() = StatusCode::BAD_REQUEST;
+                    async move { Ok::<_, Infallible>(resp) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    let (notifier, _exporter, mut dropped) = start(webhooks(vec![webhook(url)]));
+    notifier.publish(&line(AlertEvent::Firing, 7));
+    dropped_lines(&mut dropped, 1).await;
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn the_rate_limit_holds_and_the_excess_is_dropped() {
+    let rx_server = Receiver::start().await;
+    let mut cfg = webhook(rx_server.url("/"));
+    // A burst of 3, then one every 20 s: the test never sees a refill.
+    cfg.rate = Some("3/min".parse().unwrap());
+    let (notifier, exporter, mut dropped) = start(webhooks(vec![cfg]));
+    for job in 0..10 {
+        notifier.publish(&line(AlertEvent::Firing, job));
+    }
+    let back = dropped_lines(&mut dropped, 7).await;
+    wait_for("3 deliveries", || rx_server.requests().len() == 3).await;
+    notifier.shutdown(Duration::from_secs(1)).await;
+    assert_eq!(
+        rx_server.attempts(),
+        3,
+        "never more requests than the quota"
+    );
+    assert!(dropped.try_recv().is_err(), "exactly 7 dropped");
+    assert!(back.iter().all(|l| l.sink.as_deref() == Some("webhook[0]")));
+    assert_eq!(counted(&exporter, "webhook[0]", "delivered"), 3.0);
+    assert_eq!(counted(&exporter, "webhook[0]", "dropped"), 7.0);
+}
+
+#[tokio::test]
+async fn a_full_queue_drops_at_once_and_publish_never_waits() {
+    let rx_server = Receiver::start().await;
+    rx_server.answer_after(Duration::from_millis(200));
+    let mut cfg = webhook(rx_server.url("/"));
+    cfg.queue = 2;
+    let (notifier, exporter, mut dropped) = start(webhooks(vec![cfg]));
+    let started = Instant::now();
+    // Published without yielding: the worker has not taken anything yet.
+    for job in 0..10 {
+        notifier.publish(&line(AlertEvent::Firing, job));
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "publish waited"
+    );
+    let back = dropped_lines(&mut dropped, 8).await;
+    let keys: Vec<&str> = back.iter().map(|l| l.key.as_str()).collect();
+    assert_eq!(
+        keys[0], "stuck_agent|orch-1|job=2",
+        "the overflow is dropped, in order"
+    );
+    wait_for("the 2 queued are delivered", || {
+        rx_server.requests().len() == 2
+    })
+    .await;
+    wait_for("counted", || {
+        counted(&exporter, "webhook[0]", "delivered") == 2.0
+    })
+    .await;
+    assert_eq!(counted(&exporter, "webhook[0]", "dropped"), 8.0);
+    assert!(dropped.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn a_dead_sink_delays_nothing_else() {
+    let slow = Receiver::start().await;
+    slow.answer_after(Duration::from_secs(30));
+    let fast = Receiver::start().await;
+    let mut dead = webhook(slow.url("/"));
+    dead.timeout = Duration::from_secs(60);
+    let mut live = webhook(fast.url("/"));
+    live.name = Some("chat".into());
+    let (notifier, exporter, _dropped) = start(webhooks(vec![dead, live]));
+    let started = Instant::now();
+    for job in 0..3 {
+        notifier.publish(&line(AlertEvent::Firing, job));
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "publish waited"
+    );
+    wait_for("the live sink gets all 3", || fast.requests().len() == 3).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the live sink was held up by the dead one"
+    );
+    assert_eq!(slow.requests().len(), 0, "the dead one is still stuck");
+    assert_eq!(counted(&exporter, "chat", "delivered"), 3.0);
+}
+
+#[tokio::test]
+async fn shutdown_flushes_what_it_can_and_drops_the_rest() {
+    // Fast receiver: everything queued goes out before the deadline.
+    let fast = Receiver::start().await;
+    let (notifier, _exporter, mut dropped) = start(webhooks(vec![webhook(fast.url("/"))]));
+    for job in 0..5 {
+        notifier.publish(&line(AlertEvent::Firing, job));
+    }
+    notifier.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(fast.requests().len(), 5);
+    assert!(dropped.try_recv().is_err());
+
+    // Stuck receiver: the one in flight and the queued ones come back.
+    let stuck = Receiver::start().await;
+    stuck.answer_after(Duration::from_secs(30));
+    let mut cfg = webhook(stuck.url("/"));
+    cfg.timeout = Duration::from_secs(60);
+    let (notifier, exporter, mut dropped) = start(webhooks(vec![cfg]));
+    for job in 0..4 {
+        notifier.publish(&line(AlertEvent::Firing, job));
+    }
+    wait_for("the first request in flight", || stuck.attempts() == 1).await;
+    let started = Instant::now();
+    notifier.shutdown(Duration::from_millis(200)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "shutdown overran its deadline"
+    );
+    let back = dropped_lines(&mut dropped, 4).await;
+    let mut keys: Vec<String> = back.into_iter().map(|l| l.key).collect();
+    keys.sort();
+    let mut want: Vec<String> = (0..4)
+        .map(|j| format!("stuck_agent|orch-1|job={j}"))
+        .collect();
+    want.sort();
+    assert_eq!(keys, want, "every event delivered or dropped, none twice");
+    assert_eq!(counted(&exporter, "webhook[0]", "dropped"), 4.0);
+}
+
+fn alertmanager(urls: Vec<String>, resend: Duration) -> NotifyConfig {
+    let mut cfg = AlertmanagerConfig::new(urls);
+    cfg.resend_interval = resend;
+    cfg.timeout = Duration::from_secs(2);
+    cfg.max_retries = 1;
+    cfg.backoff = Duration::from_millis(5);
+    cfg.backoff_max = Duration::from_millis(10);
+    cfg.generator_url = Some("http://watchdog.example:9465/metrics".into());
+    NotifyConfig {
+        alertmanager: Some(cfg),
+        ..NotifyConfig::default()
+    }
+}
+
+/// Every alert the Alertmanager received, flattened, in order.
+fn am_alerts(am: &Receiver) -> Vec<Value> {
+    am.requests()
+        .into_iter()
+        .inspect(|r| assert_eq!(r.path, "/api/v2/alerts"))
+        .flat_map(|r| r.body.as_array().unwrap().clone())
+        .collect()
+}
+
+fn alertname_of(alert: &Value) -> &str {
+    alert["labels"]["alertname"].as_str().unwrap()
+}
+
+fn job_of(alert: &Value) -> &str {
+    alert["labels"]["job_id"].as_str().unwrap_or("")
+}
+
+#[tokio::test]
+async fn alertmanager_gets_labels_annotations_and_times_right() {
+    let am = Receiver::start().await;
+    let resend = Duration::from_secs(60);
+    let (notifier, exporter, _dropped) = start(alertmanager(vec![am.base.clone()], resend));
+    let firing = line(AlertEvent::Firing, 7);
+    let before = Timestamp::now();
+    notifier.publish(&firing);
+    wait_for("the firing alert", || am_alerts(&am).len() == 1).await;
+    let after = Timestamp::now();
+    let alert = &am_alerts(&am)[0];
+    let labels: BTreeMap<String, String> = serde_json::from_value(alert["labels"].clone()).unwrap();
+    let want: BTreeMap<String, String> = [
+        ("alertname", "stuck_agent"),
+        ("severity", "warning"),
+        ("target", "orch-1"),
+        ("agent", "dev"),
+        ("job_id", "7"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    assert_eq!(
+        labels, want,
+        "identifying labels only; the empty pid is left out"
+    );
+    assert_eq!(alert["annotations"]["summary"], "agent dev (job 7) is idle");
+    assert_eq!(alert["annotations"]["value"], "0.003");
+    assert_eq!(alert["startsAt"], "2020-01-02T10:00:00.000Z");
+    assert_eq!(
+        alert["generatorURL"],
+        "http://watchdog.example:9465/metrics"
+    );
+    let ends_at = ts(alert["endsAt"].as_str().unwrap());
+    let horizon = 4.0 * resend.as_secs_f64();
+    assert!(
+        ends_at.seconds_since(&before) >= horizon - 0.01,
+        "{ends_at} vs {before}"
+    );
+    assert!(
+        ends_at.seconds_since(&after) <= horizon + 0.01,
+        "{ends_at} vs {after}"
+    );
+
+    let mut resolved = line(AlertEvent::Resolved, 7);
+    resolved.ts = ts("2020-01-02T10:20:00.250Z");
+    notifier.publish(&resolved);
+    wait_for("the resolved alert", || am_alerts(&am).len() == 2).await;
+    let alert = &am_alerts(&am)[1];
+    assert_eq!(alert["labels"]["alertname"], "stuck_agent");
+    assert_eq!(
+        alert["endsAt"], "2020-01-02T10:20:00.250Z",
+        "endsAt = resolution time"
+    );
+    assert_eq!(alert["startsAt"], "2020-01-02T10:00:00.000Z");
+    wait_for("counted", || {
+        counted(&exporter, "alertmanager[0]", "delivered") == 2.0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn alertmanager_resends_firing_alerts_and_forgets_resolved_ones() {
+    let am = Receiver::start().await;
+    let (notifier, _exporter, _dropped) = start(alertmanager(
+        vec![am.base.clone()],
+        Duration::from_millis(100),
+    ));
+    notifier.publish(&line(AlertEvent::Firing, 7));
+    notifier.publish(&line(AlertEvent::Firing, 8));
+    wait_for("two re-sends of job 7", || {
+        am_alerts(&am).iter().filter(|a| job_of(a) == "7").count() >= 3
+    })
+    .await;
+    notifier.publish(&line(AlertEvent::Resolved, 7));
+    wait_for("the resolution", || {
+        am_alerts(&am)
+            .iter()
+            .any(|a| job_of(a) == "7" && a["endsAt"] == "2020-01-02T10:10:00.000Z")
+    })
+    .await;
+    let seen = am_alerts(&am).len();
+    wait_for("two more re-sends of job 8", || {
+        am_alerts(&am)[seen..]
+            .iter()
+            .filter(|a| job_of(a) == "8")
+            .count()
+            >= 2
+    })
+    .await;
+    assert!(
+        am_alerts(&am)[seen..].iter().all(|a| job_of(a) == "8"),
+        "a resolved alert is not re-sent"
+    );
+    // Every re-send pushes endsAt ahead again.
+    let ends: Vec<Timestamp> = am_alerts(&am)
+        .iter()
+        .filter(|a| job_of(a) == "8")
+        .map(|a| ts(a["endsAt"].as_str().unwrap()))
+        .collect();
+    assert!(ends.windows(2).all(|w| w[0] <= w[1]), "{ends:?}");
+}
+
+#[tokio::test]
+async fn sync_firing_pushes_the_whole_set_at_once() {
+    let am = Receiver::start().await;
+    let (notifier, _exporter, _dropped) = start(alertmanager(
+        vec![am.base.clone()],
+        Duration::from_secs(3600),
+    ));
+    notifier.sync_firing(&[line(AlertEvent::Firing, 1), line(AlertEvent::Repeat, 2)]);
+    wait_for("the synced alerts", || am_alerts(&am).len() == 2).await;
+    let mut jobs: Vec<String> = am_alerts(&am)
+        .iter()
+        .map(|a| job_of(a).to_owned())
+        .collect();
+    jobs.sort();
+    assert_eq!(jobs, ["1", "2"]);
+}
+
+#[tokio::test]
+async fn one_dead_alertmanager_does_not_block_its_peer() {
+    let live = Receiver::start().await;
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead); // connection refused from now on
+    let (notifier, exporter, mut dropped) = start(alertmanager(
+        vec![dead_url, live.base.clone()],
+        Duration::from_secs(3600),
+    ));
+    notifier.publish(&line(AlertEvent::Firing, 7));
+    wait_for("the live peer gets it", || am_alerts(&live).len() == 1).await;
+    let back = dropped_lines(&mut dropped, 1).await;
+    assert_eq!(back[0].sink.as_deref(), Some("alertmanager[0]"));
+    assert_eq!(counted(&exporter, "alertmanager[0]", "dropped"), 1.0);
+    wait_for("counted", || {
+        counted(&exporter, "alertmanager[1]", "delivered") == 1.0
+    })
+    .await;
+    assert!(dropped.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn the_heartbeat_always_fires() {
+    let am = Receiver::start().await;
+    let mut config = alertmanager(vec![am.base.clone()], Duration::from_secs(3600));
+    if let Some(cfg) = config.alertmanager.as_mut() {
+        cfg.heartbeat = Heartbeat::Every(Duration::from_millis(50));
+    }
+    let (_notifier, _exporter, _dropped) = start(config);
+    wait_for("three heartbeats", || {
+        am_alerts(&am)
+            .iter()
+            .filter(|a| alertname_of(a) == "WatchdogHeartbeat")
+            .count()
+            >= 3
+    })
+    .await;
+    let alerts = am_alerts(&am);
+    let beat = &alerts[0];
+    assert_eq!(beat["labels"]["severity"], "none");
+    let starts = ts(beat["startsAt"].as_str().unwrap());
+    let ends = ts(beat["endsAt"].as_str().unwrap());
+    assert!(ends > starts);
+    assert!(
+        ends.seconds_since(&Timestamp::now()) <= 0.2 + 0.05,
+        "expires soon without refresh"
+    );
+}
