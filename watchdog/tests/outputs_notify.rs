@@ -667,3 +667,67 @@ async fn the_heartbeat_always_fires() {
         "expires soon without refresh"
     );
 }
+
+#[tokio::test]
+async fn a_resolution_that_failed_still_reaches_alertmanager() {
+    let am = Receiver::start().await;
+    let (notifier, exporter, _dropped) = start(alertmanager(
+        vec![am.base.clone()],
+        Duration::from_millis(100),
+    ));
+    notifier.publish(&line(AlertEvent::Firing, 7));
+    wait_for("the firing alert", || am_alerts(&am).len() == 1).await;
+    // The first try and its one retry fail, whichever send they hit.
+    am.fail_next(2);
+    let mut resolved = line(AlertEvent::Resolved, 7);
+    resolved.ts = ts("2020-01-02T10:30:00Z");
+    notifier.publish(&resolved);
+    wait_for("the resolution", || {
+        am_alerts(&am)
+            .iter()
+            .any(|a| a["endsAt"] == "2020-01-02T10:30:00.000Z")
+    })
+    .await;
+    // Each event was either delivered or reported dropped, never both lost.
+    let accounted = || {
+        counted(&exporter, "alertmanager[0]", "delivered")
+            + counted(&exporter, "alertmanager[0]", "dropped")
+    };
+    wait_for("both events accounted for", || accounted() == 2.0).await;
+}
+
+#[tokio::test]
+async fn an_alert_that_left_the_synced_set_is_no_longer_resent() {
+    let am = Receiver::start().await;
+    let (notifier, _exporter, _dropped) = start(alertmanager(
+        vec![am.base.clone()],
+        Duration::from_millis(50),
+    ));
+    notifier.publish(&line(AlertEvent::Firing, 7));
+    notifier.publish(&line(AlertEvent::Firing, 8));
+    wait_for("both firing", || am_alerts(&am).len() >= 2).await;
+    // Job 7's resolution never reached the sink (say, a full queue); the
+    // next sync carries the truth.
+    notifier.sync_firing(&[line(AlertEvent::Firing, 8)]);
+    let has_7 = |r: &Received| r.body.as_array().unwrap().iter().any(|a| job_of(a) == "7");
+    let mut first_clean = None;
+    wait_for("three re-sends without job 7", || {
+        let reqs = am.requests();
+        let start = *first_clean.get_or_insert_with(|| reqs.len());
+        match reqs[start..].iter().position(|r| !has_7(r)) {
+            Some(i) => reqs.len() >= start + i + 3,
+            None => false,
+        }
+    })
+    .await;
+    let reqs = am.requests();
+    let start = first_clean.unwrap_or(0);
+    let clean = reqs[start..].iter().position(|r| !has_7(r)).unwrap() + start;
+    assert!(reqs[clean..].iter().all(|r| !has_7(r)), "job 7 came back");
+    assert!(reqs[clean..].iter().all(|r| r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| job_of(a) == "8")));
+}

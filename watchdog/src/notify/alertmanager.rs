@@ -46,7 +46,8 @@ pub struct Alertmanager {
     instance: String,
     started: Timestamp,
     firing: BTreeMap<String, AlertLine>,
-    unsent_resolved: BTreeMap<String, AlertLine>,
+    /// Resolutions not yet accepted, with when they happened here.
+    unsent_resolved: BTreeMap<String, (AlertLine, Instant)>,
     next_resend: Instant,
     next_heartbeat: Option<Instant>,
 }
@@ -175,7 +176,8 @@ impl Sink for Alertmanager {
                     }
                     AlertEvent::Resolved => {
                         self.firing.remove(&line.key);
-                        self.unsent_resolved.insert(line.key.clone(), line.clone());
+                        self.unsent_resolved
+                            .insert(line.key.clone(), (line.clone(), Instant::now()));
                     }
                     AlertEvent::Dropped => continue,
                 }
@@ -202,13 +204,20 @@ impl Sink for Alertmanager {
         })
     }
 
+    /// Replaces the firing set. An alert new to this sink is sent at once;
+    /// one that left the set without a `resolved` event reaching us (e.g.
+    /// dropped on a full queue) is no longer re-sent and expires at its
+    /// `endsAt`, at most 4 × `resend_interval` later.
     fn sync_firing(&mut self, firing: Vec<AlertLine>) {
-        self.firing = firing
+        let fresh: BTreeMap<String, AlertLine> = firing
             .into_iter()
             .filter(|l| matches!(l.event, AlertEvent::Firing | AlertEvent::Repeat))
             .map(|l| (l.key.clone(), l))
             .collect();
-        self.next_resend = Instant::now();
+        if fresh.keys().any(|k| !self.firing.contains_key(k)) {
+            self.next_resend = Instant::now();
+        }
+        self.firing = fresh;
     }
 
     fn next_tick(&self) -> Option<Instant> {
@@ -227,7 +236,15 @@ impl Sink for Alertmanager {
             if at >= self.next_resend {
                 self.next_resend = at + self.resend;
                 alerts.extend(self.firing.values().map(|l| self.alert(l, now)));
-                alerts.extend(self.unsent_resolved.values().map(|l| self.alert(l, now)));
+                // Past the horizon Alertmanager has expired the alert on its own.
+                let horizon = self.horizon;
+                self.unsent_resolved
+                    .retain(|_, (_, resolved_at)| at.duration_since(*resolved_at) < horizon);
+                alerts.extend(
+                    self.unsent_resolved
+                        .values()
+                        .map(|(l, _)| self.alert(l, now)),
+                );
                 resolved.extend(self.unsent_resolved.keys().cloned());
             }
             if let (Some(due), Some(every)) = (self.next_heartbeat, self.heartbeat) {
