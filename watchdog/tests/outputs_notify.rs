@@ -713,7 +713,7 @@ async fn an_alert_that_left_the_synced_set_is_no_longer_resent() {
     let mut first_clean = None;
     wait_for("three re-sends without job 7", || {
         let reqs = am.requests();
-        let start = *first_clean.get_or_insert_with(|| reqs.len());
+        let start = *first_clean.get_or_insert(reqs.len());
         match reqs[start..].iter().position(|r| !has_7(r)) {
             Some(i) => reqs.len() >= start + i + 3,
             None => false,
