@@ -796,3 +796,32 @@ async fn a_client_that_never_sends_headers_does_not_block_others() {
         .unwrap()
         .unwrap();
 }
+
+#[test]
+fn duplicate_agents_and_odd_label_values_never_break_the_output() {
+    let exporter = Exporter::new();
+    let mut odd = agent(7, Some(0.5));
+    odd.agent = Some("dev \"quoted\"\nnext\\line".into());
+    let twice = [odd.clone(), odd, agent(7, Some(0.1)), agent(7, Some(0.2))];
+    exporter.observe(&view(
+        "orch,1",
+        &PollOutcome::Ok,
+        Some(&full_envelope()),
+        &twice,
+        &[],
+    ));
+    let text = exporter.encode();
+    let cpu_lines = text
+        .lines()
+        .filter(|l| l.starts_with("watchdog_agent_cpu_fraction{"))
+        .count();
+    assert_eq!(
+        cpu_lines, 2,
+        "one series per label set, the last value wins"
+    );
+    assert!(
+        text.contains(r#"agent="dev \"quoted\"\nnext\\line""#),
+        "{text}"
+    );
+    promtool_check(&text);
+}
