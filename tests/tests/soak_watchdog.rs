@@ -349,8 +349,9 @@ fn soak_replay_long() {
 
 // -------------------------------------------------------------- live `run`
 
-/// Serves `Scenario::envelope(n)` on the n-th request (a clock that
-/// advances 15 s per poll).
+/// Serves `Scenario::envelope(LIFETIME + n)` on the n-th request: a clock
+/// that advances 15 s per poll, starting in the steady state (as many
+/// agents appearing as exiting), so anything that grows is history kept.
 struct FakeTarget {
     addr: SocketAddr,
     hits: Arc<AtomicU64>,
@@ -382,7 +383,7 @@ impl FakeTarget {
                         }
                     }
                     let step = hits.fetch_add(1, Ordering::SeqCst);
-                    let body = s.envelope(step).to_string();
+                    let body = s.envelope(LIFETIME + step).to_string();
                     let _ = write!(
                         conn,
                         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
