@@ -194,7 +194,7 @@ impl Exporter {
         let notifications_total = IntCounterVec::new(
             Opts::new(
                 "watchdog_notifications_total",
-                "Notifications by sink and result (delivered, retried, dropped, ...).",
+                "Notifications by sink and result: delivered, retried, dropped; Alertmanager re-sends: resent, resend_failed.",
             ),
             &["sink", "outcome"],
         )
