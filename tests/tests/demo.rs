@@ -32,7 +32,7 @@ fn processes_under(dir: &str) -> Vec<String> {
 
 #[test]
 fn demo_tells_the_story_and_cleans_up_on_sigint() {
-    let demo = bins::locate("demo").unwrap();
+    let demo = env!("CARGO_BIN_EXE_demo");
     let emitter = bins::locate("emitter").unwrap();
     let watchdog = bins::locate("watchdog").unwrap();
     let mut cmd = Command::new(demo);
