@@ -389,3 +389,54 @@ fn shipped_alertmanager_config_inhibits_a_down_targets_other_alerts() {
     )
     .unwrap_or_else(|e| panic!("{e}\n{}", am.log_tail()));
 }
+
+/// The example config is accepted by the real watchdog as shipped, and
+/// with every commented-out key switched on (so no key in it is a typo).
+#[test]
+fn the_real_watchdog_accepts_the_example_config_with_every_key_on() {
+    let watchdog = e2e::bins::locate("watchdog").unwrap();
+    let shipped = deploy().join("systemd/watchdog.toml");
+    let out = run(Command::new(&watchdog)
+        .arg("run")
+        .arg("--config")
+        .arg(&shipped)
+        .arg("--print-config"));
+    assert!(out.contains("orch-1"), "{out}");
+
+    let text = std::fs::read_to_string(&shipped).unwrap();
+    let mut all_on = String::new();
+    let mut switched = 0;
+    for line in text.lines() {
+        let body = line.strip_prefix("# ").unwrap_or("");
+        let is_table = body.starts_with('[') && body.trim_end().ends_with(']');
+        let is_key = body.split_once(" = ").is_some_and(|(k, _)| {
+            !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+        });
+        if (is_table || is_key) && !body.starts_with("token_file") {
+            all_on.push_str(body);
+            switched += 1;
+        } else {
+            all_on.push_str(line);
+        }
+        all_on.push('\n');
+    }
+    assert!(switched > 60, "only {switched} keys switched on");
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("all-on.toml");
+    std::fs::write(&path, &all_on).unwrap();
+    let out = run(Command::new(&watchdog)
+        .arg("run")
+        .arg("--config")
+        .arg(&path)
+        .arg("--print-config"));
+    for key in [
+        "orch-2",
+        "cpu_floor",
+        "max_usd_per_hour",
+        "per_stage",
+        "webhook",
+        "alertmanager",
+    ] {
+        assert!(out.contains(key), "--print-config lacks {key}:\n{out}");
+    }
+}
