@@ -704,3 +704,39 @@ fn fault_corrupt_state_file_starts_fresh() {
     );
     let _ = &w.dir;
 }
+
+/// An alert log that cannot be written (its directory is missing) and then
+/// can: the lines written meanwhile reach the file once it is writable, so
+/// an outage of the log loses nothing.
+#[test]
+fn fault_alert_log_unwritable_then_writable_loses_nothing() {
+    let target = FakeTarget::start(Reply::Good { breaker_open: true });
+    let dir = tempfile::tempdir().unwrap();
+    let log_dir = dir.path().join("not-yet");
+    let log = log_dir.join("alerts.jsonl");
+    let mut w = Watchdog::start(&target.url(), &format!("alert_log = \"{}\"", log.display()));
+    w.wait_stdout(
+        "breaker_open firing on stdout",
+        Duration::from_secs(10),
+        |l| has_alert(l, "firing", "breaker_open"),
+    );
+    assert!(!log.exists());
+    std::fs::create_dir(&log_dir).unwrap();
+    // The firing line was written while the log was unwritable; it must
+    // arrive with the next write (here: the resolution).
+    target.set(Reply::Good {
+        breaker_open: false,
+    });
+    let mut text = String::new();
+    let arrived = wait_until(Duration::from_secs(10), || {
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        has_alert(&lines, "firing", "breaker_open") && has_alert(&lines, "resolved", "breaker_open")
+    });
+    w.assert_alive();
+    assert!(
+        arrived,
+        "the backlog never reached the alert log:\n{text}\nstdout:\n{}",
+        w.stdout().join("\n")
+    );
+}
