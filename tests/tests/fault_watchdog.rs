@@ -78,6 +78,8 @@ enum Reply {
     Good { breaker_open: bool },
     /// 200 with `schema_version: 2`.
     SchemaTwo,
+    /// 200 with the kill-switch body `{"schema_version":1,"enabled":false}`.
+    Disabled,
     /// Headers promise the whole envelope; half of it is sent, then close.
     HalfBody,
     /// Nothing for this long, then a good envelope.
@@ -249,6 +251,7 @@ fn serve(
             v["schema_version"] = json!(2);
             ok(&mut conn, v.to_string().as_bytes());
         }
+        Reply::Disabled => ok(&mut conn, br#"{"schema_version":1,"enabled":false}"#),
         Reply::HalfBody => {
             let body = envelope(false, origin).to_string();
             let _ = write!(
@@ -739,4 +742,46 @@ fn fault_alert_log_unwritable_then_writable_loses_nothing() {
         "the backlog never reached the alert log:\n{text}\nstdout:\n{}",
         w.stdout().join("\n")
     );
+}
+
+/// An emitter whose kill-switch is off: the watchdog shows it as disabled
+/// (`watchdog_target_enabled 0`), does not call it down, and neither fires
+/// nor resolves what it cannot see; switched back on, it reads it again.
+#[test]
+fn fault_run_kill_switch_is_disabled_not_down() {
+    let target = FakeTarget::start(Reply::Good { breaker_open: true });
+    let mut w = Watchdog::start(&target.url(), "");
+    w.wait_stdout("breaker_open firing", Duration::from_secs(10), |l| {
+        has_alert(l, "firing", "breaker_open")
+    });
+    target.set(Reply::Disabled);
+    assert!(
+        wait_until(Duration::from_secs(10), || w
+            .gauge("watchdog_target_enabled{")
+            == Some(0.0)),
+        "watchdog_target_enabled never went to 0:\n{}",
+        w.metrics().unwrap_or_default()
+    );
+    let hits = target.hits();
+    assert!(wait_until(Duration::from_secs(5), || target.hits() >= hits + 3));
+    let lines = w.stdout();
+    assert!(
+        !has_alert(&lines, "firing", "target_down"),
+        "a disabled emitter was called down:\n{}",
+        lines.join("\n")
+    );
+    assert!(
+        !has_alert(&lines, "resolved", "breaker_open"),
+        "an alert resolved while the emitter was disabled (unknown is not fine):\n{}",
+        lines.join("\n")
+    );
+    target.set(Reply::Good {
+        breaker_open: false,
+    });
+    w.wait_stdout("breaker_open resolved", Duration::from_secs(10), |l| {
+        has_alert(l, "resolved", "breaker_open")
+    });
+    assert!(wait_until(Duration::from_secs(5), || w
+        .gauge("watchdog_target_enabled{")
+        == Some(1.0)));
 }
