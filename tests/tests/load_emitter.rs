@@ -10,8 +10,10 @@
 //! - resident memory (`VmRSS`) stays within a bound;
 //! - the database file's bytes are unchanged and no journal/WAL is created.
 //!
-//! The default variants are short (a few seconds on 2 cores). The long one:
-//! `cargo test -p e2e --test load_emitter -- --ignored --nocapture`
+//! The default variants are short (a few seconds on 2 cores). The long one,
+//! on the release binary as in docs/RELIABILITY.md:
+//! `cargo build --release -p emitter && LOAD_BIN_DIR=target/release \
+//!  cargo test -p e2e --test load_emitter -- --ignored --nocapture`
 #![allow(clippy::unwrap_used)]
 
 use std::io::{Read, Write};
@@ -32,11 +34,17 @@ impl Drop for Guard {
     }
 }
 
-/// A workspace binary next to the test executable (`target/debug/deps/..`).
+/// A workspace binary: `$LOAD_BIN_DIR/<name>` when set (e.g. target/release,
+/// relative to the workspace root), else next to the test executable
+/// (`target/debug/deps/..`).
 fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let path = dir.join(name);
+    let debug_dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = match std::env::var_os("LOAD_BIN_DIR") {
+        Some(dir) if PathBuf::from(&dir).is_absolute() => PathBuf::from(dir).join(name),
+        Some(dir) => debug_dir.join("../..").join(dir).join(name),
+        None => debug_dir.join(name),
+    };
     assert!(
         path.exists(),
         "{} is missing: build the workspace binaries first (cargo build --workspace)",
@@ -291,6 +299,31 @@ fn hammer(addr: SocketAddr, threads: usize, per_thread: usize) -> (Arc<Tally>, D
     (tally, started.elapsed())
 }
 
+/// `threads` keep-alive clients (reqwest blocking), `per_thread` requests
+/// each: the steady-state throughput of the HTTP path. Returns req/s.
+fn keepalive_throughput(addr: SocketAddr, threads: usize, per_thread: usize) -> f64 {
+    let url = format!("http://{addr}/metrics");
+    let started = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::new();
+                for _ in 0..per_thread {
+                    let resp = client.get(&url).send().unwrap();
+                    assert_eq!(resp.status().as_u16(), 200);
+                    let body = resp.bytes().unwrap();
+                    assert!(!body.is_empty());
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    (threads * per_thread) as f64 / started.elapsed().as_secs_f64()
+}
+
 fn file_state(db: &Path) -> (Vec<u8>, Vec<String>) {
     let bytes = std::fs::read(db).unwrap();
     let mut names: Vec<String> = std::fs::read_dir(db.parent().unwrap())
@@ -411,4 +444,15 @@ fn load_emitter_rate_limited_short() {
 fn load_emitter_long() {
     run_load(100, 64, 300, None);
     run_load(100, 64, 150, Some("200/s"));
+    // Throughput with 8 keep-alive clients at 10, 100 and 1,000 live agents.
+    for agents in [10, 100, 1000] {
+        let w = world(agents);
+        let em = start_emitter(&w.db, &[]);
+        let _ = keepalive_throughput(em.addr, 8, 20);
+        let rps = keepalive_throughput(em.addr, 8, 250);
+        let rss = vm_rss_kib(em.guard.0.id());
+        eprintln!(
+            "throughput: {agents} live agents, 8 keep-alive clients: {rps:.0} req/s; VmRSS {rss} KiB"
+        );
+    }
 }

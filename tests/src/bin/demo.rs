@@ -208,7 +208,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
                         "1;36",
                         &format!(
                             "{}  >>> waking agent idle (job {}, pid {}): it starts working; stuck_agent should resolve",
-                            clock(started),
+                            clock(),
                             job.job_id,
                             agent.pid()
                         )
@@ -291,8 +291,10 @@ fn describe(kind: AgentKind) -> &'static str {
     }
 }
 
-fn clock(started: Instant) -> String {
-    format!("+{:>4}s", started.elapsed().as_secs())
+/// The wall clock as `HH:MM:SS` (UTC), the same column as the alert lines.
+fn clock() -> String {
+    let now = shared_schema::Timestamp::now().to_string();
+    now.get(11..19).unwrap_or(&now).to_owned()
 }
 
 fn print_line(style: &Style, line: &AlertLine, raw: &str, json: bool) {
@@ -312,7 +314,7 @@ fn print_line(style: &Style, line: &AlertLine, raw: &str, json: bool) {
         "{hms}  {}  {:<20} {:<8} {}  {}",
         style.paint(code, word),
         line.rule,
-        line.severity,
+        line.severity.as_str(),
         subject.join(" "),
         line.summary
     );
