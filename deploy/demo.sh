@@ -7,7 +7,8 @@
 # Needs only the Rust toolchain and a POSIX shell.
 set -eu
 cd "$(dirname "$0")/.."
-cargo build --release --quiet -p emitter -p watchdog -p e2e
+echo "building the release binaries (the first build takes a few minutes)..." >&2
+cargo build --release -p emitter -p watchdog -p e2e
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 EMITTER_BIN="${EMITTER_BIN:-$target_dir/release/emitter}"
 WATCHDOG_BIN="${WATCHDOG_BIN:-$target_dir/release/watchdog}"
