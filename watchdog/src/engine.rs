@@ -217,9 +217,15 @@ impl Engine {
             };
             let outcome = rule.evaluate(&ctx);
             let whole_rule_unknown = matches!(outcome, Outcome::Unknown);
+            // Keys of this rule's alerts seen this round (only those: a
+            // subject with no alert and no finding needs no bookkeeping).
             let mut seen: HashSet<String> = HashSet::new();
+            let has_alerts = state.alerts.values().any(|a| a.rule == rule.name());
             if let Outcome::Subjects(subjects) = outcome {
                 for (subject, verdict) in subjects {
+                    if matches!(verdict, Verdict::Unknown) && !has_alerts {
+                        continue; // nothing pending: an unknown changes nothing
+                    }
                     let key = if subject.is_empty() {
                         format!("{}|{target}", rule.name())
                     } else {
@@ -242,7 +248,7 @@ impl Engine {
                             state.alerts.insert(key.clone(), alert);
                             step
                         }
-                        (None, Verdict::Unknown) => Step::Quiet,
+                        (None, Verdict::Unknown) => continue,
                     };
                     apply(&mut state.alerts, &key, step, &mut lines, &mut emit);
                     seen.insert(key);

@@ -5,7 +5,8 @@
 //! The condition of one poll is "the last delta was idle"; the delta engine
 //! restarts the idle timer (and this rule says "false") when the process
 //! behind the pid changed, its counters went down or the host rebooted. The
-//! first sample, or a delta with an unknown counter, is "not enough data".
+//! first sample, a delta with an unknown counter, or an emitter clock that
+//! did not advance is "not enough data".
 
 use serde::{Deserialize, Serialize};
 use shared_schema::Severity;
@@ -14,7 +15,7 @@ use super::{
     agent_labels, agent_phrase, agent_subject, parse, to_table, Common, Ctx, Outcome, Rule, Verdict,
 };
 use crate::alerts::Finding;
-use crate::delta::{AgentStatus, DeltaConfig};
+use crate::delta::{AgentStatus, DeltaConfig, ResetReason};
 use crate::dur::{human_secs, Dur};
 
 /// The rule's name.
@@ -92,6 +93,10 @@ impl Rule for StuckAgent {
                     Some(Verdict::Unknown)
                 }
                 (_, Some(r)) if r < min_runtime => None,
+                // The emitter's clock stood still: nothing was measured, so
+                // nothing is known (the idle timer restarts all the same).
+                (AgentStatus::Reset(ResetReason::ClockStill), _) => Some(Verdict::Unknown),
+                // Another process, or another boot: the old one is not stuck.
                 (AgentStatus::Reset(_), _) => None,
                 (AgentStatus::Sample { fraction, io_grew }, Some(_)) => {
                     let idle = fraction < self.settings.cpu_floor && io_grew != Some(true);

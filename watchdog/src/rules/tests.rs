@@ -266,6 +266,22 @@ fn reboot_restarts_the_idle_timer_and_is_no_delta() {
 }
 
 #[test]
+fn a_frozen_emitter_neither_resolves_a_stuck_agent_nor_fires_target_down() {
+    let mut en = engine("");
+    let lines = drive(&mut en, 0, 630, idle_env);
+    assert_eq!(of_rule(&lines, "stuck_agent").len(), 1);
+    let mut lines = Vec::new();
+    for s in (645..=900).step_by(15) {
+        let mut o = obs(idle_env(630.0));
+        o.now = t0().plus_seconds(f64::from(s));
+        lines.extend(en.observe(T, &o).lines);
+    }
+    assert!(of_rule(&lines, "stuck_agent").is_empty(), "{lines:?}");
+    assert_eq!(of_rule(&lines, "target_stale").len(), 1);
+    assert!(of_rule(&lines, "target_down").is_empty());
+}
+
+#[test]
 fn missed_polls_do_not_count_towards_for() {
     let mut en = engine("");
     let mut lines = drive(&mut en, 0, 300, idle_env);
