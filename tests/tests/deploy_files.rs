@@ -440,3 +440,19 @@ fn the_real_watchdog_accepts_the_example_config_with_every_key_on() {
         assert!(out.contains(key), "--print-config lacks {key}:\n{out}");
     }
 }
+
+#[test]
+fn demo_script_is_executable_posix_sh_and_runs_the_demo_binary() {
+    use std::os::unix::fs::PermissionsExt;
+    let script = deploy().join("demo.sh");
+    let mode = std::fs::metadata(&script).unwrap().permissions().mode();
+    assert!(
+        mode & 0o111 != 0,
+        "deploy/demo.sh is not executable ({mode:o})"
+    );
+    run(Command::new("sh").arg("-n").arg(&script));
+    let text = std::fs::read_to_string(&script).unwrap();
+    assert!(text.starts_with("#!/bin/sh\n"), "POSIX sh, no bash needed");
+    assert!(text.contains("cargo build --release -p emitter -p watchdog -p e2e"));
+    assert!(text.contains("exec \"$target_dir/release/demo\" \"$@\""));
+}
