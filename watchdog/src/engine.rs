@@ -473,3 +473,79 @@ fn apply(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use shared_schema::Agent;
+
+    fn arb_agent() -> impl Strategy<Value = Agent> {
+        (
+            0i64..4,
+            proptest::option::of(0i64..3),
+            proptest::option::of(0i64..3),
+            proptest::option::of(any::<u32>()),
+            proptest::option::of(0u64..3),
+            proptest::option::of(any::<u32>()),
+            proptest::option::of(-10.0f64..10_000.0),
+        )
+            .prop_map(|(job_id, run_id, pid, ticks, start, io, runtime)| Agent {
+                job_id,
+                run_id,
+                pid,
+                cpu_ticks: ticks.map(u64::from),
+                tree_cpu_ticks: ticks.map(|t| u64::from(t) / 2),
+                start_ticks: start,
+                io_rchar: io.map(u64::from),
+                io_wchar: io.map(|_| 0),
+                runtime_s: runtime,
+                ..Agent::default()
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn any_sequence_of_polls_evaluates_without_panic(
+            polls in proptest::collection::vec(
+                (proptest::collection::vec(arb_agent(), 0..6), -100i64..100, proptest::option::of(0u64..3), any::<bool>(), any::<bool>()),
+                1..12,
+            )
+        ) {
+            let mut engine = Engine::new(RuleSet::defaults(), Duration::from_secs(60));
+            let t0 = Timestamp::parse("2026-11-22T10:00:00Z").unwrap();
+            let mut at = 0.0;
+            for (agents, step, boot, down, degraded) in polls {
+                at += step as f64;
+                let now = t0.plus_seconds(at);
+                let obs = if down {
+                    Observation::failed(now, "refused")
+                } else {
+                    let mut e = Envelope::new(now);
+                    e.clk_tck = Some(100);
+                    e.monotonic_ms = Some((1_000_000.0 + at * 1000.0) as u64);
+                    e.boot_id = boot.map(|b| b.to_string());
+                    e.agents = agents;
+                    if degraded {
+                        e.mark_degraded("agents");
+                    }
+                    Observation { now, outcome: PollOutcome::Ok, envelope: Some(e) }
+                };
+                let ev = engine.observe("t", &obs);
+                for a in &ev.agents {
+                    if let Some(f) = a.cpu_fraction {
+                        prop_assert!(f >= 0.0 && f.is_finite());
+                    }
+                    if let Some(i) = a.idle_s {
+                        prop_assert!(i >= 0.0);
+                    }
+                }
+                let mut keys: Vec<&str> = ev.lines.iter().map(|l| l.key.as_str()).collect();
+                let n = keys.len();
+                keys.sort_unstable();
+                keys.dedup();
+                prop_assert_eq!(n, keys.len(), "one line per key per poll");
+            }
+        }
+    }
+}

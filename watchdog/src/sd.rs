@@ -44,9 +44,14 @@ pub fn stopping() {
 }
 
 /// How often to ping: half of `WATCHDOG_USEC`, when systemd asks for pings.
+/// `WATCHDOG_PID`, when set, must name this process (sd_watchdog_enabled(3)
+/// allows it to be unset, which `sd_notify::watchdog_enabled` does not).
 pub fn watchdog_interval() -> Option<Duration> {
-    let mut usec = 0;
-    sd_notify::watchdog_enabled(false, &mut usec)
-        .then(|| Duration::from_micros(usec / 2))
-        .filter(|d| !d.is_zero())
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.trim().parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.trim().parse::<u32>().ok() != Some(std::process::id()) {
+            return None;
+        }
+    }
+    Some(Duration::from_micros(usec / 2)).filter(|d| !d.is_zero())
 }

@@ -584,3 +584,49 @@ fn sighup_reloads_rules_and_rejects_a_bad_config() {
     });
     assert_eq!(w.stop(), 0);
 }
+
+#[test]
+fn systemd_hears_ready_status_and_watchdog_pings() {
+    use std::os::unix::net::UnixDatagram;
+    let s = Server::start(Reply::Json(envelope(&now_rfc3339(), "closed", 0)));
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "run",
+            "--target",
+            &s.url(),
+            "--interval",
+            "100ms",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "400000")
+        .env_remove("WATCHDOG_PID")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut heard = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut buf = [0u8; 4096];
+    while !(heard.contains("READY=1")
+        && heard.contains("WATCHDOG=1")
+        && heard.contains("STATUS=1/1 targets up"))
+    {
+        assert!(Instant::now() < deadline, "heard only: {heard}");
+        if let Ok(n) = sock.recv(&mut buf) {
+            heard.push_str(&String::from_utf8_lossy(&buf[..n]));
+            heard.push('\n');
+        }
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
