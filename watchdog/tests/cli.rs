@@ -469,11 +469,10 @@ fn run_writes_the_alert_log_and_keeps_a_firing_alert_across_a_restart() {
         .unwrap();
     assert_eq!(line.key, "breaker_open|orch-1");
     assert_eq!(line.target, "orch-1");
-    assert_eq!(
-        file_alerts(&log),
-        w.alerts(),
-        "the file holds what stdout shows"
-    );
+    // stdout is written first, the file right after: wait for both to agree.
+    wait_for("the file to hold what stdout shows", || {
+        file_alerts(&log) == w.alerts()
+    });
     wait_for("a few more polls", || s.hits() >= 4);
     assert_eq!(w.stop(), 0);
     assert!(state.exists(), "state file written on shutdown");
