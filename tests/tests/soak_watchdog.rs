@@ -13,8 +13,10 @@
 //!   VmRSS and the number of series on its `/metrics` are sampled over time
 //!   and must stay flat (bounded by what is live), not grow with history.
 //!
-//! Short variants run by default; the long ones:
-//! `cargo test -p e2e --test soak_watchdog -- --ignored --nocapture`
+//! Short variants run by default; the long ones (figures in
+//! docs/RELIABILITY.md, on the release binary):
+//! `cargo build --release -p watchdog && LOAD_BIN_DIR=target/release \
+//!  cargo test -p e2e --test soak_watchdog -- --ignored --nocapture`
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -38,10 +40,16 @@ impl Drop for Guard {
     }
 }
 
+/// A workspace binary: `$LOAD_BIN_DIR/<name>` when set (e.g. target/release,
+/// relative to the workspace root), else next to the test executable.
 fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let path = dir.join(name);
+    let debug_dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = match std::env::var_os("LOAD_BIN_DIR") {
+        Some(dir) if PathBuf::from(&dir).is_absolute() => PathBuf::from(dir).join(name),
+        Some(dir) => debug_dir.join("../..").join(dir).join(name),
+        None => debug_dir.join(name),
+    };
     assert!(
         path.exists(),
         "{} is missing: build the workspace binaries first (cargo build --workspace)",
