@@ -14,6 +14,12 @@
 //! costs more than the queries at 100 agents) and reopened when the file
 //! is replaced (another inode) or a query fails for a reason other than a
 //! lock.
+//!
+//! One case needs care: a WAL-mode file whose writer has closed (no `-wal`
+//! next to it). SQLite would create `-wal` and `-shm` even for a read-only
+//! connection, and we must create nothing. The main file then holds every
+//! commit, so that snapshot reads it with `immutable=1` on a connection of
+//! its own, never kept (an immutable connection never notices changes).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -44,6 +50,8 @@ struct Cached {
     conn: Connection,
     /// (device, inode) of the file when opened: another value means it was replaced.
     file: (u64, u64),
+    /// Opened with `immutable=1`: good for one snapshot only.
+    immutable: bool,
 }
 
 impl SqliteSource {
@@ -101,20 +109,34 @@ impl SqliteSource {
             }
         };
         let file = (meta.dev(), meta.ino());
-        if slot.as_ref().is_some_and(|c| c.file == file) {
+        if slot
+            .as_ref()
+            .is_some_and(|c| c.file == file && !c.immutable)
+        {
             return Ok(());
         }
         *slot = None;
-        let conn = open_read_only(&self.path, self.busy_timeout)
+        let immutable = wal_without_writer(&self.path);
+        let conn = open(&self.path, self.busy_timeout, immutable)
             .map_err(|e| format!("cannot open {} read-only: {e}", self.path.display()))?;
-        *slot = Some(Cached { conn, file });
+        *slot = Some(Cached {
+            conn,
+            file,
+            immutable,
+        });
         Ok(())
     }
 }
 
-/// Opens `path` read-only; nothing is created, not even the file itself.
+/// Opens `path` read-only; nothing is created, not even the file itself
+/// (see [`wal_without_writer`] for the one case SQLite would).
 pub fn open_read_only(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
-    let uri = format!("file:{}?mode=ro", uri_path(path));
+    open(path, busy_timeout, wal_without_writer(path))
+}
+
+fn open(path: &Path, busy_timeout: Duration, immutable: bool) -> rusqlite::Result<Connection> {
+    let extra = if immutable { "&immutable=1" } else { "" };
+    let uri = format!("file:{}?mode=ro{extra}", uri_path(path));
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
         | OpenFlags::SQLITE_OPEN_URI
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -122,6 +144,23 @@ pub fn open_read_only(path: &Path, busy_timeout: Duration) -> rusqlite::Result<C
     conn.busy_timeout(busy_timeout)?;
     conn.execute_batch("PRAGMA query_only = ON; PRAGMA cache_size = -1024;")?;
     Ok(conn)
+}
+
+/// Whether `path` is a WAL-mode database with no `-wal` file beside it, the
+/// state in which opening it (even read-only) would create `-wal` and `-shm`.
+pub fn wal_without_writer(path: &Path) -> bool {
+    use std::io::Read;
+    let mut header = [0u8; 20];
+    let is_wal = std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut header))
+        .map(|()| header.starts_with(b"SQLite format 3\0") && (header[18] == 2 || header[19] == 2))
+        .unwrap_or(false);
+    if !is_wal {
+        return false;
+    }
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    !Path::new(&wal).exists()
 }
 
 /// Escapes the characters that mean something in a `file:` URI.
@@ -254,7 +293,7 @@ impl Drop for SqliteSession<'_> {
         if self.waited {
             let _ = cached.conn.busy_timeout(self.source.busy_timeout);
         }
-        if self.broken || !self.source.keep_connection {
+        if self.broken || cached.immutable || !self.source.keep_connection {
             *self.slot = None;
         }
     }

@@ -1,5 +1,7 @@
 //! Section `cost`: spend of each running job and totals over every run.
 
+use std::sync::LazyLock;
+
 use rusqlite::Connection;
 use shared_schema::{Cost, CostAggregate, Envelope, RunningCost};
 
@@ -48,12 +50,26 @@ fn running(conn: &Connection) -> SectionResult<Vec<RunningCost>> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Nulls count as 0, and so do values that are not non-negative numbers:
+/// one garbage cell must not hide the spend of every other run.
+static AGGREGATE_SQL: LazyLock<String> = LazyLock::new(|| {
+    let sum = |col: &str| {
+        format!(
+            "TOTAL(CASE WHEN typeof({col}) IN ('integer', 'real') AND {col} > 0 THEN {col} END)"
+        )
+    };
+    format!(
+        "SELECT COUNT(*), {}, {}, {}, {}, {} FROM agent_runs",
+        sum("cost_usd"),
+        sum("input_tokens"),
+        sum("output_tokens"),
+        sum("cache_read_tokens"),
+        sum("cache_creation_tokens"),
+    )
+});
+
 fn aggregate(conn: &Connection) -> SectionResult<CostAggregate> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT COUNT(*), TOTAL(cost_usd), TOTAL(input_tokens), TOTAL(output_tokens),
-                TOTAL(cache_read_tokens), TOTAL(cache_creation_tokens)
-         FROM agent_runs",
-    )?;
+    let mut stmt = conn.prepare_cached(&AGGREGATE_SQL)?;
     let sums = stmt.query_row([], |row| {
         Ok([
             real(row, 0)?,

@@ -1,0 +1,313 @@
+//! The HTTP face: status codes, headers, host protection, concurrency, the kill-switch.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::num::NonZeroU32;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{assert_valid_bytes, wait_until, Children, Db, Server};
+use emitter::ServeOptions;
+
+fn db_with_a_job() -> Db {
+    let db = Db::new(true);
+    db.exec("INSERT INTO jobs (id, status, pid) VALUES (1, 'running', 1), (2, 'queued', NULL);");
+    db
+}
+
+async fn get(client: &reqwest::Client, url: &str) -> reqwest::Response {
+    client.get(url).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn serves_a_valid_envelope_as_json() {
+    let db = db_with_a_job();
+    let mut server = Server::start(db.source(), ServeOptions::default()).await;
+    let client = reqwest::Client::new();
+    let resp = get(&client, &server.url("/metrics")).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let json = assert_valid_bytes(&resp.bytes().await.unwrap());
+    assert_eq!(json["queue"]["depth"], 1);
+    assert_eq!(json["agents"][0]["job_id"], 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn other_paths_are_404_and_other_methods_405() {
+    let db = db_with_a_job();
+    let server = Server::start(db.source(), ServeOptions::default()).await;
+    let client = reqwest::Client::new();
+    for path in ["/", "/metrics/", "/healthz", "/metrics2"] {
+        assert_eq!(
+            get(&client, &server.url(path)).await.status(),
+            404,
+            "{path}"
+        );
+    }
+    for method in [
+        reqwest::Method::POST,
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+    ] {
+        let resp = client
+            .request(method.clone(), server.url("/metrics"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 405, "{method}");
+        assert_eq!(resp.headers()["allow"], "GET");
+    }
+}
+
+#[tokio::test]
+async fn a_token_is_required_when_configured() {
+    let db = db_with_a_job();
+    let options = ServeOptions {
+        token: Some("s3cret-token".into()),
+        ..ServeOptions::default()
+    };
+    let server = Server::start(db.source(), options).await;
+    let client = reqwest::Client::new();
+    let url = server.url("/metrics");
+    let none = get(&client, &url).await;
+    assert_eq!(none.status(), 401);
+    assert_eq!(none.headers()["www-authenticate"], "Bearer");
+    for wrong in [
+        "Bearer wrong",
+        "Bearer s3cret-toke",
+        "Bearer s3cret-token2",
+        "Basic s3cret-token",
+        "s3cret-token",
+    ] {
+        let resp = client
+            .get(&url)
+            .header("authorization", wrong)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401, "{wrong}");
+        assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+    }
+    let ok = client
+        .get(&url)
+        .bearer_auth("s3cret-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_valid_bytes(&ok.bytes().await.unwrap());
+}
+
+#[tokio::test]
+async fn past_the_rate_limit_requests_get_429_with_retry_after() {
+    let db = db_with_a_job();
+    let options = ServeOptions {
+        rate_limit: NonZeroU32::new(3),
+        ..ServeOptions::default()
+    };
+    let server = Server::start(db.source(), options).await;
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..10 {
+        let resp = get(&client, &server.url("/metrics")).await;
+        if resp.status() == 429 {
+            retry_after = resp
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+        }
+        statuses.push(resp.status().as_u16());
+    }
+    assert_eq!(
+        &statuses[..3],
+        [200, 200, 200],
+        "the burst passes: {statuses:?}"
+    );
+    assert!(statuses.contains(&429), "{statuses:?}");
+    let secs: u64 = retry_after.expect("Retry-After header").parse().unwrap();
+    assert!((1..=2).contains(&secs), "{secs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_two_concurrent_requests_all_succeed() {
+    let db = db_with_a_job();
+    let server = Server::start(db.source(), ServeOptions::default()).await;
+    let client = reqwest::Client::new();
+    let url = server.url("/metrics");
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let client = client.clone();
+            let url = url.clone();
+            tokio::spawn(async move {
+                let resp = client.get(&url).send().await.unwrap();
+                (resp.status().as_u16(), resp.bytes().await.unwrap())
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        assert_eq!(status, 200);
+        let json = assert_valid_bytes(&body);
+        assert_eq!(json["degraded"], serde_json::json!([]));
+    }
+}
+
+#[tokio::test]
+async fn a_missing_database_still_answers_200_with_every_section_degraded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("absent.db");
+    let server = Server::start(emitter::SqliteSource::new(&path), ServeOptions::default()).await;
+    let resp = get(&reqwest::Client::new(), &server.url("/metrics")).await;
+    assert_eq!(resp.status(), 200);
+    let json = assert_valid_bytes(&resp.bytes().await.unwrap());
+    assert_eq!(json["degraded"].as_array().unwrap().len(), 6);
+    assert!(!path.exists());
+}
+
+#[tokio::test]
+async fn shutdown_stops_accepting_and_serve_returns() {
+    let db = db_with_a_job();
+    let mut server = Server::start(db.source(), ServeOptions::default()).await;
+    let client = reqwest::Client::new();
+    assert_eq!(get(&client, &server.url("/metrics")).await.status(), 200);
+    let url = server.url("/metrics");
+    server.stop().await;
+    assert!(
+        client.get(&url).send().await.is_err(),
+        "no longer listening"
+    );
+}
+
+/// The real binary, on a port it picks, with the environment given.
+fn spawn_binary(children: &mut Children, db: &Db, env: &[(&str, &str)], extra: &[&str]) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_emitter"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg(&db.path)
+        .args(extra)
+        .env_remove("ORCH_METRICS_ENABLED")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    children.0.push(child);
+    // The startup line names the bound address; keep draining stderr after it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.split("listen=").nth(1) {
+                let _ = tx.send(
+                    rest.split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the emitter logs its address within 30 s");
+    format!("http://{addr}/metrics")
+}
+
+#[test]
+fn the_kill_switch_gives_exactly_the_disabled_body() {
+    let db = db_with_a_job();
+    let mut children = Children::default();
+    for off in ["false", "0", "NO", "Off"] {
+        let url = spawn_binary(&mut children, &db, &[("ORCH_METRICS_ENABLED", off)], &[]);
+        let resp = reqwest::blocking_get(&url);
+        assert_eq!(resp.0, 200);
+        assert_eq!(resp.1, r#"{"schema_version":1,"enabled":false}"#, "{off}");
+    }
+    let url = spawn_binary(&mut children, &db, &[("ORCH_METRICS_ENABLED", "true")], &[]);
+    let (status, body) = reqwest::blocking_get(&url);
+    assert_eq!(status, 200);
+    assert_valid_bytes(body.as_bytes());
+
+    let out = Command::new(env!("CARGO_BIN_EXE_emitter"))
+        .args(["snapshot", "--db"])
+        .arg(&db.path)
+        .env("ORCH_METRICS_ENABLED", "off")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        r#"{"schema_version":1,"enabled":false}"#
+    );
+}
+
+#[test]
+fn the_binary_reads_its_token_from_a_file_and_stops_on_sigterm() {
+    let db = db_with_a_job();
+    let token = db.dir.path().join("token");
+    std::fs::write(&token, "file-token\n").unwrap();
+    let mut children = Children::default();
+    let url = spawn_binary(
+        &mut children,
+        &db,
+        &[],
+        &[
+            "--token-file",
+            token.to_str().unwrap(),
+            "--rate-limit",
+            "100/s",
+            "--terminal-stage",
+            "x",
+        ],
+    );
+    assert_eq!(reqwest::blocking_get(&url).0, 401);
+    assert_eq!(reqwest::blocking_get_with_token(&url, "file-token").0, 200);
+    let pid = children.0[0].id() as i32;
+    // SAFETY: plain signal to our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let child = &mut children.0[0];
+    let mut status = None;
+    wait_until(
+        Duration::from_secs(10),
+        "the emitter to exit after SIGTERM",
+        || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        },
+    );
+    assert!(status.unwrap().success(), "clean exit: {status:?}");
+}
+
+/// Tiny blocking helpers on top of the async client (no blocking feature here).
+mod reqwest {
+    pub use ::reqwest::*;
+
+    pub fn blocking_get(url: &str) -> (u16, String) {
+        run(url, None)
+    }
+
+    pub fn blocking_get_with_token(url: &str, token: &str) -> (u16, String) {
+        run(url, Some(token))
+    }
+
+    fn run(url: &str, token: Option<&str>) -> (u16, String) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut req = Client::new().get(url);
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let resp = req.send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        })
+    }
+}
