@@ -98,6 +98,25 @@ fn evaluate(c: &mut Criterion) {
                 BatchSize::LargeInput,
             );
         });
+        // The engine alone (deltas + rules + alert state), the read done in setup.
+        group.bench_with_input(BenchmarkId::new("engine_only", n), &third, |b, bytes| {
+            b.iter_batched(
+                || {
+                    let mut e = engine();
+                    e.observe("orch", &Observation::from_body(t0(), &first));
+                    e.observe(
+                        "orch",
+                        &Observation::from_body(t0().plus_seconds(15.0), &second),
+                    );
+                    (e, Observation::from_body(t0().plus_seconds(30.0), bytes))
+                },
+                |(mut e, obs)| {
+                    black_box(e.observe("orch", &obs));
+                    (e, obs)
+                },
+                BatchSize::LargeInput,
+            );
+        });
     }
     group.finish();
 }

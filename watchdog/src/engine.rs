@@ -14,9 +14,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use shared_schema::{
-    read_envelope, read_value, AlertEvent, AlertLine, Envelope, ReadError, Reading, Timestamp,
-};
+use shared_schema::{read_value, AlertEvent, AlertLine, Envelope, ReadError, Reading, Timestamp};
 
 use crate::alerts::{Alert, Observed, Phase, Step, Timing};
 use crate::delta::{Deltas, TargetHistory};
@@ -38,9 +36,10 @@ pub struct Observation {
 }
 
 impl Observation {
-    /// A poll whose body was read.
+    /// A poll whose body was read (through the tolerant reader, by way of
+    /// its fast path for well-formed bodies).
     pub fn from_body(now: Timestamp, body: &[u8]) -> Self {
-        Self::from_read(now, read_envelope(body))
+        Self::from_read(now, crate::fast_read::read(body))
     }
 
     /// A recorded envelope.
