@@ -466,3 +466,32 @@ repeat_interval = "1h 30m"
         assert_eq!(derived_name("http://u:p@h:1/metrics"), "h:1");
     }
 }
+
+#[cfg(test)]
+mod example {
+    use super::*;
+
+    /// The example config shipped with the crate stays valid and says the defaults.
+    #[test]
+    fn the_example_config_loads_and_matches_the_defaults() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("watchdog.example.toml");
+        let c = Config::load(&Overrides {
+            config: Some(path),
+            ..Overrides::default()
+        })
+        .unwrap();
+        let defaults = RuleSet::defaults().to_table();
+        let mut loaded = c.rules.to_table();
+        // The one override the example shows on purpose.
+        if let Some(toml::Value::Table(t)) = loaded.get_mut("stage_age") {
+            t.insert("per_stage".into(), toml::Value::Table(toml::Table::new()));
+        }
+        assert_eq!(
+            loaded, defaults,
+            "the example's rule values drifted from the defaults"
+        );
+        assert_eq!(c.interval, DEFAULT_INTERVAL);
+        assert_eq!(c.timeout, DEFAULT_TIMEOUT);
+        assert_eq!(c.repeat_interval(), crate::engine::DEFAULT_REPEAT_INTERVAL);
+    }
+}

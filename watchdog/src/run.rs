@@ -141,7 +141,10 @@ impl std::fmt::Debug for Runner {
 pub async fn run(over: Overrides) -> anyhow::Result<()> {
     let mut config = Config::load(&over)?;
     if config.targets.is_empty() {
-        anyhow::bail!("no target: give --target URL or a [[target]] table in --config");
+        return Err(crate::config::ConfigError(
+            "no target: give --target URL or a [[target]] table in --config".into(),
+        )
+        .into());
     }
     let exporter = Exporter::new();
     exporter.config_loaded(true, Timestamp::now());
