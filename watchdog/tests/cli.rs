@@ -36,6 +36,7 @@ struct Server {
     reply: Arc<Mutex<Reply>>,
     hits: Arc<AtomicUsize>,
     started: Instant,
+    heads: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -46,6 +47,7 @@ impl Server {
             reply: Arc::new(Mutex::new(reply)),
             hits: Arc::new(AtomicUsize::new(0)),
             started: Instant::now(),
+            heads: Arc::new(Mutex::new(Vec::new())),
         };
         let s = server.clone();
         std::thread::spawn(move || {
@@ -79,6 +81,10 @@ impl Server {
                 _ => return,
             }
         }
+        self.heads
+            .lock()
+            .unwrap()
+            .push(String::from_utf8_lossy(&buf).into_owned());
         self.hits.fetch_add(1, Ordering::SeqCst);
         let reply = self.reply.lock().unwrap().clone();
         let _ = match reply {
@@ -628,4 +634,87 @@ fn systemd_hears_ready_status_and_watchdog_pings() {
         .status();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn the_bearer_token_is_sent_and_never_logged() {
+    let s = Server::start(Reply::Json(envelope(&now_rfc3339(), "closed", 0)));
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "tok-123-secret\n").unwrap();
+    let config = dir.path().join("w.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "interval = \"100ms\"\nlisten = \"127.0.0.1:0\"\n[[target]]\nname = \"o\"\nurl = \"{}\"\ntoken_file = \"{}\"\n",
+            s.url(),
+            token.display()
+        ),
+    )
+    .unwrap();
+    let err_path = dir.path().join("stderr.log");
+    let mut child = Command::new(BIN)
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for("two polls", || s.hits() >= 2);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let heads = s.heads.lock().unwrap().clone();
+    assert!(heads[0].starts_with("GET /metrics "), "{}", heads[0]);
+    assert!(
+        heads[0]
+            .to_ascii_lowercase()
+            .contains("authorization: bearer tok-123-secret\r\n"),
+        "{}",
+        heads[0]
+    );
+    let logged = std::fs::read_to_string(&err_path).unwrap();
+    assert!(logged.contains("polling"), "{logged}");
+    assert!(!logged.contains("tok-123-secret"), "{logged}");
+}
+
+#[test]
+fn lines_a_sink_gives_up_on_come_back_as_dropped_lines_in_the_log() {
+    let s = Server::start(Reply::Json(envelope(&now_rfc3339(), "open", 0)));
+    let dead_sink = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("alerts.jsonl");
+    let config = dir.path().join("w.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "interval = \"100ms\"\nlisten = \"127.0.0.1:0\"\nalert_log = \"{}\"\n\
+             [[target]]\nname = \"o\"\nurl = \"{}\"\n\
+             [[notify.webhook]]\nurl = \"http://{dead_sink}/hook\"\nmax_retries = 0\n",
+            log.display(),
+            s.url()
+        ),
+    )
+    .unwrap();
+    let w = Running::start(&["run", "--config", config.to_str().unwrap()]);
+    wait_for("a dropped line for the firing alert", || {
+        file_alerts(&log)
+            .iter()
+            .any(|a| a.event == AlertEvent::Dropped)
+    });
+    let lines = file_alerts(&log);
+    let dropped = lines
+        .iter()
+        .find(|a| a.event == AlertEvent::Dropped)
+        .unwrap();
+    assert_eq!(dropped.key, "breaker_open|o");
+    assert_eq!(dropped.sink.as_deref(), Some("webhook[0]"));
+    wait_for("the dropped line on stdout too", || {
+        w.alerts().iter().any(|a| a.event == AlertEvent::Dropped)
+    });
+    assert_eq!(w.stop(), 0);
 }
