@@ -718,3 +718,42 @@ fn lines_a_sink_gives_up_on_come_back_as_dropped_lines_in_the_log() {
     });
     assert_eq!(w.stop(), 0);
 }
+
+#[test]
+fn sighup_swaps_targets_without_a_restart() {
+    let a = Server::start(Reply::Json(envelope(&now_rfc3339(), "closed", 0)));
+    let b = Server::start(Reply::Json(envelope(&now_rfc3339(), "open", 0)));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("w.toml");
+    let head = "interval = \"100ms\"\nlisten = \"127.0.0.1:0\"\n";
+    std::fs::write(
+        &config,
+        format!("{head}[[target]]\nname = \"a\"\nurl = \"{}\"\n", a.url()),
+    )
+    .unwrap();
+    let w = Running::start(&["run", "--config", config.to_str().unwrap()]);
+    wait_for("a polled", || a.hits() >= 2);
+    assert_eq!(b.hits(), 0);
+
+    std::fs::write(
+        &config,
+        format!("{head}[[target]]\nname = \"b\"\nurl = \"{}\"\n", b.url()),
+    )
+    .unwrap();
+    w.signal("HUP");
+    wait_for("b polled and alerting", || {
+        w.alerts()
+            .iter()
+            .any(|l| l.target == "b" && l.rule == "breaker_open")
+    });
+    let a_hits = a.hits();
+    let b_hits = b.hits();
+    wait_for("b polled more", || b.hits() >= b_hits + 5);
+    assert!(
+        a.hits() <= a_hits + 1,
+        "a is no longer polled ({} -> {})",
+        a_hits,
+        a.hits()
+    );
+    assert_eq!(w.stop(), 0);
+}
