@@ -24,6 +24,10 @@ pub struct Finding {
     pub value: Option<f64>,
     /// The threshold it was compared with.
     pub threshold: Option<f64>,
+    /// How long the condition had already held when first seen (a delta that
+    /// spans the interval before it): counted towards `for` and `since`.
+    #[serde(default)]
+    pub already_held_s: Option<f64>,
 }
 
 /// One observation of one alert's condition.
@@ -110,7 +114,8 @@ pub enum Step {
 }
 
 impl Alert {
-    /// A new pending alert whose condition holds from `ts`.
+    /// A new pending alert whose condition holds at `ts` (and, by the
+    /// finding's `already_held_s`, for that long before it).
     pub fn new(
         rule: &str,
         target: &str,
@@ -119,14 +124,18 @@ impl Alert {
         clock: f64,
         ts: Timestamp,
     ) -> Self {
+        let held = finding
+            .already_held_s
+            .filter(|h| h.is_finite() && *h > 0.0)
+            .unwrap_or(0.0);
         Self {
             rule: rule.to_owned(),
             target: target.to_owned(),
             key,
             phase: Phase::Pending,
             finding,
-            since: ts,
-            held_s: 0.0,
+            since: ts.plus_seconds(-held),
+            held_s: held,
             false_s: None,
             last_clock: clock,
             last: Last::True,
@@ -226,6 +235,7 @@ mod tests {
             summary: "s".into(),
             value: Some(1.0),
             threshold: Some(0.5),
+            already_held_s: None,
         }
     }
 

@@ -76,6 +76,7 @@ impl Rule for AgentRuntime {
                         ),
                         value: Some(r),
                         threshold: Some(max),
+                        already_held_s: None,
                     }),
                 )),
                 Some(_) => {}

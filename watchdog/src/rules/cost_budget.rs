@@ -98,6 +98,7 @@ impl Rule for CostBudget {
                         summary: format!("{} has spent ${total:.2} (budget ${max:.2})", ctx.target),
                         value: Some(total),
                         threshold: Some(max),
+                        already_held_s: None,
                     }),
                 ));
             }
@@ -120,6 +121,7 @@ impl Rule for CostBudget {
                         ),
                         value: Some((rate * 1000.0).round() / 1000.0),
                         threshold: Some(max),
+                        already_held_s: None,
                     }),
                 )),
                 Some(_) => {}

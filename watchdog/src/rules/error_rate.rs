@@ -94,6 +94,7 @@ impl Rule for ErrorRate {
                         ),
                         value: Some((per_s * 60.0 * 1000.0).round() / 1000.0),
                         threshold: Some(self.settings.max_per_min),
+                        already_held_s: None,
                     }),
                 )),
                 Some(_) => {}

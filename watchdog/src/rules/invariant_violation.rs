@@ -84,6 +84,7 @@ impl Rule for InvariantViolationRule {
                         summary,
                         value: Some(vs.len() as f64),
                         threshold: None,
+                        already_held_s: None,
                     }),
                 )
             })

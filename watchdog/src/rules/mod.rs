@@ -250,6 +250,7 @@ pub fn finding(summary: String, value: Option<f64>, threshold: Option<f64>) -> F
         summary,
         value,
         threshold,
+        already_held_s: None,
     }
 }
 

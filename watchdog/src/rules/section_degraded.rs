@@ -61,6 +61,7 @@ impl Rule for SectionDegraded {
                         ),
                         value: None,
                         threshold: None,
+                        already_held_s: None,
                     }),
                 )
             })

@@ -99,6 +99,7 @@ impl Rule for StageAge {
                             ),
                             value: Some(age),
                             threshold: Some(max.as_secs_f64()),
+                            already_held_s: None,
                         }),
                     ));
                 }

@@ -117,6 +117,8 @@ impl Rule for StuckAgent {
                             ),
                             value: Some(round(mean)),
                             threshold: Some(self.settings.cpu_floor),
+                            // The idle span began at the baseline, before this poll.
+                            already_held_s: d.idle_s,
                         })
                     })
                 }

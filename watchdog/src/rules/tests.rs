@@ -153,9 +153,10 @@ fn idle_agent_fires_once_after_for_and_resolves_when_busy() {
     let l = stuck[0];
     assert_eq!(l.event, AlertEvent::Firing);
     assert_eq!(l.key, "stuck_agent|orch-1|job=7|run=42|pid=1234");
-    // First delta at 15 s; `for` 10m of idle deltas after that.
-    assert_eq!(l.ts, t0().plus_seconds(615.0));
-    assert_eq!(l.since, t0().plus_seconds(15.0));
+    // Idle from the first sample (0 s): `for` 10m later it fires, as in the
+    // contract's example (since 10:00, ts 10:10, "for 10m").
+    assert_eq!(l.ts, t0().plus_seconds(600.0));
+    assert_eq!(l.since, t0());
     assert_eq!(l.labels.get("agent").map(String::as_str), Some("dev"));
     assert_eq!(l.labels.get("pid").map(String::as_str), Some("1234"));
     assert!(
@@ -225,10 +226,10 @@ fn pid_reuse_restarts_the_idle_timer() {
         e.agents[0].start_ticks = Some(999);
         e
     });
-    // 465 + 15 (first delta) + 600 = 1080.
+    // The new process's first sample is at 465: idle from there, 600 s later.
     let stuck = of_rule(&lines, "stuck_agent");
     assert_eq!(stuck.len(), 1);
-    assert_eq!(stuck[0].ts, t0().plus_seconds(1080.0));
+    assert_eq!(stuck[0].ts, t0().plus_seconds(1065.0));
 }
 
 #[test]
@@ -246,7 +247,7 @@ fn clock_step_back_with_steady_monotonic_keeps_counting() {
     assert_eq!(stuck.len(), 1, "{stuck:?}");
     assert_eq!(
         stuck[0].ts,
-        t0().plus_seconds(615.0 - 3600.0),
+        t0().plus_seconds(600.0 - 3600.0),
         "ts on the emitter's clock"
     );
     assert!(of_rule(&lines, "target_stale").is_empty());
@@ -296,22 +297,18 @@ fn missed_polls_do_not_count_towards_for() {
         );
     }
     lines.extend(drive(&mut en, 615, 900, idle_env));
-    // Held 285 s before the gap and 285 s after it: not yet 600.
+    // Held 300 s before the gap and 285 s after it: not yet 600.
     assert!(
         of_rule(&lines, "stuck_agent").is_empty(),
         "the gap counted as idle"
     );
-    // 285 s held before the gap (15..300); the first poll after it (615)
-    // starts counting again, so 315 s more: it fires at 930.
+    // 300 s held before the gap (0..300); the first poll after it (615)
+    // starts counting again, so 300 s more: it fires at 915.
     let more = drive(&mut en, 915, 960, idle_env);
     let stuck = of_rule(&more, "stuck_agent");
     assert_eq!(stuck.len(), 1);
-    assert_eq!(stuck[0].ts, t0().plus_seconds(930.0));
-    assert_eq!(
-        stuck[0].since,
-        t0().plus_seconds(15.0),
-        "since survives the gap"
-    );
+    assert_eq!(stuck[0].ts, t0().plus_seconds(915.0));
+    assert_eq!(stuck[0].since, t0(), "since survives the gap");
 }
 
 #[test]
