@@ -142,23 +142,12 @@ impl ProcTable {
                 return table;
             }
         };
-        let mut buf = String::with_capacity(512);
-        let mut path = root.to_path_buf();
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(pid) = name.to_str().and_then(|n| n.parse::<i64>().ok()) else {
-                continue;
-            };
-            path.push(&name);
-            path.push("stat");
-            // A process that exited since read_dir listed it is normal.
-            if read_into(&path, &mut buf) {
-                if let Some(stat) = parse_stat(&buf).filter(|s| s.pid == pid) {
-                    table.insert(stat);
-                }
-            }
-            path.pop();
-            path.pop();
+        let pids: Vec<i64> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+            .collect();
+        for stat in in_parallel(&pids, |chunk| read_stats(root, chunk)) {
+            table.insert(stat);
         }
         table
     }
@@ -227,7 +216,7 @@ impl ProcTable {
                 .saturating_add(own.cstime),
             |sum, s| sum.saturating_add(s.utime).saturating_add(s.stime),
         );
-        let mut buf = String::with_capacity(256);
+        let mut buf = Vec::with_capacity(1024);
         let io = self.read_io(pid, &mut buf).map(|own_io| {
             // A descendant whose io is unreadable (gone, another user) adds nothing.
             descendants
@@ -248,23 +237,84 @@ impl ProcTable {
         }
     }
 
-    fn read_io(&self, pid: i64, buf: &mut String) -> Option<Io> {
+    fn read_io(&self, pid: i64, buf: &mut Vec<u8>) -> Option<Io> {
         let path = self.root.join(pid.to_string()).join("io");
-        if read_into(&path, buf) {
-            parse_io(buf)
-        } else {
-            None
-        }
+        read_small(&path, buf).then(|| parse_io(&String::from_utf8_lossy(buf)))?
     }
 }
 
-/// Reads a small file into `buf`, reusing its allocation; false when unreadable.
-fn read_into(path: &Path, buf: &mut String) -> bool {
-    buf.clear();
-    match std::fs::File::open(path) {
-        Ok(mut file) => file.read_to_string(buf).is_ok(),
-        Err(_) => false,
+/// Below this many items a second thread costs more than it saves.
+const PARALLEL_MIN: usize = 64;
+
+/// Runs `work` over `items`, split across the machine's cores when there
+/// are many: each `/proc` read costs tens of microseconds of kernel time,
+/// and a snapshot of thousands of processes should not be bound to one core.
+pub fn in_parallel<T: Sync, R: Send>(items: &[T], work: impl Fn(&[T]) -> Vec<R> + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    if threads < 2 || items.len() < PARALLEL_MIN {
+        return work(items);
     }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let mut chunks = items.chunks(chunk);
+        let first = chunks.next().unwrap_or(&[]);
+        let handles: Vec<_> = chunks.map(|c| scope.spawn(|| work(c))).collect();
+        let mut out = work(first);
+        for handle in handles {
+            // A panicking reader loses its chunk (those figures stay unknown), not the snapshot.
+            out.extend(handle.join().unwrap_or_default());
+        }
+        out
+    })
+}
+
+/// The stat lines of `pids`; a process that exited since the listing is skipped.
+fn read_stats(root: &Path, pids: &[i64]) -> Vec<Stat> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut path = root.to_path_buf();
+    let mut out = Vec::with_capacity(pids.len());
+    for &pid in pids {
+        path.push(pid.to_string());
+        path.push("stat");
+        // The name may hold any bytes: read lossily rather than drop the process.
+        if read_small(&path, &mut buf) {
+            if let Some(stat) = parse_stat(&String::from_utf8_lossy(&buf)).filter(|s| s.pid == pid)
+            {
+                out.push(stat);
+            }
+        }
+        path.pop();
+        path.pop();
+    }
+    out
+}
+
+/// Reads a small `/proc` file into `buf`: one read(2) when it fits, since
+/// each call regenerates the file in the kernel. False when unreadable.
+fn read_small(path: &Path, buf: &mut Vec<u8>) -> bool {
+    buf.clear();
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    buf.resize(1024, 0);
+    let mut len = 0;
+    loop {
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                len += n;
+                if len < buf.len() {
+                    // procfs returns the whole file in one read when it fits.
+                    break;
+                }
+                buf.resize(buf.len() * 2, 0);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    buf.truncate(len);
+    true
 }
 
 #[cfg(test)]
@@ -405,6 +455,29 @@ mod tests {
         let c = table.agent(32);
         assert_eq!((c.io_rchar, c.io_wchar), (None, None));
         assert_eq!(c.cpu_ticks, Some(8));
+    }
+
+    #[test]
+    fn parallel_work_keeps_the_order() {
+        let items: Vec<u32> = (0..1000).collect();
+        let out = in_parallel(&items, |chunk| chunk.iter().map(|i| i * 2).collect());
+        assert_eq!(out, items.iter().map(|i| i * 2).collect::<Vec<_>>());
+        assert_eq!(
+            in_parallel(&[] as &[u32], |c| c.to_vec()),
+            Vec::<u32>::new()
+        );
+    }
+
+    #[test]
+    fn a_name_that_is_not_utf8_keeps_the_process() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().join("40");
+        std::fs::create_dir_all(&d).expect("mkdir");
+        let mut line = b"40 (bad\xff name) S 1".to_vec();
+        line.extend_from_slice(SLEEP.split_once(" S 4000").expect("fixture").1.as_bytes());
+        std::fs::write(d.join("stat"), line).expect("write");
+        let table = ProcTable::scan(dir.path());
+        assert_eq!(table.agent(40).state.as_deref(), Some("S"));
     }
 
     #[test]

@@ -33,11 +33,18 @@ pub fn fill_proc(agents: &mut [Agent], proc_root: &Path) {
         return;
     }
     let table = ProcTable::scan(proc_root);
-    for agent in agents.iter_mut() {
-        let Some(pid) = agent.pid.filter(|&p| p > 0) else {
+    let pids: Vec<Option<i64>> = agents.iter().map(|a| a.pid.filter(|&p| p > 0)).collect();
+    // Each agent costs a few /proc reads of its own (io over its tree).
+    let procs = crate::procfs::in_parallel(&pids, |chunk| {
+        chunk
+            .iter()
+            .map(|pid| pid.map(|p| table.agent(p)))
+            .collect()
+    });
+    for (agent, p) in agents.iter_mut().zip(procs) {
+        let Some(p) = p else {
             continue;
         };
-        let p = table.agent(pid);
         agent.cpu_ticks = p.cpu_ticks;
         agent.start_ticks = p.start_ticks;
         agent.tree_cpu_ticks = p.tree_cpu_ticks;

@@ -105,7 +105,11 @@ pub struct Children(pub Vec<Child>);
 
 impl Children {
     pub fn spawn(&mut self, cmd: &mut Command) -> i64 {
+        use std::os::unix::process::CommandExt;
+        // Each child leads its own process group, so Drop can also kill the
+        // grandchildren a shell started (a busy loop must never outlive the test).
         let child = cmd
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -124,7 +128,10 @@ impl Children {
 impl Drop for Children {
     fn drop(&mut self) {
         for child in &mut self.0 {
-            // Kill the whole group where we made one, then the child itself.
+            if let Ok(pgid) = i32::try_from(child.id()) {
+                // SAFETY: a plain signal to the process group this child leads.
+                unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
