@@ -760,3 +760,25 @@ fn repeat_lines_come_every_repeat_interval() {
         [AlertEvent::Firing, AlertEvent::Repeat, AlertEvent::Repeat]
     );
 }
+
+#[test]
+fn the_contract_example_line_comes_out_byte_for_byte() {
+    let mut en = engine("");
+    let lines = drive(&mut en, 0, 600, |s| {
+        let mut e = env(s);
+        e.clk_tck = Some(1000);
+        // 0.3% CPU: 3 ticks of 1/1000 s per second; no I/O.
+        e.agents = vec![agent(600.0 + s, 3 * s as u64, 1000)];
+        e
+    });
+    let stuck = of_rule(&lines, "stuck_agent");
+    assert_eq!(stuck.len(), 1);
+    let want = concat!(
+        r#"{"ts":"2026-11-22T10:10:00.000Z","event":"firing","rule":"stuck_agent","severity":"warning","#,
+        r#""target":"orch-1","key":"stuck_agent|orch-1|job=7|run=42|pid=1234","#,
+        r#""labels":{"agent":"dev","job_id":"7","pid":"1234","repo":"app","run_id":"42"},"#,
+        r#""summary":"agent dev (job 7, pid 1234) used 0.3% CPU and did no I/O for 10m","#,
+        r#""value":0.003,"threshold":0.02,"since":"2026-11-22T10:00:00.000Z"}"#
+    );
+    assert_eq!(stuck[0].to_json_line(), want);
+}
