@@ -153,6 +153,17 @@ pub async fn run(over: Overrides) -> anyhow::Result<()> {
     let mut engine = Engine::new(rules, config.repeat_interval());
     if let Some(path) = &config.state_file {
         state::load(&mut engine, path);
+        // A target dropped from the config while we were down is not watched
+        // any more: its saved alerts and baselines go.
+        let stale: Vec<String> = engine
+            .targets()
+            .filter(|t| !config.targets.iter().any(|c| c.name == *t))
+            .map(str::to_owned)
+            .collect();
+        for t in stale {
+            tracing::info!(target = %t, "saved state of a target no longer configured dropped");
+            engine.forget_target(&t);
+        }
     }
     let (dropped_tx, mut dropped_rx) = mpsc::unbounded_channel();
     let notifier = Notifier::start(&config.notify, exporter.clone(), dropped_tx.clone())
