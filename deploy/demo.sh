@@ -3,6 +3,8 @@
 # the real emitter and watchdog, and the watchdog's alerts as they happen.
 #   ./deploy/demo.sh                 # until Ctrl-C
 #   ./deploy/demo.sh --duration 120  # exits on its own
+#   ./deploy/demo.sh --with-prometheus --with-alertmanager   # the full stack,
+#       with Debian's prometheus and prometheus-alertmanager on PATH
 #   ./deploy/demo.sh --help
 # Needs only the Rust toolchain and a POSIX shell.
 set -eu

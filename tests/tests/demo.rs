@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use e2e::procs::{self, Proc};
-use e2e::{bins, net};
+use e2e::{bins, net, tools};
 
 /// Processes whose working directory is under `dir` (the demo's agents run there).
 fn processes_under(dir: &str) -> Vec<String> {
@@ -45,12 +45,25 @@ fn demo_tells_the_story_and_cleans_up_on_sigint() {
         "2",
         "--duration",
         "120",
-    ])
-    .env("EMITTER_BIN", emitter)
-    .env("WATCHDOG_BIN", watchdog)
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    ]);
+    // With the tools at hand, the full stack: Prometheus and Alertmanager too.
+    let prom = tools::require("prometheus", "apt-get install prometheus").is_some();
+    let am = tools::require(
+        "prometheus-alertmanager",
+        "apt-get install prometheus-alertmanager",
+    )
+    .is_some();
+    if prom {
+        cmd.arg("--with-prometheus");
+    }
+    if am {
+        cmd.arg("--with-alertmanager");
+    }
+    cmd.env("EMITTER_BIN", emitter)
+        .env("WATCHDOG_BIN", watchdog)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut proc = Proc::spawn("demo", &mut cmd).unwrap();
     let out = Arc::new(Mutex::new(Vec::<String>::new()));
     for stream in [
@@ -127,6 +140,23 @@ fn demo_tells_the_story_and_cleans_up_on_sigint() {
         pids.len() >= 6,
         "emitter, watchdog and 4 agents: {pids:?}\n{all}"
     );
+    if prom {
+        let url = all
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("prometheus"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("the demo prints Prometheus' URL");
+        let base = url.trim_end_matches("/alerts");
+        let up = net::get_json(&format!("{base}/api/v1/query?query=up")).unwrap();
+        assert_eq!(up["status"], "success", "{up}");
+    }
+    if am {
+        assert!(
+            all.lines()
+                .any(|l| l.trim().starts_with("alertmanager       http://127.0.0.1:")),
+            "{all}"
+        );
+    }
 
     proc.signal(libc::SIGINT).unwrap();
     let status = net::wait_for(

@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use e2e::agents::AgentKind;
-use e2e::bins;
 use e2e::lab::Lab;
 use e2e::orchestrator::Script;
 use e2e::stack::{self, Emitter, Watchdog, WatchdogOptions};
+use e2e::{bins, ext, tools};
 use shared_schema::{AlertEvent, AlertLine};
 
 /// Runs a simulated orchestrator with real agent processes under the real
@@ -46,6 +46,14 @@ struct Args {
     /// Keep the temporary directory (database, config, logs) on exit.
     #[arg(long)]
     keep: bool,
+    /// Also start a real Prometheus (`prometheus` on PATH) scraping the
+    /// watchdog every 2 s with deploy/prometheus/watchdog-rules.yml loaded.
+    #[arg(long)]
+    with_prometheus: bool,
+    /// Also start a real Alertmanager (`prometheus-alertmanager` on PATH)
+    /// and have the watchdog send its alerts there.
+    #[arg(long)]
+    with_alertmanager: bool,
 }
 
 const TARGET: &str = "demo";
@@ -117,12 +125,19 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let db = lab.db.clone();
     let agents = &lab.agents;
 
+    let alertmanager = if args.with_alertmanager {
+        let bin = tools::which("prometheus-alertmanager")
+            .context("--with-alertmanager: `prometheus-alertmanager` is not on PATH")?;
+        Some(ext::alertmanager(&bin, ALERTMANAGER_CONFIG)?)
+    } else {
+        None
+    };
     let emitter = Emitter::start(&emitter_bin, &db, &dir)?;
     let options = WatchdogOptions {
         interval: args.interval.clone(),
         stuck_for: args.stuck_for.clone(),
         min_runtime: args.min_runtime.clone(),
-        alertmanager: None,
+        alertmanager: alertmanager.as_ref().map(ext::Server::base),
         extra: DEMO_RULES.to_owned(),
     };
     let (tx, rx) = mpsc::channel();
@@ -134,6 +149,14 @@ fn run(args: &Args) -> anyhow::Result<()> {
         &options,
         Some(tx),
     )?;
+
+    let prometheus = if args.with_prometheus {
+        let bin =
+            tools::which("prometheus").context("--with-prometheus: `prometheus` is not on PATH")?;
+        Some(ext::prometheus(&bin, &prometheus_config(watchdog.addr))?)
+    } else {
+        None
+    };
 
     println!("{}", style.paint("1", "agent-watchdog demo"));
     println!("  directory          {}", dir.display());
@@ -175,6 +198,24 @@ fn run(args: &Args) -> anyhow::Result<()> {
         "        curl -s {} | grep -E 'watchdog_(agent_cpu_fraction|alerts_firing)'",
         watchdog.metrics_url()
     );
+    if let Some(p) = &prometheus {
+        println!(
+            "  prometheus         {}/alerts   (scrapes the watchdog every 2s, shipped rules; pid {})",
+            p.base(),
+            p.proc.pid()
+        );
+        println!(
+            "        {}/graph?g0.expr=watchdog_agent_cpu_fraction&g0.tab=0",
+            p.base()
+        );
+    }
+    if let Some(a) = &alertmanager {
+        println!(
+            "  alertmanager       {}/#/alerts   (the watchdog's alerts; pid {})",
+            a.base(),
+            a.proc.pid()
+        );
+    }
     println!("  Ctrl-C stops everything.\n");
 
     let started = Instant::now();
@@ -255,10 +296,13 @@ fn run(args: &Args) -> anyhow::Result<()> {
     }
 
     // Stop in reverse order of dependence; Drop does the same if we bail.
-    let count = 2 + agents.len();
+    let count =
+        2 + agents.len() + usize::from(prometheus.is_some()) + usize::from(alertmanager.is_some());
+    drop(prometheus);
     let _ = watchdog.proc.stop(Duration::from_secs(5));
     drop(watchdog);
     drop(emitter);
+    drop(alertmanager);
     if args.keep {
         let kept = lab.keep();
         println!("stopped {count} process groups; kept {}", kept.display());
@@ -267,6 +311,34 @@ fn run(args: &Args) -> anyhow::Result<()> {
         println!("stopped {count} process groups; removed {}", dir.display());
     }
     Ok(())
+}
+
+/// A minimal Alertmanager config for `--with-alertmanager`: group per
+/// target and rule, notify nobody (look at its UI).
+const ALERTMANAGER_CONFIG: &str = r#"
+route:
+  receiver: ui-only
+  group_by: [target, alertname]
+  group_wait: 1s
+  group_interval: 5s
+  repeat_interval: 1h
+receivers:
+  - name: ui-only
+"#;
+
+/// Prometheus for `--with-prometheus`: the watchdog every 2 s, and the
+/// shipped rules when the source tree is at hand.
+fn prometheus_config(watchdog: std::net::SocketAddr) -> String {
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/prometheus/watchdog-rules.yml");
+    let rule_files = match rules.canonicalize() {
+        Ok(path) => format!("rule_files:\n  - {:?}\n", path.display().to_string()),
+        Err(_) => String::new(),
+    };
+    format!(
+        "global:\n  scrape_interval: 2s\n  evaluation_interval: 2s\n{rule_files}\
+         scrape_configs:\n  - job_name: watchdog\n    static_configs:\n      - targets: [\"{watchdog}\"]\n"
+    )
 }
 
 /// The demo's extra rules: short `for`s so the scripted incidents show.
