@@ -521,7 +521,8 @@ fn soak_run(live: u64, polls: u64) {
         std::thread::sleep(Duration::from_millis(50));
     }
     eprintln!(
-        "soak run: {live} live agents, {polls} polls in {:.1} s ({:.1} h simulated); samples (polls, VmRSS KiB, series, agent series):",
+        "soak run: {} live agents, {polls} polls in {:.1} s ({:.1} h simulated); samples (polls, VmRSS KiB, series, agent series):",
+        s.alive(LIFETIME).count(),
         started.elapsed().as_secs_f64(),
         polls as f64 * STEP_S as f64 / 3600.0
     );
@@ -529,12 +530,13 @@ fn soak_run(live: u64, polls: u64) {
         eprintln!("  {s:?}");
     }
     assert!(samples.len() >= 5, "too few samples: {samples:?}");
-    // Agent series follow the live agents (≤ 3 gauges x (live + 1 churning)).
-    let max_agent_series = 3 * (live as usize + 2);
+    // Agent series follow the live agents (≤ 3 gauges x (alive + 1 churning)).
+    let alive = s.alive(LIFETIME).count();
+    let max_agent_series = 3 * (alive + 2);
     for &(hits, _, _, agents) in &samples {
         assert!(
             agents <= max_agent_series,
-            "{agents} agent series at poll {hits} for ~{live} live agents: series of gone agents are kept"
+            "{agents} agent series at poll {hits} for {alive} live agents: series of gone agents are kept"
         );
     }
     // Flat: the second half never exceeds the first half's maximum by much.
