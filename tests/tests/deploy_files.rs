@@ -156,6 +156,42 @@ fn grafana_dashboard_is_valid_json_over_contract_gauges() {
         "{target}"
     );
 
+    // Panels: unique ids, on the 24-column grid, never overlapping.
+    let panels = dash["panels"].as_array().expect("panels");
+    let mut ids = std::collections::BTreeSet::new();
+    let mut boxes: Vec<(i64, i64, i64, i64)> = Vec::new();
+    for p in panels {
+        assert!(
+            ids.insert(p["id"].as_i64().unwrap()),
+            "duplicate panel id {}",
+            p["id"]
+        );
+        let g = &p["gridPos"];
+        let (x, y, w, h) = (
+            g["x"].as_i64().unwrap(),
+            g["y"].as_i64().unwrap(),
+            g["w"].as_i64().unwrap(),
+            g["h"].as_i64().unwrap(),
+        );
+        assert!(
+            x >= 0 && w > 0 && x + w <= 24 && h > 0,
+            "panel {} off the grid: {g}",
+            p["title"]
+        );
+        for &(bx, by, bw, bh) in &boxes {
+            let overlap = x < bx + bw && bx < x + w && y < by + bh && by < y + h;
+            assert!(!overlap, "panel {} overlaps another at {g}", p["title"]);
+        }
+        boxes.push((x, y, w, h));
+        if p["type"] != "row" {
+            assert_eq!(
+                p["datasource"]["uid"], "${datasource}",
+                "panel {} ignores the data source variable",
+                p["title"]
+            );
+        }
+    }
+
     let mut exprs = Vec::new();
     let mut stack: Vec<&serde_json::Value> = vec![&dash["panels"]];
     while let Some(v) = stack.pop() {
