@@ -443,7 +443,7 @@ fn load_emitter_rate_limited_short() {
 #[ignore = "long load run (about a minute on 2 cores); run with --ignored"]
 fn load_emitter_long() {
     run_load(100, 64, 300, None);
-    run_load(100, 64, 150, Some("200/s"));
+    run_load(100, 64, 150, Some("50/s"));
     // Throughput with 8 keep-alive clients at 10, 100 and 1,000 live agents.
     for agents in [10, 100, 1000] {
         let w = world(agents);
