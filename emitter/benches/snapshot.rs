@@ -253,10 +253,11 @@ fn bench_sizes(c: &mut Criterion) {
 }
 
 /// The real binary, serving `db` on a port it picks.
-fn spawn_binary(db: &std::path::Path) -> (Child, SocketAddr) {
+fn spawn_binary(db: &std::path::Path, extra: &[&str]) -> (Child, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_emitter"))
         .args(["serve", "--listen", "127.0.0.1:0", "--db"])
         .arg(db)
+        .args(extra)
         .env_remove("ORCH_METRICS_ENABLED")
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
@@ -320,17 +321,25 @@ fn load_and_memory() {
     if std::env::var("EMITTER_BENCH_LOAD").is_ok_and(|v| v == "0") {
         return;
     }
-    for (n, clients) in [(100, 8), (1_000, 8)] {
+    for n in [100, 1_000] {
         let fixture = Fixture::new(n);
-        let (mut child, addr) = spawn_binary(&fixture.db);
-        let rate = load(addr, clients, Duration::from_secs(5));
+        let (mut child, addr) = spawn_binary(&fixture.db, &[]);
+        let rate = load(addr, 8, Duration::from_secs(5));
         // Sequential, one client: every request takes its own snapshot.
         let single = load(addr, 1, Duration::from_secs(3));
         println!(
-            "load: {n} agents, {clients} keep-alive clients: {rate:.0} req/s; 1 client: {single:.0} req/s; \
+            "load: {n} agents: 8 keep-alive clients {rate:.0} req/s, 1 client {single:.0} req/s; \
              server VmRSS {} (peak VmHWM {})",
             vm(child.id(), "VmRSS:"),
             vm(child.id(), "VmHWM:")
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+        let (mut child, addr) = spawn_binary(&fixture.db, &["--reuse-snapshot", "250ms"]);
+        let rate = load(addr, 8, Duration::from_secs(5));
+        println!(
+            "load: {n} agents, --reuse-snapshot 250ms: 8 keep-alive clients {rate:.0} req/s; server VmRSS {}",
+            vm(child.id(), "VmRSS:")
         );
         let _ = child.kill();
         let _ = child.wait();

@@ -5,13 +5,16 @@
 //! kill-switch, then the snapshot. Requests that arrive while a snapshot is
 //! being taken share it instead of starting their own, so N concurrent
 //! scrapes cost one pass over SQLite and `/proc`; the envelope's
-//! `generated_at` says when it was taken.
+//! `generated_at` says when it was taken. With `reuse_snapshot` set, a
+//! snapshot younger than that is served again (off by default: every
+//! response is then at least as fresh as its request's arrival minus one
+//! snapshot's duration).
 
 use std::convert::Infallible;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use governor::clock::{Clock as _, DefaultClock};
@@ -48,6 +51,8 @@ pub struct ServeOptions {
     pub shutdown_grace: Duration,
     /// Where process figures come from (tests point it at a fake tree).
     pub proc_root: PathBuf,
+    /// Serve a snapshot again while it is younger than this (zero: never).
+    pub reuse_snapshot: Duration,
 }
 
 impl std::fmt::Debug for ServeOptions {
@@ -61,6 +66,7 @@ impl std::fmt::Debug for ServeOptions {
             .field("max_connections", &self.max_connections)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("proc_root", &self.proc_root)
+            .field("reuse_snapshot", &self.reuse_snapshot)
             .finish()
     }
 }
@@ -75,6 +81,7 @@ impl Default for ServeOptions {
             max_connections: 256,
             shutdown_grace: Duration::from_secs(10),
             proc_root: PathBuf::from("/proc"),
+            reuse_snapshot: Duration::ZERO,
         }
     }
 }
@@ -85,6 +92,25 @@ pub fn parse_rate_limit(text: &str) -> Result<NonZeroU32, String> {
     let n = t.strip_suffix("/s").unwrap_or(t).trim();
     n.parse::<NonZeroU32>()
         .map_err(|_| format!("expected N/s with N a positive integer, got {text:?}"))
+}
+
+/// Parses `--reuse-snapshot`: a duration such as `250ms` or `1s` (`0` turns it off).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    if t == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let (number, unit) = t
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((t, ""), |i| t.split_at(i));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("expected e.g. 250ms or 1s, got {text:?}"))?;
+    match unit.trim() {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        _ => Err(format!("expected e.g. 250ms or 1s, got {text:?}")),
+    }
 }
 
 /// Reads the bearer token: the file's content less its trailing newline.
@@ -107,6 +133,9 @@ pub(crate) struct App {
     limiter: Option<DefaultDirectRateLimiter>,
     request_timeout: Duration,
     flight: Mutex<Option<Arc<OnceCell<Bytes>>>>,
+    reuse_snapshot: Duration,
+    /// The last body and when its snapshot started, for `reuse_snapshot`.
+    last: Mutex<Option<(Instant, Bytes)>>,
 }
 
 impl App {
@@ -119,6 +148,8 @@ impl App {
                 .map(|n| RateLimiter::direct(Quota::per_second(n))),
             request_timeout: options.request_timeout,
             flight: Mutex::new(None),
+            reuse_snapshot: options.reuse_snapshot,
+            last: Mutex::new(None),
         }
     }
 
@@ -188,6 +219,14 @@ impl App {
 
     /// Joins the snapshot in flight, or starts one on the blocking pool.
     async fn shared_snapshot(&self) -> Bytes {
+        if !self.reuse_snapshot.is_zero() {
+            let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((started, body)) = last.as_ref() {
+                if started.elapsed() < self.reuse_snapshot {
+                    return body.clone();
+                }
+            }
+        }
         let cell = self
             .flight
             .lock()
@@ -196,16 +235,27 @@ impl App {
             .clone();
         cell.get_or_init(|| async {
             let snapshotter = Arc::clone(&self.snapshotter);
+            let started = Instant::now();
             let body = tokio::task::spawn_blocking(move || snapshotter.body()).await;
             // This flight has landed: the next request takes a fresh snapshot.
             let mut flight = self.flight.lock().unwrap_or_else(PoisonError::into_inner);
             if flight.as_ref().is_some_and(|c| Arc::ptr_eq(c, &cell)) {
                 *flight = None;
             }
-            body.unwrap_or_else(|err| {
-                tracing::error!(error = %err, "snapshot task failed");
-                failed_body()
-            })
+            drop(flight);
+            match body {
+                Ok(body) => {
+                    if !self.reuse_snapshot.is_zero() {
+                        *self.last.lock().unwrap_or_else(PoisonError::into_inner) =
+                            Some((started, body.clone()));
+                    }
+                    body
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "snapshot task failed");
+                    failed_body()
+                }
+            }
         })
         .await
         .clone()
@@ -245,6 +295,15 @@ mod tests {
         assert!(parse_rate_limit("0/s").is_err());
         assert!(parse_rate_limit("10/m").is_err());
         assert!(parse_rate_limit("x").is_err());
+    }
+
+    #[test]
+    fn reuse_durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("2").is_err());
+        assert!(parse_duration("fast").is_err());
     }
 
     #[test]

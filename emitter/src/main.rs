@@ -53,6 +53,9 @@ struct ServeArgs {
     /// Requests per second over all clients, e.g. 10/s; past it, 429.
     #[arg(long, value_name = "N/s", value_parser = emitter::parse_rate_limit)]
     rate_limit: Option<NonZeroU32>,
+    /// Serve a snapshot again while it is younger than this, e.g. 250ms (default: never).
+    #[arg(long, value_name = "DURATION", value_parser = emitter::http::parse_duration, default_value = "0")]
+    reuse_snapshot: std::time::Duration,
 }
 
 impl SourceArgs {
@@ -113,6 +116,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let options = ServeOptions {
         token,
         rate_limit: args.rate_limit,
+        reuse_snapshot: args.reuse_snapshot,
         ..ServeOptions::default()
     };
     let source = Arc::new(args.source.source());

@@ -311,3 +311,50 @@ mod reqwest {
         })
     }
 }
+
+#[tokio::test]
+async fn a_young_snapshot_is_served_again_only_when_asked() {
+    let db = db_with_a_job();
+    let client = reqwest::Client::new();
+    let generated = |body: &[u8]| {
+        assert_valid_bytes(body)["generated_at"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+
+    let options = ServeOptions {
+        reuse_snapshot: Duration::from_secs(60),
+        ..ServeOptions::default()
+    };
+    let server = Server::start(db.source(), options).await;
+    let first = get(&client, &server.url("/metrics"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    db.exec("INSERT INTO jobs (status) VALUES ('queued');");
+    let second = get(&client, &server.url("/metrics"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(first, second, "reused within the window");
+
+    // By default every request takes (or joins) a snapshot of its own time.
+    let server = Server::start(db.source(), ServeOptions::default()).await;
+    let a = get(&client, &server.url("/metrics"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    db.exec("INSERT INTO jobs (status) VALUES ('queued');");
+    let b = get(&client, &server.url("/metrics"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(assert_valid_bytes(&a)["queue"]["depth"], 2);
+    assert_eq!(assert_valid_bytes(&b)["queue"]["depth"], 3);
+    assert!(generated(&b) >= generated(&a));
+}
