@@ -236,6 +236,13 @@ fn bench_sizes(c: &mut Criterion) {
                 |b, _| b.iter(|| std::hint::black_box(fresh.body())),
             );
         }
+        let (wall, user, sys) = cpu_per_snapshot(&snap, 20);
+        println!(
+            "cpu: {n} agents: wall {:.2} ms, user {:.2} ms, sys {:.2} ms per snapshot (mean of 20)",
+            wall * 1e3,
+            user * 1e3,
+            sys * 1e3
+        );
         let server = InProcess::start(&fixture.db);
         let mut client = RawClient::connect(server.addr);
         group.bench_with_input(BenchmarkId::new("http_get", n), &n, |b, _| {
@@ -250,6 +257,30 @@ fn bench_sizes(c: &mut Criterion) {
         drop(fixture);
     }
     group.finish();
+}
+
+/// Mean wall, user and system seconds per snapshot: CPU time says what a
+/// snapshot costs even when other work shares the cores.
+fn cpu_per_snapshot(snap: &Snapshotter, reps: u32) -> (f64, f64, f64) {
+    fn usage() -> (f64, f64) {
+        // SAFETY: getrusage fills the zeroed struct it is given.
+        let mut ru = unsafe { std::mem::zeroed::<libc::rusage>() };
+        unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        (secs(ru.ru_utime), secs(ru.ru_stime))
+    }
+    let start = Instant::now();
+    let (u0, s0) = usage();
+    for _ in 0..reps {
+        std::hint::black_box(snap.body());
+    }
+    let (u1, s1) = usage();
+    let n = f64::from(reps);
+    (
+        start.elapsed().as_secs_f64() / n,
+        (u1 - u0) / n,
+        (s1 - s0) / n,
+    )
 }
 
 /// The real binary, serving `db` on a port it picks.

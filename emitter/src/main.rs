@@ -139,6 +139,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             kill_switch_on = !killswitch::enabled(),
             "serving GET /metrics"
         );
+        if !local.ip().is_loopback() && options.token.is_none() {
+            tracing::warn!(listen = %local, "listening beyond loopback without --token-file: anyone who can reach it can read the envelope");
+        }
         if let Err(err) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
             tracing::warn!(error = %err, "could not notify the service manager");
         }
