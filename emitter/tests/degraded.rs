@@ -237,9 +237,8 @@ fn a_locked_database_degrades_within_a_bounded_time() {
         json["degraded"],
         serde_json::json!(["stages", "queue", "agents", "cost", "reconciler", "errors"])
     );
-    assert!(took < Duration::from_millis(1500), "took {took:?}");
-    // One wait per snapshot, not one per section.
-    assert!(took < Duration::from_millis(600), "took {took:?}");
+    // One 250 ms wait per snapshot, not one per section (6 x 250 ms).
+    assert!(took < Duration::from_millis(1200), "took {took:?}");
     writer.execute_batch("COMMIT").unwrap();
     let env = snap.take();
     assert!(env.degraded.is_empty(), "{:?}", env.degraded);
