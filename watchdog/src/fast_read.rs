@@ -64,7 +64,13 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjOnly<T> {
 
 /// Reads a body exactly as `read_envelope` does, faster when it is well formed.
 pub fn read(bytes: &[u8]) -> Result<Reading, ReadError> {
-    match serde_json::from_slice::<ObjOnly<Typed>>(bytes) {
+    // serde_json skips the strings of unknown keys without checking their
+    // UTF-8, where the tolerant reader's `Value` parse rejects the body: only
+    // valid UTF-8 takes the fast path (found by fuzz/fuzz_targets/fast_read.rs).
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return read_envelope(bytes);
+    };
+    match serde_json::from_str::<ObjOnly<Typed>>(text) {
         Ok(ObjOnly(t)) if t.schema_version == SCHEMA_VERSION && t.enabled != Some(false) => {
             Ok(Reading::Enabled {
                 envelope: t.into_envelope(),
@@ -118,6 +124,19 @@ mod tests {
             }
             _ => assert_eq!(fast, slow, "{body}"),
         }
+    }
+
+    #[test]
+    fn invalid_utf8_in_an_unknown_key_is_not_json_on_both_paths() {
+        // Regression (fuzz/fast_read): 0xFF bytes inside an unknown key's
+        // object were accepted by the typed pass, rejected by the tolerant one.
+        let body = b"{\"schema_version\":1,\"generated_at\":\"2026-11-22T10:00:00Z\",\"futur\":{\"q\xff\xff\":1},\"agents\":[],\"stages\":[]}";
+        assert!(
+            matches!(read(body), Err(ReadError::NotJson(_))),
+            "{:?}",
+            read(body)
+        );
+        assert_eq!(read(body), read_envelope(body));
     }
 
     #[test]
