@@ -206,6 +206,20 @@ impl Alert {
         }
     }
 
+    /// A `resolved` line must not read like the problem is still there, so it
+    /// says how long the alert lasted and quotes the last finding as past.
+    fn summary_for(&self, event: AlertEvent, ts: Timestamp) -> String {
+        if event != AlertEvent::Resolved {
+            return self.finding.summary.clone();
+        }
+        let lasted = ts.seconds_since(&self.since).max(0.0).round();
+        let lasted = humantime::format_duration(std::time::Duration::from_secs_f64(lasted));
+        format!(
+            "resolved after {lasted}; last seen: {}",
+            self.finding.summary
+        )
+    }
+
     /// The log line for `event` at `ts`.
     pub fn line(&self, event: AlertEvent, severity: Severity, ts: Timestamp) -> AlertLine {
         AlertLine {
@@ -216,7 +230,7 @@ impl Alert {
             target: self.target.clone(),
             key: self.key.clone(),
             labels: self.finding.labels.clone(),
-            summary: self.finding.summary.clone(),
+            summary: self.summary_for(event, ts),
             value: self.finding.value,
             threshold: self.finding.threshold,
             since: self.since,

@@ -280,6 +280,12 @@ impl Runner {
             for line in &eval.lines {
                 n.publish(line);
             }
+            if !eval.lines.is_empty() {
+                // Sinks that re-send state (Alertmanager) follow the engine's
+                // firing set, so an alert whose `resolved` was dropped on a full
+                // queue is not re-sent as firing forever.
+                n.sync_firing(&self.engine.firing_lines());
+            }
         }
         let up = obs.outcome == PollOutcome::Ok;
         match &obs.outcome {

@@ -177,6 +177,14 @@ fn idle_agent_fires_once_after_for_and_resolves_when_busy() {
     assert_eq!(stuck.len(), 1);
     assert_eq!(stuck[0].event, AlertEvent::Resolved);
     assert_eq!(stuck[0].key, l.key);
+    // A resolution must not read as if the agent were still stuck.
+    assert!(
+        stuck[0]
+            .summary
+            .starts_with("resolved after 20m 15s; last seen: agent dev (job 7, pid 1234) used 0."),
+        "{}",
+        stuck[0].summary
+    );
 }
 
 #[test]
