@@ -124,6 +124,10 @@ fn amtool_accepts_the_alertmanager_config_and_routes_by_severity() {
             ][..],
             "pager",
         ),
+        (
+            &["alertname=WatchdogHeartbeat", "severity=none"][..],
+            "deadmans-switch",
+        ),
     ] {
         let out = run(Command::new(&amtool)
             .args(["config", "routes", "test", "--config.file"])
