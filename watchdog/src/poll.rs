@@ -54,6 +54,10 @@ impl Poller {
             .timeout(timeout)
             .connect_timeout(timeout)
             .user_agent(concat!("watchdog/", env!("CARGO_PKG_VERSION")))
+            // One request per interval gains nothing from keep-alive, and a
+            // pooled connection the emitter closed while idle (it does after
+            // a few seconds) would race into a spurious failed poll.
+            .pool_max_idle_per_host(0)
             .build()?;
         Ok(Self {
             client,
