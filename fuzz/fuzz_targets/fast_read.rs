@@ -9,11 +9,14 @@
 //!
 //! Findings: (1) invalid UTF-8 inside an unknown key was accepted by the
 //! typed pass (fixed in fast_read.rs, seed `invalid_utf8_unknown_key.json`);
-//! (2) a number out of f64 range (`2e000000017104`) inside an unknown key is
-//! skipped by the typed pass but rejects the whole body in the tolerant one
-//! (seed `ignored_number_out_of_range.json`). (2) is reported, not fixed
-//! (serde_json does not range-check ignored numbers; checking would need a
-//! second parse), and is let through below so the fuzzer looks further.
+//! (2) a number out of f64 range (`2e000000017104`) and (3) a broken
+//! surrogate escape (`"\ud944hhh"`) inside an unknown key are skipped by
+//! the typed pass but reject the whole body in the tolerant one (seeds
+//! `ignored_number_out_of_range.json`, `ignored_lone_surrogate.json`).
+//! (2) and (3) are reported, not fixed: serde_json does not check ignored
+//! numbers' range nor ignored strings' `\u` escapes, and checking would
+//! need a second parse; they are let through below so the fuzzer looks
+//! further.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -23,8 +26,8 @@ fuzz_target!(|data: &[u8]| {
     let fast = watchdog::fast_read::read(data);
     let tolerant = shared_schema::read_envelope(data);
     if let (Ok(_), Err(ReadError::NotJson(msg))) = (&fast, &tolerant) {
-        if msg.starts_with("number out of range") {
-            return; // finding (2), known
+        if msg.starts_with("number out of range") || msg.contains("hex escape") {
+            return; // findings (2) and (3), known
         }
     }
     assert_eq!(fast, tolerant, "fast_read and read_envelope disagree");
