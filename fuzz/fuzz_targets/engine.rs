@@ -80,7 +80,10 @@ fuzz_target!(|data: &[u8]| {
         let saved = engine.save();
         let mut fresh = Engine::new(RuleSet::defaults(), Duration::from_secs(3600));
         if let Err(e) = fresh.restore(&saved) {
-            panic!("state does not restore: {e}\n{}", String::from_utf8_lossy(&saved));
+            panic!(
+                "state does not restore: {e}\n{}",
+                String::from_utf8_lossy(&saved)
+            );
         }
     }
 });

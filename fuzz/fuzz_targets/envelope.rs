@@ -58,6 +58,9 @@ fuzz_target!(|data: &[u8]| {
             serde_json::to_value(&once).expect("serialises"),
             serde_json::to_value(&twice).expect("serialises"),
         );
-        assert!(close(&a, &b), "reading the writer's form is not stable:\n{a}\n{b}");
+        assert!(
+            close(&a, &b),
+            "reading the writer's form is not stable:\n{a}\n{b}"
+        );
     }
 });
