@@ -14,71 +14,15 @@
 //!  cargo test -p e2e --test load_watchdog -- --ignored --nocapture`
 #![allow(clippy::unwrap_used)]
 
+use e2e::harness::{bin, free_port, wait_until, Guard};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
-
-/// A process killed and reaped when dropped.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A workspace binary: `$LOAD_BIN_DIR/<name>` when set (e.g. target/release,
-/// relative to the workspace root), else next to the test executable.
-fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let debug_dir = exe.parent().and_then(Path::parent).unwrap();
-    let path = match std::env::var_os("LOAD_BIN_DIR") {
-        Some(dir) => {
-            let dir = PathBuf::from(dir);
-            if dir.is_absolute() {
-                dir.join(name)
-            } else {
-                // target/debug/.. /.. is the workspace root.
-                debug_dir.join("../..").join(dir).join(name)
-            }
-        }
-        None => debug_dir.join(name),
-    };
-    assert!(
-        path.exists(),
-        "{} is missing: build the workspace binaries first (cargo build --workspace)",
-        path.display()
-    );
-    path
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
 
 /// utime + stime of `pid`, in clock ticks (fields 14 and 15, after the name).
 fn cpu_ticks(pid: u32) -> u64 {
