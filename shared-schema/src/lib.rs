@@ -41,6 +41,7 @@ pub mod alert;
 pub mod envelope;
 pub mod read;
 pub mod record;
+pub mod state;
 pub mod timestamp;
 pub mod validate;
 

@@ -5,26 +5,8 @@ use std::path::Path;
 
 use rusqlite::{params, Connection};
 
-/// The schema of CONTRACT.md section 2, verbatim.
-pub const SCHEMA: &str = "
-CREATE TABLE tasks (id INTEGER PRIMARY KEY, work_item_id TEXT, repo TEXT,
-  stage TEXT NOT NULL, stage_entered_at TEXT NOT NULL);
-CREATE TABLE jobs (id INTEGER PRIMARY KEY, task_id INTEGER, agent TEXT, repo TEXT,
-  status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, pid INTEGER,
-  model TEXT, effort TEXT, created_at TEXT, started_at TEXT, finished_at TEXT);
-CREATE TABLE agent_runs (id INTEGER PRIMARY KEY, job_id INTEGER, agent TEXT,
-  cost_usd REAL, input_tokens INTEGER, output_tokens INTEGER,
-  cache_read_tokens INTEGER, cache_creation_tokens INTEGER,
-  started_at TEXT, finished_at TEXT);
-CREATE TABLE worker_state (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE error_events (id INTEGER PRIMARY KEY, subsystem TEXT NOT NULL,
-  message TEXT, created_at TEXT NOT NULL, payload TEXT);
-CREATE TABLE reconciler_ticks (id INTEGER PRIMARY KEY, at TEXT NOT NULL,
-  wall_clock_ms REAL, events_drained INTEGER, actions_emitted INTEGER,
-  actions_by_type TEXT, side_effects_attempted INTEGER,
-  side_effects_succeeded INTEGER, side_effects_failed INTEGER,
-  pending_event_count INTEGER, invariant_violations TEXT);
-";
+/// The schema of CONTRACT.md section 2, every table.
+pub const SCHEMA: &str = shared_schema::state::SCHEMA_SQL;
 
 /// One running agent's rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

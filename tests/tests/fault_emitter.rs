@@ -63,16 +63,7 @@ fn degraded(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-const SCHEMA: &str = "
-CREATE TABLE tasks (id INTEGER PRIMARY KEY, work_item_id TEXT, repo TEXT,
-  stage TEXT NOT NULL, stage_entered_at TEXT NOT NULL);
-CREATE TABLE jobs (id INTEGER PRIMARY KEY, task_id INTEGER, agent TEXT, repo TEXT,
-  status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, pid INTEGER,
-  model TEXT, effort TEXT, created_at TEXT, started_at TEXT, finished_at TEXT);
-CREATE TABLE agent_runs (id INTEGER PRIMARY KEY, job_id INTEGER, agent TEXT,
-  cost_usd REAL, input_tokens INTEGER, output_tokens INTEGER,
-  cache_read_tokens INTEGER, cache_creation_tokens INTEGER,
-  started_at TEXT, finished_at TEXT);
+const SEED: &str = "
 INSERT INTO tasks (work_item_id, repo, stage, stage_entered_at)
   VALUES ('WI-1', 'app', 'implement', datetime('now','-5 minutes'));
 ";
@@ -81,7 +72,9 @@ INSERT INTO tasks (work_item_id, repo, stage, stage_entered_at)
 fn make_db(dir: &Path, pid: Option<u32>) -> PathBuf {
     let db = dir.join("orch.db");
     let conn = rusqlite::Connection::open(&db).unwrap();
-    conn.execute_batch(SCHEMA).unwrap();
+    conn.execute_batch(shared_schema::state::REQUIRED_TABLES_SQL)
+        .unwrap();
+    conn.execute_batch(SEED).unwrap();
     conn.execute(
         "INSERT INTO jobs (task_id, agent, repo, status, attempts, pid, started_at)
          VALUES (1, 'dev', 'app', 'running', 1, ?1, datetime('now','-3 minutes'))",

@@ -47,17 +47,7 @@ fn start_emitter() -> Emitter {
     let db = dir.path().join("orch.db");
     rusqlite::Connection::open(&db)
         .unwrap()
-        .execute_batch(
-            "CREATE TABLE tasks (id INTEGER PRIMARY KEY, work_item_id TEXT, repo TEXT,
-               stage TEXT NOT NULL, stage_entered_at TEXT NOT NULL);
-             CREATE TABLE jobs (id INTEGER PRIMARY KEY, task_id INTEGER, agent TEXT, repo TEXT,
-               status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, pid INTEGER,
-               model TEXT, effort TEXT, created_at TEXT, started_at TEXT, finished_at TEXT);
-             CREATE TABLE agent_runs (id INTEGER PRIMARY KEY, job_id INTEGER, agent TEXT,
-               cost_usd REAL, input_tokens INTEGER, output_tokens INTEGER,
-               cache_read_tokens INTEGER, cache_creation_tokens INTEGER,
-               started_at TEXT, finished_at TEXT);",
-        )
+        .execute_batch(shared_schema::state::REQUIRED_TABLES_SQL)
         .unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();

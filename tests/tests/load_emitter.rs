@@ -94,27 +94,12 @@ fn world(agents: usize) -> World {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("orch.db");
     let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(shared_schema::state::SCHEMA_SQL)
+        .unwrap();
     conn.execute_batch(
-        "CREATE TABLE tasks (id INTEGER PRIMARY KEY, work_item_id TEXT, repo TEXT,
-           stage TEXT NOT NULL, stage_entered_at TEXT NOT NULL);
-         CREATE TABLE jobs (id INTEGER PRIMARY KEY, task_id INTEGER, agent TEXT, repo TEXT,
-           status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, pid INTEGER,
-           model TEXT, effort TEXT, created_at TEXT, started_at TEXT, finished_at TEXT);
-         CREATE TABLE agent_runs (id INTEGER PRIMARY KEY, job_id INTEGER, agent TEXT,
-           cost_usd REAL, input_tokens INTEGER, output_tokens INTEGER,
-           cache_read_tokens INTEGER, cache_creation_tokens INTEGER,
-           started_at TEXT, finished_at TEXT);
-         CREATE TABLE worker_state (key TEXT PRIMARY KEY, value TEXT);
-         INSERT INTO worker_state VALUES ('breaker_state','closed'),('max_concurrency','8');
-         CREATE TABLE error_events (id INTEGER PRIMARY KEY, subsystem TEXT NOT NULL,
-           message TEXT, created_at TEXT NOT NULL, payload TEXT);
+        "INSERT INTO worker_state VALUES ('breaker_state','closed'),('max_concurrency','8');
          INSERT INTO error_events (subsystem, message, created_at)
            VALUES ('git','push failed',datetime('now'));
-         CREATE TABLE reconciler_ticks (id INTEGER PRIMARY KEY, at TEXT NOT NULL,
-           wall_clock_ms REAL, events_drained INTEGER, actions_emitted INTEGER,
-           actions_by_type TEXT, side_effects_attempted INTEGER,
-           side_effects_succeeded INTEGER, side_effects_failed INTEGER,
-           pending_event_count INTEGER, invariant_violations TEXT);
          INSERT INTO reconciler_ticks VALUES (1, datetime('now'), 12.5, 3, 2,
            '{\"spawn\":2}', 2, 2, 0, 0, '[]');
          INSERT INTO jobs (task_id, agent, repo, status, attempts, created_at, finished_at)
