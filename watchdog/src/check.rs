@@ -2,6 +2,8 @@
 //! `interval` apart (so CPU deltas and rates exist), every rule evaluated
 //! with `for` treated as met, one line per alert, and the exit code of the
 //! worst: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (unreachable or invalid).
+//! A newer `schema_version` is not "unknown": it is the critical
+//! `schema_incompatible` rule, so it exits 2 with a line naming that rule.
 
 use std::time::Duration;
 
@@ -55,14 +57,9 @@ pub async fn check(over: Overrides, interval: Duration) -> i32 {
             println!("UNKNOWN: target {} unreachable: {reason}", target.name);
             return UNKNOWN;
         }
-        PollOutcome::SchemaIncompatible { found } => {
-            println!(
-                "UNKNOWN: target {} speaks schema_version {found}; this watchdog reads {}",
-                target.name,
-                shared_schema::SCHEMA_VERSION
-            );
-            return UNKNOWN;
-        }
+        // A newer schema is its own condition, the critical
+        // `schema_incompatible` rule, evaluated below like any other.
+        PollOutcome::SchemaIncompatible { .. } => {}
         PollOutcome::Disabled => {
             println!(
                 "UNKNOWN: target {} is disabled (kill-switch off)",
@@ -91,6 +88,17 @@ pub async fn check(over: Overrides, interval: Duration) -> i32 {
             "{word} {}: {} [{}]",
             alert.rule, alert.finding.summary, alert.key
         );
+    }
+    if let (true, PollOutcome::SchemaIncompatible { found }) =
+        (alerts.is_empty(), &second.observation.outcome)
+    {
+        // Only when `schema_incompatible` is disabled: nothing can be said.
+        println!(
+            "UNKNOWN: target {} speaks schema_version {found}; this watchdog reads {}",
+            target.name,
+            shared_schema::SCHEMA_VERSION
+        );
+        return UNKNOWN;
     }
     if alerts.is_empty() {
         println!(

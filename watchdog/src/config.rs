@@ -278,6 +278,24 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
         .map_err(|e| ConfigError(format!("{}: {}", path.display(), e.to_string().trim_end())))
 }
 
+/// A bearer token is short; a `token_file` pointing at something endless
+/// (`/dev/zero`, a log) must be an error, not an out-of-memory.
+const MAX_TOKEN_BYTES: u64 = 64 * 1024;
+
+fn read_token(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let cannot =
+        |e: &dyn std::fmt::Display| format!("cannot read token_file {}: {e}", path.display());
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_TOKEN_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| cannot(&e))?;
+    if bytes.len() as u64 > MAX_TOKEN_BYTES {
+        return Err(cannot(&format!("larger than {MAX_TOKEN_BYTES} bytes")));
+    }
+    String::from_utf8(bytes).map_err(|_| cannot(&"not UTF-8 text"))
+}
+
 fn make_target(
     name: Option<String>,
     url: &str,
@@ -295,8 +313,7 @@ fn make_target(
     }
     let token = match &token_file {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read token_file {}: {e}", path.display()))?;
+            let text = read_token(path)?;
             let token = text.trim().to_owned();
             if token.is_empty() {
                 return Err(format!("token_file {} is empty", path.display()));
@@ -362,6 +379,15 @@ pub fn redact_userinfo(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_endless_token_file_is_an_error_not_an_oom() {
+        let err = read_token(Path::new("/dev/zero")).unwrap_err();
+        assert!(
+            err.contains("token_file /dev/zero") && err.contains("larger than 65536 bytes"),
+            "{err}"
+        );
+    }
     use std::io::Write;
 
     fn write(text: &str) -> tempfile::NamedTempFile {

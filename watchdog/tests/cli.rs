@@ -196,16 +196,27 @@ fn check_exit_codes_follow_the_worst_alert() {
 }
 
 #[test]
+fn check_reports_a_newer_schema_as_critical_schema_incompatible() {
+    let s = Server::start(Reply::Json(
+        json!({"schema_version": 2, "generated_at": now_rfc3339()}),
+    ));
+    let o = watchdog(&["check", "--target", &s.url(), "--interval", "10ms"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(
+        stdout(&o).starts_with("CRITICAL schema_incompatible: "),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains("schema_version 2"), "{}", stdout(&o));
+}
+
+#[test]
 fn check_is_unknown_when_unreachable_or_invalid() {
     let s = Server::start(Reply::Status(500));
     for (reply, what) in [
         (Reply::Status(500), "500"),
         (Reply::Garbage, "unparsable"),
         (Reply::Endless, "larger than 32 MiB"),
-        (
-            Reply::Json(json!({"schema_version": 2, "generated_at": now_rfc3339()})),
-            "schema_version 2",
-        ),
     ] {
         s.set(reply);
         let o = watchdog(&[
