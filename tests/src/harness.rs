@@ -63,3 +63,100 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A loopback HTTP/1.1 server for tests that need a scripted emitter: one
+/// thread per connection reads the request head and hands it, with the
+/// connection, to `respond`, which writes whatever the case needs (a body,
+/// half a body, nothing at all). Stopped and joined on drop.
+#[derive(Debug)]
+pub struct HttpStub {
+    addr: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HttpStub {
+    /// Binds 127.0.0.1:0 and serves until dropped.
+    pub fn start<F>(respond: F) -> Self
+    where
+        F: Fn(&str, &mut std::net::TcpStream) + Send + Sync + 'static,
+    {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+
+        let listener =
+            TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("binding 127.0.0.1:0: {e}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("local_addr: {e}"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let respond = Arc::new(respond);
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(mut conn) = conn else { continue };
+                    let (respond, stop) = (respond.clone(), stop.clone());
+                    std::thread::spawn(move || {
+                        let Some(head) = read_head(&mut conn) else {
+                            return;
+                        };
+                        if !stop.load(Ordering::SeqCst) {
+                            respond(&head, &mut conn);
+                        }
+                    });
+                }
+            })
+        };
+        Self {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for HttpStub {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the accept loop so it sees `stop`.
+        let _ = std::net::TcpStream::connect(self.addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The request head (up to the blank line), or `None` if the client went away.
+fn read_head(conn: &mut std::net::TcpStream) -> Option<String> {
+    use std::io::Read;
+    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match conn.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
+
+/// Writes a complete `200` JSON response and closes the exchange.
+pub fn write_json(conn: &mut std::net::TcpStream, body: &[u8]) {
+    use std::io::Write;
+    let _ = write!(
+        conn,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = conn.write_all(body);
+}

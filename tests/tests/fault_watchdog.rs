@@ -15,11 +15,11 @@
 //! | state file corrupt | starts fresh, says so on stderr, keeps polling |
 #![allow(clippy::unwrap_used)]
 
-use e2e::harness::{bin, free_port, wait_until, Guard};
+use e2e::harness::{bin, free_port, wait_until, write_json, Guard, HttpStub};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -106,47 +106,31 @@ fn envelope(breaker_open: bool, origin: Instant) -> Value {
     })
 }
 
-/// A scripted HTTP/1.1 server on 127.0.0.1:0, one thread per connection.
+/// A scripted emitter on 127.0.0.1:0: every request gets the current `Reply`.
 struct FakeTarget {
-    addr: SocketAddr,
+    stub: HttpStub,
     reply: Arc<Mutex<Reply>>,
     hits: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl FakeTarget {
     fn start(reply: Reply) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
         let reply = Arc::new(Mutex::new(reply));
         let hits = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
         let origin = Instant::now();
-        let thread = {
-            let (reply, hits, stop) = (reply.clone(), hits.clone(), stop.clone());
-            std::thread::spawn(move || {
-                for conn in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(conn) = conn else { continue };
-                    let (reply, hits, stop) = (reply.clone(), hits.clone(), stop.clone());
-                    std::thread::spawn(move || serve(conn, &reply, &hits, &stop, origin));
-                }
+        let stub = {
+            let (reply, hits) = (reply.clone(), hits.clone());
+            HttpStub::start(move |_head, conn| {
+                hits.fetch_add(1, Ordering::SeqCst);
+                let reply = reply.lock().unwrap().clone();
+                answer(conn, reply, origin);
             })
         };
-        Self {
-            addr,
-            reply,
-            hits,
-            stop,
-            thread: Some(thread),
-        }
+        Self { stub, reply, hits }
     }
 
     fn url(&self) -> String {
-        format!("http://{}/metrics", self.addr)
+        format!("http://{}/metrics", self.stub.addr())
     }
 
     fn set(&self, reply: Reply) {
@@ -158,57 +142,17 @@ impl FakeTarget {
     }
 }
 
-impl Drop for FakeTarget {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr); // wake the accept loop
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn serve(
-    mut conn: TcpStream,
-    reply: &Mutex<Reply>,
-    hits: &AtomicUsize,
-    stop: &AtomicBool,
-    origin: Instant,
-) {
-    conn.set_read_timeout(Some(Duration::from_secs(5))).ok();
-    // Read the request head (a GET has no body).
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match conn.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => return,
-        }
-    }
-    if stop.load(Ordering::SeqCst) {
-        return;
-    }
-    hits.fetch_add(1, Ordering::SeqCst);
-    let reply = reply.lock().unwrap().clone();
-    let ok = |conn: &mut TcpStream, body: &[u8]| {
-        let _ = write!(
-            conn,
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
-        let _ = conn.write_all(body);
-    };
+fn answer(conn: &mut TcpStream, reply: Reply, origin: Instant) {
     match reply {
-        Reply::Good { breaker_open } => ok(
-            &mut conn,
-            envelope(breaker_open, origin).to_string().as_bytes(),
-        ),
+        Reply::Good { breaker_open } => {
+            write_json(conn, envelope(breaker_open, origin).to_string().as_bytes())
+        }
         Reply::SchemaTwo => {
             let mut v = envelope(false, origin);
             v["schema_version"] = json!(2);
-            ok(&mut conn, v.to_string().as_bytes());
+            write_json(conn, v.to_string().as_bytes());
         }
-        Reply::Disabled => ok(&mut conn, br#"{"schema_version":1,"enabled":false}"#),
+        Reply::Disabled => write_json(conn, br#"{"schema_version":1,"enabled":false}"#),
         Reply::HalfBody => {
             let body = envelope(false, origin).to_string();
             let _ = write!(
@@ -221,17 +165,14 @@ fn serve(
             // Dropping the stream closes it: the emitter "died" mid-body.
         }
         Reply::Slow(delay) => {
-            let end = Instant::now() + delay;
-            while Instant::now() < end && !stop.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            ok(&mut conn, envelope(false, origin).to_string().as_bytes());
+            std::thread::sleep(delay);
+            write_json(conn, envelope(false, origin).to_string().as_bytes());
         }
         Reply::Truncated => {
             let body = envelope(false, origin).to_string();
-            ok(&mut conn, &body.as_bytes()[..body.len() / 2]);
+            write_json(conn, &body.as_bytes()[..body.len() / 2]);
         }
-        Reply::Big(size) => ok(&mut conn, &big_body(size, origin)),
+        Reply::Big(size) => write_json(conn, &big_body(size, origin)),
         Reply::ServerError => {
             let body = b"internal error\n";
             let _ = write!(

@@ -14,11 +14,11 @@
 //!  cargo test -p e2e --test load_watchdog -- --ignored --nocapture`
 #![allow(clippy::unwrap_used)]
 
-use e2e::harness::{bin, free_port, wait_until, Guard};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use e2e::harness::{bin, free_port, wait_until, write_json, Guard, HttpStub};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -77,68 +77,34 @@ fn envelope(target: usize, agents: usize, started: Instant) -> Value {
 
 /// One server for every target: `GET /t<i>/metrics` is target i.
 struct Fleet {
-    addr: SocketAddr,
+    stub: HttpStub,
     hits: Arc<Vec<AtomicU64>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Fleet {
     fn start(targets: usize, agents: usize) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
         let hits = Arc::new((0..targets).map(|_| AtomicU64::new(0)).collect::<Vec<_>>());
-        let stop = Arc::new(AtomicBool::new(false));
         let started = Instant::now();
-        let thread = {
-            let (hits, stop) = (hits.clone(), stop.clone());
-            std::thread::spawn(move || {
-                for conn in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(mut conn) = conn else { continue };
-                    let hits = hits.clone();
-                    std::thread::spawn(move || {
-                        conn.set_read_timeout(Some(Duration::from_secs(5))).ok();
-                        let mut head = Vec::new();
-                        let mut b = [0u8; 1];
-                        while !head.ends_with(b"\r\n\r\n") {
-                            match conn.read(&mut b) {
-                                Ok(1) => head.push(b[0]),
-                                _ => return,
-                            }
-                        }
-                        let head = String::from_utf8_lossy(&head);
-                        let t: Option<usize> = head
-                            .split_whitespace()
-                            .nth(1)
-                            .and_then(|p| p.strip_prefix("/t"))
-                            .and_then(|p| p.strip_suffix("/metrics"))
-                            .and_then(|p| p.parse().ok());
-                        let Some(t) = t.filter(|&t| t < hits.len()) else {
-                            let _ = conn.write_all(
-                                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                            );
-                            return;
-                        };
-                        hits[t].fetch_add(1, Ordering::SeqCst);
-                        let body = envelope(t, agents, started).to_string();
-                        let _ = write!(
-                            conn,
-                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                            body.len()
-                        );
-                    });
-                }
+        let stub = {
+            let hits = hits.clone();
+            HttpStub::start(move |head, conn| {
+                let t: Option<usize> = head
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|p| p.strip_prefix("/t"))
+                    .and_then(|p| p.strip_suffix("/metrics"))
+                    .and_then(|p| p.parse().ok());
+                let Some(t) = t.filter(|&t| t < hits.len()) else {
+                    let _ = conn.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                    return;
+                };
+                hits[t].fetch_add(1, Ordering::SeqCst);
+                write_json(conn, envelope(t, agents, started).to_string().as_bytes());
             })
         };
-        Self {
-            addr,
-            hits,
-            stop,
-            thread: Some(thread),
-        }
+        Self { stub, hits }
     }
 
     fn total(&self) -> u64 {
@@ -151,16 +117,6 @@ impl Fleet {
             .map(|h| h.load(Ordering::SeqCst))
             .min()
             .unwrap()
-    }
-}
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -186,7 +142,7 @@ fn measure(targets: usize, agents: usize, interval: Duration, window: Duration) 
     for t in 0..targets {
         toml.push_str(&format!(
             "\n[[target]]\nname = \"t{t}\"\nurl = \"http://{}/t{t}/metrics\"\n",
-            fleet.addr
+            fleet.stub.addr()
         ));
     }
     let config = dir.path().join("watchdog.toml");

@@ -19,13 +19,13 @@
 //!  cargo test -p e2e --test soak_watchdog -- --ignored --nocapture`
 #![allow(clippy::unwrap_used)]
 
-use e2e::harness::{bin, free_port, wait_until, Guard};
+use e2e::harness::{bin, free_port, wait_until, write_json, Guard, HttpStub};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -313,61 +313,21 @@ fn soak_replay_long() {
 /// that advances 15 s per poll, starting in the steady state (as many
 /// agents appearing as exiting), so anything that grows is history kept.
 struct FakeTarget {
-    addr: SocketAddr,
+    stub: HttpStub,
     hits: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl FakeTarget {
     fn start(s: Scenario) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (hits, stop) = (hits.clone(), stop.clone());
-            std::thread::spawn(move || {
-                for conn in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(mut conn) = conn else { continue };
-                    conn.set_read_timeout(Some(Duration::from_secs(5))).ok();
-                    let mut head = Vec::new();
-                    let mut b = [0u8; 1];
-                    while !head.ends_with(b"\r\n\r\n") {
-                        match conn.read(&mut b) {
-                            Ok(1) => head.push(b[0]),
-                            _ => break,
-                        }
-                    }
-                    let step = hits.fetch_add(1, Ordering::SeqCst);
-                    let body = s.envelope(LIFETIME + step).to_string();
-                    let _ = write!(
-                        conn,
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                }
+        let stub = {
+            let hits = hits.clone();
+            HttpStub::start(move |_head, conn| {
+                let step = hits.fetch_add(1, Ordering::SeqCst);
+                write_json(conn, s.envelope(LIFETIME + step).to_string().as_bytes());
             })
         };
-        Self {
-            addr,
-            hits,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for FakeTarget {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        Self { stub, hits }
     }
 }
 
@@ -406,7 +366,7 @@ fn soak_run(live: u64, polls: u64) {
         &config,
         format!(
             "interval = \"100ms\"\ntimeout = \"2s\"\nlisten = \"{listen}\"\n\n[[target]]\nname = \"orch\"\nurl = \"http://{}/metrics\"\n",
-            target.addr
+            target.stub.addr()
         ),
     )
     .unwrap();
