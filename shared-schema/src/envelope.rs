@@ -231,6 +231,13 @@ pub struct Agent {
     /// The process state letter.
     #[serde(default)]
     pub state: Option<String>,
+    /// `true` while a process with that pid exists (a zombie included),
+    /// `false` once none does; `None` when `pid` is null or `/proc` cannot tell.
+    #[serde(default)]
+    pub alive: Option<bool>,
+    /// `/proc/<pid>/wchan`: the kernel function the process sleeps in.
+    #[serde(default)]
+    pub wchan: Option<String>,
 }
 
 /// Cost and tokens (section `cost`).

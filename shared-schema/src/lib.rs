@@ -37,6 +37,7 @@
 //! The same types serialise to exactly the section 1 form: every key
 //! present, `null` where unknown, `generated_at` with milliseconds and `Z`.
 
+pub mod agent_view;
 pub mod alert;
 pub mod envelope;
 pub mod read;
@@ -45,6 +46,7 @@ pub mod state;
 pub mod timestamp;
 pub mod validate;
 
+pub use agent_view::{AgentView, FdKind, FdMode, FdView, ProcessView, SocketView};
 pub use alert::{AlertEvent, AlertLine, Severity};
 pub use envelope::*;
 pub use read::{read_envelope, read_value, Problem, ReadError, Reading};

@@ -110,7 +110,9 @@ const AGENT: &[Field] = &[
     opt("tree_cpu_ticks", N_UINT),
     opt("io_rchar", N_UINT),
     opt("io_wchar", N_UINT),
-    req("state", N_STR),
+    opt("state", N_STR),
+    opt("alive", Ty::Null(&Ty::Bool)),
+    opt("wchan", N_STR),
 ];
 
 const TOKENS_RUNNING: &[Field] = &[
