@@ -1,1 +1,88 @@
-//! (to be written)
+//! The one reader of bearer-token files, for every binary and every flag
+//! (CONTRACT.md section 5): surrounding whitespace and the final newline are
+//! not part of the token; a file that is empty, larger than 64 KiB or not a
+//! readable regular file is an error that names it. The token itself is
+//! never part of an error.
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// The largest token file read.
+pub const MAX_BYTES: u64 = 64 * 1024;
+
+/// Why a token file cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenFileError {
+    /// The file.
+    pub path: PathBuf,
+    /// Why, in words.
+    pub reason: String,
+}
+
+impl fmt::Display for TokenFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "token file {}: {}", self.path.display(), self.reason)
+    }
+}
+
+impl std::error::Error for TokenFileError {}
+
+/// Reads the one token in `path`.
+pub fn read(path: &Path) -> Result<String, TokenFileError> {
+    let fail = |reason: String| TokenFileError {
+        path: path.to_owned(),
+        reason,
+    };
+    // Check the type before opening: opening a FIFO for reading blocks until
+    // a writer appears, and /dev/zero never ends.
+    let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+    if !meta.is_file() {
+        return Err(fail("is not a regular file".into()));
+    }
+    let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(format!("cannot read it: {e}")))?;
+    if bytes.len() as u64 > MAX_BYTES {
+        return Err(fail(format!("is larger than {MAX_BYTES} bytes")));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| fail("is not UTF-8 text".into()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(fail("is empty".into()));
+    }
+    Ok(token.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, content).expect("write");
+        path
+    }
+
+    #[test]
+    fn surrounding_whitespace_is_not_part_of_the_token() {
+        let dir = std::env::temp_dir().join(format!("edges-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let p = write(&dir, "t", b" s3cret-tok \n");
+        assert_eq!(read(&p).as_deref(), Ok("s3cret-tok"));
+        let empty = write(&dir, "e", b" \n\n");
+        assert!(read(&empty).is_err_and(|e| e.to_string().contains("is empty")));
+        let big = write(&dir, "b", &vec![b'a'; 64 * 1024 + 1]);
+        assert!(read(&big).is_err_and(|e| e.to_string().contains("larger")));
+        assert!(read(&dir).is_err_and(|e| e.to_string().contains("not a regular file")));
+        assert!(read(&dir.join("absent")).is_err_and(|e| e.to_string().contains("absent")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_endless_device_is_refused_at_once() {
+        assert!(read(Path::new("/dev/zero")).is_err_and(|e| e.to_string().contains("/dev/zero")));
+    }
+}
