@@ -24,6 +24,9 @@ pub enum SectionError {
     /// A query failed (busy or locked database, missing table or column, ...).
     #[error("query failed: {0}")]
     Query(#[from] rusqlite::Error),
+    /// Reading one table failed (busy or locked database, missing table, ...).
+    #[error("read failed: {0}")]
+    Read(String),
     /// The data was read but makes no sense (bad JSON, negative sums, ...).
     #[error("bad data: {0}")]
     Data(String),

@@ -45,8 +45,17 @@ pub fn read(conn: &Connection) -> SectionResult<Queue> {
         add(&mut retries.total_retries, int(row, 3)?);
     }
     let state = worker_state(conn)?;
+    Ok(assemble(counts, retries, &state))
+}
+
+/// The section from job counts, retries and `worker_state`.
+pub fn assemble(
+    counts: BTreeMap<String, u64>,
+    retries: Retries,
+    state: &HashMap<String, Option<String>>,
+) -> Queue {
     let get = |key: &str| state.get(key).cloned().flatten();
-    Ok(Queue {
+    Queue {
         depth: counts.get("queued").copied(),
         counts,
         retries: Some(retries),
@@ -59,11 +68,11 @@ pub fn read(conn: &Connection) -> SectionResult<Queue> {
         poll_interval: get("poll_interval")
             .and_then(|v| v.trim().parse::<f64>().ok())
             .filter(|v| v.is_finite()),
-    })
+    }
 }
 
 /// `worker_state` as key → value; empty when the table is absent.
-fn worker_state(conn: &Connection) -> SectionResult<HashMap<String, Option<String>>> {
+pub fn worker_state(conn: &Connection) -> SectionResult<HashMap<String, Option<String>>> {
     if !table_exists(conn, "worker_state")? {
         return Ok(HashMap::new());
     }

@@ -28,6 +28,11 @@ pub fn read(conn: &Connection) -> SectionResult<Option<Reconciler>> {
     let total: i64 = conn
         .prepare_cached("SELECT COUNT(*) FROM reconciler_ticks")?
         .query_row([], |row| row.get(0))?;
+    newest(conn, u64::try_from(total).ok())
+}
+
+/// The newest tick (one rowid seek) with `ticks_total` given by the caller.
+pub fn newest(conn: &Connection, total: Option<u64>) -> SectionResult<Option<Reconciler>> {
     let mut stmt = conn.prepare_cached(
         "SELECT at, wall_clock_ms, events_drained, actions_emitted, actions_by_type,
                 side_effects_attempted, side_effects_succeeded, side_effects_failed,
@@ -56,7 +61,7 @@ pub fn read(conn: &Connection) -> SectionResult<Option<Reconciler>> {
         normalise_time(at).ok_or_else(|| SectionError::Data("newest tick has no `at`".into()))?;
     let [attempted, succeeded, failed] = effects;
     Ok(Some(Reconciler {
-        ticks_total: u64::try_from(total).ok(),
+        ticks_total: total,
         last_tick_at: Some(last_tick_at),
         wall_clock_ms,
         events_drained: drained,

@@ -1,0 +1,763 @@
+//! The default [`Source`]: the orchestrator's SQLite file, read
+//! incrementally so that a snapshot costs what the live state costs.
+//!
+//! # What is read when
+//! The source remembers what it read ([`tally::State`]) and, per snapshot:
+//! 1. checks identity: the file (device, inode; see [`open`]), `PRAGMA
+//!    schema_version` (any change: everything is discarded and rebuilt) and
+//!    `PRAGMA data_version` (unchanged: nothing was committed since the last
+//!    snapshot and no table is read at all);
+//! 2. per table, `MIN(id)` and `MAX(id)` (two rowid seeks): a `MAX` below
+//!    the high-water mark (the newest rows were deleted, ids may be reused)
+//!    forgets and re-reads that part; a `MIN` that went down (rows inserted
+//!    below) rebuilds the table; a `MIN` that went up (pruned history) drops
+//!    the blocks below it and re-reads the one it falls in;
+//! 3. reads rows above the table's high-water mark (a primary-key range),
+//!    and re-reads every live row by primary key;
+//! 4. reads `worker_state` (a handful of keys), the newest tick, and the
+//!    newest run of each running job by primary key.
+//!
+//! Finished rows that change anyway (a re-opened job, a deleted finished
+//! run) are caught by the recount: a background thread re-reads one block
+//! of [`tally::BLOCK`] ids at a time, each in its own transaction, paced so
+//! that a whole pass takes at most [`RECOUNT_PASS`] (4 minutes; the
+//! contract allows 5).
+//!
+//! # Short transactions, different instants
+//! No read transaction lasts longer than about [`SLICE`] plus one batch
+//! (a 256-row batch or one block): when a slice is used up the transaction
+//! is committed and a new one begun, so an orchestrator's write never
+//! waits long, in rollback-journal or WAL mode, the first snapshot (which
+//! reads the whole history) included. A small snapshot fits in one
+//! transaction; a large one does not, and then tables read in different
+//! transactions may be from slightly different instants: e.g. a job that
+//! finished between the `jobs` read and the `agent_runs` read shows as
+//! running with its run already finished, or a new run is counted in
+//! `cost.aggregate` while its job is not yet in `agents`. Within one table
+//! every row is read once per snapshot, so counts are never doubled.
+//!
+//! # Newest run of a job
+//! With an index whose first column is `agent_runs.job_id` the newest run
+//! of each running job is one correlated `MAX(id) ... WHERE job_id = ?`.
+//! Without one, the source keeps the run ids of every live job from the
+//! rows it reads; a job that becomes live again after it finished gets its
+//! older runs back at the next recount of their blocks.
+//!
+//! # Locks
+//! A writer holding a lock must not stall a scrape: the busy timeout is
+//! short, and once one read has waited it out the rest of that snapshot
+//! does not wait again, so a locked database costs one timeout per
+//! snapshot. A table whose read failed degrades the sections built on it.
+
+pub mod open;
+pub mod scan;
+pub mod tally;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, ErrorCode};
+use shared_schema::{Agent, Cost, Errors, Queue, Reconciler, Stage, Timestamp};
+
+use crate::sections::{queue, reconciler, stages};
+use crate::{SectionError, SectionResult, Session, Source};
+use open::{FileId, Mode};
+use scan::Kind;
+use tally::{block_of, block_range, Entry, State, Table, Tally};
+
+pub use open::open_read_only;
+
+/// How long a read waits for a writer's lock before degrading.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// A read transaction is committed and a new one begun once it is this old.
+pub const SLICE: Duration = Duration::from_millis(5);
+
+/// A whole recount pass takes at most this long.
+pub const RECOUNT_PASS: Duration = Duration::from_secs(240);
+
+/// Rows per query when reading above the high-water mark.
+const BATCH: usize = 256;
+
+/// Reads the contract's tables from one SQLite file.
+#[derive(Debug)]
+pub struct SqliteSource {
+    path: PathBuf,
+    terminal_stages: Vec<String>,
+    busy_timeout: Duration,
+    keep_connection: bool,
+    background: bool,
+    inner: Arc<Mutex<Inner>>,
+    recount_thread: OnceLock<()>,
+}
+
+/// Figures about the reads, for benchmarks and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadStats {
+    /// Read transactions begun.
+    pub transactions: u64,
+    /// The longest one.
+    pub longest: Duration,
+    /// Full rebuilds of the state (start, file replaced, schema changed).
+    pub rebuilds: u64,
+    /// Recount passes completed.
+    pub recount_passes: u64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    conn: Option<Cached>,
+    built: Option<Built>,
+    recount: Recount,
+    stats: ReadStats,
+}
+
+#[derive(Debug)]
+struct Cached {
+    conn: Connection,
+    file: FileId,
+    mode: Mode,
+}
+
+/// The state and what it was read at.
+#[derive(Debug)]
+struct Built {
+    state: State,
+    schema_version: i64,
+    /// `None` until a refresh read every table without an error.
+    data_version: Option<i64>,
+    worker_exists: bool,
+    worker: Result<HashMap<String, Option<String>>, String>,
+    reconciler: Result<Option<Reconciler>, String>,
+    has_job_index: bool,
+    /// Tables whose last read failed, with the reason.
+    failed: BTreeMap<&'static str, String>,
+}
+
+impl Default for Built {
+    fn default() -> Self {
+        Self {
+            state: State::default(),
+            schema_version: 0,
+            data_version: None,
+            worker_exists: false,
+            worker: Ok(HashMap::new()),
+            reconciler: Ok(None),
+            has_job_index: false,
+            failed: BTreeMap::new(),
+        }
+    }
+}
+
+/// Where the recount is: a table (0..5) and a block.
+#[derive(Debug, Default)]
+struct Recount {
+    table: usize,
+    block: Option<i64>,
+}
+
+impl SqliteSource {
+    /// A source over `path` with the default terminal stages.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            terminal_stages: stages::DEFAULT_TERMINAL
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            busy_timeout: DEFAULT_BUSY_TIMEOUT,
+            keep_connection: true,
+            background: true,
+            inner: Arc::new(Mutex::new(Inner::default())),
+            recount_thread: OnceLock::new(),
+        }
+    }
+
+    /// Replaces the set of stages left out of `stages`.
+    pub fn with_terminal_stages(mut self, stages: Vec<String>) -> Self {
+        self.terminal_stages = stages;
+        self
+    }
+
+    /// How long one query waits for a lock.
+    pub fn with_busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// Whether to keep the connection and state between snapshots (default)
+    /// or read everything again each time.
+    pub fn with_kept_connection(mut self, keep: bool) -> Self {
+        self.keep_connection = keep;
+        self
+    }
+
+    /// Whether a background thread runs the recount (default); without it,
+    /// [`SqliteSource::recount`] is the only way finished rows are re-read.
+    pub fn with_background_recount(mut self, on: bool) -> Self {
+        self.background = on;
+        self
+    }
+
+    /// The database path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Figures about the reads so far.
+    pub fn stats(&self) -> ReadStats {
+        self.lock().stats
+    }
+
+    /// Runs one whole recount pass now (tests, or a caller that knows rows changed).
+    pub fn recount(&self) {
+        let mut inner = self.lock();
+        let passes = inner.stats.recount_passes;
+        while inner.stats.recount_passes == passes {
+            if !inner.recount_step(&self.terminal_stages) {
+                break;
+            }
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic in an earlier snapshot cannot leave the state half-written
+        // in a way that matters: the next identity check or recount fixes it.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn start_recount_thread(&self) {
+        if !self.background || !self.keep_connection {
+            return;
+        }
+        self.recount_thread.get_or_init(|| {
+            let weak: Weak<Mutex<Inner>> = Arc::downgrade(&self.inner);
+            let terminal = self.terminal_stages.clone();
+            let spawned = std::thread::Builder::new()
+                .name("emitter-recount".into())
+                .spawn(move || recount_loop(&weak, &terminal));
+            if let Err(err) = spawned {
+                tracing::warn!(error = %err, "no background recount: finished rows that change are not seen");
+            }
+        });
+    }
+}
+
+/// Paces recount steps until the source is dropped.
+fn recount_loop(inner: &Weak<Mutex<Inner>>, terminal: &[String]) {
+    loop {
+        let pause = {
+            let Some(inner) = inner.upgrade() else {
+                return;
+            };
+            let mut inner = inner.lock().unwrap_or_else(PoisonError::into_inner);
+            inner.recount_step(terminal);
+            let blocks = inner.built.as_ref().map_or(1, |b| b.state.blocks().max(1));
+            let per_block = RECOUNT_PASS / u32::try_from(blocks).unwrap_or(u32::MAX);
+            per_block.clamp(Duration::from_millis(20), Duration::from_secs(1))
+        };
+        std::thread::sleep(pause);
+    }
+}
+
+/// One read transaction, committed and begun again when its slice is used up.
+struct Tx<'c> {
+    conn: &'c Connection,
+    since: Instant,
+    open: bool,
+    stats: &'c mut ReadStats,
+}
+
+impl<'c> Tx<'c> {
+    fn begin(conn: &'c Connection, stats: &'c mut ReadStats) -> rusqlite::Result<Self> {
+        let mut tx = Self {
+            conn,
+            since: Instant::now(),
+            open: false,
+            stats,
+        };
+        tx.start()?;
+        Ok(tx)
+    }
+
+    fn start(&mut self) -> rusqlite::Result<()> {
+        self.conn.execute_batch("BEGIN DEFERRED")?;
+        self.open = true;
+        self.since = Instant::now();
+        self.stats.transactions += 1;
+        Ok(())
+    }
+
+    fn finish(&mut self) -> rusqlite::Result<()> {
+        if self.open {
+            self.open = false;
+            let took = self.since.elapsed();
+            self.stats.longest = self.stats.longest.max(took);
+            self.conn.execute_batch("COMMIT")?;
+        }
+        Ok(())
+    }
+
+    /// Ends the transaction and begins another when this one is old enough.
+    fn slice(&mut self) -> rusqlite::Result<()> {
+        if self.since.elapsed() >= SLICE {
+            self.finish()?;
+            self.start()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Tx<'_> {
+    fn drop(&mut self) {
+        if self.open && !self.conn.is_autocommit() {
+            let took = self.since.elapsed();
+            self.stats.longest = self.stats.longest.max(took);
+            if let Err(err) = self.conn.execute_batch("ROLLBACK") {
+                tracing::debug!(error = %err, "ending a read transaction");
+            }
+        }
+    }
+}
+
+fn is_lock(err: &rusqlite::Error) -> bool {
+    matches!(err, rusqlite::Error::SqliteFailure(e, _)
+        if matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
+}
+
+/// A failure that a fresh connection might not have (I/O, a replaced or
+/// corrupt file); not a plain SQL error such as a missing table.
+fn needs_reopen(err: &rusqlite::Error) -> bool {
+    matches!(err, rusqlite::Error::SqliteFailure(e, _)
+        if !matches!(e.code, ErrorCode::Unknown | ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
+}
+
+const TABLES: [&str; 5] = [
+    "jobs",
+    "agent_runs",
+    "tasks",
+    "error_events",
+    "reconciler_ticks",
+];
+
+impl Inner {
+    /// Makes sure a connection to the file as it is now is open; a new
+    /// file or mode discards the state.
+    fn connect(&mut self, path: &Path, busy: Duration) -> Result<(), String> {
+        let (file, mode) = match open::inspect(path) {
+            Ok(found) => found,
+            Err(why) => {
+                self.conn = None;
+                self.built = None;
+                return Err(why);
+            }
+        };
+        let keep = self.conn.as_ref().is_some_and(|c| {
+            c.mode == mode
+                && (c.file.dev, c.file.ino) == (file.dev, file.ino)
+                && (mode == Mode::Normal || c.file == file)
+        });
+        if keep {
+            return Ok(());
+        }
+        self.conn = None;
+        self.built = None;
+        self.recount = Recount::default();
+        let conn = open::open(path, busy, mode)
+            .map_err(|e| format!("cannot open {} read-only: {e}", path.display()))?;
+        self.conn = Some(Cached { conn, file, mode });
+        Ok(())
+    }
+
+    /// Brings the state up to date. An `Err` means nothing could be read.
+    fn refresh(&mut self, terminal: &[String], busy: Duration) -> Result<(), rusqlite::Error> {
+        let Some(cached) = self.conn.as_ref() else {
+            return Ok(());
+        };
+        let conn = &cached.conn;
+        let mut tx = Tx::begin(conn, &mut self.stats)?;
+        let (schema, data) = scan::versions(conn)?;
+        let rebuild = self
+            .built
+            .as_ref()
+            .is_none_or(|b| b.schema_version != schema);
+        if rebuild {
+            tx.stats.rebuilds += 1;
+            self.recount = Recount::default();
+            let mut built = Built {
+                schema_version: schema,
+                ..Built::default()
+            };
+            let exists = |t: &str| crate::sql::table_exists(conn, t);
+            built.worker_exists = exists("worker_state")?;
+            if exists("error_events")? {
+                built.state.errors = Some(Table::default());
+            }
+            if exists("reconciler_ticks")? {
+                built.state.ticks = Some(Table::default());
+            }
+            built.has_job_index = scan::has_job_index(conn).unwrap_or(false);
+            if built.has_job_index {
+                built.state.newest_by_index = Some(HashMap::new());
+            }
+            self.built = Some(built);
+        }
+        let Some(built) = self.built.as_mut() else {
+            return Ok(());
+        };
+        if built.data_version == Some(data) {
+            return tx.finish();
+        }
+        let mut failed = BTreeMap::new();
+        let mut waited = false;
+        let mut note = |table: &'static str, result: rusqlite::Result<()>, waited: &mut bool| {
+            if let Err(err) = result {
+                if is_lock(&err) && !*waited {
+                    *waited = true;
+                    let _ = conn.busy_timeout(Duration::ZERO);
+                }
+                failed.insert(table, err.to_string());
+            }
+        };
+        let state = &mut built.state;
+        let r = refresh_table(&mut tx, &scan::Jobs, &mut state.jobs, |_, _| {});
+        note("jobs", r, &mut waited);
+        state.sync_job_runs();
+        {
+            let State { runs, job_runs, .. } = state;
+            let r = refresh_table(&mut tx, &scan::Runs, runs, |id, entry| {
+                note_run(job_runs, id, entry);
+            });
+            note("agent_runs", r, &mut waited);
+        }
+        let r = refresh_table(
+            &mut tx,
+            &scan::Tasks { terminal },
+            &mut state.tasks,
+            |_, _| {},
+        );
+        note("tasks", r, &mut waited);
+        if let Some(t) = &mut state.errors {
+            let r = refresh_table(&mut tx, &scan::ErrorEvents, t, |_, _| {});
+            note("error_events", r, &mut waited);
+        }
+        if let Some(t) = &mut state.ticks {
+            let r = refresh_table(&mut tx, &scan::Ticks, t, |_, _| {});
+            note("reconciler_ticks", r, &mut waited);
+        }
+        let r = running_details(tx.conn, state);
+        note("agent_runs", r, &mut waited);
+        if built.worker_exists {
+            built.worker = queue::worker_state(tx.conn).map_err(|e| e.to_string());
+        } else {
+            built.worker = Ok(HashMap::new());
+        }
+        if let Some(total) = built.state.ticks_total() {
+            built.reconciler = reconciler::newest(tx.conn, Some(total)).map_err(|e| e.to_string());
+        } else {
+            built.reconciler = Ok(None);
+        }
+        let finished = tx.finish();
+        drop(tx);
+        if waited {
+            let _ = conn.busy_timeout(busy);
+        }
+        built.data_version = failed.is_empty().then_some(data);
+        built.failed = failed;
+        finished
+    }
+
+    /// Re-reads the next block of the next table; false when there is nothing to recount.
+    fn recount_step(&mut self, terminal: &[String]) -> bool {
+        let (Some(cached), Some(built)) = (self.conn.as_ref(), self.built.as_mut()) else {
+            return false;
+        };
+        if cached.mode == Mode::Immutable {
+            return false;
+        }
+        let conn = &cached.conn;
+        let _ = conn.busy_timeout(Duration::ZERO);
+        let state = &mut built.state;
+        let table = self.recount.table;
+        let (min, hwm) = match table {
+            0 => (state.jobs.min, state.jobs.hwm),
+            1 => (state.runs.min, state.runs.hwm),
+            2 => (state.tasks.min, state.tasks.hwm),
+            3 => state
+                .errors
+                .as_ref()
+                .map_or((None, None), |t| (t.min, t.hwm)),
+            _ => state
+                .ticks
+                .as_ref()
+                .map_or((None, None), |t| (t.min, t.hwm)),
+        };
+        let (Some(min), Some(hwm)) = (min, hwm) else {
+            self.recount.advance_table(&mut self.stats);
+            return true;
+        };
+        let b = self
+            .recount
+            .block
+            .unwrap_or(block_of(min))
+            .max(block_of(min));
+        let (lo, hi) = block_range(b);
+        let hi = hi.min(hwm);
+        let result = (|| -> rusqlite::Result<()> {
+            let mut tx = Tx::begin(conn, &mut self.stats)?;
+            match table {
+                0 => {
+                    let rows = scan::range(conn, &scan::Jobs, lo, hi)?;
+                    state.jobs.replace_block(b, rows);
+                    state.sync_job_runs();
+                }
+                1 => {
+                    let rows = scan::range(conn, &scan::Runs, lo, hi)?;
+                    state.forget_runs(lo, hi);
+                    for (id, entry) in &rows {
+                        note_run(&mut state.job_runs, *id, Some(entry));
+                    }
+                    state.runs.replace_block(b, rows);
+                }
+                2 => {
+                    let rows = scan::range(conn, &scan::Tasks { terminal }, lo, hi)?;
+                    state.tasks.replace_block(b, rows);
+                }
+                3 => {
+                    if let Some(t) = &mut state.errors {
+                        t.replace_block(b, scan::range(conn, &scan::ErrorEvents, lo, hi)?);
+                    }
+                }
+                _ => {
+                    if let Some(t) = &mut state.ticks {
+                        t.replace_block(b, scan::range(conn, &scan::Ticks, lo, hi)?);
+                    }
+                }
+            }
+            tx.finish()
+        })();
+        let _ = conn.busy_timeout(DEFAULT_BUSY_TIMEOUT);
+        match result {
+            Ok(()) => {
+                if b >= block_of(hwm) {
+                    self.recount.advance_table(&mut self.stats);
+                } else {
+                    self.recount.block = Some(b + 1);
+                }
+                true
+            }
+            Err(err) => {
+                // Busy: try the same block next time.
+                tracing::debug!(error = %err, "recount step skipped");
+                true
+            }
+        }
+    }
+}
+
+impl Recount {
+    fn advance_table(&mut self, stats: &mut ReadStats) {
+        self.block = None;
+        self.table += 1;
+        if self.table >= TABLES.len() {
+            self.table = 0;
+            stats.recount_passes += 1;
+        }
+    }
+}
+
+/// Keeps the run ids of live jobs: `entry` is `None` when the run was deleted.
+fn note_run(
+    job_runs: &mut HashMap<i64, std::collections::BTreeSet<i64>>,
+    id: i64,
+    entry: Option<&Entry<tally::RunRow, tally::RunRow>>,
+) {
+    match entry {
+        Some(Entry::Frozen(r) | Entry::Live(r)) => {
+            if let Some(set) = r.job_id.and_then(|j| job_runs.get_mut(&j)) {
+                set.insert(id);
+            }
+        }
+        None => {
+            for set in job_runs.values_mut() {
+                set.remove(&id);
+            }
+        }
+    }
+}
+
+/// Bounds check, rows above the high-water mark, then live rows by id.
+/// `seen` is told of every row read (and of a live row that is gone).
+fn refresh_table<K: Kind, T: Tally<Row = K::Frozen>>(
+    tx: &mut Tx<'_>,
+    kind: &K,
+    table: &mut Table<T, K::Live>,
+    mut seen: impl FnMut(i64, Option<&Entry<K::Frozen, K::Live>>),
+) -> rusqlite::Result<()> {
+    let conn = tx.conn;
+    let (min, max) = scan::bounds(conn, kind.table())?;
+    match (table.min, min) {
+        (Some(old), Some(new)) if new < old => *table = Table::default(),
+        (Some(_), None) => *table = Table::default(),
+        (Some(old), Some(new)) if new > old && block_of(new) > block_of(old) => {
+            // Pruned history: the blocks below are gone, the one it starts in is re-read.
+            table.drop_blocks_below(block_of(new));
+            reread_block(tx, kind, table, block_of(new), &mut seen)?;
+        }
+        _ => {}
+    }
+    if let (Some(hwm), Some(max)) = (table.hwm, max) {
+        if max < hwm {
+            // The newest rows were deleted; their ids may be given out again.
+            table.truncate_above(Some(max));
+            reread_block(tx, kind, table, block_of(max), &mut seen)?;
+        }
+    }
+    table.min = min;
+    loop {
+        let rows = scan::after(conn, kind, table.hwm, BATCH)?;
+        let n = rows.len();
+        for (id, entry) in rows {
+            seen(id, Some(&entry));
+            table.add_new(id, entry);
+        }
+        if n < BATCH {
+            break;
+        }
+        tx.slice()?;
+    }
+    let live: Vec<i64> = table.live.keys().copied().collect();
+    for chunk in live.chunks(64) {
+        for &id in chunk {
+            let entry = scan::by_id(conn, kind, id)?;
+            seen(id, entry.as_ref());
+            table.update_live(id, entry);
+        }
+        tx.slice()?;
+    }
+    Ok(())
+}
+
+/// Re-reads block `b` up to the high-water mark in the current transaction.
+fn reread_block<K: Kind, T: Tally<Row = K::Frozen>>(
+    tx: &mut Tx<'_>,
+    kind: &K,
+    table: &mut Table<T, K::Live>,
+    b: i64,
+    seen: &mut impl FnMut(i64, Option<&Entry<K::Frozen, K::Live>>),
+) -> rusqlite::Result<()> {
+    let (lo, hi) = block_range(b);
+    let hi = table.hwm.map_or(hi, |h| hi.min(h));
+    let rows = scan::range(tx.conn, kind, lo, hi)?;
+    for (id, entry) in &rows {
+        seen(*id, Some(entry));
+    }
+    table.replace_block(b, rows);
+    Ok(())
+}
+
+/// The newest run of each running job, and that run's figures.
+fn running_details(conn: &Connection, state: &mut State) -> rusqlite::Result<()> {
+    let running: Vec<i64> = state.running().map(|(id, _)| id).collect();
+    if let Some(map) = &mut state.newest_by_index {
+        map.clear();
+        for &job in &running {
+            map.insert(job, scan::newest_run(conn, job)?);
+        }
+    }
+    state.run_details.clear();
+    for job in running {
+        if let Some(run) = state.newest_run(job) {
+            if let Some(d) = scan::run_detail(conn, run)? {
+                state.run_details.insert(run, d);
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Source for SqliteSource {
+    fn session(&self) -> Box<dyn Session + '_> {
+        self.start_recount_thread();
+        let mut inner = self.lock();
+        if !self.keep_connection {
+            inner.conn = None;
+            inner.built = None;
+        }
+        let mut unavailable = inner.connect(&self.path, self.busy_timeout).err();
+        if unavailable.is_none() {
+            if let Err(err) = inner.refresh(&self.terminal_stages, self.busy_timeout) {
+                if needs_reopen(&err) {
+                    inner.conn = None;
+                    inner.built = None;
+                } else if let Some(b) = inner.built.as_mut() {
+                    b.data_version = None;
+                }
+                unavailable = Some(err.to_string());
+            }
+        }
+        Box::new(SqliteSession { inner, unavailable })
+    }
+}
+
+struct SqliteSession<'a> {
+    inner: MutexGuard<'a, Inner>,
+    /// Nothing could be read, and why.
+    unavailable: Option<String>,
+}
+
+impl SqliteSession<'_> {
+    /// The state, or the reason one of `tables` could not be read.
+    fn state(&mut self, tables: &[&str]) -> SectionResult<&mut Built> {
+        if let Some(why) = &self.unavailable {
+            return Err(SectionError::Unavailable(why.clone()));
+        }
+        let built = self
+            .inner
+            .built
+            .as_mut()
+            .ok_or_else(|| SectionError::Unavailable("no connection".into()))?;
+        for t in tables {
+            if let Some(why) = built.failed.get(t) {
+                return Err(SectionError::Read(format!("reading {t}: {why}")));
+            }
+        }
+        Ok(built)
+    }
+}
+
+impl Session for SqliteSession<'_> {
+    fn stages(&mut self, now: &Timestamp) -> SectionResult<Vec<Stage>> {
+        Ok(self.state(&["tasks"])?.state.stages(now))
+    }
+
+    fn queue(&mut self) -> SectionResult<Queue> {
+        let built = self.state(&["jobs"])?;
+        let worker = built
+            .worker
+            .as_ref()
+            .map_err(|e| SectionError::Read(e.clone()))?
+            .clone();
+        let (counts, retries) = built.state.queue_counts();
+        Ok(queue::assemble(counts, retries, &worker))
+    }
+
+    fn agents(&mut self, now: &Timestamp) -> SectionResult<Vec<Agent>> {
+        Ok(self.state(&["jobs", "agent_runs"])?.state.agents(now))
+    }
+
+    fn cost(&mut self) -> SectionResult<Cost> {
+        Ok(self.state(&["jobs", "agent_runs"])?.state.cost())
+    }
+
+    fn reconciler(&mut self) -> SectionResult<Option<Reconciler>> {
+        let built = self.state(&["reconciler_ticks"])?;
+        built.reconciler.clone().map_err(SectionError::Data)
+    }
+
+    fn errors(&mut self) -> SectionResult<Option<Errors>> {
+        Ok(self.state(&["error_events"])?.state.errors())
+    }
+}

@@ -1,0 +1,277 @@
+//! The reads behind the incremental state: rows above a high-water mark,
+//! one block, one row by primary key, and a table's rowid bounds. Each
+//! query touches a primary-key range or one key, so its cost does not
+//! grow with the table.
+
+use rusqlite::{Connection, OptionalExtension, Row};
+
+use super::tally::{Entry, ErrorRow, JobRow, Never, RunDetail, RunRow, TaskRow};
+use crate::sql::{int, real, text, uint};
+
+/// How one table's rows are read and classified.
+pub trait Kind {
+    /// Frozen row.
+    type Frozen;
+    /// Live row.
+    type Live;
+    /// The table.
+    fn table(&self) -> &'static str;
+    /// `SELECT id, ... FROM table` (no WHERE).
+    fn select(&self) -> &'static str;
+    /// One row of [`Kind::select`] (column 0 is the id).
+    fn entry(&self, row: &Row<'_>) -> rusqlite::Result<Entry<Self::Frozen, Self::Live>>;
+}
+
+/// `jobs`.
+#[derive(Debug)]
+pub struct Jobs;
+
+impl Kind for Jobs {
+    type Frozen = JobRow;
+    type Live = JobRow;
+    fn table(&self) -> &'static str {
+        "jobs"
+    }
+    fn select(&self) -> &'static str {
+        "SELECT id, status, agent, repo, pid, model, effort, started_at,
+                attempts > 1, MAX(attempts - 1, 0) FROM jobs"
+    }
+    fn entry(&self, row: &Row<'_>) -> rusqlite::Result<Entry<JobRow, JobRow>> {
+        Ok(JobRow {
+            status: text(row, 1)?,
+            agent: text(row, 2)?,
+            repo: text(row, 3)?,
+            pid: int(row, 4)?,
+            model: text(row, 5)?,
+            effort: text(row, 6)?,
+            started_at: text(row, 7)?,
+            retried: int(row, 8)?,
+            retries: int(row, 9)?,
+        }
+        .entry())
+    }
+}
+
+/// `agent_runs`: live while `finished_at` is null.
+#[derive(Debug)]
+pub struct Runs;
+
+/// Nulls and values that are not positive numbers count as 0 (as before page 2).
+macro_rules! positive {
+    ($col:literal) => {
+        concat!(
+            "CASE WHEN typeof(",
+            $col,
+            ") IN ('integer', 'real') AND ",
+            $col,
+            " > 0 THEN ",
+            $col,
+            " END"
+        )
+    };
+}
+
+impl Kind for Runs {
+    type Frozen = RunRow;
+    type Live = RunRow;
+    fn table(&self) -> &'static str {
+        "agent_runs"
+    }
+    fn select(&self) -> &'static str {
+        concat!(
+            "SELECT id, job_id, finished_at IS NULL, ",
+            positive!("cost_usd"),
+            ", ",
+            positive!("input_tokens"),
+            ", ",
+            positive!("output_tokens"),
+            ", ",
+            positive!("cache_read_tokens"),
+            ", ",
+            positive!("cache_creation_tokens"),
+            " FROM agent_runs"
+        )
+    }
+    fn entry(&self, row: &Row<'_>) -> rusqlite::Result<Entry<RunRow, RunRow>> {
+        // Here a sum may hold infinity: it must reach the aggregate as such.
+        let num = |i: usize| -> rusqlite::Result<Option<f64>> {
+            Ok(match row.get_ref(i)? {
+                rusqlite::types::ValueRef::Integer(v) => Some(v as f64),
+                rusqlite::types::ValueRef::Real(v) => Some(v),
+                _ => None,
+            })
+        };
+        let run = RunRow {
+            job_id: int(row, 1)?,
+            sums: [num(3)?, num(4)?, num(5)?, num(6)?, num(7)?],
+        };
+        let live: bool = int(row, 2)? == Some(1);
+        Ok(if live {
+            Entry::Live(run)
+        } else {
+            Entry::Frozen(run)
+        })
+    }
+}
+
+/// `tasks`: live while the stage is not terminal.
+#[derive(Debug)]
+pub struct Tasks<'a> {
+    /// Stages left out of the section.
+    pub terminal: &'a [String],
+}
+
+impl Kind for Tasks<'_> {
+    type Frozen = ();
+    type Live = TaskRow;
+    fn table(&self) -> &'static str {
+        "tasks"
+    }
+    fn select(&self) -> &'static str {
+        "SELECT id, work_item_id, stage, stage_entered_at, repo FROM tasks"
+    }
+    fn entry(&self, row: &Row<'_>) -> rusqlite::Result<Entry<(), TaskRow>> {
+        let stage = text(row, 2)?;
+        if stage.as_ref().is_some_and(|s| self.terminal.contains(s)) {
+            return Ok(Entry::Frozen(()));
+        }
+        Ok(Entry::Live(TaskRow {
+            work_item: text(row, 1)?,
+            stage,
+            entered: text(row, 3)?,
+            repo: text(row, 4)?,
+        }))
+    }
+}
+
+/// `error_events`: append-only.
+#[derive(Debug)]
+pub struct ErrorEvents;
+
+impl Kind for ErrorEvents {
+    type Frozen = ErrorRow;
+    type Live = Never;
+    fn table(&self) -> &'static str {
+        "error_events"
+    }
+    fn select(&self) -> &'static str {
+        // 'T' -> ' ' so text order is time order for both stored forms.
+        "SELECT id, subsystem, replace(created_at, 'T', ' ') FROM error_events"
+    }
+    fn entry(&self, row: &Row<'_>) -> rusqlite::Result<Entry<ErrorRow, Never>> {
+        Ok(Entry::Frozen(ErrorRow {
+            subsystem: text(row, 1)?,
+            at: text(row, 2)?,
+        }))
+    }
+}
+
+/// `reconciler_ticks`: append-only, only counted here.
+#[derive(Debug)]
+pub struct Ticks;
+
+impl Kind for Ticks {
+    type Frozen = ();
+    type Live = Never;
+    fn table(&self) -> &'static str {
+        "reconciler_ticks"
+    }
+    fn select(&self) -> &'static str {
+        "SELECT id FROM reconciler_ticks"
+    }
+    fn entry(&self, _: &Row<'_>) -> rusqlite::Result<Entry<(), Never>> {
+        Ok(Entry::Frozen(()))
+    }
+}
+
+/// A row as read: its id and entry.
+pub type Read<K> = (i64, Entry<<K as Kind>::Frozen, <K as Kind>::Live>);
+
+/// Up to `limit` rows with id above `after` (all rows when `None`), by id.
+pub fn after<K: Kind>(
+    conn: &Connection,
+    kind: &K,
+    after: Option<i64>,
+    limit: usize,
+) -> rusqlite::Result<Vec<Read<K>>> {
+    let sql = format!("{} WHERE id > ?1 ORDER BY id LIMIT ?2", kind.select());
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = stmt.query_map((after.unwrap_or(i64::MIN), limit), |row| {
+        Ok((row.get(0)?, kind.entry(row)?))
+    })?;
+    rows.collect()
+}
+
+/// Every row with `lo <= id <= hi`.
+pub fn range<K: Kind>(
+    conn: &Connection,
+    kind: &K,
+    lo: i64,
+    hi: i64,
+) -> rusqlite::Result<Vec<Read<K>>> {
+    let sql = format!("{} WHERE id >= ?1 AND id <= ?2 ORDER BY id", kind.select());
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map((lo, hi), |row| Ok((row.get(0)?, kind.entry(row)?)))?;
+    rows.collect()
+}
+
+/// The row with that id, `None` when it was deleted.
+pub fn by_id<K: Kind>(
+    conn: &Connection,
+    kind: &K,
+    id: i64,
+) -> rusqlite::Result<Option<Entry<K::Frozen, K::Live>>> {
+    let sql = format!("{} WHERE id = ?1", kind.select());
+    conn.prepare_cached(&sql)?
+        .query_row([id], |row| kind.entry(row))
+        .optional()
+}
+
+/// `(MIN(id), MAX(id))`: two rowid seeks, not a scan.
+pub fn bounds(conn: &Connection, table: &str) -> rusqlite::Result<(Option<i64>, Option<i64>)> {
+    let sql = format!("SELECT (SELECT MIN(id) FROM {table}), (SELECT MAX(id) FROM {table})");
+    conn.prepare_cached(&sql)?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
+}
+
+/// The newest run of one job through the orchestrator's index on `job_id`.
+pub fn newest_run(conn: &Connection, job: i64) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached("SELECT MAX(id) FROM agent_runs WHERE job_id = ?1")?
+        .query_row([job], |row| row.get(0))
+}
+
+/// Whether `agent_runs` has an index whose first column is `job_id`.
+pub fn has_job_index(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT 1 FROM pragma_index_list('agent_runs') AS il,
+                       pragma_index_info(il.name) AS ii
+         WHERE ii.seqno = 0 AND ii.name = 'job_id' LIMIT 1",
+    )?
+    .query_row([], |_| Ok(()))
+    .optional()
+    .map(|found| found.is_some())
+}
+
+/// The fields `cost.running` shows of one run.
+pub fn run_detail(conn: &Connection, id: i64) -> rusqlite::Result<Option<RunDetail>> {
+    conn.prepare_cached(
+        "SELECT agent, cost_usd, input_tokens, output_tokens, cache_read_tokens,
+                cache_creation_tokens FROM agent_runs WHERE id = ?1",
+    )?
+    .query_row([id], |row| {
+        Ok(RunDetail {
+            agent: text(row, 0)?,
+            cost_usd: real(row, 1)?,
+            tokens: [uint(row, 2)?, uint(row, 3)?, uint(row, 4)?, uint(row, 5)?],
+        })
+    })
+    .optional()
+}
+
+/// `PRAGMA schema_version` and `PRAGMA data_version`.
+pub fn versions(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
+    let schema = conn.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
+    let data = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+    Ok((schema, data))
+}
