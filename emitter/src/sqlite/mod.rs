@@ -505,12 +505,13 @@ impl Inner {
             .max(block_of(min));
         let (lo, hi) = block_range(b);
         let hi = hi.min(hwm);
+        let mut changed = false;
         let result = (|| -> rusqlite::Result<()> {
             let mut tx = Tx::begin(conn, &mut self.stats)?;
             match table {
                 0 => {
                     let rows = scan::range(conn, &scan::Jobs, lo, hi)?;
-                    state.jobs.replace_block(b, rows);
+                    changed = state.jobs.replace_block(b, rows);
                     state.sync_job_runs();
                 }
                 1 => {
@@ -519,26 +520,32 @@ impl Inner {
                     for (id, entry) in &rows {
                         note_run(&mut state.job_runs, *id, Some(entry));
                     }
-                    state.runs.replace_block(b, rows);
+                    changed = state.runs.replace_block(b, rows);
                 }
                 2 => {
                     let rows = scan::range(conn, &scan::Tasks { terminal }, lo, hi)?;
-                    state.tasks.replace_block(b, rows);
+                    changed = state.tasks.replace_block(b, rows);
                 }
                 3 => {
                     if let Some(t) = &mut state.errors {
-                        t.replace_block(b, scan::range(conn, &scan::ErrorEvents, lo, hi)?);
+                        changed =
+                            t.replace_block(b, scan::range(conn, &scan::ErrorEvents, lo, hi)?);
                     }
                 }
                 _ => {
                     if let Some(t) = &mut state.ticks {
-                        t.replace_block(b, scan::range(conn, &scan::Ticks, lo, hi)?);
+                        changed = t.replace_block(b, scan::range(conn, &scan::Ticks, lo, hi)?);
                     }
                 }
             }
             tx.finish()
         })();
         let _ = conn.busy_timeout(DEFAULT_BUSY_TIMEOUT);
+        if changed {
+            // What is derived from the rows (newest runs, their figures, the
+            // newest tick) is read again at the next snapshot.
+            built.data_version = None;
+        }
         match result {
             Ok(()) => {
                 if b >= block_of(hwm) {

@@ -13,7 +13,7 @@ pub trait Kind {
     /// Frozen row.
     type Frozen;
     /// Live row.
-    type Live;
+    type Live: PartialEq;
     /// The table.
     fn table(&self) -> &'static str;
     /// `SELECT id, ... FROM table` (no WHERE).

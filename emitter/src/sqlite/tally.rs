@@ -57,7 +57,7 @@ pub enum Entry<F, L> {
 }
 
 /// What a block remembers of its frozen rows.
-pub trait Tally: Default + Clone {
+pub trait Tally: Default + Clone + PartialEq {
     /// One frozen row.
     type Row;
     /// Counts one frozen row.
@@ -93,7 +93,7 @@ impl<T: Tally, L> Default for Table<T, L> {
     }
 }
 
-impl<T: Tally, L> Table<T, L> {
+impl<T: Tally, L: PartialEq> Table<T, L> {
     /// A row above the high-water mark.
     pub fn add_new(&mut self, id: i64, entry: Entry<T::Row, L>) {
         self.hwm = Some(self.hwm.map_or(id, |h| h.max(id)));
@@ -123,18 +123,33 @@ impl<T: Tally, L> Table<T, L> {
     }
 
     /// Block `b` re-read whole in one transaction: its rows (only those at
-    /// or below the high-water mark) replace what was known of it.
-    pub fn replace_block(&mut self, b: i64, rows: Vec<(i64, Entry<T::Row, L>)>) {
+    /// or below the high-water mark) replace what was known of it. True
+    /// when that changed anything.
+    pub fn replace_block(&mut self, b: i64, rows: Vec<(i64, Entry<T::Row, L>)>) -> bool {
         let (lo, hi) = block_range(b);
         let stale: Vec<i64> = self.live.range(lo..=hi).map(|(id, _)| *id).collect();
-        for id in stale {
-            self.live.remove(&id);
-        }
-        self.blocks.remove(&b);
-        self.total = None;
+        let old_live: Vec<(i64, L)> = stale
+            .into_iter()
+            .filter_map(|id| self.live.remove(&id).map(|l| (id, l)))
+            .collect();
+        let old = self.blocks.remove(&b).unwrap_or_default();
+        let mut tally = T::default();
+        let mut live = Vec::new();
         for (id, entry) in rows {
-            self.apply(id, entry);
+            match entry {
+                Entry::Frozen(row) => tally.add(&row),
+                Entry::Live(row) => live.push((id, row)),
+            }
         }
+        let changed = tally != old || live != old_live;
+        if changed {
+            self.total = None;
+        }
+        if tally != T::default() {
+            self.blocks.insert(b, tally);
+        }
+        self.live.extend(live);
+        changed
     }
 
     /// Forgets every block below `b` (pruned history).
