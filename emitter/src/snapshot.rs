@@ -4,12 +4,13 @@
 //! layer runs it on the blocking pool; `emitter snapshot` calls it directly.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use shared_schema::{Envelope, SECTIONS};
 
 use crate::clock::Clock;
+use crate::procfs::ProcCache;
 use crate::sections::{agents, cost, errors, queue, reconciler, stages};
 use crate::Source;
 
@@ -18,6 +19,8 @@ use crate::Source;
 pub struct Snapshotter {
     source: Arc<dyn Source>,
     proc_root: PathBuf,
+    /// What was learnt of `/proc`, kept between snapshots.
+    procs: Arc<Mutex<ProcCache>>,
 }
 
 impl std::fmt::Debug for Snapshotter {
@@ -31,9 +34,11 @@ impl std::fmt::Debug for Snapshotter {
 impl Snapshotter {
     /// Snapshots of `source`, with process figures from `proc_root` (normally `/proc`).
     pub fn new(source: Arc<dyn Source>, proc_root: impl Into<PathBuf>) -> Self {
+        let proc_root = proc_root.into();
         Self {
             source,
-            proc_root: proc_root.into(),
+            procs: Arc::new(Mutex::new(ProcCache::new(&proc_root))),
+            proc_root,
         }
     }
 
@@ -50,7 +55,10 @@ impl Snapshotter {
         let session = &mut *session;
         stages::collect(session, &now, &mut env);
         queue::collect(session, &mut env);
-        agents::collect(session, &now, &self.proc_root, &mut env);
+        {
+            let mut procs = self.procs.lock().unwrap_or_else(PoisonError::into_inner);
+            agents::collect(session, &now, &mut procs, &mut env);
+        }
         cost::collect(session, &mut env);
         reconciler::collect(session, &mut env);
         errors::collect(session, &mut env);

@@ -1,14 +1,16 @@
 //! Section `agents`: one entry per running job, with its process figures.
 //!
-//! The session gives the jobs; `/proc` is read here, once for all agents,
-//! and only when at least one agent has a pid.
+//! The session gives the jobs; `/proc` is read here through the process
+//! table kept across snapshots, each process once for all agents, and only
+//! when at least one agent has a pid. [`read`] is the from-scratch query
+//! the incremental source is tested against.
 
 use std::path::Path;
 
 use rusqlite::Connection;
 use shared_schema::{Agent, Envelope, Timestamp};
 
-use crate::procfs::ProcTable;
+use crate::procfs::ProcCache;
 use crate::sql::{int, seconds_since, text};
 use crate::{SectionResult, Session};
 
@@ -16,32 +18,26 @@ use crate::{SectionResult, Session};
 pub(crate) fn collect(
     session: &mut dyn Session,
     now: &Timestamp,
-    proc_root: &Path,
+    procs: &mut ProcCache,
     env: &mut Envelope,
 ) {
     let mut agents = match session.agents(now) {
         Ok(agents) => agents,
         Err(err) => return super::degrade(env, "agents", &err),
     };
-    fill_proc(&mut agents, proc_root);
+    fill_from(&mut agents, procs);
     env.agents = agents;
 }
 
-/// Sets every agent's `/proc` fields from one pass over `proc_root`.
+/// Sets every agent's `/proc` fields from a fresh table over `proc_root`.
 pub fn fill_proc(agents: &mut [Agent], proc_root: &Path) {
-    if !agents.iter().any(|a| a.pid.is_some_and(|p| p > 0)) {
-        return;
-    }
-    let table = ProcTable::scan(proc_root);
-    let pids: Vec<Option<i64>> = agents.iter().map(|a| a.pid.filter(|&p| p > 0)).collect();
-    // Each agent costs a few /proc reads of its own (io over its tree).
-    let procs = crate::procfs::in_parallel(&pids, |chunk| {
-        chunk
-            .iter()
-            .map(|pid| pid.map(|p| table.agent(p)))
-            .collect()
-    });
-    for (agent, p) in agents.iter_mut().zip(procs) {
+    fill_from(agents, &mut ProcCache::new(proc_root));
+}
+
+/// Sets every agent's `/proc` fields, each process read once.
+pub fn fill_from(agents: &mut [Agent], procs: &mut ProcCache) {
+    let pids: Vec<Option<i64>> = agents.iter().map(|a| a.pid).collect();
+    for (agent, p) in agents.iter_mut().zip(procs.agents(&pids)) {
         let Some(p) = p else {
             continue;
         };
@@ -51,6 +47,8 @@ pub fn fill_proc(agents: &mut [Agent], proc_root: &Path) {
         agent.io_rchar = p.io_rchar;
         agent.io_wchar = p.io_wchar;
         agent.state = p.state;
+        agent.alive = p.alive;
+        agent.wchan = p.wchan;
     }
 }
 

@@ -8,8 +8,16 @@
 //! tested without I/O, and the root is a path so tests can point the table
 //! at a fake directory.
 //!
+//! Snapshots use [`ProcCache`] (in [`cache`]), which keeps what it learnt
+//! between snapshots; [`ProcTable`] is the one-pass table, kept for
+//! one-off readers.
+//!
 //! Nothing here fails: a process that vanished between two reads, a pid of
 //! another user or a missing `/proc` just leaves the figures unknown.
+
+pub mod cache;
+
+pub use cache::{ProcCache, Walk};
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -118,6 +126,10 @@ pub struct AgentProc {
     pub io_wchar: Option<u64>,
     /// The state letter.
     pub state: Option<String>,
+    /// Whether the process exists (a zombie does); `None` when `/proc` cannot tell.
+    pub alive: Option<bool>,
+    /// The kernel function it sleeps in; `None` when unreadable, empty or `0`.
+    pub wchan: Option<String>,
 }
 
 /// One pass over `/proc`: every process's stat line and the children map.
@@ -234,6 +246,8 @@ impl ProcTable {
             io_rchar: io.map(|io| io.rchar),
             io_wchar: io.map(|io| io.wchar),
             state: Some(own.state.to_string()),
+            alive: Some(true),
+            wchan: None,
         }
     }
 
@@ -287,6 +301,29 @@ fn read_stats(root: &Path, pids: &[i64]) -> Vec<Stat> {
         path.pop();
     }
     out
+}
+
+/// Reads a small `/proc` file whole; the error says why not (ENOENT: gone).
+pub(crate) fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut file = std::fs::File::open(path)?;
+    let mut buf = vec![0; 1024];
+    let mut len = 0;
+    loop {
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                len += n;
+                if len < buf.len() {
+                    break;
+                }
+                buf.resize(buf.len() * 2, 0);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
+    Ok(buf)
 }
 
 /// Reads a small `/proc` file into `buf`: one read(2) when it fits, since

@@ -1,0 +1,478 @@
+//! The process table kept across snapshots, so that `/proc` cost follows
+//! the agents' trees and not the host.
+//!
+//! Finding an agent's descendants needs each process's parent. Two ways:
+//! - where the kernel has `/proc/<pid>/task/<tid>/children`
+//!   (`CONFIG_PROC_CHILDREN`), the tree is walked from the agent down,
+//!   reading only the tree's own files;
+//! - otherwise [`ProcCache`] remembers `pid -> (start_ticks, ppid)` across
+//!   snapshots: each snapshot lists the `/proc` directory (names only) and
+//!   reads the `stat` of pids it has not seen before, so a host with
+//!   thousands of idle processes costs one directory listing, not thousands
+//!   of reads.
+//!
+//! A remembered parent goes stale only when a process is reparented, which
+//! happens when its parent exits: it moves to the nearest subreaper
+//! (`PR_SET_CHILD_SUBREAPER`) or to init. That can bring a process INTO an
+//! agent's tree only when the agent (or a descendant) is a subreaper, so
+//! every process whose remembered parent has vanished is read again at the
+//! next snapshot; and because a tree's own processes are read each snapshot
+//! (for their CPU figures), one that left the tree is seen at once. A pid
+//! reused between two snapshots (the pid space wrapped within one poll) is
+//! caught by a small rotating re-read of [`SWEEP`] remembered pids per
+//! snapshot.
+//!
+//! Within one snapshot every process is read at most once, however many
+//! agents share it (agents with the same pid, trees that overlap).
+
+use std::collections::{HashMap, HashSet};
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use super::{in_parallel, parse_io, parse_stat, read_file, AgentProc, Io, Stat};
+
+/// Remembered processes re-read per snapshot in case their pid was reused.
+pub const SWEEP: usize = 16;
+
+/// How descendants are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Walk {
+    /// `task/<tid>/children` files.
+    ChildrenFiles,
+    /// The remembered parent map.
+    Remembered,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    start: u64,
+    ppid: i64,
+}
+
+/// The process table kept between snapshots.
+#[derive(Debug)]
+pub struct ProcCache {
+    root: PathBuf,
+    walk: Walk,
+    known: HashMap<i64, Known>,
+    sweep: usize,
+    /// Files read in the last snapshot (for tests and benchmarks).
+    pub reads: usize,
+}
+
+/// What one snapshot read, so that no process is read twice.
+#[derive(Default)]
+struct Memo {
+    stats: HashMap<i64, Result<Stat, Option<bool>>>,
+    io: HashMap<i64, Option<Io>>,
+}
+
+impl ProcCache {
+    /// A table over `root` (normally `/proc`), walking with children files
+    /// when the kernel has them.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        let root = root.into();
+        let walk = if has_children_files(&root) {
+            Walk::ChildrenFiles
+        } else {
+            Walk::Remembered
+        };
+        Self::with_walk(root, walk)
+    }
+
+    /// A table that walks the given way.
+    pub fn with_walk(root: impl Into<PathBuf>, walk: Walk) -> Self {
+        Self {
+            root: root.into(),
+            walk,
+            known: HashMap::new(),
+            sweep: 0,
+            reads: 0,
+        }
+    }
+
+    /// How descendants are found.
+    pub fn walk(&self) -> Walk {
+        self.walk
+    }
+
+    /// The figures of each pid (`None` for a missing pid), reading each
+    /// process once however many agents name it.
+    pub fn agents(&mut self, pids: &[Option<i64>]) -> Vec<Option<AgentProc>> {
+        self.reads = 0;
+        if !pids.iter().any(|p| p.is_some_and(|p| p > 0)) {
+            return pids
+                .iter()
+                .map(|p| p.map(|_| AgentProc::default()))
+                .collect();
+        }
+        if self.walk == Walk::Remembered {
+            self.update();
+        }
+        let children = match self.walk {
+            Walk::Remembered => Some(self.children_map()),
+            Walk::ChildrenFiles => None,
+        };
+        let mut memo = Memo::default();
+        let mut per_pid: HashMap<i64, AgentProc> = HashMap::new();
+        pids.iter()
+            .map(|pid| {
+                let pid = (*pid)?;
+                if pid <= 0 {
+                    return Some(AgentProc::default());
+                }
+                if let Some(done) = per_pid.get(&pid) {
+                    return Some(done.clone());
+                }
+                let p = self.agent(pid, children.as_ref(), &mut memo);
+                per_pid.insert(pid, p.clone());
+                Some(p)
+            })
+            .collect()
+    }
+
+    fn agent(
+        &mut self,
+        pid: i64,
+        children: Option<&HashMap<i64, Vec<i64>>>,
+        memo: &mut Memo,
+    ) -> AgentProc {
+        let own = match self.stat(pid, memo) {
+            Ok(s) => s,
+            Err(alive) => {
+                return AgentProc {
+                    alive,
+                    ..AgentProc::default()
+                }
+            }
+        };
+        // Descendants, parents first; each verified by a fresh read of its stat.
+        let mut tree: Vec<Stat> = Vec::new();
+        let mut seen = HashSet::from([pid]);
+        let mut frontier = vec![pid];
+        while let Some(parent) = frontier.pop() {
+            let kids = match children {
+                Some(map) => map.get(&parent).cloned().unwrap_or_default(),
+                None => self.children_files(parent),
+            };
+            for kid in kids {
+                if !seen.insert(kid) {
+                    continue;
+                }
+                if let Ok(s) = self.stat(kid, memo) {
+                    if s.ppid == parent {
+                        frontier.push(kid);
+                        tree.push(s);
+                    }
+                }
+            }
+        }
+        let tree_cpu_ticks = tree.iter().fold(
+            own.utime
+                .saturating_add(own.stime)
+                .saturating_add(own.cutime)
+                .saturating_add(own.cstime),
+            |sum, s| sum.saturating_add(s.utime).saturating_add(s.stime),
+        );
+        let io = self.io(pid, memo).map(|own_io| {
+            // A descendant whose io is unreadable (gone, another user) adds nothing.
+            tree.iter()
+                .filter_map(|s| self.io(s.pid, memo))
+                .fold(own_io, |sum, io| Io {
+                    rchar: sum.rchar.saturating_add(io.rchar),
+                    wchar: sum.wchar.saturating_add(io.wchar),
+                })
+        });
+        AgentProc {
+            cpu_ticks: Some(own.utime.saturating_add(own.stime)),
+            start_ticks: Some(own.starttime),
+            tree_cpu_ticks: Some(tree_cpu_ticks),
+            io_rchar: io.map(|io| io.rchar),
+            io_wchar: io.map(|io| io.wchar),
+            state: Some(own.state.to_string()),
+            alive: Some(true),
+            wchan: self.wchan(pid),
+        }
+    }
+
+    /// A fresh stat of `pid`, once per snapshot; `Err(alive)` when unreadable.
+    fn stat(&mut self, pid: i64, memo: &mut Memo) -> Result<Stat, Option<bool>> {
+        if let Some(done) = memo.stats.get(&pid) {
+            return done.clone();
+        }
+        self.reads += 1;
+        let path = self.root.join(pid.to_string()).join("stat");
+        let result = match read_file(&path) {
+            Ok(bytes) => parse_stat(&String::from_utf8_lossy(&bytes))
+                .filter(|s| s.pid == pid)
+                .ok_or(None),
+            Err(err) => Err(gone(&err)),
+        };
+        match &result {
+            Ok(s) => {
+                self.known.insert(
+                    pid,
+                    Known {
+                        start: s.starttime,
+                        ppid: s.ppid,
+                    },
+                );
+            }
+            Err(Some(false)) => {
+                self.known.remove(&pid);
+            }
+            Err(_) => {}
+        }
+        memo.stats.insert(pid, result.clone());
+        result
+    }
+
+    fn io(&mut self, pid: i64, memo: &mut Memo) -> Option<Io> {
+        if let Some(done) = memo.io.get(&pid) {
+            return *done;
+        }
+        self.reads += 1;
+        let path = self.root.join(pid.to_string()).join("io");
+        let io = read_file(&path)
+            .ok()
+            .and_then(|b| parse_io(&String::from_utf8_lossy(&b)));
+        memo.io.insert(pid, io);
+        io
+    }
+
+    fn wchan(&mut self, pid: i64) -> Option<String> {
+        self.reads += 1;
+        let path = self.root.join(pid.to_string()).join("wchan");
+        let text = read_file(&path).ok()?;
+        parse_wchan(&String::from_utf8_lossy(&text))
+    }
+
+    /// The children of every thread of `pid`.
+    fn children_files(&mut self, pid: i64) -> Vec<i64> {
+        let task = self.root.join(pid.to_string()).join("task");
+        let Ok(threads) = std::fs::read_dir(&task) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for t in threads.flatten() {
+            self.reads += 1;
+            if let Ok(text) = read_file(&t.path().join("children")) {
+                out.extend(
+                    String::from_utf8_lossy(&text)
+                        .split_ascii_whitespace()
+                        .filter_map(|p| p.parse::<i64>().ok()),
+                );
+            }
+        }
+        out
+    }
+
+    /// Lists `/proc`, forgets vanished pids and reads new ones (and those
+    /// whose parent vanished, and a few old ones in turn).
+    fn update(&mut self) {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            self.known.clear();
+            return;
+        };
+        let listed: HashSet<i64> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+            .collect();
+        self.known.retain(|pid, _| listed.contains(pid));
+        let mut read: Vec<i64> = listed
+            .iter()
+            .filter(|pid| !self.known.contains_key(pid))
+            .copied()
+            .collect();
+        // Reparented: the remembered parent is gone.
+        read.extend(
+            self.known
+                .iter()
+                .filter(|(_, k)| k.ppid > 1 && !self.known.contains_key(&k.ppid))
+                .map(|(pid, _)| *pid),
+        );
+        // Reused pids: a few remembered ones in turn.
+        let mut old: Vec<i64> = self.known.keys().copied().collect();
+        old.sort_unstable();
+        if !old.is_empty() {
+            for i in 0..SWEEP.min(old.len()) {
+                read.push(old[(self.sweep + i) % old.len()]);
+            }
+            self.sweep = (self.sweep + SWEEP) % old.len();
+        }
+        self.reads += read.len();
+        let root = self.root.clone();
+        let stats = in_parallel(&read, |chunk| {
+            chunk
+                .iter()
+                .map(|&pid| {
+                    let path = root.join(pid.to_string()).join("stat");
+                    let stat = read_file(&path)
+                        .ok()
+                        .and_then(|b| parse_stat(&String::from_utf8_lossy(&b)))
+                        .filter(|s| s.pid == pid);
+                    (pid, stat)
+                })
+                .collect()
+        });
+        for (pid, stat) in stats {
+            match stat {
+                Some(s) => {
+                    self.known.insert(
+                        pid,
+                        Known {
+                            start: s.starttime,
+                            ppid: s.ppid,
+                        },
+                    );
+                }
+                None => {
+                    self.known.remove(&pid);
+                }
+            }
+        }
+    }
+
+    fn children_map(&self) -> HashMap<i64, Vec<i64>> {
+        let mut map: HashMap<i64, Vec<i64>> = HashMap::new();
+        for (pid, k) in &self.known {
+            let _ = k.start;
+            map.entry(k.ppid).or_default().push(*pid);
+        }
+        map
+    }
+}
+
+/// `true`/`false` when the error says whether the process exists.
+fn gone(err: &std::io::Error) -> Option<bool> {
+    if err.kind() == ErrorKind::NotFound || err.raw_os_error() == Some(libc::ESRCH) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// `/proc/<pid>/wchan`: `None` when empty or `0` (running, or hidden).
+pub fn parse_wchan(text: &str) -> Option<String> {
+    let t = text.trim();
+    (!t.is_empty() && t != "0").then(|| t.to_owned())
+}
+
+/// Whether this kernel has `task/<tid>/children` (`CONFIG_PROC_CHILDREN`).
+fn has_children_files(root: &Path) -> bool {
+    let me = std::process::id();
+    root.join(me.to_string())
+        .join("task")
+        .join(me.to_string())
+        .join("children")
+        .exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINE: &str = "0 (p) S 0 1 1 0 -1 4194304 90 0 0 0 3 5 7 11 20 0 1 0 500 8515584 196 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+
+    fn fake(dir: &Path, pid: i64, ppid: i64) {
+        let d = dir.join(pid.to_string());
+        std::fs::create_dir_all(&d).expect("mkdir");
+        let line = LINE.replacen("0 (p) S 0", &format!("{pid} (p{pid}) S {ppid}"), 1);
+        std::fs::write(d.join("stat"), line).expect("stat");
+        std::fs::write(d.join("io"), "rchar: 10\nwchar: 1\n").expect("io");
+        std::fs::write(d.join("wchan"), "do_wait").expect("wchan");
+    }
+
+    #[test]
+    fn shared_pids_and_overlapping_trees_are_read_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (pid, ppid) in [(10, 1), (11, 10), (12, 11), (13, 11)] {
+            fake(dir.path(), pid, ppid);
+        }
+        let mut cache = ProcCache::with_walk(dir.path(), Walk::Remembered);
+        // Warm: the first snapshot reads every new pid once.
+        cache.agents(&[Some(10)]);
+        let one = cache.agents(&[Some(10)]);
+        let reads_one = cache.reads;
+        // Twenty agents on the same pid, and one on a pid inside that tree.
+        let mut many = vec![Some(10); 20];
+        many.push(Some(11));
+        let all = cache.agents(&many);
+        assert_eq!(all[0], one[0]);
+        assert_eq!(all[0].as_ref().and_then(|a| a.io_rchar), Some(40));
+        assert_eq!(all[20].as_ref().and_then(|a| a.io_rchar), Some(30));
+        // 4 stats + 4 io + 2 wchan (+ the sweep), not 21 trees' worth.
+        assert_eq!(cache.reads, reads_one + 1, "{} vs {reads_one}", cache.reads);
+    }
+
+    #[test]
+    fn only_new_processes_are_read_after_the_first_snapshot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fake(dir.path(), 10, 1);
+        for pid in 100..400 {
+            fake(dir.path(), pid, 1);
+        }
+        let mut cache = ProcCache::with_walk(dir.path(), Walk::Remembered);
+        cache.agents(&[Some(10)]);
+        assert!(cache.reads > 300);
+        cache.agents(&[Some(10)]);
+        // Own stat, io, wchan and the rotating sweep.
+        assert_eq!(cache.reads, 3 + SWEEP);
+        fake(dir.path(), 20, 10);
+        let a = cache.agents(&[Some(10)]);
+        assert_eq!(
+            a[0].as_ref().and_then(|a| a.io_rchar),
+            Some(20),
+            "the new child is found"
+        );
+    }
+
+    #[test]
+    fn alive_tells_gone_from_unknown() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fake(dir.path(), 10, 1);
+        let mut cache = ProcCache::with_walk(dir.path(), Walk::Remembered);
+        let a = cache.agents(&[Some(10), Some(99), None, Some(0)]);
+        assert_eq!(a[0].as_ref().and_then(|a| a.alive), Some(true));
+        assert_eq!(
+            a[0].as_ref().and_then(|a| a.wchan.clone()).as_deref(),
+            Some("do_wait")
+        );
+        assert_eq!(a[1].as_ref().and_then(|a| a.alive), Some(false));
+        assert_eq!(a[2], None);
+        assert_eq!(a[3].as_ref().and_then(|a| a.alive), None);
+    }
+
+    #[test]
+    fn wchan_zero_or_empty_is_unknown() {
+        assert_eq!(parse_wchan("0"), None);
+        assert_eq!(parse_wchan(""), None);
+        assert_eq!(parse_wchan("do_epoll_wait"), Some("do_epoll_wait".into()));
+    }
+
+    #[test]
+    fn the_real_proc_finds_a_child_either_way() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep");
+        let me = i64::from(std::process::id());
+        let kid = i64::from(child.id());
+        for walk in [Walk::Remembered, Walk::ChildrenFiles] {
+            let mut cache = ProcCache::with_walk("/proc", walk);
+            if walk == Walk::ChildrenFiles && !has_children_files(Path::new("/proc")) {
+                continue;
+            }
+            let mut memo = Memo::default();
+            let children = (walk == Walk::Remembered).then(|| {
+                cache.update();
+                cache.children_map()
+            });
+            let a = cache.agent(me, children.as_ref(), &mut memo);
+            assert_eq!(a.alive, Some(true));
+            assert!(memo.stats.contains_key(&kid), "{walk:?} found the child");
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
