@@ -132,11 +132,12 @@ const COST: &[Field] = &[
         "aggregate",
         Ty::Obj(&[
             req("runs", Ty::UInt),
-            req("cost_usd", Ty::Num),
-            req("input_tokens", Ty::UInt),
-            req("output_tokens", Ty::UInt),
-            req("cache_read_tokens", Ty::UInt),
-            req("cache_creation_tokens", Ty::UInt),
+            // Page 2: a sum that is not finite is null, never a smaller number.
+            req("cost_usd", N_NUM),
+            req("input_tokens", N_UINT),
+            req("output_tokens", N_UINT),
+            req("cache_read_tokens", N_UINT),
+            req("cache_creation_tokens", N_UINT),
         ]),
     ),
 ];

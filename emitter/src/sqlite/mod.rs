@@ -608,7 +608,7 @@ fn refresh_table<K: Kind, T: Tally<Row = K::Frozen>>(
     match (table.min, min) {
         (Some(old), Some(new)) if new < old => *table = Table::default(),
         (Some(_), None) => *table = Table::default(),
-        (Some(old), Some(new)) if new > old && block_of(new) > block_of(old) => {
+        (Some(old), Some(new)) if new > old => {
             // Pruned history: the blocks below are gone, the one it starts in is re-read.
             table.drop_blocks_below(block_of(new));
             reread_block(tx, kind, table, block_of(new), &mut seen)?;
