@@ -25,7 +25,7 @@
 //!
 //! # Short transactions, different instants
 //! No read transaction lasts longer than about [`SLICE`] plus one batch
-//! (a 256-row batch or one block): when a slice is used up the transaction
+//! (a 128-row batch, 32 live rows or one block): when a slice is used up the transaction
 //! is committed and a new one begun, so an orchestrator's write never
 //! waits long, in rollback-journal or WAL mode, the first snapshot (which
 //! reads the whole history) included. A small snapshot fits in one
@@ -79,7 +79,7 @@ pub const SLICE: Duration = Duration::from_millis(5);
 pub const RECOUNT_PASS: Duration = Duration::from_secs(240);
 
 /// Rows per query when reading above the high-water mark.
-const BATCH: usize = 256;
+const BATCH: usize = 128;
 
 /// Reads the contract's tables from one SQLite file.
 #[derive(Debug)]
@@ -636,7 +636,7 @@ fn refresh_table<K: Kind, T: Tally<Row = K::Frozen>>(
         tx.slice()?;
     }
     let live: Vec<i64> = table.live.keys().copied().collect();
-    for chunk in live.chunks(64) {
+    for chunk in live.chunks(32) {
         for &id in chunk {
             let entry = scan::by_id(conn, kind, id)?;
             seen(id, entry.as_ref());
