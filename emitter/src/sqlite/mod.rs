@@ -98,7 +98,7 @@ pub struct SqliteSource {
 pub struct ReadStats {
     /// Read transactions begun.
     pub transactions: u64,
-    /// The longest one.
+    /// The longest time one held the read lock (from its first read to its end).
     pub longest: Duration,
     /// Full rebuilds of the state (start, file replaced, schema changed).
     pub rebuilds: u64,
@@ -285,6 +285,10 @@ impl<'c> Tx<'c> {
     fn start(&mut self) -> rusqlite::Result<()> {
         self.conn.execute_batch("BEGIN DEFERRED")?;
         self.open = true;
+        // Take the read lock now (this is where a writer's lock is waited
+        // for), so that the slice and `longest` count only time holding it.
+        self.conn
+            .query_row("PRAGMA schema_version", [], |_| Ok(()))?;
         self.since = Instant::now();
         self.stats.transactions += 1;
         Ok(())
@@ -382,7 +386,7 @@ impl Inner {
         let rebuild = self
             .built
             .as_ref()
-            .is_none_or(|b| b.schema_version != schema);
+            .map_or(true, |b| b.schema_version != schema);
         if rebuild {
             tx.stats.rebuilds += 1;
             self.recount = Recount::default();
