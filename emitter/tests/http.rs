@@ -4,7 +4,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::num::NonZeroU32;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -40,7 +39,14 @@ async fn other_paths_are_404_and_other_methods_405() {
     let db = db_with_a_job();
     let server = Server::start(db.source(), ServeOptions::default()).await;
     let client = reqwest::Client::new();
-    for path in ["/", "/metrics/", "/healthz", "/metrics2"] {
+    for path in [
+        "/",
+        "/metrics/",
+        "/healthz",
+        "/metrics2",
+        "/agents",
+        "/agents/",
+    ] {
         assert_eq!(
             get(&client, &server.url(path)).await.status(),
             404,
@@ -105,7 +111,7 @@ async fn a_token_is_required_when_configured() {
 async fn past_the_rate_limit_requests_get_429_with_retry_after() {
     let db = db_with_a_job();
     let options = ServeOptions {
-        rate_limit: NonZeroU32::new(3),
+        rate_limit: Some("3/s".parse().unwrap()),
         ..ServeOptions::default()
     };
     let server = Server::start(db.source(), options).await;
