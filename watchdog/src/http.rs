@@ -1,32 +1,31 @@
 //! The watchdog's own HTTP endpoint: `GET /metrics` (Prometheus text) and
 //! `GET /healthz` (200 while the poll loops run), loopback by default.
 //!
-//! Small on purpose: two routes, GET only, no body read. A slow client gets
-//! a header-read timeout, connections are capped by a semaphore, and an
-//! error on one connection is logged and never reaches the server. Shutdown
-//! stops accepting, lets open requests finish (keep-alive is turned off) and
-//! gives up on stragglers after [`DRAIN_TIMEOUT`].
+//! Small on purpose: two routes, GET only, no body read. The accept loop is
+//! the one both servers share, [`edges::serve`]: a slow client gets a
+//! header-read timeout, connections are capped, an error on one connection
+//! never reaches the server, and shutdown stops accepting, lets open
+//! requests finish and gives up on stragglers after [`DRAIN_TIMEOUT`].
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use edges::serve::Limits;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinSet;
 
 use crate::exporter::Exporter;
 
 /// How long a client may take to send its request head.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request may take before it gets 503.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for open connections.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Open connections at most; more wait in the listen backlog.
@@ -57,75 +56,15 @@ pub async fn serve(
     health: Health,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut conns = JoinSet::new();
-    tokio::pin!(shutdown);
-
-    loop {
-        // Reap finished connections so the set does not grow.
-        while conns.try_join_next().is_some() {}
-        let permit = tokio::select! {
-            _ = &mut shutdown => break,
-            p = Arc::clone(&permits).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let (stream, peer) = tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(err) => {
-                    // Out of file descriptors and the like: back off, keep serving.
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let exporter = exporter.clone();
-        let health = health.clone();
-        let mut stop = stop_rx.clone();
-        conns.spawn(async move {
-            let _permit = permit;
-            let service = hyper::service::service_fn(move |req| {
-                let resp = respond(&req, &exporter, &health);
-                async move { Ok::<_, Infallible>(resp) }
-            });
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT);
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = async { let _ = stop.wait_for(|s| *s).await; } => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(err) = result {
-                tracing::debug!(%peer, error = %err, "metrics connection ended with an error");
-            }
-        });
-    }
-
-    drop(listener);
-    let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
-        while conns.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!(
-            open = conns.len(),
-            "metrics connections still open at shutdown; closing them"
-        );
-        conns.abort_all();
-    }
-    Ok(())
+    let limits = Limits {
+        max_connections: MAX_CONNECTIONS,
+        header_read_timeout: HEADER_READ_TIMEOUT,
+        request_timeout: REQUEST_TIMEOUT,
+        grace: DRAIN_TIMEOUT,
+    };
+    let service =
+        move |req: Request<Incoming>| std::future::ready(respond(&req, &exporter, &health));
+    edges::serve::serve(listener, service, limits, shutdown).await
 }
 
 /// Routes one request; never fails.

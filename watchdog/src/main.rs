@@ -143,8 +143,13 @@ async fn dispatch(command: Command) -> i32 {
             watchdog::check::check(over, a.interval.0).await
         }
         Command::Validate(a) => {
-            let token = match a.token_file.map(std::fs::read_to_string).transpose() {
-                Ok(t) => t.map(|t| t.trim().to_owned()),
+            let token = match a
+                .token_file
+                .as_deref()
+                .map(edges::token_file::read)
+                .transpose()
+            {
+                Ok(t) => t,
                 Err(e) => {
                     println!("$: cannot read the token file: {e}");
                     return 1;
