@@ -153,24 +153,49 @@ impl Gate {
         }
     }
 
-    /// `Err` holds the answer for a request that may not go on.
-    fn admit(&self, req: &Request<Incoming>) -> Result<(), Response<Body>> {
+    /// Why a request may not go on, if it may not.
+    fn admit(&self, req: &Request<Incoming>) -> Result<(), Refusal> {
         if let Some(want) = &self.token {
             if !bearer_matches(req, want) {
                 // Spends the unauthorised bucket only: never the budget of token holders.
                 if let Some(limiter) = &self.unauthorised {
                     check(limiter)?;
                 }
-                let mut resp = plain(StatusCode::UNAUTHORIZED, "unauthorized\n");
-                resp.headers_mut()
-                    .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                return Err(resp);
+                return Err(Refusal::Unauthorised);
             }
         }
         if let Some(limiter) = &self.authorised {
             check(limiter)?;
         }
         Ok(())
+    }
+}
+
+/// Why the gate turned a request away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// No or a wrong bearer token: 401.
+    Unauthorised,
+    /// Over the budget: 429, retry after this long.
+    TooMany(Duration),
+}
+
+impl Refusal {
+    fn response(self) -> Response<Body> {
+        match self {
+            Self::Unauthorised => {
+                let mut resp = plain(StatusCode::UNAUTHORIZED, "unauthorized\n");
+                resp.headers_mut()
+                    .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                resp
+            }
+            Self::TooMany(wait) => {
+                let mut resp = plain(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded\n");
+                resp.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs(wait)));
+                resp
+            }
+        }
     }
 }
 
@@ -186,13 +211,9 @@ fn bearer_matches(req: &Request<Incoming>, want: &[u8]) -> bool {
     bool::from(given.ct_eq(want))
 }
 
-fn check(limiter: &DefaultDirectRateLimiter) -> Result<(), Response<Body>> {
+fn check(limiter: &DefaultDirectRateLimiter) -> Result<(), Refusal> {
     limiter.check().map_err(|not_until| {
-        let wait = not_until.wait_time_from(DefaultClock::default().now());
-        let mut resp = plain(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded\n");
-        resp.headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs(wait)));
-        resp
+        Refusal::TooMany(not_until.wait_time_from(DefaultClock::default().now()))
     })
 }
 
@@ -232,8 +253,8 @@ impl App {
 
     /// Answers one request; never an error (the accept loop adds the timeout).
     pub(crate) async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
-        if let Err(resp) = self.gate.admit(&req) {
-            return resp;
+        if let Err(refusal) = self.gate.admit(&req) {
+            return refusal.response();
         }
         let path = req.uri().path();
         let job = path.strip_prefix(AGENTS_PREFIX);
