@@ -48,8 +48,8 @@ use std::collections::HashSet;
 
 use shared_schema::{AgentView, FdKind, ProcessView, SocketView};
 
-/// How deep a chain of waits for children is followed; bodies come from
-/// the network, so a `ppid` cycle must not loop either.
+/// How deep a chain of waits for children is followed (the sentence stays
+/// short); bodies come from the network, so a `ppid` cycle is cut too.
 const MAX_CHAIN: usize = 6;
 
 /// The one-sentence diagnosis of an agent's process tree, or `None` when
@@ -65,7 +65,7 @@ pub fn diagnose(view: &AgentView) -> Option<String> {
     };
     // The agent first: its own state, its blocking read or the chain of
     // children it waits for.
-    if let Some(found) = tree.explain(root, &mut HashSet::new()) {
+    if let Some(found) = tree.explain(root, 0, &mut HashSet::new()) {
         offer(found.rank, format!("{} {}", who(root), found.text));
     }
     // Then every process for what the agent's own line may not show.
@@ -170,8 +170,8 @@ impl<'a> Tree<'a> {
     }
 
     /// `p`'s own cause, or the chain of children it waits for.
-    fn explain(&self, p: &ProcessView, seen: &mut HashSet<i64>) -> Option<Found> {
-        if !seen.insert(p.pid) || seen.len() > MAX_CHAIN {
+    fn explain(&self, p: &ProcessView, depth: usize, seen: &mut HashSet<i64>) -> Option<Found> {
+        if depth > MAX_CHAIN || !seen.insert(p.pid) {
             return None;
         }
         let own = cause(p);
@@ -184,7 +184,7 @@ impl<'a> Tree<'a> {
             }
         }
         if waits_for_child(p) {
-            return Some(self.follow_children(p, seen));
+            return Some(self.follow_children(p, depth, seen));
         }
         own.map(|c| Found {
             rank: c.rank(),
@@ -193,13 +193,15 @@ impl<'a> Tree<'a> {
     }
 
     /// "waiting for child X (pid N), which ...": the child that explains most.
-    fn follow_children(&self, p: &ProcessView, seen: &mut HashSet<i64>) -> Found {
+    fn follow_children(&self, p: &ProcessView, depth: usize, seen: &mut HashSet<i64>) -> Found {
         let mut best: Option<(&ProcessView, Found)> = None;
         for child in self.children(p) {
-            let mut found = self.explain(child, seen).unwrap_or_else(|| Found {
-                rank: 5,
-                text: doing(child),
-            });
+            let mut found = self
+                .explain(child, depth + 1, seen)
+                .unwrap_or_else(|| Found {
+                    rank: 5,
+                    text: doing(child),
+                });
             if cause(child) == Some(Cause::Zombie) {
                 // The parent is about to reap it: not a cause of a hang.
                 found.rank = 5;
@@ -262,7 +264,7 @@ fn cause(p: &ProcessView) -> Option<Cause> {
     let state = p.state.as_deref().unwrap_or("");
     let wchan = p.wchan.as_deref().unwrap_or("");
     match state {
-        "Z" | "X" => return Some(Cause::Zombie),
+        "Z" => return Some(Cause::Zombie),
         "T" => return Some(Cause::Stopped { traced: false }),
         "t" => return Some(Cause::Stopped { traced: true }),
         "D" => return Some(Cause::Uninterruptible(p.wchan.clone())),
@@ -584,6 +586,30 @@ mod tests {
             None
         );
         assert_eq!(diagnose(&view(vec![])), None);
+    }
+
+    #[test]
+    fn a_stopped_child_among_many_is_found_through_the_wait() {
+        let mut ps = vec![process(10, 1, "xargs", "S", "do_wait")];
+        for pid in 11..30 {
+            ps.push(process(pid, 10, "sleep", "S", "hrtimer_nanosleep"));
+        }
+        ps.push(process(30, 10, "grep", "T", "do_signal_stop"));
+        let d = diagnose(&view(ps)).unwrap_or_default();
+        assert!(
+            d.starts_with("xargs (pid 10) is waiting for child grep (pid 30), which is stopped"),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn a_long_chain_is_cut_short() {
+        let mut ps = vec![process(10, 1, "sh", "S", "do_wait")];
+        for pid in 11..40 {
+            ps.push(process(pid, pid - 1, "sh", "S", "do_wait"));
+        }
+        let d = diagnose(&view(ps)).unwrap_or_default();
+        assert_eq!(d.matches("waiting for child").count(), MAX_CHAIN + 1, "{d}");
     }
 
     #[test]
