@@ -11,7 +11,7 @@
 //! Only `sh`, `sleep` and `cat` are needed; they are looked up with
 //! [`crate::tools::require`], so under `CI=true` a missing one fails.
 
-use std::io::{self, Read};
+use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
@@ -260,26 +260,28 @@ pub fn comm(pid: u32) -> Option<String> {
     Some(c.trim_end().to_owned())
 }
 
-/// The children of `pid` (over all its threads).
+/// The children of `pid`, by their `ppid` (a scan of `/proc`: kernels
+/// built without `CONFIG_PROC_CHILDREN` have no `task/<tid>/children`).
 pub fn children(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return out;
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
     };
-    for task in tasks.flatten() {
-        let mut text = String::new();
-        let path = task.path().join("children");
-        if std::fs::File::open(path)
-            .and_then(|mut f| f.read_to_string(&mut text))
-            .is_ok()
-        {
-            out.extend(
-                text.split_whitespace()
-                    .filter_map(|c| c.parse::<u32>().ok()),
-            );
-        }
-    }
-    out
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&c| ppid(c) == Some(pid))
+        .collect()
+}
+
+/// Field 4 of `/proc/<pid>/stat`.
+pub fn ppid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// The `readlink` of `/proc/<pid>/fd/<fd>`.
