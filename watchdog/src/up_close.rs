@@ -326,6 +326,7 @@ mod tests {
         let started = Instant::now();
         let got = UpClose::new().unwrap().fetch(&url, None, 7).await;
         let took = started.elapsed();
+        println!("a silent server: None after {took:?}");
         assert!(got.is_none());
         // The request reached the server, so the deadline (not a refused
         // connection) ended it, and it did end: bounded, not hanging.
