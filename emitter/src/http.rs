@@ -9,6 +9,16 @@
 //! method (405), the kill-switch and the work. Without `--token-file` every
 //! client is authorised and there is one bucket, as before.
 //!
+//! The unauthorised bucket is one for all clients without the token, not
+//! one per client address: its only job is to bound what they cost (each
+//! gets nothing but 401 or 429), and a map keyed by address would be memory
+//! that a client with many addresses grows. The authorised budget is the
+//! one that matters, and nothing without the token can touch it.
+//!
+//! `GET /agents/{job_id}` answers 403 when the server listens beyond
+//! loopback without a token (it shows file paths and peer addresses), and
+//! 404 while the kill-switch is off, like a job that is not running.
+//!
 //! Requests that arrive while a snapshot is being taken share it instead of
 //! starting their own, so N concurrent scrapes cost one pass over SQLite
 //! and `/proc`; the envelope's `generated_at` says when it was taken. With
