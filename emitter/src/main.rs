@@ -58,7 +58,7 @@ struct ServeArgs {
     /// Serve a snapshot again while it is younger than this, e.g. 250ms (default: never).
     #[arg(long, value_name = "DURATION", default_value = "0s")]
     reuse_snapshot: Dur,
-    /// How long SIGTERM waits for requests in flight before the process exits anyway.
+    /// After SIGTERM, requests in flight may finish within this; then the process exits anyway.
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     shutdown_grace: Dur,
 }
@@ -122,7 +122,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         token,
         rate_limit: args.rate_limit,
         reuse_snapshot: args.reuse_snapshot.0,
-        shutdown_grace: args.shutdown_grace.0,
+        // The whole exit fits in the grace: draining, then leaving blocking tasks behind.
+        shutdown_grace: args
+            .shutdown_grace
+            .0
+            .saturating_sub(emitter::RUNTIME_SHUTDOWN),
         ..ServeOptions::default()
     };
     let source = Arc::new(args.source.source());
