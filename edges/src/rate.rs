@@ -126,4 +126,16 @@ mod tests {
         assert_eq!(" 90/h ".parse::<Rate>()?.to_string(), "90/h");
         Ok(())
     }
+
+    #[test]
+    fn serde_uses_the_written_form() -> Result<(), serde::de::value::Error> {
+        use serde::de::value::{Error, StrDeserializer};
+        let r = Rate::deserialize(StrDeserializer::<Error>::new("20/s"))?;
+        assert_eq!(
+            r,
+            Rate::per_second(NonZeroU32::new(20).unwrap_or(NonZeroU32::MIN))
+        );
+        assert!(Rate::deserialize(StrDeserializer::<Error>::new("fast")).is_err());
+        Ok(())
+    }
 }
