@@ -24,5 +24,6 @@ pub mod rules;
 pub mod run;
 pub mod sd;
 pub mod state;
+pub mod stdout;
 pub mod validate_cmd;
 pub mod view;

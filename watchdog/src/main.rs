@@ -107,7 +107,10 @@ struct ReplayArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(&err),
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -128,6 +131,25 @@ fn main() -> ExitCode {
     };
     let code = runtime.block_on(dispatch(cli.command));
     ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// Prints a clap error (or `--help`/`--version`) and picks the exit code:
+/// `check` speaks the monitoring-plugin convention, where a bad flag or
+/// value is UNKNOWN (3), not CRITICAL (2, clap's default).
+fn usage_error(err: &clap::Error) -> ExitCode {
+    let _ = err.print();
+    if !err.use_stderr() {
+        return ExitCode::SUCCESS; // --help, --version
+    }
+    let is_check = std::env::args_os()
+        .skip(1)
+        .find(|a| !a.to_string_lossy().starts_with('-'))
+        .is_some_and(|a| a == "check");
+    if is_check {
+        ExitCode::from(watchdog::check::UNKNOWN as u8)
+    } else {
+        ExitCode::from(2)
+    }
 }
 
 async fn dispatch(command: Command) -> i32 {

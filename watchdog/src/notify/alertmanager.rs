@@ -29,6 +29,13 @@ use super::post::Poster;
 use super::sink::{BoxFuture, Sink};
 use crate::exporter::Exporter;
 
+/// `at + d`, or about a year on when that overflows: a huge interval must
+/// not panic the sink's worker.
+fn after(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d)
+        .unwrap_or_else(|| at + Duration::from_secs(86_400 * 365))
+}
+
 /// `alertname` of the always-firing heartbeat.
 pub const HEARTBEAT_ALERTNAME: &str = "WatchdogHeartbeat";
 
@@ -87,7 +94,7 @@ impl Alertmanager {
             started: Timestamp::now(),
             firing: BTreeMap::new(),
             unsent_resolved: BTreeMap::new(),
-            next_resend: now + cfg.resend_interval,
+            next_resend: after(now, cfg.resend_interval),
             // The first heartbeat goes out at once, so a fresh watchdog is seen alive.
             next_heartbeat: heartbeat.map(|_| now),
         })
@@ -234,7 +241,7 @@ impl Sink for Alertmanager {
             let mut alerts = Vec::new();
             let mut resolved = Vec::new();
             if at >= self.next_resend {
-                self.next_resend = at + self.resend;
+                self.next_resend = after(at, self.resend);
                 alerts.extend(self.firing.values().map(|l| self.alert(l, now)));
                 // Past the horizon Alertmanager has expired the alert on its own.
                 let horizon = self.horizon;
@@ -249,7 +256,7 @@ impl Sink for Alertmanager {
             }
             if let (Some(due), Some(every)) = (self.next_heartbeat, self.heartbeat) {
                 if at >= due {
-                    self.next_heartbeat = Some(at + every);
+                    self.next_heartbeat = Some(after(at, every));
                     alerts.push(self.heartbeat_alert(every, now));
                 }
             }
