@@ -321,7 +321,11 @@ mod tests {
         log.reopen();
         assert!(log.file.is_none());
         log.write(&[line("b")]);
-        assert_eq!(log.file.as_ref().map(|o| o.ino), first, "same file, new handle");
+        assert_eq!(
+            log.file.as_ref().map(|o| o.ino),
+            first,
+            "same file, new handle"
+        );
         assert_eq!(keys(&path), ["a", "b"]);
     }
 

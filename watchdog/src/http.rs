@@ -205,10 +205,9 @@ fn respond(req: &Request<Incoming>, exporter: &Exporter, health: &Health) -> Res
             resp
         }
         _ if health.is_healthy_at(Instant::now()) => text(StatusCode::OK, "ok"),
-        _ if health.is_running() => text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "evaluation loop stuck\n",
-        ),
+        _ if health.is_running() => {
+            text(StatusCode::SERVICE_UNAVAILABLE, "evaluation loop stuck\n")
+        }
         _ => text(StatusCode::SERVICE_UNAVAILABLE, "not running\n"),
     }
 }
@@ -238,7 +237,10 @@ mod tests {
         let beat = Instant::now();
         h.beat_at(beat);
         assert!(h.is_healthy_at(beat + Duration::from_secs(3)));
-        assert!(!h.is_healthy_at(beat + Duration::from_secs(4)), "stuck loop");
+        assert!(
+            !h.is_healthy_at(beat + Duration::from_secs(4)),
+            "stuck loop"
+        );
         h.set(false);
         assert!(!h.is_healthy_at(beat));
     }

@@ -27,8 +27,8 @@ use crate::http::{self, Health};
 use crate::notify::Notifier;
 use crate::poll::{Polled, Poller};
 use crate::record::Recorder;
-use crate::stdout::StdoutLines;
 use crate::rules::RuleSet;
+use crate::stdout::StdoutLines;
 use crate::view::{PollOutcome, PollView};
 use crate::{sd, state};
 
@@ -156,8 +156,8 @@ pub async fn run(over: Overrides) -> anyhow::Result<()> {
     let stdout = StdoutLines::start(exporter.registry()).context("starting the stdout writer")?;
     // Past RLIMIT_FSIZE a write must fail (EFBIG, handled like a full disk),
     // not kill the process: a handler replaces SIGXFSZ's default action.
-    let _xfsz = signal(SignalKind::from_raw(libc::SIGXFSZ))
-        .context("installing the SIGXFSZ handler")?;
+    let _xfsz =
+        signal(SignalKind::from_raw(libc::SIGXFSZ)).context("installing the SIGXFSZ handler")?;
 
     let rules = std::mem::replace(&mut config.rules, RuleSet::defaults());
     let mut engine = Engine::new(rules, config.repeat_interval());

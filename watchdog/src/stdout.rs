@@ -225,9 +225,14 @@ mod tests {
             std::thread::yield_now();
         }
         assert!(sent_after, "the queue never drained");
-        assert!(wait(|| String::from_utf8_lossy(&stuck.got.lock().unwrap()).contains("after\n")));
+        assert!(wait(
+            || String::from_utf8_lossy(&stuck.got.lock().unwrap()).contains("after\n")
+        ));
         let got = String::from_utf8(stuck.got.lock().unwrap().clone()).unwrap();
-        assert!(got.lines().all(|l| l == "after" || l.starts_with("line ")), "{got}");
+        assert!(
+            got.lines().all(|l| l == "after" || l.starts_with("line ")),
+            "{got}"
+        );
     }
 
     fn wait(mut cond: impl FnMut() -> bool) -> bool {
