@@ -77,6 +77,15 @@ impl AlertLog {
         self.backlog.len()
     }
 
+    /// At exit: gives stdout up to `limit` to take the lines queued for it.
+    pub fn flush_stdout(&self, limit: std::time::Duration) {
+        if let Some(out) = &self.stdout {
+            if !out.flush(limit) {
+                tracing::warn!("stdout did not take the last alert lines before exit");
+            }
+        }
+    }
+
     /// Closes the file; the next write opens the path afresh (SIGHUP).
     pub fn reopen(&mut self) {
         self.file = None;

@@ -281,6 +281,9 @@ pub async fn run(over: Overrides) -> anyhow::Result<()> {
     while let Ok(line) = dropped_rx.try_recv() {
         runner.log.write(&[line]);
     }
+    // The writer thread must not be cut off with the last lines still queued.
+    let log = runner.log;
+    let _ = tokio::task::spawn_blocking(move || log.flush_stdout(Duration::from_secs(2))).await;
     let _ = server_stop.send(true);
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(2), server).await {
         tracing::warn!(error = %e, "metrics server ended with an error");

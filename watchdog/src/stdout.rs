@@ -13,8 +13,9 @@
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender, TrySendError};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use prometheus::{IntCounter, Registry};
 
@@ -27,10 +28,18 @@ const BATCH_LINES: usize = 256;
 /// The name of the counter of dropped lines (CONTRACT section 4).
 pub const DROPPED_METRIC: &str = "watchdog_stdout_dropped_lines_total";
 
+/// What the writer thread gets.
+#[derive(Debug)]
+enum Msg {
+    Line(String),
+    /// Answered once everything queued before it was written.
+    Barrier(Sender<()>),
+}
+
 /// The sending side: cheap to clone, never blocks.
 #[derive(Debug, Clone)]
 pub struct StdoutLines {
-    tx: SyncSender<String>,
+    tx: SyncSender<Msg>,
     dropped: IntCounter,
     /// True while lines are being dropped (one stderr line per streak).
     streak: Arc<AtomicBool>,
@@ -80,7 +89,7 @@ impl StdoutLines {
     /// Queues one line (without its newline); drops and counts it when the
     /// queue is full or the writer has stopped.
     pub fn send(&self, line: String) {
-        match self.tx.try_send(line) {
+        match self.tx.try_send(Msg::Line(line)) {
             Ok(()) => {
                 if self.streak.swap(false, Ordering::Relaxed) {
                     tracing::info!(
@@ -96,6 +105,31 @@ impl StdoutLines {
 
     fn drop_one(&self, why: &str) {
         note_drop(&self.dropped, &self.streak, why);
+    }
+
+    /// Waits up to `limit` for the lines queued so far to be written (at
+    /// exit, so the last lines are not lost with the process); false when
+    /// stdout did not take them in time.
+    pub fn flush(&self, limit: Duration) -> bool {
+        let deadline = Instant::now().checked_add(limit);
+        let before = |d: Option<Instant>| match d {
+            Some(d) => Instant::now() < d,
+            None => true,
+        };
+        let (ack, acked) = channel();
+        let mut barrier = Msg::Barrier(ack);
+        loop {
+            match self.tx.try_send(barrier) {
+                Ok(()) => break,
+                Err(TrySendError::Full(b)) if before(deadline) => {
+                    barrier = b;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => return false,
+            }
+        }
+        let left = deadline.map_or(limit, |d| d.saturating_duration_since(Instant::now()));
+        acked.recv_timeout(left).is_ok()
     }
 
     /// Lines dropped so far.
@@ -117,7 +151,7 @@ fn note_drop(dropped: &IntCounter, streak: &AtomicBool, why: &str) {
 
 /// The thread that owns stdout.
 struct Writer<W> {
-    rx: Receiver<String>,
+    rx: Receiver<Msg>,
     out: W,
     dropped: IntCounter,
     streak: Arc<AtomicBool>,
@@ -129,15 +163,19 @@ impl<W: Write> Writer<W> {
         // Ends when every sender is gone (the process is exiting).
         while let Ok(first) = self.rx.recv() {
             buf.clear();
-            let mut n = 1;
-            push_line(&mut buf, &first);
-            while n < BATCH_LINES {
-                match self.rx.try_recv() {
-                    Ok(line) => {
+            let mut n = 0;
+            let mut acks = Vec::new();
+            let mut next = Some(first);
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Line(line) => {
                         push_line(&mut buf, &line);
                         n += 1;
                     }
-                    Err(_) => break,
+                    Msg::Barrier(ack) => acks.push(ack),
+                }
+                if n < BATCH_LINES {
+                    next = self.rx.try_recv().ok();
                 }
             }
             // A closed stdout (EPIPE) loses these lines, counted; the
@@ -147,6 +185,9 @@ impl<W: Write> Writer<W> {
                     note_drop(&self.dropped, &self.streak, "writing stdout failed");
                 }
                 tracing::debug!(error = %err, "stdout write failed");
+            }
+            for ack in acks {
+                let _ = ack.send(());
             }
         }
     }
@@ -233,6 +274,42 @@ mod tests {
             got.lines().all(|l| l == "after" || l.starts_with("line ")),
             "{got}"
         );
+    }
+
+    #[test]
+    fn flush_waits_for_the_queued_lines_and_gives_up_on_a_stuck_stdout() {
+        let registry = Registry::new();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let lines = StdoutLines::start_on(&registry, 64, Shared(got.clone())).unwrap();
+        for i in 0..50 {
+            lines.send(format!("line {i}"));
+        }
+        assert!(lines.flush(Duration::from_secs(30)));
+        assert_eq!(
+            String::from_utf8(got.lock().unwrap().clone())
+                .unwrap()
+                .lines()
+                .count(),
+            50
+        );
+
+        let stuck = StdoutLines::start_on(&Registry::new(), 4, Stuck::default()).unwrap();
+        for i in 0..10 {
+            stuck.send(format!("line {i}"));
+        }
+        assert!(!stuck.flush(Duration::from_millis(50)));
+    }
+
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 
     fn wait(mut cond: impl FnMut() -> bool) -> bool {

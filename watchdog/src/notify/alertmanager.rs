@@ -36,6 +36,13 @@ fn after(at: Instant, d: Duration) -> Instant {
         .unwrap_or_else(|| at + Duration::from_secs(86_400 * 365))
 }
 
+/// `d` in seconds, at most a century: `Timestamp::plus_seconds` panics
+/// (inside `time`) on a duration far past the representable range.
+fn seconds(d: Duration) -> f64 {
+    const CENTURY_S: f64 = 100.0 * 365.25 * 86_400.0;
+    d.as_secs_f64().min(CENTURY_S)
+}
+
 /// `alertname` of the always-firing heartbeat.
 pub const HEARTBEAT_ALERTNAME: &str = "WatchdogHeartbeat";
 
@@ -123,7 +130,7 @@ impl Alertmanager {
         annotations.insert("key".into(), line.key.clone().into());
         let ends_at = match line.event {
             AlertEvent::Resolved => line.ts,
-            _ => now.plus_seconds(self.horizon.as_secs_f64()),
+            _ => now.plus_seconds(seconds(self.horizon)),
         };
         // Alertmanager rejects the whole POST when an alert ends before it starts
         // (possible with a skewed emitter clock).
@@ -149,7 +156,7 @@ impl Alertmanager {
                 "summary": "The watchdog is running. This alert always fires; its absence means the watchdog stopped."
             },
             "startsAt": self.started,
-            "endsAt": now.plus_seconds(every.saturating_mul(4).as_secs_f64()),
+            "endsAt": now.plus_seconds(seconds(every.saturating_mul(4))),
         }))
     }
 
