@@ -331,7 +331,15 @@ fn alert_path_stdout_nobody_reads_holds_nothing_up() {
         1,
         "one stderr line per streak of drops:\n{err}"
     );
+    eprintln!(
+        "stdout unread: {} lines in the alert log, {} dropped from stdout, {} polls",
+        file_lines(&log).len(),
+        w.metric("watchdog_stdout_dropped_lines_total"),
+        target.hits()
+    );
+    let asked = Instant::now();
     let status = w.terminate(Duration::from_secs(20));
+    eprintln!("stdout unread: exited {:?} after SIGTERM", asked.elapsed());
     assert!(
         status.is_some_and(|s| s.success()),
         "SIGTERM with a full stdout: {status:?}; stderr:\n{}",
@@ -431,6 +439,11 @@ fn alert_path_partial_writes_leave_whole_lines_and_rotation_reopens() {
         assert!(text.ends_with(b"\n"), "{name} file ends inside a line");
         assert!(text.len() as u64 <= LIMIT);
     }
+    eprintln!(
+        "RLIMIT_FSIZE {LIMIT}: rotated file {} whole lines, new file {} whole lines",
+        old.len(),
+        new.len()
+    );
     // Lines as written to stdout (the full record), in order.
     let stdout: Vec<String> = w
         .stdout()
