@@ -1,5 +1,5 @@
 //! The watchdog's own HTTP endpoint: `GET /metrics` (Prometheus text) and
-//! `GET /healthz` (200 while the poll loops run), loopback by default.
+//! `GET /healthz` (200 while the poll loops run and the evaluation loop turns), loopback by default.
 //!
 //! Small on purpose: two routes, GET only, no body read. A slow client gets
 //! a header-read timeout, connections are capped by a semaphore, and an
