@@ -267,6 +267,7 @@ mod tests {
             value: None,
             threshold: None,
             since: ts,
+            diagnosis: None,
             sink: None,
         }
     }
