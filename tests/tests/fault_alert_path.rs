@@ -5,6 +5,7 @@
 //! | case | what must happen |
 //! |---|---|
 //! | stdout a pipe nobody reads, >2,000 alert lines | polling, the alert log file, gauges, `/healthz` and SIGTERM go on; drops counted in `watchdog_stdout_dropped_lines_total`, said once on stderr |
+//! | stdout and stderr both on pipes nobody reads (one stuck journald), 60 flapping targets logging | same; log lines are dropped too, never waited for |
 //! | evaluation loop stuck (alert log on a FIFO nobody reads) | `/healthz` 503 after 3 intervals, 200 again once it moves |
 //! | `RLIMIT_FSIZE` cuts a write short, then the log is rotated (`mv`) | every file holds whole lines only, none twice, in order; the path is reopened |
 //! | alert log removed (`rm`) | the path is recreated; no line goes to the deleted inode |
@@ -100,6 +101,30 @@ impl FakeTarget {
         }
     }
 
+    /// An emitter that answers 500 to every other request: each target
+    /// polling it logs "poll failed" / "target answers again" over and over.
+    fn flapping() -> Self {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let origin = Instant::now();
+        let stub = {
+            let hits = hits.clone();
+            HttpStub::start(move |_head, conn| {
+                if hits.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+                    write_json(conn, envelope(0, false, origin).to_string().as_bytes());
+                } else {
+                    let _ = conn.write_all(
+                        b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                }
+            })
+        };
+        Self {
+            stub,
+            breaker: Arc::new(AtomicBool::new(false)),
+            hits,
+        }
+    }
+
     fn url(&self) -> String {
         format!("http://{}/metrics", self.stub.addr())
     }
@@ -132,6 +157,8 @@ enum Stdout {
     Collected,
     /// A pipe that is kept open and never read.
     Unread,
+    /// stdout and stderr both on pipes nobody reads (one stuck journald).
+    BothUnread,
 }
 
 /// A running `watchdog run --config`.
@@ -142,6 +169,7 @@ struct Watchdog {
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
     _unread: Option<std::process::ChildStdout>,
+    _unread_err: Option<std::process::ChildStderr>,
 }
 
 impl Watchdog {
@@ -188,10 +216,12 @@ impl Watchdog {
         let mut proc = Proc::spawn("watchdog", &mut cmd).unwrap();
         let child = proc.child_mut();
         let out = child.stdout.take().unwrap();
-        let stderr = collect(child.stderr.take().unwrap());
-        let (stdout, unread) = match stdout {
-            Stdout::Collected => (collect(out), None),
-            Stdout::Unread => (Arc::new(Mutex::new(Vec::new())), Some(out)),
+        let err = child.stderr.take().unwrap();
+        let nothing = || Arc::new(Mutex::new(Vec::new()));
+        let (stdout, unread, stderr, unread_err) = match stdout {
+            Stdout::Collected => (collect(out), None, collect(err), None),
+            Stdout::Unread => (nothing(), Some(out), collect(err), None),
+            Stdout::BothUnread => (nothing(), Some(out), nothing(), Some(err)),
         };
         let mut w = Self {
             proc,
@@ -200,6 +230,7 @@ impl Watchdog {
             stdout,
             stderr,
             _unread: unread,
+            _unread_err: unread_err,
         };
         let up = wait_until(Duration::from_secs(15), || w.get("/metrics").is_some());
         assert!(
@@ -344,6 +375,57 @@ fn alert_path_stdout_nobody_reads_holds_nothing_up() {
         status.is_some_and(|s| s.success()),
         "SIGTERM with a full stdout: {status:?}; stderr:\n{}",
         w.stderr_text()
+    );
+}
+
+/// Issue 15 item 1, with stderr stuck too (stdout and stderr are one journald
+/// stream under systemd): the log lines are dropped as well, and polling, the
+/// alert log file, `/healthz` and SIGTERM still go on.
+#[test]
+fn alert_path_stdout_and_stderr_nobody_reads_hold_nothing_up() {
+    let target = FakeTarget::start(300, false);
+    // 60 more targets on a flapping emitter: each logs a line on stderr
+    // every poll or two, far more than a 64 KiB pipe holds.
+    let flapping = FakeTarget::flapping();
+    let noisy: String = (0..60)
+        .map(|i| {
+            format!(
+                "[[target]]\nname = \"flap-{i}\"\nurl = \"{}\"\n\n",
+                flapping.url()
+            )
+        })
+        .collect();
+    let mut w = Watchdog::start(
+        &target.url(),
+        &format!(
+            "alert_log = \"{{dir}}/alerts.jsonl\"\n\n{noisy}[notify]\nrepeat_interval = \"100ms\"\n\n\
+             [rules.agent_runtime]\nmax = \"1m\"\n"
+        ),
+        Stdout::BothUnread,
+        None,
+    );
+    let log = w.path("alerts.jsonl");
+    assert!(
+        wait_until(Duration::from_secs(30), || flapping.hits() > 2_000),
+        "the flapping targets were not polled"
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || file_lines(&log).len() > 3_000),
+        "the alert log stopped at {} lines",
+        file_lines(&log).len()
+    );
+    let (hits, lines) = (target.hits(), file_lines(&log).len());
+    assert!(
+        wait_until(Duration::from_secs(20), || target.hits() >= hits + 3
+            && file_lines(&log).len() > lines),
+        "polling or the alert log stopped while stdout and stderr were full"
+    );
+    assert_eq!(w.get("/healthz").map(|(s, _)| s), Some(200));
+    assert!(w.metric("watchdog_stdout_dropped_lines_total") > 0.0);
+    let status = w.terminate(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "SIGTERM with stdout and stderr full: {status:?}"
     );
 }
 

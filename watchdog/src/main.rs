@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use watchdog::config::{Config, Overrides};
 use watchdog::dur::Dur;
 use watchdog::engine::Engine;
@@ -111,8 +112,16 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => return usage_error(&err),
     };
+    // Log lines go through a queue that never waits for stderr's reader
+    // (a stuck journald must not freeze the loop); plain stderr if the
+    // writer thread cannot start.
+    let stderr_log = watchdog::stderr::StderrLog::start().ok();
+    let writer = match stderr_log.clone() {
+        Some(log) => BoxMakeWriter::new(log),
+        None => BoxMakeWriter::new(std::io::stderr),
+    };
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -130,6 +139,10 @@ fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(dispatch(cli.command));
+    if let Some(log) = stderr_log {
+        // The last log lines ("stopped") must not die with the process.
+        log.flush(std::time::Duration::from_secs(1));
+    }
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
