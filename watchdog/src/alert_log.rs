@@ -17,7 +17,7 @@
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use shared_schema::AlertLine;
@@ -33,6 +33,9 @@ struct Opened {
     file: File,
     dev: u64,
     ino: u64,
+    /// The file ended inside a line when opened (a crash mid-write, or a
+    /// cut that never succeeded): a newline goes first so our lines stay whole.
+    torn: bool,
 }
 
 /// Where alert lines go.
@@ -176,10 +179,18 @@ impl AlertLog {
     fn open(path: &Path) -> std::io::Result<Opened> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let m = file.metadata()?;
+        let mut last = [0u8; 1];
+        let torn = m.is_file()
+            && m.len() > 0
+            // A handle of its own: ours is write-only, and opening a
+            // non-file (a FIFO) for reading could block.
+            && File::open(path).and_then(|f| f.read_at(&mut last, m.len() - 1)).ok() == Some(1)
+            && last[0] != b'\n';
         Ok(Opened {
             file,
             dev: m.dev(),
             ino: m.ino(),
+            torn,
         })
     }
 
@@ -194,9 +205,14 @@ impl AlertLog {
         if let Some(len) = self.cut_to {
             open.file.set_len(len)?;
             self.cut_to = None;
+            open.torn = false; // cut back to the end of a whole line
         }
         if self.backlog.is_empty() {
             return Ok(());
+        }
+        if open.torn {
+            open.file.write_all(b"\n")?;
+            open.torn = false;
         }
         let mut buf = Vec::new();
         for t in &self.backlog {
@@ -351,5 +367,18 @@ mod tests {
         assert_eq!(log.backlog_len(), 0);
         log.write(&[line("c")]);
         assert_eq!(keys(&fixed), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn a_file_that_ends_inside_a_line_gets_a_newline_before_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alerts.jsonl");
+        std::fs::write(&path, "{\"half a line").unwrap();
+        let mut log = AlertLog::file_only(path.clone());
+        log.write(&[line("a")]);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let last = text.lines().last().unwrap();
+        assert_eq!(serde_json::from_str::<AlertLine>(last).unwrap().key, "a");
+        assert_eq!(text.lines().count(), 2);
     }
 }
