@@ -267,6 +267,8 @@ struct Tx<'c> {
     conn: &'c Connection,
     since: Instant,
     open: bool,
+    /// The read lock was taken (a wait for it is not counted as holding it).
+    holding: bool,
     stats: &'c mut ReadStats,
 }
 
@@ -276,6 +278,7 @@ impl<'c> Tx<'c> {
             conn,
             since: Instant::now(),
             open: false,
+            holding: false,
             stats,
         };
         tx.start()?;
@@ -287,8 +290,10 @@ impl<'c> Tx<'c> {
         self.open = true;
         // Take the read lock now (this is where a writer's lock is waited
         // for), so that the slice and `longest` count only time holding it.
+        self.holding = false;
         self.conn
             .query_row("PRAGMA schema_version", [], |_| Ok(()))?;
+        self.holding = true;
         self.since = Instant::now();
         self.stats.transactions += 1;
         Ok(())
@@ -297,8 +302,10 @@ impl<'c> Tx<'c> {
     fn finish(&mut self) -> rusqlite::Result<()> {
         if self.open {
             self.open = false;
-            let took = self.since.elapsed();
-            self.stats.longest = self.stats.longest.max(took);
+            if self.holding {
+                let took = self.since.elapsed();
+                self.stats.longest = self.stats.longest.max(took);
+            }
             self.conn.execute_batch("COMMIT")?;
         }
         Ok(())
@@ -317,8 +324,10 @@ impl<'c> Tx<'c> {
 impl Drop for Tx<'_> {
     fn drop(&mut self) {
         if self.open && !self.conn.is_autocommit() {
-            let took = self.since.elapsed();
-            self.stats.longest = self.stats.longest.max(took);
+            if self.holding {
+                let took = self.since.elapsed();
+                self.stats.longest = self.stats.longest.max(took);
+            }
             if let Err(err) = self.conn.execute_batch("ROLLBACK") {
                 tracing::debug!(error = %err, "ending a read transaction");
             }
