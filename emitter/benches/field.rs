@@ -12,7 +12,9 @@
 //!   rollback-journal and WAL mode, alone and while the emitter is polled
 //!   10 times a second, with "database is locked" errors counted.
 //!
-//! `EMITTER_FIELD=history,host,writer` picks parts; `EMITTER_FIELD_SIZES`
+//! - `pread`: open + read + close of `stat`/`io` against `pread` on kept fds.
+//!
+//! `EMITTER_FIELD=history,host,writer,pread` picks parts; `EMITTER_FIELD_SIZES`
 //! the history sizes (default `1000,10000,100000,1000000`). Databases are
 //! generated once into `target/field-cache/` and copied for each run.
 #![allow(clippy::unwrap_used)]
@@ -397,17 +399,58 @@ fn part_writer() {
     }
 }
 
+/// Whether keeping `/proc/<pid>/{stat,io}` open and re-reading with `pread`
+/// pays against open + read + close each time (issue 10 asks to measure it).
+fn part_pread() {
+    use std::os::unix::fs::FileExt;
+    let sleeps = Sleeps::new(100);
+    let pids: Vec<u32> = sleeps.0.iter().map(Child::id).collect();
+    let mut buf = vec![0u8; 4096];
+    let mut reopen = Vec::new();
+    for _ in 0..200 {
+        let c = cpu();
+        for pid in &pids {
+            for f in ["stat", "io"] {
+                let _ = std::fs::read(format!("/proc/{pid}/{f}")).unwrap();
+            }
+        }
+        reopen.push(cpu() - c);
+    }
+    let files: Vec<std::fs::File> = pids
+        .iter()
+        .flat_map(|pid| {
+            ["stat", "io"].map(|f| std::fs::File::open(format!("/proc/{pid}/{f}")).unwrap())
+        })
+        .collect();
+    let mut kept = Vec::new();
+    for _ in 0..200 {
+        let c = cpu();
+        for f in &files {
+            let _ = f.read_at(&mut buf, 0).unwrap();
+        }
+        kept.push(cpu() - c);
+    }
+    println!("## pread (100 pids, stat + io each; CPU per round, median)");
+    println!(
+        "| open + read + close | pread on kept fds |\n|---|---|\n| {:.3} ms | {:.3} ms |",
+        median(reopen).as_secs_f64() * 1e3,
+        median(kept).as_secs_f64() * 1e3
+    );
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing and must stay fast.
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let parts = std::env::var("EMITTER_FIELD").unwrap_or_else(|_| "history,host,writer".into());
+    let parts =
+        std::env::var("EMITTER_FIELD").unwrap_or_else(|_| "history,host,writer,pread".into());
     for part in parts.split(',') {
         match part.trim() {
             "history" => part_history(),
             "host" => part_host(),
             "writer" => part_writer(),
+            "pread" => part_pread(),
             other => eprintln!("unknown part {other}"),
         }
     }
