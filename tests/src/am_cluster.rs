@@ -23,8 +23,9 @@ use crate::procs::Proc;
 use crate::stack::tail;
 
 /// `--cluster.peer-timeout`: how long the second peer waits for the first
-/// one's notification to be gossiped before sending itself.
-pub const PEER_TIMEOUT: &str = "2s";
+/// one's notification to be gossiped before sending itself. Keep the
+/// route's `group_interval` above it, or both peers notify.
+pub const PEER_TIMEOUT: &str = "1s";
 
 /// One webhook notification as the receiver got it.
 #[derive(Debug, Clone)]
