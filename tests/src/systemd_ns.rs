@@ -17,6 +17,10 @@
 //!   private `/etc/systemd/system`.
 //! - units that change the shared kernel (sysctl, binfmt, modules) or
 //!   remount the root are masked.
+//! - a cgroup of its own (`e2e-<root dir name>` in the `name=systemd` and
+//!   unified hierarchies): systemd in a container builds its tree below the
+//!   cgroup it starts in, so two booted machines never share a
+//!   `system.slice`, and the whole tree is removed after the poweroff.
 //! - `setpriv --pdeathsig KILL`: if the test process (and with it
 //!   `unshare`) is killed outright, systemd dies too instead of lingering.
 //!
@@ -64,6 +68,16 @@ const BOOT_TARGET: &str = "[Unit]\nDescription=e2e boot target\nRequires=basic.t
 
 const BOOT_SCRIPT: &str = r#"set -eu
 R="$1"
+CG="$2"
+# A cgroup of its own in the hierarchies systemd manages, so its init.scope
+# and system.slice live below it: apart from any other booted systemd, and
+# removed as a whole after the poweroff.
+for h in /sys/fs/cgroup/systemd /sys/fs/cgroup/unified /sys/fs/cgroup; do
+  if [ -f "$h/cgroup.procs" ]; then
+    mkdir -p "$h/$CG"
+    echo $$ > "$h/$CG/cgroup.procs"
+  fi
+done
 for d in /tmp /var/tmp /run /var/log /var/lib; do
   mount -t tmpfs -o mode=0755 e2e-tmpfs "$d"
 done
@@ -90,6 +104,8 @@ exec setpriv --pdeathsig KILL env container=other /lib/systemd/systemd --system 
 pub struct Layout {
     /// The directory holding everything below (outside /tmp, /run, ...).
     pub root: PathBuf,
+    /// The cgroup (one path in every hierarchy) systemd starts in.
+    pub cgroup: String,
 }
 
 impl Layout {
@@ -138,8 +154,13 @@ impl Layout {
             std::fs::write(root.join("default").join(name), text)?;
         }
         std::fs::write(root.join("boot.sh"), BOOT_SCRIPT)?;
+        let name = root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         Ok(Self {
             root: root.to_owned(),
+            cgroup: format!("e2e-{name}-{}", std::process::id()),
         })
     }
 
@@ -188,6 +209,8 @@ pub struct Booted {
     pid: u32,
     /// systemd's own console output.
     pub console: PathBuf,
+    /// Its cgroup, removed after the poweroff.
+    cgroup: String,
 }
 
 impl Booted {
@@ -200,6 +223,7 @@ impl Booted {
         cmd.args(["--fork", "--pid", "--mount", "--mount-proc", "/bin/sh"])
             .arg(layout.root.join("boot.sh"))
             .arg(&layout.root)
+            .arg(&layout.cgroup)
             .stdin(Stdio::null())
             .stdout(Stdio::from(out.try_clone()?))
             .stderr(Stdio::from(out));
@@ -228,6 +252,7 @@ impl Booted {
             unshare,
             pid,
             console,
+            cgroup: layout.cgroup.clone(),
         };
         let state = crate::net::wait_for(
             "systemd to finish booting",
@@ -308,6 +333,7 @@ impl Booted {
         let end = Instant::now() + grace;
         while Instant::now() < end {
             if matches!(self.unshare.try_wait(), Ok(Some(_))) {
+                remove_cgroups(&self.cgroup);
                 return true;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -315,6 +341,7 @@ impl Booted {
         // SAFETY: as above. Killing PID 1 of the namespace kills all of it.
         unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGKILL) };
         let _ = self.unshare.kill();
+        remove_cgroups(&self.cgroup);
         false
     }
 }
@@ -324,6 +351,37 @@ impl Drop for Booted {
         if crate::procs::alive(self.pid) {
             self.poweroff(Duration::from_secs(20));
         }
+    }
+}
+
+/// Removes `name` and everything below it from every cgroup hierarchy
+/// (empty cgroups only: rmdir refuses one that still holds a process).
+fn remove_cgroups(name: &str) {
+    fn remove_tree(dir: &Path) {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    remove_tree(&entry.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+    if name.is_empty() || name.contains('/') {
+        return;
+    }
+    let base = Path::new("/sys/fs/cgroup");
+    remove_tree_if(base.join(name), remove_tree);
+    if let Ok(hierarchies) = std::fs::read_dir(base) {
+        for h in hierarchies.flatten() {
+            remove_tree_if(h.path().join(name), remove_tree);
+        }
+    }
+}
+
+fn remove_tree_if(dir: PathBuf, remove: fn(&Path)) {
+    if dir.is_dir() {
+        remove(&dir);
     }
 }
 

@@ -277,6 +277,15 @@ fn two_replicas_behind_an_alertmanager_cluster_notify_once_and_survive_a_death()
         all.len(),
         all.iter().map(Notification::sender).collect::<Vec<_>>()
     );
+    // What the dead peer cost the replicas: `dropped` lines for its sink only.
+    let dropped: Vec<String> = a
+        .lines()
+        .iter()
+        .chain(b.lines().iter())
+        .filter(|l| l.event == AlertEvent::Dropped)
+        .map(|l| format!("{} {}", l.rule, l.sink.clone().unwrap_or_default()))
+        .collect();
+    eprintln!("dropped lines after the peer died: {dropped:?}");
     // The surviving replica still reports the alert firing, never resolved.
     assert!(!b
         .lines()
