@@ -217,6 +217,7 @@ impl Booted {
     /// Boots `layout` and waits (up to `limit`) until systemd reports the
     /// boot finished (`running` or `degraded`).
     pub fn boot(layout: &Layout, limit: Duration) -> anyhow::Result<Self> {
+        sweep_stale_cgroups();
         let console = layout.root.join("console.log");
         let out = std::fs::File::create(&console)?;
         let mut cmd = Command::new("unshare");
@@ -375,6 +376,28 @@ fn remove_cgroups(name: &str) {
     if let Ok(hierarchies) = std::fs::read_dir(base) {
         for h in hierarchies.flatten() {
             remove_tree_if(h.path().join(name), remove_tree);
+        }
+    }
+}
+
+/// Removes the cgroups of earlier runs whose test process is gone (one
+/// killed outright takes systemd with it, through the death signal, but
+/// cannot remove its cgroup).
+fn sweep_stale_cgroups() {
+    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup/systemd") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(owner) = name
+            .strip_prefix("e2e-")
+            .and_then(|rest| rest.rsplit_once('-'))
+            .and_then(|(_, pid)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !crate::procs::alive(owner) {
+            remove_cgroups(&name);
         }
     }
 }
