@@ -10,6 +10,7 @@ pub mod am_cluster;
 pub mod bins;
 pub mod contract;
 pub mod ext;
+pub mod field;
 pub mod harness;
 pub mod lab;
 pub mod net;
