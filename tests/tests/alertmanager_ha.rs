@@ -274,8 +274,31 @@ fn two_replicas_behind_an_alertmanager_cluster_notify_once_and_survive_a_death()
     }
 
     // Kill the peer that notified last: the other one takes over, nothing
-    // is lost, nothing is resolved, nothing is sent twice.
-    let last = stuck_notifications(&rx).unwrap().pop().unwrap();
+    // is lost, nothing is resolved, nothing is sent twice. Not within the
+    // gossip window right after it notified: a peer killed a few ms after
+    // its webhook call never gossips that entry of its notification log,
+    // and the survivor notifies again one peer-timeout later (seen once in
+    // .ci/run: two notifications 1.0 s apart). That is Alertmanager's
+    // at-least-once, not something the watchdog can change; see
+    // docs/DEPLOYMENT.md. Mid-interval (2 to 5 s after it, the next one due
+    // 8 s after it) the entry has long reached the other peer.
+    let last = net::wait_for(
+        "the middle of a repeat interval",
+        REPEAT * 3,
+        Duration::from_millis(50),
+        || {
+            let last = stuck_notifications(&rx)?
+                .pop()
+                .ok_or_else(|| "no notification".to_owned())?;
+            let age = last.at.elapsed();
+            if age >= Duration::from_secs(2) && age < Duration::from_secs(5) {
+                Ok(last)
+            } else {
+                Err(format!("last notification {age:?} old"))
+            }
+        },
+    )
+    .unwrap();
     let sender = last.sender().to_owned();
     let idx = peers.iter().position(|p| p.base() == sender).unwrap();
     let mut dead = peers.remove(idx);
