@@ -6,11 +6,12 @@
 //! problem (they are how the contract grows); a missing key that the
 //! contract requires, a wrong type, or a value outside its set are.
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::envelope::{REQUIRED_JOB_STATUSES, SECTIONS};
-use crate::read::{kind_of, problem, Problem};
-use crate::{Timestamp, SCHEMA_VERSION};
+use crate::read::{kind_of, problem, utf8, Problem, Top};
+use crate::{read_envelope, ReadError, Reading, Timestamp, SCHEMA_VERSION};
 
 /// The shape of one value in the contract.
 #[derive(Debug, Clone, Copy)]
@@ -197,41 +198,108 @@ const ENVELOPE: &[Field] = &[
 ];
 
 /// Lists every problem of `bytes` as an envelope; empty means it fits the contract.
+///
+/// The top level is read by the one reader's own pass ([`crate::read`]), so
+/// `validate` and the watchdog agree on what the body is; each known key is
+/// then walked strictly, an array item by item (one item's tree at a time,
+/// so a large body costs no more than its largest item). Whatever the reader
+/// itself sets aside (a section it cannot read, a list past its cap) is
+/// listed too, so a clean `validate` means a clean read.
 pub fn validate(bytes: &[u8]) -> Vec<Problem> {
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(value) => validate_value(&value),
-        Err(e) => vec![problem("$", format!("not JSON: {e}"))],
-    }
-}
-
-/// Lists every problem of an already parsed envelope.
-pub fn validate_value(value: &Value) -> Vec<Problem> {
     let mut out = Vec::new();
-    let Value::Object(obj) = value else {
-        out.push(problem(
-            "$",
-            format!("expected an object, found {}", kind_of(value)),
-        ));
-        return out;
+    let text = match utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => return vec![problem("$", e.to_string())],
     };
-    match obj.get("schema_version").map(Value::as_u64) {
+    let top = match Top::scan(text) {
+        Ok(top) => top,
+        Err(ReadError::NotAnObject(kind)) => {
+            return vec![problem("$", format!("expected an object, found {kind}"))]
+        }
+        Err(e) => return vec![problem("$", e.to_string())],
+    };
+    match top
+        .schema_version
+        .map(|raw| serde_json::from_str::<u64>(raw.get()))
+    {
         None => out.push(problem("schema_version", "missing")),
-        Some(None) => out.push(problem("schema_version", "expected a non-negative integer")),
-        Some(Some(v)) if v != SCHEMA_VERSION => {
+        Some(Err(_)) => out.push(problem("schema_version", "expected a non-negative integer")),
+        Some(Ok(v)) if v != SCHEMA_VERSION => {
             out.push(problem(
                 "schema_version",
                 format!("version {v} is not the supported {SCHEMA_VERSION}"),
             ));
             return out;
         }
-        Some(Some(_)) => {}
+        Some(Ok(_)) => {}
     }
-    if obj.get("enabled") == Some(&Value::Bool(false)) {
+    if top.enabled.is_some_and(|raw| raw.get() == "false") {
         return out; // A disabled body carries nothing else.
     }
-    walk_fields(obj, ENVELOPE, "", &mut out);
-    check_semantics(obj, &mut out);
+    // The top-level values as trees, except the arrays' items (walked one by one).
+    let mut obj = Map::new();
+    for field in ENVELOPE {
+        match top.get(field.key) {
+            None if field.required => out.push(problem(field.key, "missing")),
+            None => {}
+            Some(raw) => {
+                if let Some(v) = walk_raw(raw, field.ty, field.key, &mut out) {
+                    obj.insert(field.key.to_owned(), v);
+                }
+            }
+        }
+    }
+    check_semantics(&obj, &mut out);
+    if let Ok(Reading::Enabled { problems, .. }) = read_envelope(bytes) {
+        for p in problems {
+            if !out.iter().any(|o| o.path.starts_with(&p.path)) {
+                out.push(p);
+            }
+        }
+    }
     out
+}
+
+/// Walks one top-level value and returns it as a tree, except an array of
+/// objects (`stages`, `agents`): its items are walked one by one and a
+/// stand-in is returned (empty or one `null`), enough for the semantic
+/// checks, which only ask whether such a section is empty.
+fn walk_raw(raw: &RawValue, ty: Ty, path: &str, out: &mut Vec<Problem>) -> Option<Value> {
+    if let Ty::Arr(item @ Ty::Obj(_)) = ty {
+        if let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(raw.get()) {
+            for (i, it) in items.iter().enumerate() {
+                let at = format!("{path}[{i}]");
+                match serde_json::from_str::<Value>(it.get()) {
+                    Ok(v) => walk(&v, *item, &at, out),
+                    Err(e) => out.push(problem(&at, format!("not JSON: {e}"))),
+                }
+            }
+            let stand_in = if items.is_empty() {
+                vec![]
+            } else {
+                vec![Value::Null]
+            };
+            return Some(Value::Array(stand_in));
+        }
+    }
+    match serde_json::from_str::<Value>(raw.get()) {
+        Ok(v) => {
+            walk(&v, ty, path, out);
+            Some(v)
+        }
+        Err(e) => {
+            out.push(problem(path, format!("not JSON: {e}")));
+            None
+        }
+    }
+}
+
+/// Lists every problem of an already parsed envelope.
+pub fn validate_value(value: &Value) -> Vec<Problem> {
+    match serde_json::to_vec(value) {
+        Ok(bytes) => validate(&bytes),
+        Err(e) => vec![problem("$", format!("not JSON: {e}"))],
+    }
 }
 
 fn join(prefix: &str, key: &str) -> String {
