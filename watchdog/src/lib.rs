@@ -14,7 +14,6 @@ pub mod delta;
 pub mod dur;
 pub mod engine;
 pub mod exporter;
-pub mod fast_read;
 pub mod http;
 pub mod notify;
 pub mod poll;
