@@ -252,7 +252,14 @@ pub fn validate(bytes: &[u8]) -> Vec<Problem> {
     check_semantics(&obj, &mut out);
     if let Ok(Reading::Enabled { problems, .. }) = read_envelope(bytes) {
         for p in problems {
-            if !out.iter().any(|o| o.path.starts_with(&p.path)) {
+            // Said already when the walk named the same place or one above it.
+            let said = out.iter().any(|o| {
+                p.path == o.path
+                    || p.path
+                        .strip_prefix(o.path.as_str())
+                        .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+            });
+            if !said {
                 out.push(p);
             }
         }
