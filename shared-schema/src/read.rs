@@ -191,6 +191,7 @@ impl<'de> serde::Deserialize<'de> for Key {
 }
 
 /// The top level, or the JSON kind found instead of an object.
+#[allow(clippy::large_enum_variant)] // one per read, on the stack, never in a collection
 enum TopOrNot<'a> {
     Top(Top<'a>),
     Not(&'static str),
