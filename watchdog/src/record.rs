@@ -70,3 +70,41 @@ impl Recorder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use shared_schema::{Recorded, Timestamp};
+
+    /// Contract section 5 (page 2): a failed poll is recorded as
+    /// `{"target","received_at","error"}`, a body as its raw JSON, and a body
+    /// that is not JSON as the failure the engine saw.
+    #[test]
+    fn failed_polls_are_recorded_with_their_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rec.jsonl");
+        let mut rec = Recorder::new(path.clone());
+        let t = Timestamp::parse("2026-11-22T10:00:00Z").unwrap();
+        let body = br#"{"schema_version":1,"generated_at":"2026-11-22T10:00:00Z","agents":[]}"#;
+        rec.record("orch", &Observation::from_body(t, body), Some(body));
+        rec.record("orch", &Observation::failed(t, "HTTP 503"), None);
+        let junk = b"<html>";
+        rec.record("orch", &Observation::from_body(t, junk), Some(junk));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        let first = RecordLine::parse(lines[0].as_bytes()).unwrap();
+        assert_eq!(first.outcome(), Recorded::Envelope(&body[..]));
+        assert_eq!(
+            lines[1],
+            r#"{"target":"orch","received_at":"2026-11-22T10:00:00.000Z","error":"HTTP 503"}"#
+        );
+        let third = RecordLine::parse(lines[2].as_bytes()).unwrap();
+        assert!(
+            matches!(third.outcome(), Recorded::Failed(why) if why.starts_with("unparsable body")),
+            "{}",
+            lines[2]
+        );
+    }
+}
