@@ -24,6 +24,8 @@ pub mod rules;
 pub mod run;
 pub mod sd;
 pub mod state;
+pub mod stderr;
+pub mod stdout;
 pub mod up_close;
 pub mod validate_cmd;
 pub mod view;
