@@ -36,10 +36,9 @@ pub struct Observation {
 }
 
 impl Observation {
-    /// A poll whose body was read (through the tolerant reader, by way of
-    /// its fast path for well-formed bodies).
+    /// A poll whose body was read (through the one reader).
     pub fn from_body(now: Timestamp, body: &[u8]) -> Self {
-        Self::from_read(now, crate::fast_read::read(body))
+        Self::from_read(now, shared_schema::read_envelope(body))
     }
 
     /// A recorded envelope.
