@@ -7,12 +7,9 @@
 //! sockets or clocks; I/O lives at the edges.
 
 pub mod alert_log;
-pub mod alerts;
 pub mod check;
 pub mod config;
-pub mod delta;
 pub mod dur;
-pub mod engine;
 pub mod exporter;
 pub mod fast_read;
 pub mod http;
@@ -20,9 +17,11 @@ pub mod notify;
 pub mod poll;
 pub mod record;
 pub mod replay;
-pub mod rules;
 pub mod run;
 pub mod sd;
 pub mod state;
 pub mod validate_cmd;
-pub mod view;
+
+// The pure core lives in its own crate; these paths keep the binary's
+// modules (and its users) reading `watchdog::engine` as before.
+pub use watchdog_core::{alerts, delta, engine, rules, view};

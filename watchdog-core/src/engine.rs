@@ -36,10 +36,9 @@ pub struct Observation {
 }
 
 impl Observation {
-    /// A poll whose body was read (through the tolerant reader, by way of
-    /// its fast path for well-formed bodies).
+    /// A poll whose body was read (through the tolerant reader).
     pub fn from_body(now: Timestamp, body: &[u8]) -> Self {
-        Self::from_read(now, crate::fast_read::read(body))
+        Self::from_read(now, shared_schema::read_envelope(body))
     }
 
     /// A recorded envelope.
@@ -50,16 +49,13 @@ impl Observation {
     /// The tolerant reader's verdict on a body.
     pub fn from_read(now: Timestamp, read: Result<Reading, ReadError>) -> Self {
         match read {
-            Ok(Reading::Enabled { envelope, problems }) => {
-                for p in &problems {
-                    tracing::debug!(path = %p.path, problem = %p.message, "envelope section set aside");
-                }
-                Self {
-                    now,
-                    outcome: PollOutcome::Ok,
-                    envelope: Some(envelope),
-                }
-            }
+            // The reader's problems are set-aside sections; they show as
+            // `degraded` in the envelope, and `validate` reports them in words.
+            Ok(Reading::Enabled { envelope, .. }) => Self {
+                now,
+                outcome: PollOutcome::Ok,
+                envelope: Some(envelope),
+            },
             Ok(Reading::Disabled) => Self {
                 now,
                 outcome: PollOutcome::Disabled,
