@@ -136,8 +136,14 @@ impl Config {
             || "the command line".to_owned(),
             |p| p.display().to_string(),
         );
-        let rules =
-            RuleSet::build(&file.rules).map_err(|e| ConfigError(format!("{where_}: {e}")))?;
+        // Each `[rules.NAME]` goes to its rule's settings through serde; the
+        // core never sees TOML.
+        let tables: BTreeMap<String, serde_json::Value> = file
+            .rules
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default()))
+            .collect();
+        let rules = RuleSet::build(&tables).map_err(|e| ConfigError(format!("{where_}: {e}")))?;
 
         let mut targets = Vec::new();
         if over.targets.is_empty() {
@@ -257,13 +263,30 @@ impl Config {
                     token_file: t.token_file.as_deref(),
                 })
                 .collect(),
-            rules: self.rules.to_table(),
+            rules: rules_table(&self.rules),
             notify,
         };
         let mut text =
             String::from("# effective watchdog configuration (secrets are never shown)\n");
         text.push_str(&toml::to_string(&out).unwrap_or_else(|e| format!("# cannot render: {e}\n")));
         text
+    }
+}
+
+/// `[rules.*]` with every effective value, as TOML.
+/// TOML has no null: an unset key (`cost_budget.max_usd`) is left out.
+pub fn rules_table(rules: &RuleSet) -> toml::Table {
+    fn strip_nulls(v: &mut serde_json::Value) {
+        if let serde_json::Value::Object(m) = v {
+            m.retain(|_, v| !v.is_null());
+            m.values_mut().for_each(strip_nulls);
+        }
+    }
+    let mut v = serde_json::Value::Object(rules.to_value());
+    strip_nulls(&mut v);
+    match toml::Value::try_from(v) {
+        Ok(toml::Value::Table(t)) => t,
+        _ => toml::Table::new(),
     }
 }
 
@@ -506,16 +529,30 @@ mod example {
             ..Overrides::default()
         })
         .unwrap();
-        let defaults = RuleSet::defaults().to_table();
-        let mut loaded = c.rules.to_table();
-        // The one override the example shows on purpose.
+        let defaults = rules_table(&RuleSet::defaults());
+        let mut loaded = rules_table(&c.rules);
+        // The overrides the example shows on purpose.
         if let Some(toml::Value::Table(t)) = loaded.get_mut("stage_age") {
             t.insert("per_stage".into(), toml::Value::Table(toml::Table::new()));
+        }
+        if let Some(toml::Value::Table(t)) = loaded.get_mut("stuck_agent") {
+            t.insert("per_agent".into(), toml::Value::Table(toml::Table::new()));
         }
         assert_eq!(
             loaded, defaults,
             "the example's rule values drifted from the defaults"
         );
+        // Every rule of the one registry has its section in the example.
+        let text = std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("watchdog.example.toml"),
+        )
+        .unwrap();
+        for name in crate::rules::names() {
+            assert!(
+                text.contains(&format!("[rules.{name}]")),
+                "watchdog.example.toml has no [rules.{name}]: add it"
+            );
+        }
         assert_eq!(c.interval, DEFAULT_INTERVAL);
         assert_eq!(c.timeout, DEFAULT_TIMEOUT);
         assert_eq!(c.repeat_interval(), crate::engine::DEFAULT_REPEAT_INTERVAL);

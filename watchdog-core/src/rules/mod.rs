@@ -1,5 +1,14 @@
-//! The rules of CONTRACT.md section 3: one file each, one [`Rule`] trait,
-//! registered in [`ALL`]. Adding a rule is one new file plus one line there.
+//! The rules of CONTRACT.md section 3: one file each.
+//!
+//! A rule is its settings type (the `[rules.NAME]` keys it owns, with their
+//! defaults) plus an [`Rule::evaluate`]. Everything else comes from one
+//! generic wrapper, [`Configured`]: the name, the common keys (`enabled`,
+//! `severity`, `for`, `keep_firing_for`), `per_agent` for the rules that opt
+//! in, parsing through serde and printing for `--print-config`.
+//!
+//! **Adding a rule is one new file (its `Settings` and `impl Rule`) and one
+//! line in [`ALL`]**: the example config, the docs checks and the tests
+//! derive their lists from `ALL`.
 //!
 //! A rule looks at one evaluated poll ([`Ctx`]) and says, per subject, that
 //! its condition holds (with value, threshold, summary, labels) or that it
@@ -7,14 +16,17 @@
 //! cannot tell anything at all (target down, section degraded) it returns
 //! [`Outcome::Unknown`], and every alert of the rule sits out the gap.
 
+use std::any::Any;
 use std::collections::BTreeMap;
+use std::fmt::Debug;
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use shared_schema::{Agent, Envelope, Severity};
 
 use crate::alerts::Finding;
-use crate::delta::{DeltaConfig, Deltas};
+use crate::delta::{AgentId, Deltas};
 use crate::dur::Dur;
 use crate::view::PollOutcome;
 
@@ -34,27 +46,52 @@ pub mod stuck_agent;
 pub mod target_down;
 pub mod target_stale;
 
-/// Builds a rule from its `[rules.NAME]` table (absent: all defaults).
-pub type Builder = fn(Option<&toml::Table>) -> Result<Box<dyn Rule>, String>;
-
-/// Every rule, by its stable name.
-pub const ALL: &[(&str, Builder)] = &[
-    (stuck_agent::NAME, stuck_agent::build),
-    (agent_runtime::NAME, agent_runtime::build),
-    (stage_age::NAME, stage_age::build),
-    (queue_depth::NAME, queue_depth::build),
-    (queue_stalled::NAME, queue_stalled::build),
-    (breaker_open::NAME, breaker_open::build),
-    (invariant_violation::NAME, invariant_violation::build),
-    (reconciler_slow::NAME, reconciler_slow::build),
-    (reconciler_backlog::NAME, reconciler_backlog::build),
-    (error_rate::NAME, error_rate::build),
-    (cost_budget::NAME, cost_budget::build),
-    (target_down::NAME, target_down::build),
-    (target_stale::NAME, target_stale::build),
-    (schema_incompatible::NAME, schema_incompatible::build),
-    (section_degraded::NAME, section_degraded::build),
+/// THE registry: every rule, in the order alerts and `--print-config` list them.
+pub const ALL: &[Entry] = &[
+    entry::<stuck_agent::Settings>(),
+    entry::<agent_runtime::Settings>(),
+    entry::<stage_age::Settings>(),
+    entry::<queue_depth::Settings>(),
+    entry::<queue_stalled::Settings>(),
+    entry::<breaker_open::Settings>(),
+    entry::<invariant_violation::Settings>(),
+    entry::<reconciler_slow::Settings>(),
+    entry::<reconciler_backlog::Settings>(),
+    entry::<error_rate::Settings>(),
+    entry::<cost_budget::Settings>(),
+    entry::<target_down::Settings>(),
+    entry::<target_stale::Settings>(),
+    entry::<schema_incompatible::Settings>(),
+    entry::<section_degraded::Settings>(),
 ];
+
+/// The names of every rule, in registry order.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    ALL.iter().map(|e| e.name)
+}
+
+/// One line of the registry.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry {
+    /// The stable name (`stuck_agent`).
+    pub name: &'static str,
+    /// Whether the rule takes `per_agent`.
+    pub per_agent: bool,
+    /// Builds the rule from its `[rules.NAME]` table (absent: all defaults).
+    pub build: Builder,
+}
+
+/// Builds a rule from its `[rules.NAME]` table (as a serde tree).
+pub type Builder = fn(Option<&Value>) -> Result<Box<dyn DynRule>, String>;
+
+/// The registry line of rule `R`.
+pub const fn entry<R: Rule>() -> Entry {
+    Entry {
+        name: R::NAME,
+        per_agent: R::PER_AGENT,
+        build: build::<R>,
+    }
+}
 
 /// Which clock an alert's `ts`/`since` are written on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +112,9 @@ pub struct Ctx<'a> {
     /// The envelope, when read.
     pub envelope: Option<&'a Envelope>,
     /// What the delta engine derived from it.
-    pub deltas: &'a Deltas,
+    pub deltas: &'a Deltas<'a>,
+    /// The target's running clock, seconds (for rate windows).
+    pub clock_s: f64,
 }
 
 impl<'a> Ctx<'a> {
@@ -116,28 +155,49 @@ impl Outcome {
     }
 }
 
-/// One rule of section 3.
-pub trait Rule: Send + Sync + std::fmt::Debug {
+/// Figures a rule knows of one agent, for the gauges and the status page.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct AgentFigures {
+    /// CPU fraction over the last delta.
+    pub cpu_fraction: Option<f64>,
+    /// Seconds idle so far.
+    pub idle_s: Option<f64>,
+}
+
+/// One rule of section 3: its settings type (serde, with defaults) and its
+/// evaluation. Name, common keys and `per_agent` come from [`Configured`].
+pub trait Rule:
+    Default + Clone + Debug + Serialize + DeserializeOwned + Send + Sync + 'static
+{
     /// The stable name (`stuck_agent`).
-    fn name(&self) -> &'static str;
-    /// `enabled`, `severity`, `for`, `keep_firing_for`.
-    fn common(&self) -> &Common;
-    /// The rule's own keys with their effective values, for `--print-config`.
-    fn own_settings(&self) -> toml::Table;
-    /// Evaluates one poll.
-    fn evaluate(&self, ctx: &Ctx<'_>) -> Outcome;
+    const NAME: &'static str;
+    /// The default `severity`.
+    const SEVERITY: Severity;
+    /// The default `for`.
+    const FOR: Dur = Dur::secs(0);
+    /// Whether `per_agent` overrides apply (CONTRACT.md section 3).
+    const PER_AGENT: bool = false;
     /// The clock of this rule's `ts`/`since`.
-    fn clock(&self) -> Clock {
-        Clock::Emitter
+    const CLOCK: Clock = Clock::Emitter;
+    /// What the rule remembers of one target between polls (kept in the state file).
+    type State: Default + Debug + Serialize + DeserializeOwned + Send + Sync + 'static;
+
+    /// Checks values serde cannot (ranges); the message names the key.
+    fn check(&self) -> Result<(), String> {
+        Ok(())
     }
-    /// Tells the delta engine what this rule needs of it.
-    fn tune(&self, delta: &mut DeltaConfig) {
-        let _ = delta;
+
+    /// Evaluates one poll; `per` gives the settings for one agent's name.
+    fn evaluate(&self, ctx: &Ctx<'_>, state: &mut Self::State, per: &PerAgent<Self>) -> Outcome;
+
+    /// What this rule knows of one agent (for the outputs).
+    fn figures(&self, state: &Self::State, id: &AgentId, out: &mut AgentFigures) {
+        let _ = (state, id, out);
     }
 }
 
 /// The keys every rule has.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Common {
     /// Whether the rule is evaluated at all.
     pub enabled: bool,
@@ -162,43 +222,289 @@ impl Common {
     }
 }
 
-/// Reads a `[rules.NAME]` table: the common keys over `defaults`, the rest
-/// into the rule's own `T` (which rejects unknown keys and defaults the rest).
-pub fn parse<T: DeserializeOwned + Default>(
-    table: Option<&toml::Table>,
-    mut common: Common,
-) -> Result<(Common, T), String> {
-    let Some(table) = table else {
-        return Ok((common, T::default()));
+/// One agent name's overrides.
+#[derive(Debug, Clone)]
+struct Override<R> {
+    /// The rule's settings with the overrides applied.
+    settings: R,
+    /// `for` for this agent, when overridden.
+    for_: Option<Dur>,
+    /// The override as written, for `--print-config`.
+    written: Map<String, Value>,
+}
+
+/// The `per_agent` overrides of one rule.
+#[derive(Debug, Clone)]
+pub struct PerAgent<R> {
+    by_name: BTreeMap<String, Override<R>>,
+}
+
+impl<R> Default for PerAgent<R> {
+    fn default() -> Self {
+        Self {
+            by_name: BTreeMap::new(),
+        }
+    }
+}
+
+impl<R> PerAgent<R> {
+    /// The settings for `agent`: its name's overrides, else `base`.
+    pub fn get<'a>(&'a self, base: &'a R, agent: &Agent) -> &'a R {
+        agent
+            .agent
+            .as_deref()
+            .and_then(|n| self.by_name.get(n))
+            .map_or(base, |o| &o.settings)
+    }
+
+    /// The `for` override of an agent name.
+    fn for_of(&self, name: &str) -> Option<Dur> {
+        self.by_name.get(name).and_then(|o| o.for_)
+    }
+}
+
+/// A rule with its configuration: the one generic wrapper.
+#[derive(Debug, Clone)]
+pub struct Configured<R: Rule> {
+    common: Common,
+    settings: R,
+    per_agent: PerAgent<R>,
+}
+
+/// A configured rule, whatever its settings type (what the engine holds).
+pub trait DynRule: Send + Sync + Debug {
+    /// The stable name.
+    fn name(&self) -> &'static str;
+    /// `enabled`, `severity`, `for`, `keep_firing_for`.
+    fn common(&self) -> &Common;
+    /// The clock of this rule's `ts`/`since`.
+    fn clock(&self) -> Clock;
+    /// `for` for an alert with these labels (a `per_agent` override by the `agent` label).
+    fn for_of(&self, labels: &BTreeMap<String, String>) -> Dur;
+    /// Evaluates one poll against this target's state of the rule.
+    fn evaluate(&self, ctx: &Ctx<'_>, state: &mut RuleStates) -> Outcome;
+    /// What this rule knows of one agent.
+    fn figures(&self, state: &RuleStates, id: &AgentId, out: &mut AgentFigures);
+    /// Every key with its effective value, for `--print-config`.
+    fn to_value(&self) -> Map<String, Value>;
+}
+
+impl<R: Rule> DynRule for Configured<R> {
+    fn name(&self) -> &'static str {
+        R::NAME
+    }
+
+    fn common(&self) -> &Common {
+        &self.common
+    }
+
+    fn clock(&self) -> Clock {
+        R::CLOCK
+    }
+
+    fn for_of(&self, labels: &BTreeMap<String, String>) -> Dur {
+        labels
+            .get("agent")
+            .and_then(|n| self.per_agent.for_of(n))
+            .unwrap_or(self.common.for_)
+    }
+
+    fn evaluate(&self, ctx: &Ctx<'_>, states: &mut RuleStates) -> Outcome {
+        let state = states.get_mut::<R::State>(R::NAME);
+        self.settings.evaluate(ctx, state, &self.per_agent)
+    }
+
+    fn figures(&self, states: &RuleStates, id: &AgentId, out: &mut AgentFigures) {
+        if let Some(state) = states.get::<R::State>(R::NAME) {
+            self.settings.figures(state, id, out);
+        }
+    }
+
+    fn to_value(&self) -> Map<String, Value> {
+        let mut out = object(&self.common);
+        out.extend(object(&self.settings));
+        if R::PER_AGENT {
+            let per: Map<String, Value> = self
+                .per_agent
+                .by_name
+                .iter()
+                .map(|(k, o)| (k.clone(), Value::Object(o.written.clone())))
+                .collect();
+            out.insert("per_agent".into(), Value::Object(per));
+        }
+        out
+    }
+}
+
+fn object<T: Serialize>(v: &T) -> Map<String, Value> {
+    match serde_json::to_value(v) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    }
+}
+
+/// Builds rule `R` from its `[rules.NAME]` table: the common keys over the
+/// rule's defaults, `per_agent` where the rule takes it, the rest into `R`
+/// (which rejects unknown keys). Errors name the key.
+fn build<R: Rule>(table: Option<&Value>) -> Result<Box<dyn DynRule>, String> {
+    let mut common = Common::defaults(R::SEVERITY, R::FOR);
+    let mut rest = match table {
+        None => Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(_) => return Err("must be a table".into()),
     };
-    let mut rest = table.clone();
     if let Some(v) = rest.remove("enabled") {
-        common.enabled = v.try_into().map_err(|e| format!("key `enabled`: {e}"))?;
+        common.enabled = key("enabled", v)?;
     }
     if let Some(v) = rest.remove("severity") {
-        common.severity = v.try_into().map_err(|_| {
+        common.severity = serde_json::from_value(v).map_err(|_| {
             "key `severity`: expected \"info\", \"warning\" or \"critical\"".to_owned()
         })?;
     }
     if let Some(v) = rest.remove("for") {
-        common.for_ = v.try_into().map_err(|e| format!("key `for`: {e}"))?;
+        common.for_ = key("for", v)?;
     }
     if let Some(v) = rest.remove("keep_firing_for") {
-        common.keep_firing_for = v
-            .try_into()
-            .map_err(|e| format!("key `keep_firing_for`: {e}"))?;
+        common.keep_firing_for = key("keep_firing_for", v)?;
     }
-    let own: T = toml::Value::Table(rest)
-        .try_into()
-        .map_err(|e| e.to_string().trim().to_owned())?;
-    Ok((common, own))
+    let per_agent_table = if R::PER_AGENT {
+        rest.remove("per_agent")
+    } else {
+        None
+    };
+    let settings: R = own(Value::Object(rest.clone()))?;
+    settings.check()?;
+
+    let mut per_agent = PerAgent::default();
+    match per_agent_table {
+        None => {}
+        Some(Value::Object(names)) => {
+            for (name, v) in names {
+                let Value::Object(mut written) = v else {
+                    return Err(format!("key `per_agent.{name}`: must be a table"));
+                };
+                let mut over = written.clone();
+                let for_ = match over.remove("for") {
+                    Some(v) => Some(key(&format!("per_agent.{name}.for"), v)?),
+                    None => None,
+                };
+                let mut merged = rest.clone();
+                merged.extend(over);
+                let settings: R = own(Value::Object(merged))
+                    .map_err(|e| format!("key `per_agent.{name}`: {e}"))?;
+                settings
+                    .check()
+                    .map_err(|e| format!("key `per_agent.{name}`: {e}"))?;
+                written.retain(|_, v| !v.is_null());
+                per_agent.by_name.insert(
+                    name,
+                    Override {
+                        settings,
+                        for_,
+                        written,
+                    },
+                );
+            }
+        }
+        Some(_) => return Err("key `per_agent`: must be a table keyed by agent name".into()),
+    }
+    Ok(Box::new(Configured {
+        common,
+        settings,
+        per_agent,
+    }))
 }
 
-/// A rule's own settings as a TOML table.
-pub fn to_table<T: Serialize>(own: &T) -> toml::Table {
-    match toml::Value::try_from(own) {
-        Ok(toml::Value::Table(t)) => t,
-        _ => toml::Table::new(),
+fn key<T: DeserializeOwned>(name: &str, v: Value) -> Result<T, String> {
+    serde_json::from_value(v).map_err(|e| format!("key `{name}`: {e}"))
+}
+
+fn own<R: DeserializeOwned>(v: Value) -> Result<R, String> {
+    serde_json::from_value(v).map_err(|e| {
+        let e = e.to_string();
+        // serde says "unknown field `x`"; the config calls them keys.
+        e.replace("unknown field", "unknown key")
+    })
+}
+
+/// Each rule's state of one target, by rule name. Kept typed while the
+/// watchdog runs; as JSON in the state file (restored lazily, on the first
+/// evaluation after a restart, by the rule that owns it).
+#[derive(Debug, Default)]
+pub struct RuleStates {
+    live: BTreeMap<&'static str, Box<dyn AnyState>>,
+    saved: BTreeMap<String, Value>,
+}
+
+/// A rule's state, type-erased.
+trait AnyState: Any + Debug + Send + Sync {
+    fn to_json(&self) -> Value;
+    fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<T: Any + Debug + Send + Sync + Serialize> AnyState for T {
+    fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+impl RuleStates {
+    fn get_mut<S>(&mut self, name: &'static str) -> &mut S
+    where
+        S: Default + Debug + Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        let fresh = |saved: &mut BTreeMap<String, Value>| -> Box<dyn AnyState> {
+            let s: S = saved
+                .remove(name)
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default();
+            Box::new(s)
+        };
+        let slot = self
+            .live
+            .entry(name)
+            .or_insert_with(|| fresh(&mut self.saved));
+        if !slot.as_any().is::<S>() {
+            *slot = Box::new(S::default());
+        }
+        match slot.as_any_mut().downcast_mut::<S>() {
+            Some(s) => s,
+            None => unreachable!("the slot was just set to this type"),
+        }
+    }
+
+    fn get<S: 'static>(&self, name: &str) -> Option<&S> {
+        self.live.get(name)?.as_any().downcast_ref::<S>()
+    }
+}
+
+impl Serialize for RuleStates {
+    fn serialize<Ser: serde::Serializer>(&self, s: Ser) -> Result<Ser::Ok, Ser::Error> {
+        let mut all: BTreeMap<&str, Value> = self
+            .saved
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        for (k, v) in &self.live {
+            all.insert(k, v.to_json());
+        }
+        all.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for RuleStates {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Self {
+            live: BTreeMap::new(),
+            saved: BTreeMap::deserialize(d)?,
+        })
     }
 }
 
@@ -258,17 +564,16 @@ pub fn finding(summary: String, value: Option<f64>, threshold: Option<f64>) -> F
 #[derive(Debug)]
 pub struct RuleSet {
     /// Every rule, enabled or not, in [`ALL`] order.
-    pub rules: Vec<Box<dyn Rule>>,
-    /// What the delta engine needs.
-    pub delta: DeltaConfig,
+    pub rules: Vec<Box<dyn DynRule>>,
 }
 
 impl RuleSet {
-    /// Builds every rule from `[rules.*]`; an unknown rule name is an error.
-    pub fn build(tables: &BTreeMap<String, toml::Table>) -> Result<Self, String> {
+    /// Builds every rule from its `[rules.NAME]` table (as a serde tree: the
+    /// binary reads TOML, the core does not care); an unknown rule name is an error.
+    pub fn build(tables: &BTreeMap<String, Value>) -> Result<Self, String> {
         for name in tables.keys() {
-            if !ALL.iter().any(|(n, _)| n == name) {
-                let known: Vec<&str> = ALL.iter().map(|(n, _)| *n).collect();
+            if !names().any(|n| n == name) {
+                let known: Vec<&str> = names().collect();
                 return Err(format!(
                     "unknown rule `{name}` in [rules.{name}] (known rules: {})",
                     known.join(", ")
@@ -276,28 +581,22 @@ impl RuleSet {
             }
         }
         let mut rules = Vec::with_capacity(ALL.len());
-        for (name, build) in ALL {
-            let rule = build(tables.get(*name)).map_err(|e| format!("[rules.{name}]: {e}"))?;
+        for e in ALL {
+            let rule = (e.build)(tables.get(e.name))
+                .map_err(|err| format!("[rules.{}]: {err}", e.name))?;
             rules.push(rule);
         }
-        let mut delta = DeltaConfig::default();
-        for r in &rules {
-            r.tune(&mut delta);
-        }
-        Ok(Self { rules, delta })
+        Ok(Self { rules })
     }
 
     /// Every rule at its defaults.
     pub fn defaults() -> Self {
         // The defaults are valid by construction; an empty table cannot fail.
-        Self::build(&BTreeMap::new()).unwrap_or(Self {
-            rules: Vec::new(),
-            delta: DeltaConfig::default(),
-        })
+        Self::build(&BTreeMap::new()).unwrap_or(Self { rules: Vec::new() })
     }
 
     /// The rule named `name`.
-    pub fn get(&self, name: &str) -> Option<&dyn Rule> {
+    pub fn get(&self, name: &str) -> Option<&dyn DynRule> {
         self.rules
             .iter()
             .find(|r| r.name() == name)
@@ -305,14 +604,11 @@ impl RuleSet {
     }
 
     /// `[rules.*]` with every effective value.
-    pub fn to_table(&self) -> toml::Table {
-        let mut out = toml::Table::new();
-        for r in &self.rules {
-            let mut t = to_table(r.common());
-            t.extend(r.own_settings());
-            out.insert(r.name().to_owned(), toml::Value::Table(t));
-        }
-        out
+    pub fn to_value(&self) -> Map<String, Value> {
+        self.rules
+            .iter()
+            .map(|r| (r.name().to_owned(), Value::Object(r.to_value())))
+            .collect()
     }
 }
 

@@ -4,11 +4,8 @@
 use serde::{Deserialize, Serialize};
 use shared_schema::Severity;
 
-use super::{finding, parse, to_table, Common, Ctx, Outcome, Rule};
+use super::{finding, Ctx, Outcome, PerAgent, Rule};
 use crate::dur::Dur;
-
-/// The rule's name.
-pub const NAME: &str = "queue_depth";
 
 /// `[rules.queue_depth]`'s own keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,33 +21,13 @@ impl Default for Settings {
     }
 }
 
-/// The rule.
-#[derive(Debug)]
-pub struct QueueDepth {
-    common: Common,
-    settings: Settings,
-}
+impl Rule for Settings {
+    const NAME: &'static str = "queue_depth";
+    const SEVERITY: Severity = Severity::Warning;
+    const FOR: Dur = Dur::secs(120);
+    type State = ();
 
-/// Builds the rule from its table.
-pub fn build(table: Option<&toml::Table>) -> Result<Box<dyn Rule>, String> {
-    let (common, settings) = parse(table, Common::defaults(Severity::Warning, Dur::secs(120)))?;
-    Ok(Box::new(QueueDepth { common, settings }))
-}
-
-impl Rule for QueueDepth {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn common(&self) -> &Common {
-        &self.common
-    }
-
-    fn own_settings(&self) -> toml::Table {
-        to_table(&self.settings)
-    }
-
-    fn evaluate(&self, ctx: &Ctx<'_>) -> Outcome {
+    fn evaluate(&self, ctx: &Ctx<'_>, _: &mut (), _: &PerAgent<Self>) -> Outcome {
         let Some(depth) = ctx
             .section("queue")
             .and_then(|e| e.queue.as_ref())
@@ -58,16 +35,13 @@ impl Rule for QueueDepth {
         else {
             return Outcome::Unknown;
         };
-        if depth <= self.settings.max {
+        if depth <= self.max {
             return Outcome::clear();
         }
         Outcome::firing(finding(
-            format!(
-                "{depth} jobs queued on {} (max {})",
-                ctx.target, self.settings.max
-            ),
+            format!("{depth} jobs queued on {} (max {})", ctx.target, self.max),
             Some(depth as f64),
-            Some(self.settings.max as f64),
+            Some(self.max as f64),
         ))
     }
 }

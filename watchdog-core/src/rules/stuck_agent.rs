@@ -2,24 +2,26 @@
 //! did no I/O for `for`. The one alert an orchestrator cannot raise itself:
 //! a hung agent looks "running" in its own tables.
 //!
-//! The condition of one poll is "the last delta was idle"; the delta engine
-//! restarts the idle timer (and this rule says "false") when the process
-//! behind the pid changed, its counters went down or the host rebooted. The
-//! first sample, a delta with an unknown counter, or an emitter clock that
-//! did not advance is "not enough data".
+//! The rule owns idleness: the delta engine reports neutral facts per agent
+//! (ticks, Δt, I/O growth, why a delta could not be taken) and this rule
+//! keeps an idle timer per agent identity. The condition of one poll is "the
+//! last delta was idle"; the timer restarts (and the rule says "false") when
+//! the process behind the pid changed, its counters went down or the host
+//! rebooted. The first sample, a delta with an unknown counter, or an
+//! emitter clock that did not advance is "not enough data". `per_agent`
+//! overrides any key (and `for`) by agent name.
+
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use shared_schema::Severity;
 
 use super::{
-    agent_labels, agent_phrase, agent_subject, parse, to_table, Common, Ctx, Outcome, Rule, Verdict,
+    agent_labels, agent_phrase, agent_subject, AgentFigures, Ctx, Outcome, PerAgent, Rule, Verdict,
 };
 use crate::alerts::Finding;
-use crate::delta::{AgentStatus, DeltaConfig, ResetReason};
+use crate::delta::{AgentId, AgentStatus, Reading, ResetReason};
 use crate::dur::{human_secs, Dur};
-
-/// The rule's name.
-pub const NAME: &str = "stuck_agent";
 
 /// `[rules.stuck_agent]`'s own keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,65 +45,54 @@ impl Default for Settings {
     }
 }
 
-/// The rule.
-#[derive(Debug)]
-pub struct StuckAgent {
-    common: Common,
-    settings: Settings,
-}
+impl Rule for Settings {
+    const NAME: &'static str = "stuck_agent";
+    const SEVERITY: Severity = Severity::Warning;
+    const FOR: Dur = Dur::secs(600);
+    const PER_AGENT: bool = true;
+    type State = Idle;
 
-/// Builds the rule from its table.
-pub fn build(table: Option<&toml::Table>) -> Result<Box<dyn Rule>, String> {
-    let (common, settings): (Common, Settings) =
-        parse(table, Common::defaults(Severity::Warning, Dur::secs(600)))?;
-    if !(settings.cpu_floor.is_finite() && settings.cpu_floor >= 0.0) {
-        return Err("key `cpu_floor`: must be a non-negative number".into());
-    }
-    Ok(Box::new(StuckAgent { common, settings }))
-}
-
-impl Rule for StuckAgent {
-    fn name(&self) -> &'static str {
-        NAME
+    fn check(&self) -> Result<(), String> {
+        if !(self.cpu_floor.is_finite() && self.cpu_floor >= 0.0) {
+            return Err("key `cpu_floor`: must be a non-negative number".into());
+        }
+        Ok(())
     }
 
-    fn common(&self) -> &Common {
-        &self.common
-    }
-
-    fn own_settings(&self) -> toml::Table {
-        to_table(&self.settings)
-    }
-
-    fn tune(&self, delta: &mut DeltaConfig) {
-        delta.cpu_floor = self.settings.cpu_floor;
-        delta.use_tree = self.settings.use_tree;
-    }
-
-    fn evaluate(&self, ctx: &Ctx<'_>) -> Outcome {
-        let Some(env) = ctx.section("agents") else {
+    fn evaluate(&self, ctx: &Ctx<'_>, idle: &mut Self::State, per: &PerAgent<Self>) -> Outcome {
+        let Some(_) = ctx.section("agents") else {
             return Outcome::Unknown;
         };
-        let min_runtime = self.settings.min_runtime.as_secs_f64();
         let mut out = Vec::new();
-        for d in &ctx.deltas.agents {
-            let Some(agent) = env.agents.get(d.index) else {
-                continue;
-            };
-            let verdict = match (d.status, agent.runtime_s) {
-                (_, None) | (AgentStatus::First | AgentStatus::Missing, _) => {
-                    Some(Verdict::Unknown)
-                }
-                (_, Some(r)) if r < min_runtime => None,
+        let mut next = HashMap::with_capacity(ctx.deltas.agents.len());
+        for fact in &ctx.deltas.agents {
+            let agent = fact.agent;
+            let settings = per.get(self, agent);
+            let reading = fact.status.reading(settings.use_tree);
+            let timer = idle
+                .by_agent
+                .remove(&fact.id)
+                .filter(|_| fact.status != AgentStatus::First)
+                .unwrap_or_default()
+                .advance(reading, settings.cpu_floor);
+            next.insert(fact.id, timer);
+            let verdict = match (reading, agent.runtime_s) {
+                (_, None) | (Reading::Missing, _) => Some(Verdict::Unknown),
+                (_, Some(r)) if r < settings.min_runtime.as_secs_f64() => None,
                 // The emitter's clock stood still: nothing was measured, so
                 // nothing is known (the idle timer restarts all the same).
-                (AgentStatus::Reset(ResetReason::ClockStill), _) => Some(Verdict::Unknown),
+                (Reading::Reset(ResetReason::ClockStill), _) => Some(Verdict::Unknown),
                 // Another process, or another boot: the old one is not stuck.
-                (AgentStatus::Reset(_), _) => None,
-                (AgentStatus::Sample { fraction, io_grew }, Some(_)) => {
-                    let idle = fraction < self.settings.cpu_floor && io_grew != Some(true);
-                    idle.then(|| {
-                        let mean = d.idle_fraction.unwrap_or(fraction);
+                (Reading::Reset(_), _) => None,
+                (
+                    Reading::Fraction {
+                        fraction, io_grew, ..
+                    },
+                    Some(_),
+                ) => {
+                    let is_idle = fraction < settings.cpu_floor && io_grew != Some(true);
+                    is_idle.then(|| {
+                        let mean = timer.mean_fraction().unwrap_or(fraction);
                         let io = if io_grew.is_some() {
                             " and did no I/O"
                         } else {
@@ -113,12 +104,12 @@ impl Rule for StuckAgent {
                                 "{} used {:.1}% CPU{io} for {}",
                                 agent_phrase(agent),
                                 mean * 100.0,
-                                human_secs(d.idle_s.unwrap_or(0.0))
+                                human_secs(timer.idle_s.unwrap_or(0.0))
                             ),
                             value: Some(round(mean)),
-                            threshold: Some(self.settings.cpu_floor),
+                            threshold: Some(settings.cpu_floor),
                             // The idle span began at the baseline, before this poll.
-                            already_held_s: d.idle_s,
+                            already_held_s: timer.idle_s,
                         })
                     })
                 }
@@ -127,7 +118,77 @@ impl Rule for StuckAgent {
                 out.push((agent_subject(agent), v));
             }
         }
+        // Agents that left the envelope are forgotten.
+        idle.by_agent = next;
         Outcome::Subjects(out)
+    }
+
+    fn figures(&self, idle: &Self::State, id: &AgentId, out: &mut AgentFigures) {
+        if let Some(t) = idle.by_agent.get(id) {
+            out.idle_s = t.idle_s;
+            out.cpu_fraction = t.fraction;
+        }
+    }
+}
+
+/// Each agent's idle timer, by identity (a reused pid is another agent).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Idle {
+    #[serde(with = "crate::delta::as_pairs")]
+    by_agent: HashMap<AgentId, IdleTimer>,
+}
+
+/// How long one agent has been idle, and how idle.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct IdleTimer {
+    /// Seconds idle so far; `Some(0)` when busy; `None` when not running
+    /// (first sample, after a reset).
+    pub idle_s: Option<f64>,
+    /// CPU seconds used over the idle span.
+    pub idle_cpu_s: f64,
+    /// The CPU fraction of the last delta (with this rule's `use_tree`).
+    #[serde(default)]
+    pub fraction: Option<f64>,
+}
+
+impl IdleTimer {
+    /// The timer after one more reading.
+    fn advance(self, reading: Reading, cpu_floor: f64) -> Self {
+        match reading {
+            // Unknown counters: the timer neither restarts nor advances.
+            Reading::Missing => Self {
+                fraction: None,
+                ..self
+            },
+            Reading::Reset(_) => Self::default(),
+            Reading::Fraction {
+                fraction,
+                dt_s,
+                io_grew,
+            } => {
+                if fraction < cpu_floor && io_grew != Some(true) {
+                    Self {
+                        idle_s: Some(self.idle_s.unwrap_or(0.0) + dt_s),
+                        idle_cpu_s: self.idle_cpu_s + fraction * dt_s,
+                        fraction: Some(fraction),
+                    }
+                } else {
+                    Self {
+                        idle_s: Some(0.0),
+                        idle_cpu_s: 0.0,
+                        fraction: Some(fraction),
+                    }
+                }
+            }
+        }
+    }
+
+    /// The mean CPU fraction over the idle span.
+    fn mean_fraction(&self) -> Option<f64> {
+        match self.idle_s {
+            Some(s) if s > 0.0 => Some(self.idle_cpu_s / s),
+            _ => None,
+        }
     }
 }
 
