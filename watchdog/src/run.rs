@@ -244,7 +244,11 @@ pub async fn run(over: Overrides) -> anyhow::Result<()> {
     }
     // Drop our sender so the channel closes once every loop has finished its poll in flight.
     runner.poll_tx = mpsc::channel(1).0;
-    let deadline = tokio::time::Instant::now() + runner.timeout + Duration::from_secs(2);
+    // checked: a timeout is bounded at load, but a shutdown must never panic.
+    let now = tokio::time::Instant::now();
+    let deadline = now
+        .checked_add(runner.timeout + Duration::from_secs(2))
+        .unwrap_or(now + Duration::from_secs(2));
     while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, poll_rx.recv()).await {
         runner.handle(msg);
     }
@@ -363,7 +367,7 @@ impl Runner {
                 self.exporter.config_loaded(true, now);
             }
             Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "config reload rejected; the previous config keeps running");
+                tracing::error!(error = %edges::redact::in_text(&format!("{e:#}")), "config reload rejected; the previous config keeps running");
                 self.exporter.config_loaded(false, now);
             }
         }
