@@ -8,9 +8,9 @@
 
 pub mod alert_log;
 pub mod check;
+pub mod collector;
 pub mod config;
 pub mod dur;
-pub mod exporter;
 pub mod fast_read;
 pub mod http;
 pub mod notify;
@@ -25,3 +25,6 @@ pub mod validate_cmd;
 // The pure core lives in its own crate; these paths keep the binary's
 // modules (and its users) reading `watchdog::engine` as before.
 pub use watchdog_core::{alerts, delta, engine, rules, view};
+
+/// The exporter is the gauge collector now; the old path stays for its users.
+pub use collector as exporter;
