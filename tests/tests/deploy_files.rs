@@ -342,10 +342,17 @@ fn units_carry_the_hardening_and_the_example_config_every_key() {
     // real binary's `--print-config` (every rule at its defaults).
     let rules = registry_rules();
     assert!(rules.len() >= 15, "the registry lists {rules:?}");
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
     for (rule, keys) in &rules {
         assert!(
             toml.contains(&format!("[rules.{rule}]")),
             "watchdog.toml has no [rules.{rule}] (the registry has it)"
+        );
+        assert!(
+            readme.contains(&format!("| `{rule}` |")),
+            "README.md's rule table has no row for {rule} (the registry has it)"
         );
         for key in keys {
             assert!(

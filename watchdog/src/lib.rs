@@ -1,10 +1,15 @@
 //! # watchdog: the on-call side of the observability pair
 //!
-//! Polls emitters, derives per-agent CPU fractions from tick deltas, applies
-//! rules with for-durations, writes the alert log, exposes Prometheus gauges
-//! and notifies sinks. The core (deltas, rules, alert state) is pure: it
-//! takes `now` and envelopes and returns events, so it is tested without
-//! sockets or clocks; I/O lives at the edges.
+//! The binary's library: it polls emitters ([`poll`]), reads and checks the
+//! config ([`config`]: TOML and flags into one validated [`config::Config`],
+//! every error exit 2), writes the alert log, serves the gauges
+//! ([`collector`], rendered at scrape time) and notifies sinks ([`notify`]);
+//! [`run`] ties them to signals and timers.
+//!
+//! The pure core (deltas, rules, alert state, engine, view) is the
+//! `watchdog-core` crate, re-exported here under its old paths; it takes
+//! `now` and envelopes and returns events, so it is tested without sockets
+//! or clocks, and Cargo keeps I/O out of it.
 
 pub mod alert_log;
 pub mod check;
