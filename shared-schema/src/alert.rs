@@ -2,8 +2,8 @@
 //!
 //! One JSON object per line. The field order of [`AlertLine`] is the order
 //! on the wire, so the log reads the same as the contract's example. `value`
-//! and `threshold` are always present (`null` where a rule has none); `sink`
-//! appears only on `dropped` lines.
+//! and `threshold` are always present (`null` where a rule has none);
+//! `diagnosis` appears only when there is one, `sink` only on `dropped` lines.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -101,6 +101,12 @@ pub struct AlertLine {
     pub threshold: Option<f64>,
     /// When the condition first held.
     pub since: Timestamp,
+    /// On alerts about an agent (new in page 2): one sentence saying what
+    /// its process is waiting on, from the emitter's `GET /agents/{job_id}`;
+    /// the summary then ends with `: ` and the same sentence. Left out when
+    /// there is none (older emitter, no answer within 2 s, nothing found).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnosis: Option<String>,
     /// On `dropped` lines: the sink the notification was going to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sink: Option<String>,
@@ -158,6 +164,7 @@ mod tests {
             value: Some(0.003),
             threshold: Some(0.02),
             since: Timestamp::parse("2026-11-22T10:00:00Z").expect("valid"),
+            diagnosis: None,
             sink: None,
         }
     }
@@ -172,6 +179,29 @@ mod tests {
             r#""value":0.003,"threshold":0.02,"since":"2026-11-22T10:00:00.000Z"}"#
         );
         assert_eq!(example().to_json_line(), want);
+    }
+
+    #[test]
+    fn diagnosis_follows_since_and_is_read_back() {
+        let mut line = example();
+        line.diagnosis = Some("cat (pid 1234) is blocked reading stdin (pipe)".into());
+        let text = line.to_json_line();
+        assert!(
+            text.ends_with(
+                r#""since":"2026-11-22T10:00:00.000Z","diagnosis":"cat (pid 1234) is blocked reading stdin (pipe)"}"#
+            ),
+            "{text}"
+        );
+        let back: AlertLine = serde_json::from_str(&text).expect("round trip");
+        assert_eq!(back, line);
+    }
+
+    #[test]
+    fn a_line_without_diagnosis_reads_as_none() {
+        let back: AlertLine =
+            serde_json::from_str(&example().to_json_line()).expect("page-1 line reads");
+        assert_eq!(back.diagnosis, None);
+        assert_eq!(back, example());
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod agents;
 pub mod bins;
 pub mod contract;
 pub mod ext;
+pub mod field;
 pub mod harness;
 pub mod lab;
 pub mod net;

@@ -233,6 +233,7 @@ impl Alert {
             value: self.finding.value,
             threshold: self.finding.threshold,
             since: self.since,
+            diagnosis: None,
             sink: None,
         }
     }

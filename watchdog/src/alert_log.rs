@@ -133,6 +133,7 @@ mod tests {
             value: None,
             threshold: None,
             since: ts,
+            diagnosis: None,
             sink: None,
         }
     }

@@ -15,6 +15,7 @@ pub mod alert_log;
 pub mod check;
 pub mod collector;
 pub mod config;
+pub mod diagnose;
 pub mod dur;
 pub mod fast_read;
 pub mod http;
@@ -25,6 +26,7 @@ pub mod replay;
 pub mod run;
 pub mod sd;
 pub mod state;
+pub mod up_close;
 pub mod validate_cmd;
 
 // The pure core lives in its own crate; these paths keep the binary's

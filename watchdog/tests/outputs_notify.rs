@@ -181,6 +181,7 @@ fn line(event: AlertEvent, job: u32) -> AlertLine {
         value: Some(0.003),
         threshold: Some(0.02),
         since: ts("2020-01-02T10:00:00Z"),
+        diagnosis: None,
         sink: None,
     }
 }
