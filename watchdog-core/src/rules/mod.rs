@@ -7,8 +7,11 @@
 //! in, parsing through serde and printing for `--print-config`.
 //!
 //! **Adding a rule is one new file (its `Settings` and `impl Rule`) and one
-//! line in [`ALL`]**: the example config, the docs checks and the tests
-//! derive their lists from `ALL`.
+//! line in [`ALL`]** (plus its `pub mod` line). No other list names the
+//! rules: the engine, `--print-config`, the config parser and the checks of
+//! the tests take them from `ALL`; those checks then ask for what only a
+//! person can write: the rule's row in README.md and its `[rules.NAME]`
+//! section, with its defaults, in the example configs.
 //!
 //! A rule looks at one evaluated poll ([`Ctx`]) and says, per subject, that
 //! its condition holds (with value, threshold, summary, labels) or that it

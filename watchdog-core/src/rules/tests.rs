@@ -697,6 +697,48 @@ fn section_degraded_fires_per_section_and_gates_dependent_rules() {
     assert!(of_rule(&drive(&mut en, 0, 120, env), "section_degraded").is_empty());
 }
 
+/// The idle time the outputs show is the one stuck_agent keeps (issue 11
+/// item 3): it grows while the agent idles, is `None` on the first sample,
+/// and is not made up when the rule is off.
+#[test]
+fn idle_seconds_in_the_view_come_from_stuck_agent() {
+    let mut en = engine("");
+    let first = en.observe(T, &obs(idle_env(0.0)));
+    assert_eq!(first.agents[0].idle_s, None, "first sample: not known yet");
+    en.observe(T, &obs(idle_env(15.0)));
+    let third = en.observe(T, &obs(idle_env(30.0)));
+    assert_eq!(third.agents[0].idle_s, Some(30.0));
+    assert!(third.agents[0].cpu_fraction.is_some());
+    // Busy: the timer is at 0.
+    let busy = en.observe(T, &obs(busy_env(45.0)));
+    assert_eq!(busy.agents[0].idle_s, Some(0.0));
+
+    let mut off = engine("[stuck_agent]\nenabled = false\n");
+    for s in [0.0, 15.0] {
+        off.observe(T, &obs(idle_env(s)));
+    }
+    let ev = off.observe(T, &obs(idle_env(30.0)));
+    assert_eq!(ev.agents[0].idle_s, None, "no owner, no idle time");
+    assert!(
+        ev.agents[0].cpu_fraction.is_some(),
+        "the delta still gives a fraction"
+    );
+}
+
+/// Idle timers survive a restart through the state file, by identity.
+#[test]
+fn idle_timers_are_saved_and_restored_with_the_state() {
+    let mut en = engine("");
+    for s in [0.0, 15.0, 30.0] {
+        en.observe(T, &obs(idle_env(s)));
+    }
+    let saved = en.save();
+    let mut again = engine("");
+    again.restore(&saved).unwrap();
+    let ev = again.observe(T, &obs(idle_env(45.0)));
+    assert_eq!(ev.agents[0].idle_s, Some(45.0));
+}
+
 // ---- config of rules ----
 
 #[test]
