@@ -291,26 +291,32 @@ impl Engine {
 
         // The figures per agent: the delta's fraction, then whatever the
         // rules that own a figure (stuck_agent: idle time) say of it.
+        let ids: Vec<_> = deltas.agents.iter().map(|d| d.id).collect();
+        let mut figures: Vec<AgentFigures> = deltas
+            .agents
+            .iter()
+            .map(|d| AgentFigures {
+                cpu_fraction: d.cpu_fraction(),
+                idle_s: None,
+            })
+            .collect();
+        for rule in self.rules.rules.iter().filter(|r| r.common().enabled) {
+            rule.figures(&state.rules, &ids, &mut figures);
+        }
         let agents = deltas
             .agents
             .iter()
-            .map(|d| {
-                let mut figures = AgentFigures {
-                    cpu_fraction: d.cpu_fraction(),
-                    idle_s: None,
-                };
-                for rule in self.rules.rules.iter().filter(|r| r.common().enabled) {
-                    rule.figures(&state.rules, &d.id, &mut figures);
-                }
+            .zip(figures)
+            .map(|(d, f)| {
                 let a = d.agent;
                 AgentSample {
                     agent: a.agent.clone(),
                     job_id: a.job_id,
                     run_id: a.run_id,
                     pid: a.pid,
-                    cpu_fraction: figures.cpu_fraction,
+                    cpu_fraction: f.cpu_fraction,
                     runtime_s: a.runtime_s,
-                    idle_s: figures.idle_s,
+                    idle_s: f.idle_s,
                 }
             })
             .collect();

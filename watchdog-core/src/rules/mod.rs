@@ -182,6 +182,8 @@ pub trait Rule:
     const PER_AGENT: bool = false;
     /// The clock of this rule's `ts`/`since`.
     const CLOCK: Clock = Clock::Emitter;
+    /// Whether [`Rule::figures`] says anything (skips a pass over the agents).
+    const FIGURES: bool = false;
     /// What the rule remembers of one target between polls (kept in the state file).
     type State: Default + Debug + Serialize + DeserializeOwned + Send + Sync + 'static;
 
@@ -286,8 +288,9 @@ pub trait DynRule: Send + Sync + Debug {
     fn for_of(&self, labels: &BTreeMap<String, String>) -> Dur;
     /// Evaluates one poll against this target's state of the rule.
     fn evaluate(&self, ctx: &Ctx<'_>, state: &mut RuleStates) -> Outcome;
-    /// What this rule knows of one agent.
-    fn figures(&self, state: &RuleStates, id: &AgentId, out: &mut AgentFigures);
+    /// What this rule knows of each agent (`ids[i]` fills `out[i]`): one
+    /// call per rule and poll, not one per agent.
+    fn figures(&self, state: &RuleStates, ids: &[AgentId], out: &mut [AgentFigures]);
     /// Every key with its effective value, for `--print-config`.
     fn to_value(&self) -> Map<String, Value>;
 }
@@ -317,9 +320,14 @@ impl<R: Rule> DynRule for Configured<R> {
         self.settings.evaluate(ctx, state, &self.per_agent)
     }
 
-    fn figures(&self, states: &RuleStates, id: &AgentId, out: &mut AgentFigures) {
+    fn figures(&self, states: &RuleStates, ids: &[AgentId], out: &mut [AgentFigures]) {
+        if !R::FIGURES {
+            return;
+        }
         if let Some(state) = states.get::<R::State>(R::NAME) {
-            self.settings.figures(state, id, out);
+            for (id, o) in ids.iter().zip(out.iter_mut()) {
+                self.settings.figures(state, id, o);
+            }
         }
     }
 

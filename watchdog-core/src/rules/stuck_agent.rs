@@ -50,6 +50,7 @@ impl Rule for Settings {
     const SEVERITY: Severity = Severity::Warning;
     const FOR: Dur = Dur::secs(600);
     const PER_AGENT: bool = true;
+    const FIGURES: bool = true;
     type State = Idle;
 
     fn check(&self) -> Result<(), String> {
