@@ -49,6 +49,16 @@ impl Rate {
         }
     }
 
+    /// How many per period (also the burst).
+    pub fn count(&self) -> u32 {
+        self.count.get()
+    }
+
+    /// The period the count is over.
+    pub fn period(&self) -> Duration {
+        self.per.duration()
+    }
+
     /// The time between two events at the steady rate (`per / count`).
     pub fn interval(&self) -> Duration {
         self.per.duration() / self.count.get()
@@ -110,6 +120,22 @@ mod tests {
         assert!("0/s".parse::<Rate>().is_err());
         assert!("10/week".parse::<Rate>().is_err());
         assert!("ten/s".parse::<Rate>().is_err());
+        let m: Rate = "120/m".parse()?;
+        assert_eq!((m.count(), m.period()), (120, Duration::from_secs(60)));
+        assert_eq!(m.to_string(), "120/min");
+        assert_eq!(" 90/h ".parse::<Rate>()?.to_string(), "90/h");
+        Ok(())
+    }
+
+    #[test]
+    fn serde_uses_the_written_form() -> Result<(), serde::de::value::Error> {
+        use serde::de::value::{Error, StrDeserializer};
+        let r = Rate::deserialize(StrDeserializer::<Error>::new("20/s"))?;
+        assert_eq!(
+            r,
+            Rate::per_second(NonZeroU32::new(20).unwrap_or(NonZeroU32::MIN))
+        );
+        assert!(Rate::deserialize(StrDeserializer::<Error>::new("fast")).is_err());
         Ok(())
     }
 }

@@ -83,6 +83,59 @@ mod tests {
 
     #[test]
     fn an_endless_device_is_refused_at_once() {
-        assert!(read(Path::new("/dev/zero")).is_err_and(|e| e.to_string().contains("/dev/zero")));
+        // Bounded: a reader without the cap would never come back.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(read(Path::new("/dev/zero")));
+        });
+        let result = rx
+            .recv_timeout(std::time::Duration::from_secs(1))
+            .expect("/dev/zero is refused within a second");
+        assert!(result.is_err_and(|e| e.to_string().contains("/dev/zero")));
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_waiting_for_a_writer() {
+        let dir = std::env::temp_dir().join(format!("edges-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let fifo = dir.join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        match made {
+            Ok(status) => assert!(status.success(), "mkfifo failed"),
+            Err(err) => {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "mkfifo missing under CI: {err}"
+                );
+                eprintln!("skipped: no mkfifo ({err})");
+                return;
+            }
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(read(&path));
+        });
+        let result = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("a FIFO is refused without blocking");
+        assert!(result.is_err_and(
+            |e| e.to_string().contains("not a regular file") && e.to_string().contains("fifo")
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_token_never_appears_in_an_error() {
+        let dir = std::env::temp_dir().join(format!("edges-token-leak-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let big = write(
+            &dir,
+            "b",
+            format!("hunter2{}", " ".repeat(70_000)).as_bytes(),
+        );
+        let err = read(&big).expect_err("too big");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,12 +1,13 @@
 //! The `emitter` binary: parse the command line, set up logging, bind, serve.
 
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use edges::dur::Dur;
+use edges::rate::Rate;
 use emitter::sections::stages::DEFAULT_TERMINAL;
 use emitter::{killswitch, ServeOptions, Snapshotter, SqliteSource};
 
@@ -47,15 +48,19 @@ struct ServeArgs {
     /// Address to listen on (loopback by default).
     #[arg(long, default_value = "127.0.0.1:9464")]
     listen: SocketAddr,
-    /// File holding the bearer token that requests must present.
+    /// File holding the bearer token that requests must present (surrounding whitespace is not part of it).
     #[arg(long, value_name = "F")]
     token_file: Option<PathBuf>,
-    /// Requests per second over all clients, e.g. 10/s; past it, 429.
-    #[arg(long, value_name = "N/s", value_parser = emitter::parse_rate_limit)]
-    rate_limit: Option<NonZeroU32>,
+    /// Requests of clients holding the token, e.g. 10/s (or N/min, N/h); past it, 429.
+    /// Clients without the token get a quarter of it, apart.
+    #[arg(long, value_name = "N/s")]
+    rate_limit: Option<Rate>,
     /// Serve a snapshot again while it is younger than this, e.g. 250ms (default: never).
-    #[arg(long, value_name = "DURATION", value_parser = emitter::http::parse_duration, default_value = "0")]
-    reuse_snapshot: std::time::Duration,
+    #[arg(long, value_name = "DURATION", default_value = "0s")]
+    reuse_snapshot: Dur,
+    /// After SIGTERM, requests in flight may finish within this; then the process exits anyway.
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    shutdown_grace: Dur,
 }
 
 impl SourceArgs {
@@ -110,23 +115,22 @@ fn snapshot(args: &SourceArgs) -> anyhow::Result<()> {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let token = match &args.token_file {
-        Some(path) => Some(emitter::read_token_file(path).map_err(anyhow::Error::msg)?),
+        Some(path) => Some(edges::token_file::read(path)?),
         None => None,
     };
     let options = ServeOptions {
         token,
         rate_limit: args.rate_limit,
-        reuse_snapshot: args.reuse_snapshot,
+        reuse_snapshot: args.reuse_snapshot.0,
+        // The whole exit fits in the grace: draining, then leaving blocking tasks behind.
+        shutdown_grace: args
+            .shutdown_grace
+            .0
+            .saturating_sub(emitter::RUNTIME_SHUTDOWN),
         ..ServeOptions::default()
     };
     let source = Arc::new(args.source.source());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        // Snapshots are shared per flight, so few blocking threads are ever busy.
-        .max_blocking_threads(4)
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async move {
+    emitter::run(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("binding {}", args.listen))?;
@@ -135,9 +139,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             listen = %local,
             db = %source.path().display(),
             auth = options.token.is_some(),
-            rate_limit = options.rate_limit.map(NonZeroU32::get),
+            rate_limit = %options.rate_limit.map_or_else(|| "none".to_owned(), |r| r.to_string()),
             kill_switch_on = !killswitch::enabled(),
-            "serving GET /metrics"
+            "serving GET /metrics and GET /agents/{{job_id}}"
         );
         if !local.ip().is_loopback() && options.token.is_none() {
             tracing::warn!(listen = %local, "listening beyond loopback without --token-file: anyone who can reach it can read the envelope");
@@ -146,8 +150,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tracing::warn!(error = %err, "could not notify the service manager");
         }
         emitter::serve(listener, source, options, shutdown_signal()).await?;
-        Ok(())
+        anyhow::Ok(())
     })
+    .context("starting the async runtime")?
 }
 
 /// Completes on SIGTERM or SIGINT.

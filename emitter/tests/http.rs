@@ -4,12 +4,14 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::num::NonZeroU32;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{assert_valid_bytes, wait_until, Children, Db, Server};
-use emitter::ServeOptions;
+use emitter::{ServeOptions, Session, Source};
 
 fn db_with_a_job() -> Db {
     let db = Db::new(true);
@@ -40,7 +42,14 @@ async fn other_paths_are_404_and_other_methods_405() {
     let db = db_with_a_job();
     let server = Server::start(db.source(), ServeOptions::default()).await;
     let client = reqwest::Client::new();
-    for path in ["/", "/metrics/", "/healthz", "/metrics2"] {
+    for path in [
+        "/",
+        "/metrics/",
+        "/healthz",
+        "/metrics2",
+        "/agents",
+        "/agents/",
+    ] {
         assert_eq!(
             get(&client, &server.url(path)).await.status(),
             404,
@@ -105,7 +114,7 @@ async fn a_token_is_required_when_configured() {
 async fn past_the_rate_limit_requests_get_429_with_retry_after() {
     let db = db_with_a_job();
     let options = ServeOptions {
-        rate_limit: NonZeroU32::new(3),
+        rate_limit: Some("3/s".parse().unwrap()),
         ..ServeOptions::default()
     };
     let server = Server::start(db.source(), options).await;
@@ -184,9 +193,14 @@ async fn shutdown_stops_accepting_and_serve_returns() {
 
 /// The real binary, on a port it picks, with the environment given.
 fn spawn_binary(children: &mut Children, db: &Db, env: &[(&str, &str)], extra: &[&str]) -> String {
+    spawn_on(children, &db.path, env, extra)
+}
+
+/// The real binary over the database at `db` (any path, a FIFO included).
+fn spawn_on(children: &mut Children, db: &Path, env: &[(&str, &str)], extra: &[&str]) -> String {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_emitter"));
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--db"])
-        .arg(&db.path)
+        .arg(db)
         .args(extra)
         .env_remove("ORCH_METRICS_ENABLED")
         .env("RUST_LOG", "info")
@@ -357,4 +371,241 @@ async fn a_young_snapshot_is_served_again_only_when_asked() {
     assert_eq!(assert_valid_bytes(&a)["queue"]["depth"], 2);
     assert_eq!(assert_valid_bytes(&b)["queue"]["depth"], 3);
     assert!(generated(&b) >= generated(&a));
+}
+
+/// Issue 15 #6: with `--token-file` and `--rate-limit 20/s`, a client without
+/// the token sending ~90 requests/s must not make the authorised polls 429.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unauthorised_flood_does_not_spend_the_authorised_budget() {
+    let db = db_with_a_job();
+    let options = ServeOptions {
+        token: Some("s3cret-tok".into()),
+        rate_limit: Some("20/s".parse().unwrap()),
+        ..ServeOptions::default()
+    };
+    let server = Server::start(db.source(), options).await;
+    let url = server.url("/metrics");
+    let client = reqwest::Client::new();
+    let flood = {
+        let (client, url) = (client.clone(), url.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(11));
+            let mut sent = Vec::new();
+            for _ in 0..270 {
+                tick.tick().await;
+                let (client, url) = (client.clone(), url.clone());
+                sent.push(tokio::spawn(async move {
+                    client.get(&url).send().await.unwrap().status().as_u16()
+                }));
+            }
+            let mut statuses = Vec::new();
+            for s in sent {
+                statuses.push(s.await.unwrap());
+            }
+            statuses
+        })
+    };
+    let mut polls = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    for _ in 0..12 {
+        tick.tick().await;
+        let resp = client
+            .get(&url)
+            .bearer_auth("s3cret-tok")
+            .send()
+            .await
+            .unwrap();
+        polls.push(resp.status().as_u16());
+    }
+    let flood = flood.await.unwrap();
+    assert_eq!(polls, vec![200; 12], "authorised polls during the flood");
+    assert_eq!(flood.len(), 270);
+    assert!(flood.iter().all(|s| *s == 401 || *s == 429), "{flood:?}");
+    assert!(flood.contains(&401), "the flood sees its 401s");
+    assert!(
+        flood.iter().filter(|s| **s == 429).count() > 100,
+        "the flood is held by its own small bucket: {flood:?}"
+    );
+}
+
+/// A source whose snapshots never return (an open that blocks for good).
+struct Wedged {
+    entered: Mutex<std::sync::mpsc::Sender<()>>,
+    release: Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl Source for Wedged {
+    fn session(&self) -> Box<dyn Session + '_> {
+        let _ = self.entered.lock().unwrap().send(());
+        // Blocks until the test drops the sender.
+        let _ = self.release.lock().unwrap().recv();
+        panic!("released only when the test is over");
+    }
+}
+
+/// Issue 15 #7 (exit): a snapshot stuck in the blocking pool must not keep
+/// `serve` nor the runtime of `emitter::run` (the binary's) alive.
+#[test]
+fn a_wedged_snapshot_does_not_keep_the_server_alive() {
+    let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let source = Wedged {
+        entered: Mutex::new(entered_tx),
+        release: Mutex::new(release_rx),
+    };
+    let entered_rx = Arc::new(Mutex::new(entered_rx));
+    let server = std::thread::spawn(move || {
+        emitter::run(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}/metrics", listener.local_addr().unwrap());
+            let options = ServeOptions {
+                shutdown_grace: Duration::from_millis(300),
+                ..ServeOptions::default()
+            };
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            let server = tokio::spawn(emitter::serve(
+                listener,
+                Arc::new(source),
+                options,
+                async move {
+                    let _ = stop_rx.await;
+                },
+            ));
+            let _client = tokio::spawn(async move { reqwest::get(&url).await });
+            tokio::task::spawn_blocking(move || {
+                entered_rx
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(10))
+                    .expect("the snapshot starts")
+            })
+            .await
+            .unwrap();
+            stop_tx.send(()).unwrap();
+            server.await.unwrap()
+        })
+    });
+    wait_until(
+        Duration::from_secs(10),
+        "serve and the runtime to return despite the wedged snapshot",
+        || server.is_finished(),
+    );
+    server.join().unwrap().unwrap().unwrap();
+    drop(release_tx);
+}
+
+/// Issue 15 #7 (exit), with the real binary: `--db` on a FIFO wedges the
+/// snapshot in its open; SIGTERM still ends the process within the grace.
+#[test]
+fn sigterm_exits_within_the_grace_period_while_a_snapshot_is_wedged() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("orch.db");
+    match Command::new("mkfifo").arg(&fifo).status() {
+        Ok(status) => assert!(status.success()),
+        Err(err) => {
+            assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "mkfifo: {err}");
+            eprintln!("skipped: no mkfifo ({err})");
+            return;
+        }
+    }
+    let mut children = Children::default();
+    let url = spawn_on(&mut children, &fifo, &[], &["--shutdown-grace", "1s"]);
+    let pid = children.0[0].id();
+    let request = std::thread::spawn(move || reqwest::blocking_get(&url));
+    // Either the snapshot blocks in the FIFO's open (this is the wedge), or
+    // a source that refuses FIFOs answers at once: both must exit on SIGTERM.
+    let in_fifo_open = || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|t| {
+                std::fs::read_to_string(t.path().join("wchan"))
+                    .is_ok_and(|w| w.contains("wait_for_partner") || w.contains("fifo"))
+            })
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "the snapshot to block on the FIFO (or the request to be answered)",
+        || in_fifo_open() || request.is_finished(),
+    );
+    // SAFETY: plain signal to our own child.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
+    let child = &mut children.0[0];
+    let mut status = None;
+    wait_until(
+        Duration::from_secs(8),
+        "the emitter to exit within its 1 s grace after SIGTERM",
+        || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        },
+    );
+    assert!(status.unwrap().success(), "clean exit: {status:?}");
+    // Unblock the leftover open so nothing lingers.
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo);
+}
+
+/// Issue 15 #9: `s3cret-tok \n` is the token `s3cret-tok`, as in the watchdog.
+#[test]
+fn the_token_file_is_trimmed_like_the_watchdogs() {
+    let db = db_with_a_job();
+    let token = db.dir.path().join("token");
+    std::fs::write(&token, "s3cret-tok \n").unwrap();
+    let mut children = Children::default();
+    let url = spawn_binary(
+        &mut children,
+        &db,
+        &[],
+        &["--token-file", token.to_str().unwrap()],
+    );
+    assert_eq!(reqwest::blocking_get_with_token(&url, "s3cret-tok").0, 200);
+    assert_eq!(reqwest::blocking_get(&url).0, 401);
+}
+
+/// A token file that is endless, empty or not a file stops the start with
+/// a line naming it, at once (never reads /dev/zero without end).
+#[test]
+fn a_bad_token_file_is_an_error_at_start_that_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("orch.db");
+    let empty = dir.path().join("empty-token");
+    std::fs::write(&empty, " \n").unwrap();
+    for (file, why) in [
+        (Path::new("/dev/zero"), "not a regular file"),
+        (empty.as_path(), "is empty"),
+        (dir.path(), "not a regular file"),
+        (Path::new("/nonexistent/token"), "cannot read"),
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_emitter"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+            .arg(&db)
+            .arg("--token-file")
+            .arg(file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut status = None;
+        wait_until(
+            Duration::from_secs(10),
+            "the emitter to refuse the token file",
+            || {
+                status = child.try_wait().unwrap();
+                status.is_some()
+            },
+        );
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert!(!status.unwrap().success(), "{file:?}");
+        assert!(
+            err.contains(&file.display().to_string()) && err.contains(why),
+            "{file:?}: {err}"
+        );
+        assert!(!db.exists(), "nothing created");
+    }
 }

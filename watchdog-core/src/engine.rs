@@ -36,7 +36,7 @@ pub struct Observation {
 }
 
 impl Observation {
-    /// A poll whose body was read (through the tolerant reader).
+    /// A poll whose body was read (through the one reader).
     pub fn from_body(now: Timestamp, body: &[u8]) -> Self {
         Self::from_read(now, shared_schema::read_envelope(body))
     }

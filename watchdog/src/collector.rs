@@ -588,6 +588,12 @@ impl Exporter {
         }
     }
 
+    /// The registry itself, for metrics owned elsewhere (the stdout
+    /// writer's `watchdog_stdout_dropped_lines_total`).
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
     /// The registry in Prometheus text format.
     pub fn encode(&self) -> String {
         let families = self.inner.registry.gather();

@@ -1,32 +1,31 @@
 //! The watchdog's own HTTP endpoint: `GET /metrics` (Prometheus text) and
-//! `GET /healthz` (200 while the poll loops run), loopback by default.
+//! `GET /healthz` (200 while the poll loops run and the evaluation loop turns), loopback by default.
 //!
-//! Small on purpose: two routes, GET only, no body read. A slow client gets
-//! a header-read timeout, connections are capped by a semaphore, and an
-//! error on one connection is logged and never reaches the server. Shutdown
-//! stops accepting, lets open requests finish (keep-alive is turned off) and
-//! gives up on stragglers after [`DRAIN_TIMEOUT`].
+//! Small on purpose: two routes, GET only, no body read. The accept loop is
+//! the one both servers share, [`edges::serve`]: a slow client gets a
+//! header-read timeout, connections are capped, an error on one connection
+//! never reaches the server, and shutdown stops accepting, lets open
+//! requests finish and gives up on stragglers after [`DRAIN_TIMEOUT`].
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use edges::serve::Limits;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinSet;
 
 use crate::exporter::Exporter;
 
 /// How long a client may take to send its request head.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request may take before it gets 503.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for open connections.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Open connections at most; more wait in the listen backlog.
@@ -34,19 +33,75 @@ pub const MAX_CONNECTIONS: usize = 64;
 /// The Prometheus text exposition format.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Whether the poll loops are running; `/healthz` answers 200 only while true.
+/// Whether the poll loops are running and the evaluation loop still turns;
+/// `/healthz` answers 200 only while both hold.
+///
+/// The loop calls [`Health::beat`] on every turn (at least once per
+/// interval). With a limit set by [`Health::set_max_age`], a last beat older
+/// than that (3 intervals in `run`) makes `/healthz` say 503: a loop stuck
+/// on I/O is not healthy just because the HTTP server still answers.
 #[derive(Debug, Clone, Default)]
-pub struct Health(Arc<AtomicBool>);
+pub struct Health(Arc<HealthInner>);
+
+#[derive(Debug, Default)]
+struct HealthInner {
+    running: AtomicBool,
+    beat: Mutex<Liveness>,
+}
+
+#[derive(Debug, Default)]
+struct Liveness {
+    last: Option<Instant>,
+    max_age: Option<Duration>,
+}
 
 impl Health {
     /// Sets whether the loops run.
     pub fn set(&self, running: bool) {
-        self.0.store(running, Ordering::Relaxed);
+        self.0.running.store(running, Ordering::Relaxed);
     }
 
     /// Whether the loops run.
     pub fn is_running(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.0.running.load(Ordering::Relaxed)
+    }
+
+    /// The evaluation loop turned just now.
+    pub fn beat(&self) {
+        self.beat_at(Instant::now());
+    }
+
+    /// The evaluation loop turned at `at`.
+    pub fn beat_at(&self, at: Instant) {
+        self.liveness().last = Some(at);
+    }
+
+    /// How old the last beat may be before `/healthz` fails (counted from
+    /// now when nothing has beaten yet).
+    pub fn set_max_age(&self, max_age: Duration) {
+        let mut l = self.liveness();
+        l.max_age = Some(max_age);
+        l.last.get_or_insert_with(Instant::now);
+    }
+
+    /// Running, and the last beat young enough, at `now`.
+    pub fn is_healthy_at(&self, now: Instant) -> bool {
+        if !self.is_running() {
+            return false;
+        }
+        let l = self.liveness();
+        match (l.max_age, l.last) {
+            (Some(max), Some(last)) => now.saturating_duration_since(last) <= max,
+            _ => true,
+        }
+    }
+
+    fn liveness(&self) -> std::sync::MutexGuard<'_, Liveness> {
+        // A panic elsewhere must not take /healthz down with it.
+        self.0
+            .beat
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -57,75 +112,15 @@ pub async fn serve(
     health: Health,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut conns = JoinSet::new();
-    tokio::pin!(shutdown);
-
-    loop {
-        // Reap finished connections so the set does not grow.
-        while conns.try_join_next().is_some() {}
-        let permit = tokio::select! {
-            _ = &mut shutdown => break,
-            p = Arc::clone(&permits).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let (stream, peer) = tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(err) => {
-                    // Out of file descriptors and the like: back off, keep serving.
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let exporter = exporter.clone();
-        let health = health.clone();
-        let mut stop = stop_rx.clone();
-        conns.spawn(async move {
-            let _permit = permit;
-            let service = hyper::service::service_fn(move |req| {
-                let resp = respond(&req, &exporter, &health);
-                async move { Ok::<_, Infallible>(resp) }
-            });
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT);
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = async { let _ = stop.wait_for(|s| *s).await; } => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(err) = result {
-                tracing::debug!(%peer, error = %err, "metrics connection ended with an error");
-            }
-        });
-    }
-
-    drop(listener);
-    let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
-        while conns.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!(
-            open = conns.len(),
-            "metrics connections still open at shutdown; closing them"
-        );
-        conns.abort_all();
-    }
-    Ok(())
+    let limits = Limits {
+        max_connections: MAX_CONNECTIONS,
+        header_read_timeout: HEADER_READ_TIMEOUT,
+        request_timeout: REQUEST_TIMEOUT,
+        grace: DRAIN_TIMEOUT,
+    };
+    let service =
+        move |req: Request<Incoming>| std::future::ready(respond(&req, &exporter, &health));
+    edges::serve::serve(listener, service, limits, shutdown).await
 }
 
 /// Routes one request; never fails.
@@ -148,7 +143,10 @@ fn respond(req: &Request<Incoming>, exporter: &Exporter, health: &Health) -> Res
                 .insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
             resp
         }
-        _ if health.is_running() => text(StatusCode::OK, "ok"),
+        _ if health.is_healthy_at(Instant::now()) => text(StatusCode::OK, "ok"),
+        _ if health.is_running() => {
+            text(StatusCode::SERVICE_UNAVAILABLE, "evaluation loop stuck\n")
+        }
         _ => text(StatusCode::SERVICE_UNAVAILABLE, "not running\n"),
     }
 }
@@ -161,4 +159,28 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn healthz_fails_when_the_loop_stops_beating() {
+        let h = Health::default();
+        let t0 = Instant::now();
+        assert!(!h.is_healthy_at(t0), "not running yet");
+        h.set(true);
+        assert!(h.is_healthy_at(t0), "no limit set: running is enough");
+        h.set_max_age(Duration::from_secs(3));
+        let beat = Instant::now();
+        h.beat_at(beat);
+        assert!(h.is_healthy_at(beat + Duration::from_secs(3)));
+        assert!(
+            !h.is_healthy_at(beat + Duration::from_secs(4)),
+            "stuck loop"
+        );
+        h.set(false);
+        assert!(!h.is_healthy_at(beat));
+    }
 }

@@ -17,7 +17,6 @@ pub mod collector;
 pub mod config;
 pub mod diagnose;
 pub mod dur;
-pub mod fast_read;
 pub mod http;
 pub mod notify;
 pub mod poll;
@@ -26,6 +25,8 @@ pub mod replay;
 pub mod run;
 pub mod sd;
 pub mod state;
+pub mod stderr;
+pub mod stdout;
 pub mod up_close;
 pub mod validate_cmd;
 

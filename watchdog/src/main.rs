@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use watchdog::config::{Config, Overrides};
 use watchdog::dur::Dur;
 use watchdog::engine::Engine;
@@ -107,9 +108,20 @@ struct ReplayArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(&err),
+    };
+    // Log lines go through a queue that never waits for stderr's reader
+    // (a stuck journald must not freeze the loop); plain stderr if the
+    // writer thread cannot start.
+    let stderr_log = watchdog::stderr::StderrLog::start().ok();
+    let writer = match stderr_log.clone() {
+        Some(log) => BoxMakeWriter::new(log),
+        None => BoxMakeWriter::new(std::io::stderr),
+    };
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -127,7 +139,30 @@ fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(dispatch(cli.command));
+    if let Some(log) = stderr_log {
+        // The last log lines ("stopped") must not die with the process.
+        log.flush(std::time::Duration::from_secs(1));
+    }
     ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// Prints a clap error (or `--help`/`--version`) and picks the exit code:
+/// `check` speaks the monitoring-plugin convention, where a bad flag or
+/// value is UNKNOWN (3), not CRITICAL (2, clap's default).
+fn usage_error(err: &clap::Error) -> ExitCode {
+    let _ = err.print();
+    if !err.use_stderr() {
+        return ExitCode::SUCCESS; // --help, --version
+    }
+    let is_check = std::env::args_os()
+        .skip(1)
+        .find(|a| !a.to_string_lossy().starts_with('-'))
+        .is_some_and(|a| a == "check");
+    if is_check {
+        ExitCode::from(watchdog::check::UNKNOWN as u8)
+    } else {
+        ExitCode::from(2)
+    }
 }
 
 async fn dispatch(command: Command) -> i32 {
@@ -143,8 +178,13 @@ async fn dispatch(command: Command) -> i32 {
             watchdog::check::check(over, a.interval.0).await
         }
         Command::Validate(a) => {
-            let token = match a.token_file.map(std::fs::read_to_string).transpose() {
-                Ok(t) => t.map(|t| t.trim().to_owned()),
+            let token = match a
+                .token_file
+                .as_deref()
+                .map(edges::token_file::read)
+                .transpose()
+            {
+                Ok(t) => t,
                 Err(e) => {
                     println!("$: cannot read the token file: {e}");
                     return 1;

@@ -28,6 +28,7 @@ use crate::notify::Notifier;
 use crate::poll::{Polled, Poller};
 use crate::record::Recorder;
 use crate::rules::RuleSet;
+use crate::stdout::StdoutLines;
 use crate::view::{PollOutcome, PollView};
 use crate::{sd, state};
 
@@ -119,6 +120,10 @@ struct Runner {
     recorder: Option<Recorder>,
     exporter: Exporter,
     notifier: Option<Notifier>,
+    /// Notifiers replaced by a reload, still draining; awaited at shutdown so
+    /// what they hold is delivered or written as `dropped`, never lost.
+    retiring: Vec<JoinHandle<()>>,
+    health: Health,
     dropped_tx: mpsc::UnboundedSender<AlertLine>,
     poll_tx: mpsc::Sender<Msg>,
     loops: BTreeMap<String, TargetLoop>,
@@ -148,6 +153,11 @@ pub async fn run(over: Overrides) -> anyhow::Result<()> {
     }
     let exporter = Exporter::new();
     exporter.config_loaded(true, Timestamp::now());
+    let stdout = StdoutLines::start(exporter.registry()).context("starting the stdout writer")?;
+    // Past RLIMIT_FSIZE a write must fail (EFBIG, handled like a full disk),
+    // not kill the process: a handler replaces SIGXFSZ's default action.
+    let _xfsz =
+        signal(SignalKind::from_raw(libc::SIGXFSZ)).context("installing the SIGXFSZ handler")?;
 
     let rules = std::mem::replace(&mut config.rules, RuleSet::defaults());
     let mut engine = Engine::new(rules, config.repeat_interval());
@@ -189,10 +199,12 @@ pub async fn run(over: Overrides) -> anyhow::Result<()> {
     let mut runner = Runner {
         over,
         engine,
-        log: AlertLog::new(config.alert_log.clone()),
+        log: AlertLog::new(config.alert_log.clone(), Some(stdout)),
         recorder: config.record.clone().map(Recorder::new),
         exporter,
         notifier: Some(notifier),
+        retiring: Vec::new(),
+        health: health.clone(),
         dropped_tx,
         poll_tx,
         loops: BTreeMap::new(),
@@ -206,6 +218,7 @@ pub async fn run(over: Overrides) -> anyhow::Result<()> {
         let l = spawn_loop(t, config.interval, config.timeout, &runner.poll_tx)?;
         runner.loops.insert(t.name.clone(), l);
     }
+    health.set_max_age(stuck_after(runner.interval));
     health.set(true);
     sd::ready(&runner.status_line());
 
@@ -214,9 +227,13 @@ pub async fn run(over: Overrides) -> anyhow::Result<()> {
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let ping_every = sd::watchdog_interval();
     let mut ping = tokio::time::interval(ping_every.unwrap_or(Duration::from_secs(3600)));
+    // The loop turns at least once per interval, so /healthz can tell a stuck one.
+    let mut beat = tokio::time::interval(runner.interval);
 
     loop {
+        runner.health.beat();
         tokio::select! {
+            _ = beat.tick() => {}
             Some(msg) = poll_rx.recv() => {
                 runner.handle(msg);
                 if poll_rx.is_empty() {
@@ -244,22 +261,29 @@ pub async fn run(over: Overrides) -> anyhow::Result<()> {
     }
     // Drop our sender so the channel closes once every loop has finished its poll in flight.
     runner.poll_tx = mpsc::channel(1).0;
-    // checked: a timeout is bounded at load, but a shutdown must never panic.
-    let now = tokio::time::Instant::now();
-    let deadline = now
-        .checked_add(runner.timeout + Duration::from_secs(2))
-        .unwrap_or(now + Duration::from_secs(2));
+    let deadline = later(runner.timeout.saturating_add(Duration::from_secs(2)));
     while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, poll_rx.recv()).await {
         runner.handle(msg);
     }
     runner.state_dirty = true;
     runner.settle();
-    if let Some(n) = runner.notifier.take() {
-        n.shutdown(NOTIFY_DRAIN).await;
+    // The current notifier and those a reload replaced drain side by side;
+    // each ends delivered or with `dropped` lines in the channel below.
+    let current = runner
+        .notifier
+        .take()
+        .map(|n| tokio::spawn(n.shutdown(NOTIFY_DRAIN)));
+    for handle in runner.retiring.drain(..).chain(current) {
+        if let Err(err) = handle.await {
+            tracing::error!(error = %err, "notifier drain failed");
+        }
     }
     while let Ok(line) = dropped_rx.try_recv() {
         runner.log.write(&[line]);
     }
+    // The writer thread must not be cut off with the last lines still queued.
+    let log = runner.log;
+    let _ = tokio::task::spawn_blocking(move || log.flush_stdout(Duration::from_secs(2))).await;
     let _ = server_stop.send(true);
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(2), server).await {
         tracing::warn!(error = %e, "metrics server ended with an error");
@@ -275,8 +299,8 @@ impl Runner {
         };
         let started = Instant::now();
         let obs = &msg.polled.observation;
-        if let (Some(rec), Some(body)) = (self.recorder.as_mut(), msg.polled.body.as_ref()) {
-            rec.record(&msg.target, obs.now, body);
+        if let Some(rec) = self.recorder.as_mut() {
+            rec.record(&msg.target, obs, msg.polled.body.as_deref());
         }
         let eval = self.engine.observe(&msg.target, obs);
         self.log.write(&eval.lines);
@@ -352,7 +376,11 @@ impl Runner {
 
     /// Every loop reported recently enough (or has just started).
     fn healthy(&self) -> bool {
-        let grace = self.interval * 2 + self.timeout + Duration::from_secs(5);
+        let grace = self
+            .interval
+            .saturating_mul(2)
+            .saturating_add(self.timeout)
+            .saturating_add(Duration::from_secs(5));
         self.loops.values().all(|l| {
             !l.handle.is_finished() && l.last_report.unwrap_or(l.started).elapsed() <= grace
         })
@@ -360,6 +388,8 @@ impl Runner {
 
     fn reload(&mut self) {
         sd::reloading();
+        // SIGHUP is also "reopen your log files" (after a rotation without rename).
+        self.log.reopen();
         let now = Timestamp::now();
         match self.try_reload(now) {
             Ok(()) => {
@@ -429,10 +459,11 @@ impl Runner {
             }
         }
         if config.alert_log.as_deref() != self.log.path() {
-            self.log = AlertLog::new(config.alert_log.clone());
+            self.log.retarget(config.alert_log.clone());
         }
         self.state_file = config.state_file.clone();
         self.interval = config.interval;
+        self.health.set_max_age(stuck_after(config.interval));
         self.timeout = config.timeout;
 
         self.log.write(&resolved);
@@ -440,7 +471,8 @@ impl Runner {
             for line in &resolved {
                 old.publish(line);
             }
-            tokio::spawn(old.shutdown(NOTIFY_DRAIN));
+            self.retiring.retain(|h| !h.is_finished());
+            self.retiring.push(tokio::spawn(old.shutdown(NOTIFY_DRAIN)));
         }
         if let Some(n) = &self.notifier {
             n.sync_firing(&self.engine.firing_lines());
@@ -448,5 +480,35 @@ impl Runner {
         self.state_dirty = true;
         self.settle();
         Ok(())
+    }
+}
+
+/// `/healthz` fails when the evaluation loop has not turned for this long.
+fn stuck_after(interval: Duration) -> Duration {
+    interval.saturating_mul(3)
+}
+
+/// `now + d`, or a far future when that overflows (a huge configured timeout
+/// must not panic at shutdown).
+fn later(d: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(FAR_FUTURE))
+        .unwrap_or(now)
+}
+
+/// A deadline that never comes in practice (about 30 years).
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_timeout_gives_a_far_deadline_not_a_panic() {
+        let now = tokio::time::Instant::now();
+        assert!(later(Duration::MAX) > now);
+        assert!(later(Duration::from_secs(1)) > now);
+        assert_eq!(stuck_after(Duration::MAX), Duration::MAX);
     }
 }

@@ -732,3 +732,20 @@ async fn an_alert_that_left_the_synced_set_is_no_longer_resent() {
         .iter()
         .any(|a| job_of(a) == "8")));
 }
+
+/// Issue 15 item 13: absurd durations (a resend interval or a shutdown
+/// deadline past what an `Instant` holds) neither panic the sink nor the
+/// shutdown; what was queued is delivered.
+#[tokio::test]
+async fn huge_durations_never_overflow_an_instant() {
+    let am = Receiver::start().await;
+    let hook = Receiver::start().await;
+    let mut config = alertmanager(vec![am.base.clone()], Duration::MAX);
+    config.webhook = vec![webhook(hook.url("/"))];
+    let (notifier, _exporter, mut dropped) = start(config);
+    notifier.publish(&line(AlertEvent::Firing, 1));
+    wait_for("the webhook delivery", || hook.requests().len() == 1).await;
+    wait_for("the alertmanager delivery", || !am_alerts(&am).is_empty()).await;
+    notifier.shutdown(Duration::MAX).await;
+    assert!(dropped.try_recv().is_err(), "nothing was dropped");
+}

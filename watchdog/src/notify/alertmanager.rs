@@ -29,6 +29,20 @@ use super::post::Poster;
 use super::sink::{BoxFuture, Sink};
 use crate::exporter::Exporter;
 
+/// `at + d`, or about a year on when that overflows: a huge interval must
+/// not panic the sink's worker.
+fn after(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d)
+        .unwrap_or_else(|| at + Duration::from_secs(86_400 * 365))
+}
+
+/// `d` in seconds, at most a century: `Timestamp::plus_seconds` panics
+/// (inside `time`) on a duration far past the representable range.
+fn seconds(d: Duration) -> f64 {
+    const CENTURY_S: f64 = 100.0 * 365.25 * 86_400.0;
+    d.as_secs_f64().min(CENTURY_S)
+}
+
 /// `alertname` of the always-firing heartbeat.
 pub const HEARTBEAT_ALERTNAME: &str = "WatchdogHeartbeat";
 
@@ -87,7 +101,7 @@ impl Alertmanager {
             started: Timestamp::now(),
             firing: BTreeMap::new(),
             unsent_resolved: BTreeMap::new(),
-            next_resend: now + cfg.resend_interval,
+            next_resend: after(now, cfg.resend_interval),
             // The first heartbeat goes out at once, so a fresh watchdog is seen alive.
             next_heartbeat: heartbeat.map(|_| now),
         })
@@ -116,7 +130,7 @@ impl Alertmanager {
         annotations.insert("key".into(), line.key.clone().into());
         let ends_at = match line.event {
             AlertEvent::Resolved => line.ts,
-            _ => now.plus_seconds(self.horizon.as_secs_f64()),
+            _ => now.plus_seconds(seconds(self.horizon)),
         };
         // Alertmanager rejects the whole POST when an alert ends before it starts
         // (possible with a skewed emitter clock).
@@ -142,7 +156,7 @@ impl Alertmanager {
                 "summary": "The watchdog is running. This alert always fires; its absence means the watchdog stopped."
             },
             "startsAt": self.started,
-            "endsAt": now.plus_seconds(every.saturating_mul(4).as_secs_f64()),
+            "endsAt": now.plus_seconds(seconds(every.saturating_mul(4))),
         }))
     }
 
@@ -234,7 +248,7 @@ impl Sink for Alertmanager {
             let mut alerts = Vec::new();
             let mut resolved = Vec::new();
             if at >= self.next_resend {
-                self.next_resend = at + self.resend;
+                self.next_resend = after(at, self.resend);
                 alerts.extend(self.firing.values().map(|l| self.alert(l, now)));
                 // Past the horizon Alertmanager has expired the alert on its own.
                 let horizon = self.horizon;
@@ -249,7 +263,7 @@ impl Sink for Alertmanager {
             }
             if let (Some(due), Some(every)) = (self.next_heartbeat, self.heartbeat) {
                 if at >= due {
-                    self.next_heartbeat = Some(at + every);
+                    self.next_heartbeat = Some(after(at, every));
                     alerts.push(self.heartbeat_alert(every, now));
                 }
             }

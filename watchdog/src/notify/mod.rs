@@ -97,7 +97,11 @@ impl Notifier {
     /// Stops accepting events and gives queued ones until `deadline` to go out;
     /// what is left is sent to `dropped`.
     pub async fn shutdown(self, deadline: std::time::Duration) {
-        let at = tokio::time::Instant::now() + deadline;
+        let now = tokio::time::Instant::now();
+        // A deadline past what an Instant holds means "no deadline", not a panic.
+        let at = now
+            .checked_add(deadline)
+            .unwrap_or_else(|| now + std::time::Duration::from_secs(86_400 * 365));
         let all = self.sinks.into_iter().map(|sink| sink.shutdown(at));
         // Concurrently: each sink gets the whole deadline, not what the
         // previous one left over.
