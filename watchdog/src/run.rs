@@ -397,7 +397,7 @@ impl Runner {
                 self.exporter.config_loaded(true, now);
             }
             Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "config reload rejected; the previous config keeps running");
+                tracing::error!(error = %edges::redact::in_text(&format!("{e:#}")), "config reload rejected; the previous config keeps running");
                 self.exporter.config_loaded(false, now);
             }
         }
