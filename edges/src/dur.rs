@@ -7,7 +7,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A [`Duration`] that (de)serialises with humantime.
+/// The longest duration any key or flag takes: longer is a typo (or an
+/// attack on `Instant + duration`), never a plan.
+pub const MAX: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// A [`Duration`] that (de)serialises with humantime, at most [`MAX`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Dur(pub Duration);
 
@@ -35,9 +39,15 @@ impl fmt::Display for Dur {
 impl std::str::FromStr for Dur {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        humantime::parse_duration(s.trim()).map(Self).map_err(|e| {
+        let d = humantime::parse_duration(s.trim()).map_err(|e| {
             format!("invalid duration {s:?}: {e} (write e.g. \"90s\", \"10m\", \"1h 30m\")")
-        })
+        })?;
+        if d > MAX {
+            return Err(format!(
+                "duration {s:?} is longer than 30 days, the longest accepted"
+            ));
+        }
+        Ok(Self(d))
     }
 }
 
@@ -76,5 +86,14 @@ mod tests {
         assert_eq!(Dur::secs(0).to_string(), "0s");
         assert!("ten minutes".parse::<Dur>().is_err());
         assert_eq!(human_secs(600.4), "10m");
+    }
+
+    #[test]
+    fn more_than_30_days_is_refused_with_a_clear_error() {
+        assert_eq!("30days".parse::<Dur>().unwrap().0, MAX);
+        let err = "31days".parse::<Dur>().unwrap_err();
+        assert!(err.contains("longer than 30 days"), "{err}");
+        let err = "300000000000y".parse::<Dur>().unwrap_err();
+        assert!(err.contains("300000000000y"), "{err}");
     }
 }

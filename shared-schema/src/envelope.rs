@@ -7,13 +7,310 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::marker::PhantomData;
+use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::Timestamp;
 
 /// The names of the envelope's sections, in the order they are written.
 pub const SECTIONS: [&str; 6] = ["stages", "queue", "agents", "cost", "reconciler", "errors"];
+
+/// One of the envelope's sections, by its JSON key.
+///
+/// The wire keeps names as text (`Envelope::degraded` holds names this
+/// reader may not know yet); this is the typed name for code that means one
+/// of the six it does know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Section {
+    /// `stages`
+    Stages,
+    /// `queue`
+    Queue,
+    /// `agents`
+    Agents,
+    /// `cost`
+    Cost,
+    /// `reconciler`
+    Reconciler,
+    /// `errors`
+    Errors,
+}
+
+impl Section {
+    /// Every section, in the order they are written (as [`SECTIONS`]).
+    pub const ALL: [Section; 6] = [
+        Section::Stages,
+        Section::Queue,
+        Section::Agents,
+        Section::Cost,
+        Section::Reconciler,
+        Section::Errors,
+    ];
+
+    /// The section's JSON key.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Section::Stages => "stages",
+            Section::Queue => "queue",
+            Section::Agents => "agents",
+            Section::Cost => "cost",
+            Section::Reconciler => "reconciler",
+            Section::Errors => "errors",
+        }
+    }
+}
+
+impl fmt::Display for Section {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl AsRef<str> for Section {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+/// A section name this reader does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown section {0:?}")]
+pub struct UnknownSection(pub String);
+
+impl FromStr for Section {
+    type Err = UnknownSection;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Section::ALL
+            .into_iter()
+            .find(|sec| sec.as_str() == s)
+            .ok_or_else(|| UnknownSection(s.to_owned()))
+    }
+}
+
+/// The state of the worker's circuit breaker, typed.
+///
+/// The wire keeps it as text ([`Breaker::state`]) so a state a newer
+/// orchestrator invents is not an error; it reads here as `Unknown`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum BreakerState {
+    /// `closed`: work flows.
+    Closed,
+    /// `open`: the worker refuses work.
+    Open,
+    /// `half_open`: the worker is trying one job.
+    HalfOpen,
+    /// Any other text, kept as sent.
+    Unknown(String),
+}
+
+impl BreakerState {
+    /// The wire text.
+    pub fn as_str(&self) -> &str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
+            BreakerState::Unknown(s) => s,
+        }
+    }
+}
+
+impl From<&str> for BreakerState {
+    fn from(s: &str) -> Self {
+        match s {
+            "closed" => BreakerState::Closed,
+            "open" => BreakerState::Open,
+            "half_open" => BreakerState::HalfOpen,
+            other => BreakerState::Unknown(other.to_owned()),
+        }
+    }
+}
+
+impl FromStr for BreakerState {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(BreakerState::from(s))
+    }
+}
+
+impl fmt::Display for BreakerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How many items of each list one envelope may bring: a body under the
+/// 32 MiB cap could otherwise hold millions of entries and cost gigabytes
+/// once typed (issue 15 #8). The reader keeps the first `N`, skips the rest
+/// without allocating and reports "`path` truncated at N".
+pub mod caps {
+    /// `agents`: far above any real orchestrator's concurrency.
+    pub const AGENTS: usize = 20_000;
+    /// `stages`: active tasks.
+    pub const STAGES: usize = 20_000;
+    /// `cost.running`: one per running job, like `agents`.
+    pub const COST_RUNNING: usize = 20_000;
+    /// `errors.by_subsystem`.
+    pub const BY_SUBSYSTEM: usize = 1_000;
+    /// `reconciler.invariant_violations`.
+    pub const INVARIANT_VIOLATIONS: usize = 1_000;
+    /// `queue.counts` and `reconciler.actions_by_type` (distinct keys).
+    pub const MAP_ENTRIES: usize = 1_000;
+    /// `degraded`.
+    pub const DEGRADED: usize = 64;
+}
+
+/// A sequence read into at most `cap + 1` items; the rest are skipped
+/// without allocating. The one item past the cap tells the reader the list
+/// was cut (it then truncates to `cap` and says so).
+struct CappedSeq<T> {
+    cap: usize,
+    null_as_empty: bool,
+    item: PhantomData<T>,
+}
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for CappedSeq<T> {
+    type Value = Vec<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a sequence")
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Vec<T>, E> {
+        if self.null_as_empty {
+            Ok(Vec::new())
+        } else {
+            Err(E::invalid_type(serde::de::Unexpected::Unit, &self))
+        }
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Vec<T>, E> {
+        self.visit_unit()
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Vec<T>, D::Error> {
+        d.deserialize_seq(self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+        // The hint is the sender's word: bound it before reserving.
+        let hint = seq.size_hint().unwrap_or(0).min(self.cap + 1).min(1024);
+        let mut out = Vec::with_capacity(hint);
+        while out.len() <= self.cap {
+            match seq.next_element()? {
+                Some(item) => out.push(item),
+                None => return Ok(out),
+            }
+        }
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(out)
+    }
+}
+
+/// A list of at most `cap + 1` items (see [`CappedSeq`]).
+pub(crate) fn capped_vec<'de, D, T>(d: D, cap: usize) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    d.deserialize_seq(CappedSeq {
+        cap,
+        null_as_empty: false,
+        item: PhantomData,
+    })
+}
+
+/// As [`capped_vec`], `null` read as empty: inside a section that was read,
+/// a `null` list carries no more than an empty one.
+fn capped_vec_or_null<'de, D, T>(d: D, cap: usize) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    d.deserialize_option(CappedSeq {
+        cap,
+        null_as_empty: true,
+        item: PhantomData,
+    })
+}
+
+/// An object of string keys read into at most `cap + 1` entries.
+struct CappedMap<V> {
+    cap: usize,
+    value: PhantomData<V>,
+}
+
+impl<'de, V: Deserialize<'de>> Visitor<'de> for CappedMap<V> {
+    type Value = BTreeMap<String, V>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a map")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = BTreeMap::new();
+        while out.len() <= self.cap {
+            match map.next_entry::<String, V>()? {
+                Some((k, v)) => {
+                    out.insert(k, v);
+                }
+                None => return Ok(out),
+            }
+        }
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(out)
+    }
+}
+
+fn capped_map<'de, D, V>(d: D) -> Result<BTreeMap<String, V>, D::Error>
+where
+    D: Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    d.deserialize_map(CappedMap {
+        cap: caps::MAP_ENTRIES,
+        value: PhantomData,
+    })
+}
+
+fn capped_map_or_null<'de, D, V>(d: D) -> Result<Option<BTreeMap<String, V>>, D::Error>
+where
+    D: Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct Opt<V>(PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> Visitor<'de> for Opt<V> {
+        type Value = Option<BTreeMap<String, V>>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a map or null")
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            capped_map(d).map(Some)
+        }
+    }
+    d.deserialize_option(Opt(PhantomData))
+}
+
+fn running_cap<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<RunningCost>, D::Error> {
+    capped_vec_or_null(d, caps::COST_RUNNING)
+}
+
+fn violations_cap<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<InvariantViolation>, D::Error> {
+    capped_vec_or_null(d, caps::INVARIANT_VIOLATIONS)
+}
+
+fn by_subsystem_cap<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SubsystemErrors>, D::Error> {
+    capped_vec_or_null(d, caps::BY_SUBSYSTEM)
+}
 
 /// Job statuses that `queue.counts` always carries, 0 where none.
 pub const REQUIRED_JOB_STATUSES: [&str; 5] = ["queued", "running", "done", "failed", "cancelled"];
@@ -68,16 +365,6 @@ fn yes() -> bool {
     true
 }
 
-/// A list that is `null` is read as empty: inside a section that was read,
-/// a `null` list carries no more than an empty one.
-fn null_as_empty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
-}
-
 impl Envelope {
     /// An enabled envelope with every section empty or unknown.
     pub fn new(generated_at: Timestamp) -> Self {
@@ -99,13 +386,16 @@ impl Envelope {
         }
     }
 
-    /// Whether `section` is listed in `degraded` (by the emitter or the reader).
-    pub fn is_degraded(&self, section: &str) -> bool {
+    /// Whether `section` (a [`Section`] or any name) is listed in
+    /// `degraded` (by the emitter or the reader).
+    pub fn is_degraded(&self, section: impl AsRef<str>) -> bool {
+        let section = section.as_ref();
         self.degraded.iter().any(|s| s == section)
     }
 
-    /// Adds `section` to `degraded` once.
-    pub fn mark_degraded(&mut self, section: &str) {
+    /// Adds `section` (a [`Section`] or any name) to `degraded` once.
+    pub fn mark_degraded(&mut self, section: impl AsRef<str>) {
+        let section = section.as_ref();
         if !self.is_degraded(section) {
             self.degraded.push(section.to_owned());
         }
@@ -143,7 +433,7 @@ pub struct Stage {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Queue {
     /// Jobs per status; always carries [`REQUIRED_JOB_STATUSES`].
-    #[serde(default)]
+    #[serde(default, deserialize_with = "capped_map")]
     pub counts: BTreeMap<String, u64>,
     /// `counts.queued`.
     #[serde(default)]
@@ -185,6 +475,13 @@ pub struct Breaker {
     /// When the breaker opened (text as stored).
     #[serde(default)]
     pub opened_at: Option<String>,
+}
+
+impl Breaker {
+    /// The state, typed; `None` where unknown (`state` null or missing).
+    pub fn state(&self) -> Option<BreakerState> {
+        self.state.as_deref().map(BreakerState::from)
+    }
 }
 
 /// One running agent (section `agents`).
@@ -244,7 +541,7 @@ pub struct Agent {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Cost {
     /// One entry per running job.
-    #[serde(default, deserialize_with = "null_as_empty")]
+    #[serde(default, deserialize_with = "running_cap")]
     pub running: Vec<RunningCost>,
     /// Sums over all `agent_runs`.
     #[serde(default)]
@@ -322,7 +619,7 @@ pub struct Reconciler {
     #[serde(default)]
     pub actions_emitted: Option<u64>,
     /// Actions by type.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "capped_map_or_null")]
     pub actions_by_type: Option<BTreeMap<String, u64>>,
     /// Side effects of the tick.
     #[serde(default)]
@@ -331,7 +628,7 @@ pub struct Reconciler {
     #[serde(default)]
     pub pending_event_count: Option<u64>,
     /// Invariants the tick found broken.
-    #[serde(default, deserialize_with = "null_as_empty")]
+    #[serde(default, deserialize_with = "violations_cap")]
     pub invariant_violations: Vec<InvariantViolation>,
 }
 
@@ -388,7 +685,7 @@ pub struct Errors {
     #[serde(default)]
     pub total: Option<u64>,
     /// Events per subsystem.
-    #[serde(default, deserialize_with = "null_as_empty")]
+    #[serde(default, deserialize_with = "by_subsystem_cap")]
     pub by_subsystem: Vec<SubsystemErrors>,
 }
 

@@ -14,8 +14,11 @@
 //! [`ReadError::NewerVersion`], its own condition, never as "unreachable"
 //! and never as a panic, so a watchdog can say "upgrade me" and keep running.
 //!
-//! ## The tolerant reader
-//! [`read_envelope`] is what the watchdog uses on every poll:
+//! ## The one reader
+//! [`read_envelope`] is what the watchdog uses on every poll, in `check`,
+//! in `replay` and under `validate`: one pass over the bytes keeps each
+//! section as raw JSON, then each section is read into its typed form on
+//! its own (no `serde_json::Value` tree). It is tolerant:
 //! - unknown keys are ignored at every level;
 //! - a missing optional key or a `null` is kept as `None`, "unknown", and
 //!   is never turned into `0`;
@@ -27,11 +30,19 @@
 //!   `None`) and added to `degraded`, exactly as if the emitter had failed
 //!   to collect it; the other sections stay usable. A required array section
 //!   (`stages`, `agents`) that is missing or `null` is likewise degraded:
-//!   unknown is not empty.
+//!   unknown is not empty;
+//! - lists are capped ([`caps`]): past the cap the rest is skipped unread and
+//!   a problem says "agents truncated at 20000", so what a body costs in
+//!   memory is bounded by its size.
 //!
 //! The whole read fails ([`ReadError`]) only when nothing is usable: not
 //! JSON, not an object, no or a bad `schema_version`, or no usable
 //! `generated_at`.
+//!
+//! [`Section`] and [`BreakerState`] are the typed names of a section and of
+//! the breaker's state; the wire fields stay text (a newer emitter may send
+//! names this reader does not know) with typed accessors
+//! ([`Envelope::is_degraded`] takes either, [`Breaker::state()`]).
 //!
 //! ## The writer
 //! The same types serialise to exactly the section 1 form: every key
@@ -50,7 +61,7 @@ pub use agent_view::{AgentView, FdKind, FdMode, FdView, ProcessView, SocketView}
 pub use alert::{AlertEvent, AlertLine, Severity};
 pub use envelope::*;
 pub use read::{read_envelope, read_value, Problem, ReadError, Reading};
-pub use record::RecordLine;
+pub use record::{RecordError, RecordLine, RecordRef, Recorded};
 pub use timestamp::{Timestamp, TimestampError};
 pub use validate::{validate, validate_value};
 

@@ -369,3 +369,124 @@ fn nulls_are_unknown_never_zero() {
     assert_eq!(envelope.agents[0].cpu_ticks, None);
     assert_eq!(envelope.queue.as_ref().and_then(|q| q.depth), None);
 }
+
+/// Issue 15 #8: a body of many small agents is capped, the rest skipped,
+/// with a clear problem; the agents kept stand and nothing is degraded.
+#[test]
+fn agents_past_the_cap_are_truncated_with_a_problem() {
+    let cap = shared_schema::caps::AGENTS;
+    let mut body = String::from(
+        r#"{"schema_version":1,"generated_at":"2026-11-22T10:00:00Z","stages":[],"agents":["#,
+    );
+    for i in 0..cap + 500 {
+        if i > 0 {
+            body.push(',');
+        }
+        // Items past the cap are skipped unread: even a wrong one is no problem.
+        if i == cap + 10 {
+            body.push_str(r#"{"job_id":"not a number"}"#);
+        } else {
+            body.push_str(&format!(r#"{{"job_id":{i},"cpu_ticks":1}}"#));
+        }
+    }
+    body.push_str(r#"],"cost":{"running":["#);
+    for i in 0..shared_schema::caps::COST_RUNNING + 1 {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&format!(r#"{{"job_id":{i}}}"#));
+    }
+    body.push_str("]}}");
+    let (env, problems) = enabled(body.as_bytes());
+    assert_eq!(env.agents.len(), cap);
+    assert_eq!(env.agents[cap - 1].job_id, (cap - 1) as i64);
+    assert_eq!(env.cost.as_ref().map(|c| c.running.len()), Some(cap));
+    assert!(env.degraded.is_empty(), "{:?}", env.degraded);
+    let said: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        said,
+        vec![
+            format!("agents: agents truncated at {cap}: the rest is not read"),
+            format!(
+                "cost.running: cost.running truncated at {}: the rest is not read",
+                shared_schema::caps::COST_RUNNING
+            ),
+        ]
+    );
+    // validate says it too: a clean validate means a clean read.
+    let strict = validate(body.as_bytes());
+    assert!(
+        strict
+            .iter()
+            .any(|p| p.path == "agents" && p.message.contains("truncated at")),
+        "validate lists the truncation ({} problems)",
+        strict.len()
+    );
+}
+
+#[test]
+fn section_names_are_typed_and_round_trip() {
+    use shared_schema::Section;
+    let names: Vec<&str> = Section::ALL.iter().map(|s| s.as_str()).collect();
+    assert_eq!(names, SECTIONS);
+    for s in Section::ALL {
+        assert_eq!(s.as_str().parse::<Section>(), Ok(s));
+        assert_eq!(s.to_string(), s.as_str());
+    }
+    assert!("gpu".parse::<Section>().is_err());
+    let (env, _) = enabled(&fixture("degraded.json"));
+    assert!(env.is_degraded(Section::Agents) && env.is_degraded("agents"));
+    assert!(!env.is_degraded(Section::Stages));
+}
+
+#[test]
+fn breaker_state_is_typed_and_keeps_what_it_does_not_know() {
+    use shared_schema::{Breaker, BreakerState};
+    let of = |s: Option<&str>| {
+        Breaker {
+            state: s.map(str::to_owned),
+            ..Breaker::default()
+        }
+        .state()
+    };
+    assert_eq!(of(Some("closed")), Some(BreakerState::Closed));
+    assert_eq!(of(Some("open")), Some(BreakerState::Open));
+    assert_eq!(of(Some("half_open")), Some(BreakerState::HalfOpen));
+    assert_eq!(
+        of(Some("tripped")),
+        Some(BreakerState::Unknown("tripped".into()))
+    );
+    assert_eq!(of(None), None);
+    assert_eq!(BreakerState::HalfOpen.to_string(), "half_open");
+}
+
+/// The three divergences fuzzing found between the old typed fast path and
+/// the tolerant reader, resolved in favour of the contract ("readers ignore
+/// keys they do not know"), plus repeated keys (the last one wins).
+#[test]
+fn unknown_keys_are_skipped_as_syntax_only() {
+    let head = r#"{"schema_version":1,"generated_at":"2026-11-22T10:00:00Z","stages":[],"agents":[{"job_id":1}],"#;
+    for unknown in [
+        r#""futur":2e400"#,
+        r#""futur":"\ud944hhh""#,
+        r#""futur":{"x":[1e999]}"#,
+    ] {
+        let body = format!("{head}{unknown}}}");
+        let (env, problems) = enabled(body.as_bytes());
+        assert!(problems.is_empty(), "{unknown}: {problems:?}");
+        assert_eq!(env.agents[0].job_id, 1, "{unknown}");
+    }
+    // Invalid UTF-8 anywhere, even in an unknown key, is not JSON.
+    let mut bad = head.as_bytes().to_vec();
+    bad.extend_from_slice(b"\"futur\":{\"q\xff\xff\":1}}");
+    assert!(matches!(read_envelope(&bad), Err(ReadError::NotJson(_))));
+    // The same oddity inside a known section is that section's problem.
+    let body = format!(r#"{head}"errors":{{"total":1e999}}}}"#);
+    let (env, problems) = enabled(body.as_bytes());
+    assert!(env.is_degraded("errors"), "{problems:?}");
+    assert_eq!(env.agents[0].job_id, 1);
+    // A repeated key: the last one wins.
+    let body = format!(r#"{head}"agents":[{{"job_id":2}}]}}"#);
+    let (env, _) = enabled(body.as_bytes());
+    assert_eq!(env.agents[0].job_id, 2);
+}

@@ -6,6 +6,7 @@
 //! `watchdog` binaries, and the external tools (Prometheus, Alertmanager).
 
 pub mod agents;
+pub mod am_cluster;
 pub mod bins;
 pub mod contract;
 pub mod ext;
@@ -17,4 +18,5 @@ pub mod orchestrator;
 pub mod procs;
 pub mod stack;
 pub mod statedb;
+pub mod systemd_ns;
 pub mod tools;

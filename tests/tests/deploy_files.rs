@@ -332,39 +332,112 @@ fn units_carry_the_hardening_and_the_example_config_every_key() {
         "[[notify.webhook]]",
         "rate",
         "[notify.alertmanager]",
-        "cpu_floor",
-        "min_runtime",
-        "use_tree",
-        "keep_firing_for",
-        "per_stage",
-        "max_ms",
-        "max_per_min",
-        "window",
+        // Unset by default, so --print-config (below) cannot list them.
         "max_usd",
         "max_usd_per_hour",
     ] {
         assert!(toml.contains(key), "watchdog.toml does not show {key}");
     }
-    for rule in [
-        "stuck_agent",
-        "agent_runtime",
-        "stage_age",
-        "queue_depth",
-        "queue_stalled",
-        "breaker_open",
-        "invariant_violation",
-        "reconciler_slow",
-        "reconciler_backlog",
-        "error_rate",
-        "cost_budget",
-        "target_down",
-        "target_stale",
-        "schema_incompatible",
-        "section_degraded",
-    ] {
+    // The rules and their keys come from the one registry, by way of the
+    // real binary's `--print-config` (every rule at its defaults).
+    let rules = registry_rules();
+    assert!(rules.len() >= 15, "the registry lists {rules:?}");
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    for (rule, keys) in &rules {
         assert!(
             toml.contains(&format!("[rules.{rule}]")),
-            "watchdog.toml has no [rules.{rule}]"
+            "watchdog.toml has no [rules.{rule}] (the registry has it)"
+        );
+        assert!(
+            readme.contains(&format!("| `{rule}` |")),
+            "README.md's rule table has no row for {rule} (the registry has it)"
+        );
+        for key in keys {
+            assert!(
+                toml.contains(&format!("{key} =")),
+                "watchdog.toml does not show [rules.{rule}] {key}"
+            );
+        }
+    }
+}
+
+/// Every rule of the registry with its keys: `watchdog run --print-config`
+/// with no config prints `[rules.NAME]` for each, every key at its default.
+fn registry_rules() -> Vec<(String, Vec<String>)> {
+    let watchdog = e2e::bins::locate("watchdog").unwrap();
+    let out = run(Command::new(&watchdog).arg("run").arg("--print-config"));
+    let mut rules: Vec<(String, Vec<String>)> = Vec::new();
+    let mut in_rule = false;
+    for line in out.lines() {
+        if let Some(name) = line
+            .strip_prefix("[rules.")
+            .and_then(|r| r.strip_suffix(']'))
+        {
+            // `[rules.stage_age.per_stage]` is a key of stage_age, not a rule.
+            match name.split_once('.') {
+                None => {
+                    rules.push((name.to_owned(), Vec::new()));
+                    in_rule = true;
+                }
+                Some((_, key)) => {
+                    if let Some(r) = rules.last_mut() {
+                        r.1.push(key.to_owned());
+                    }
+                }
+            }
+        } else if line.starts_with('[') {
+            in_rule = false;
+        } else if let (true, Some((key, _))) = (in_rule, line.split_once(" = ")) {
+            if let Some(r) = rules.last_mut() {
+                r.1.push(key.trim().to_owned());
+            }
+        }
+    }
+    rules
+}
+
+/// The pure core holds no runtime or I/O crate: Cargo, not a comment, keeps
+/// it so (issue 11 item 2).
+#[test]
+fn the_core_crate_depends_on_no_runtime_or_io_crate() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = run(Command::new(cargo)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .args([
+            "tree",
+            "-p",
+            "watchdog-core",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--offline",
+        ]));
+    assert!(out.contains("watchdog-core"), "{out}");
+    let forbidden = [
+        "tokio",
+        "mio",
+        "hyper",
+        "reqwest",
+        "prometheus",
+        "toml",
+        "rusqlite",
+        "governor",
+        "socket2",
+        "libc",
+        "tracing",
+        "clap",
+        "notify",
+    ];
+    for line in out.lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        assert!(
+            !forbidden
+                .iter()
+                .any(|f| name == *f || name.starts_with(&format!("{f}-"))),
+            "watchdog-core pulls in {name}, a runtime or I/O crate:\n{out}"
         );
     }
 }

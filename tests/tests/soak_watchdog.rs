@@ -147,12 +147,12 @@ fn write_recording(s: Scenario, steps: u64, path: &Path) {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     for step in 0..steps {
         let env = s.envelope(step);
-        let line = shared_schema::RecordLine {
-            target: "orch".into(),
-            received_at: shared_schema::Timestamp::parse(env["generated_at"].as_str().unwrap())
-                .unwrap(),
-            envelope: env,
-        };
+        let line = shared_schema::RecordLine::polled(
+            "orch",
+            shared_schema::Timestamp::parse(env["generated_at"].as_str().unwrap()).unwrap(),
+            env.to_string().as_bytes(),
+        )
+        .unwrap();
         writeln!(out, "{}", line.to_json_line()).unwrap();
     }
     out.flush().unwrap();

@@ -136,15 +136,21 @@ impl Config {
             || "the command line".to_owned(),
             |p| p.display().to_string(),
         );
-        let rules =
-            RuleSet::build(&file.rules).map_err(|e| ConfigError(format!("{where_}: {e}")))?;
+        // Each `[rules.NAME]` goes to its rule's settings through serde; the
+        // core never sees TOML.
+        let tables: BTreeMap<String, serde_json::Value> = file
+            .rules
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default()))
+            .collect();
+        let rules = RuleSet::build(&tables).map_err(|e| ConfigError(format!("{where_}: {e}")))?;
 
         let mut targets = Vec::new();
         if over.targets.is_empty() {
             for t in file.target {
                 targets.push(
                     make_target(t.name, &t.url, t.token_file)
-                        .map_err(|e| ConfigError(format!("{where_}: [[target]]: {e}")))?,
+                        .map_err(|e| ConfigError(format!("{where_}: [[target]] {e}")))?,
                 );
             }
         } else {
@@ -193,6 +199,11 @@ impl Config {
                 .parse()
                 .map_err(|_| ConfigError("bad default listen address".into()))?,
         };
+        // `[notify]` is checked here, with everything else: a bad sink is a
+        // config error (exit 2) in every command, not a failure of `run` later.
+        file.notify
+            .validate()
+            .map_err(|e| ConfigError(format!("{where_}: {e:#}")))?;
         Ok(Self {
             source,
             interval,
@@ -257,13 +268,30 @@ impl Config {
                     token_file: t.token_file.as_deref(),
                 })
                 .collect(),
-            rules: self.rules.to_table(),
+            rules: rules_table(&self.rules),
             notify,
         };
         let mut text =
             String::from("# effective watchdog configuration (secrets are never shown)\n");
         text.push_str(&toml::to_string(&out).unwrap_or_else(|e| format!("# cannot render: {e}\n")));
         text
+    }
+}
+
+/// `[rules.*]` with every effective value, as TOML.
+/// TOML has no null: an unset key (`cost_budget.max_usd`) is left out.
+pub fn rules_table(rules: &RuleSet) -> toml::Table {
+    fn strip_nulls(v: &mut serde_json::Value) {
+        if let serde_json::Value::Object(m) = v {
+            m.retain(|_, v| !v.is_null());
+            m.values_mut().for_each(strip_nulls);
+        }
+    }
+    let mut v = serde_json::Value::Object(rules.to_value());
+    strip_nulls(&mut v);
+    match toml::Value::try_from(v) {
+        Ok(toml::Value::Table(t)) => t,
+        _ => toml::Table::new(),
     }
 }
 
@@ -274,26 +302,14 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
             path.display()
         ))
     })?;
-    toml::from_str(&text)
-        .map_err(|e| ConfigError(format!("{}: {}", path.display(), e.to_string().trim_end())))
-}
-
-/// A bearer token is short; a `token_file` pointing at something endless
-/// (`/dev/zero`, a log) must be an error, not an out-of-memory.
-const MAX_TOKEN_BYTES: u64 = 64 * 1024;
-
-fn read_token(path: &Path) -> Result<String, String> {
-    use std::io::Read;
-    let cannot =
-        |e: &dyn std::fmt::Display| format!("cannot read token_file {}: {e}", path.display());
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_TOKEN_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(|e| cannot(&e))?;
-    if bytes.len() as u64 > MAX_TOKEN_BYTES {
-        return Err(cannot(&format!("larger than {MAX_TOKEN_BYTES} bytes")));
-    }
-    String::from_utf8(bytes).map_err(|_| cannot(&"not UTF-8 text"))
+    // A TOML error quotes the offending line, which may hold a target's password.
+    toml::from_str(&text).map_err(|e| {
+        ConfigError(format!(
+            "{}: {}",
+            path.display(),
+            edges::redact::in_text(e.to_string().trim_end())
+        ))
+    })
 }
 
 fn make_target(
@@ -301,7 +317,7 @@ fn make_target(
     url: &str,
     token_file: Option<PathBuf>,
 ) -> Result<Target, String> {
-    let url = poll_url(url)?;
+    let url = poll_url(url).map_err(|e| format!("key `url`: {e}"))?;
     let name = match name {
         Some(n) if !n.trim().is_empty() => n,
         _ => derived_name(&url),
@@ -312,13 +328,9 @@ fn make_target(
         ));
     }
     let token = match &token_file {
+        // The one reader of both binaries: trimmed, capped, regular files only.
         Some(path) => {
-            let text = read_token(path)?;
-            let token = text.trim().to_owned();
-            if token.is_empty() {
-                return Err(format!("token_file {} is empty", path.display()));
-            }
-            Some(token)
+            Some(edges::token_file::read(path).map_err(|e| format!("key `token_file`: {e}"))?)
         }
         None => None,
     };
@@ -331,22 +343,26 @@ fn make_target(
 }
 
 /// The URL to poll: the emitter's base (`http://host:9464`, `/metrics` is
-/// added) or any explicit path (used as is).
+/// added) or any explicit path (used as is). Checked at load: an http URL
+/// (this build has no TLS), a host, a port in 1-65535. Errors show the URL
+/// redacted.
 pub fn poll_url(url: &str) -> Result<String, String> {
     let url = url.trim();
-    if url.starts_with("https://") {
-        return Err(format!("{url:?}: https is not supported by this build (no TLS); poll over loopback or a local TLS-terminating proxy"));
+    let shown = redact_userinfo(url);
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{shown:?} is not a URL: {e}"))?;
+    match parsed.scheme() {
+        "http" => {}
+        "https" => return Err(format!("{shown:?}: https is not supported by this build (no TLS); poll over loopback or a local TLS-terminating proxy")),
+        other => return Err(format!("{shown:?}: scheme {other:?} is not http")),
     }
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url:?} is not an http:// URL"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    if authority.is_empty() {
-        return Err(format!("{url:?} has no host"));
+    if parsed.host_str().map_or(true, str::is_empty) {
+        return Err(format!("{shown:?} has no host"));
     }
+    if parsed.port() == Some(0) {
+        return Err(format!("{shown:?}: port must be 1-65535"));
+    }
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let path = rest.find('/').map_or("", |i| &rest[i..]);
     if path.is_empty() || path == "/" {
         Ok(format!("{}/metrics", url.trim_end_matches('/')))
     } else {
@@ -364,16 +380,10 @@ pub fn derived_name(url: &str) -> String {
         .to_owned()
 }
 
-/// A URL with any `user:password@` removed, for logs and `--print-config`.
+/// A URL with any `user:password@` (and query) masked, for every error,
+/// log line and `--print-config`: the one redaction of `edges`.
 pub fn redact_userinfo(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let end = rest.find('/').unwrap_or(rest.len());
-    match rest[..end].rsplit_once('@') {
-        Some((_, host)) => format!("{scheme}://<redacted>@{host}{}", &rest[end..]),
-        None => url.to_owned(),
-    }
+    edges::redact::url(url)
 }
 
 #[cfg(test)]
@@ -382,11 +392,30 @@ mod tests {
 
     #[test]
     fn an_endless_token_file_is_an_error_not_an_oom() {
-        let err = read_token(Path::new("/dev/zero")).unwrap_err();
+        let err = make_target(None, "http://h:1", Some("/dev/zero".into())).unwrap_err();
         assert!(
-            err.contains("token_file /dev/zero") && err.contains("larger than 65536 bytes"),
+            err.contains("token_file") && err.contains("/dev/zero"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn target_urls_are_checked_at_load_and_errors_never_show_the_password() {
+        for (url, why) in [
+            ("http://u:hunter2@h:99999/metrics", "port"),
+            ("http://u:hunter2@h:0/metrics", "port"),
+            ("http://u:hunter2@/metrics", "host"),
+            ("ftp://u:hunter2@h:1/metrics", "scheme"),
+            ("https://u:hunter2@h:1/metrics", "https"),
+        ] {
+            let err = poll_url(url).unwrap_err();
+            assert!(!err.contains("hunter2"), "{err}");
+            assert!(
+                err.contains(why) || err.contains("invalid port") || err.contains("empty host"),
+                "{url}: {err}"
+            );
+        }
+        assert_eq!(poll_url("http://h:1").unwrap(), "http://h:1/metrics");
     }
     use std::io::Write;
 
@@ -487,7 +516,7 @@ repeat_interval = "1h 30m"
     fn userinfo_is_redacted() {
         assert_eq!(
             redact_userinfo("http://u:p@h:1/metrics"),
-            "http://<redacted>@h:1/metrics"
+            "http://***@h:1/metrics"
         );
         assert_eq!(derived_name("http://u:p@h:1/metrics"), "h:1");
     }
@@ -506,16 +535,30 @@ mod example {
             ..Overrides::default()
         })
         .unwrap();
-        let defaults = RuleSet::defaults().to_table();
-        let mut loaded = c.rules.to_table();
-        // The one override the example shows on purpose.
+        let defaults = rules_table(&RuleSet::defaults());
+        let mut loaded = rules_table(&c.rules);
+        // The overrides the example shows on purpose.
         if let Some(toml::Value::Table(t)) = loaded.get_mut("stage_age") {
             t.insert("per_stage".into(), toml::Value::Table(toml::Table::new()));
+        }
+        if let Some(toml::Value::Table(t)) = loaded.get_mut("stuck_agent") {
+            t.insert("per_agent".into(), toml::Value::Table(toml::Table::new()));
         }
         assert_eq!(
             loaded, defaults,
             "the example's rule values drifted from the defaults"
         );
+        // Every rule of the one registry has its section in the example.
+        let text = std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("watchdog.example.toml"),
+        )
+        .unwrap();
+        for name in crate::rules::names() {
+            assert!(
+                text.contains(&format!("[rules.{name}]")),
+                "watchdog.example.toml has no [rules.{name}]: add it"
+            );
+        }
         assert_eq!(c.interval, DEFAULT_INTERVAL);
         assert_eq!(c.timeout, DEFAULT_TIMEOUT);
         assert_eq!(c.repeat_interval(), crate::engine::DEFAULT_REPEAT_INTERVAL);

@@ -1,6 +1,8 @@
 //! One poll of one target: GET with a timeout and a bearer token, the body
 //! read chunk by chunk under a 32 MiB cap (a larger or endless body is a
-//! failed poll, never an out-of-memory), then handed to the tolerant reader.
+//! failed poll, never an out-of-memory), then handed to the one reader
+//! (`shared_schema::read_envelope`), whose list caps bound what the body
+//! costs once read.
 
 use std::time::{Duration, Instant};
 
@@ -98,7 +100,11 @@ impl Poller {
         if resp.content_length().is_some_and(|n| n > BODY_CAP as u64) {
             return Err(format!("body larger than {} MiB", BODY_CAP >> 20));
         }
-        let mut body = Vec::new();
+        // Sized from the announced length (already capped) so a large body
+        // is not copied through doubling reallocations: the peak stays near
+        // one body.
+        let announced = resp.content_length().map_or(0, |n| n as usize);
+        let mut body = Vec::with_capacity(announced.min(BODY_CAP));
         while let Some(chunk) = resp.chunk().await.map_err(describe)? {
             if body.len() + chunk.len() > BODY_CAP {
                 return Err(format!("body larger than {} MiB", BODY_CAP >> 20));

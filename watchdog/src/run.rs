@@ -299,8 +299,8 @@ impl Runner {
         };
         let started = Instant::now();
         let obs = &msg.polled.observation;
-        if let (Some(rec), Some(body)) = (self.recorder.as_mut(), msg.polled.body.as_ref()) {
-            rec.record(&msg.target, obs.now, body);
+        if let Some(rec) = self.recorder.as_mut() {
+            rec.record(&msg.target, obs, msg.polled.body.as_deref());
         }
         let eval = self.engine.observe(&msg.target, obs);
         self.log.write(&eval.lines);
@@ -397,7 +397,7 @@ impl Runner {
                 self.exporter.config_loaded(true, now);
             }
             Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "config reload rejected; the previous config keeps running");
+                tracing::error!(error = %edges::redact::in_text(&format!("{e:#}")), "config reload rejected; the previous config keeps running");
                 self.exporter.config_loaded(false, now);
             }
         }

@@ -1,6 +1,9 @@
 //! `watchdog validate URL|FILE|-`: every way an envelope departs from the
 //! contract, one `path: message` line each, exit 0 when none and 1 otherwise
-//! (also 1, with the reason, when the input cannot be read at all).
+//! (also 1, with the reason, when the input cannot be read at all). The
+//! body goes through the one reader's own top-level pass and everything the
+//! reader sets aside is listed too (`shared_schema::validate`), so a clean
+//! `validate` means a clean live poll.
 
 use std::io::Read;
 use std::time::Duration;

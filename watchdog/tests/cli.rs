@@ -319,6 +319,82 @@ fn config_errors_name_the_key_and_the_file() {
     }
 }
 
+/// Issue 11 item 6, issue 15 #10 and #13: the whole config, `[notify]`
+/// included, is checked at load; every error exits 2 in `run`,
+/// `--print-config` and `replay`, names the file and the key, and never
+/// shows a password.
+#[test]
+fn every_config_error_exits_2_in_every_command_naming_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("empty.jsonl");
+    std::fs::write(&record, "").unwrap();
+    for (text, key) in [
+        // [notify] used to pass --print-config and make `run` exit 1.
+        (
+            "[[notify.webhook]]\nurl = \"ftp://hooks.example/x\"\n",
+            "notify.webhook",
+        ),
+        (
+            "[[notify.webhook]]\nurl = \"http://h:1/\"\nrate = \"10/week\"\n",
+            "rate",
+        ),
+        (
+            "[notify.alertmanager]\nurl = \"http://am:99999\"\n",
+            "notify.alertmanager",
+        ),
+        ("[notify]\nrepeat_interval = \"400days\"\n", "30 days"),
+        // An absurd duration used to be accepted and panic at shutdown.
+        ("timeout = \"300000000000y\"\n", "timeout"),
+        ("interval = \"31days\"\n", "interval"),
+        ("[rules.stuck_agent]\nfor = \"90days\"\n", "for"),
+        (
+            "[rules.stuck_agent]\nper_agent = { reviewer = { cpu_flor = 0.1 } }\n",
+            "cpu_flor",
+        ),
+        // Target URLs are checked at load, and shown redacted.
+        (
+            "[[target]]\nurl = \"http://admin:hunter2@h:99999/metrics\"\n",
+            "url",
+        ),
+        (
+            "[[target]]\nurl = \"http://admin:hunter2@/metrics\"\n",
+            "url",
+        ),
+        (
+            "[[target]]\nurl = \"http://h:1\"\ntoken_file = \"/dev/zero\"\n",
+            "token_file",
+        ),
+        // A TOML error quotes its line; the password in it is masked.
+        (
+            "[[target]]\nurl = \"http://admin:hunter2@h:1\" junk\n",
+            "bad.toml",
+        ),
+    ] {
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, text).unwrap();
+        let p = path.to_str().unwrap();
+        for args in [
+            vec!["run", "--config", p, "--print-config"],
+            vec!["run", "--config", p, "--listen", "127.0.0.1:0"],
+            vec!["replay", record.to_str().unwrap(), "--config", p],
+        ] {
+            let started = std::time::Instant::now();
+            let o = watchdog(&args);
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(2), "{args:?} {text}: {err}");
+            assert!(
+                err.contains(key) && err.contains(p),
+                "{args:?} {text}: {err}"
+            );
+            assert!(!err.contains("hunter2"), "{args:?} leaks: {err}");
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{args:?} {text}"
+            );
+        }
+    }
+}
+
 #[test]
 fn print_config_shows_effective_values_and_never_the_token() {
     let dir = tempfile::tempdir().unwrap();

@@ -182,33 +182,21 @@ impl<'de> Deserialize<'de> for Heartbeat {
     }
 }
 
-/// A rate limit as written in the config: `N/s`, `N/min` or `N/h`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    /// How many per period (also the burst).
-    pub count: NonZeroU32,
-    /// The period.
-    pub per: Per,
-}
-
-/// The period of a [`Rate`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Per {
-    /// `/s`
-    Second,
-    /// `/min`
-    Minute,
-    /// `/h`
-    Hour,
-}
+/// A webhook's `rate`: the one rate type of `edges` (`N/s`, `N/min`,
+/// `N/h`), with the governor quota this watchdog builds from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Rate(pub edges::rate::Rate);
 
 impl Rate {
-    /// The governor quota: a burst of `count`, refilled evenly over the period.
+    /// `count` per `per`, `count` also the burst.
     pub fn quota(&self) -> governor::Quota {
-        match self.per {
-            Per::Second => governor::Quota::per_second(self.count),
-            Per::Minute => governor::Quota::per_minute(self.count),
-            Per::Hour => governor::Quota::per_hour(self.count),
+        use edges::rate::Per;
+        let count: NonZeroU32 = self.0.count;
+        match self.0.per {
+            Per::Second => governor::Quota::per_second(count),
+            Per::Minute => governor::Quota::per_minute(count),
+            Per::Hour => governor::Quota::per_hour(count),
         }
     }
 }
@@ -216,40 +204,13 @@ impl Rate {
 impl FromStr for Rate {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
-        let bad = || format!("invalid rate {text:?}: write N/s, N/min or N/h, e.g. \"10/min\"");
-        let (n, unit) = text.trim().split_once('/').ok_or_else(bad)?;
-        let count = n.trim().parse::<NonZeroU32>().map_err(|_| bad())?;
-        let per = match unit.trim() {
-            "s" | "sec" | "second" => Per::Second,
-            "m" | "min" | "minute" => Per::Minute,
-            "h" | "hour" => Per::Hour,
-            _ => return Err(bad()),
-        };
-        Ok(Self { count, per })
+        text.parse().map(Self)
     }
 }
 
 impl fmt::Display for Rate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let unit = match self.per {
-            Per::Second => "s",
-            Per::Minute => "min",
-            Per::Hour => "h",
-        };
-        write!(f, "{}/{unit}", self.count)
-    }
-}
-
-impl Serialize for Rate {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Rate {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
+        self.0.fmt(f)
     }
 }
 
@@ -344,6 +305,15 @@ impl AlertmanagerConfig {
 fn check_url(url: &str, path_is_secret: bool) -> Result<reqwest::Url, String> {
     let parsed = reqwest::Url::parse(url)
         .map_err(|e| format!("invalid url {:?}: {e}", redact(url, path_is_secret)))?;
+    if parsed.host_str().map_or(true, str::is_empty) {
+        return Err(format!("{}: no host", redact(url, path_is_secret)));
+    }
+    if parsed.port() == Some(0) {
+        return Err(format!(
+            "{}: port must be 1-65535",
+            redact(url, path_is_secret)
+        ));
+    }
     match parsed.scheme() {
         "http" => Ok(parsed),
         "https" => Err(format!(
@@ -357,23 +327,14 @@ fn check_url(url: &str, path_is_secret: bool) -> Result<reqwest::Url, String> {
     }
 }
 
-/// The URL with secrets replaced: user info always, path and query too when
-/// `path_is_secret` (webhook URLs carry their token in the path).
+/// `url` for a log line or `--print-config`: the one redaction of `edges`
+/// (user info and query masked; for a webhook the path too).
 pub fn redact(url: &str, path_is_secret: bool) -> String {
-    let Ok(mut parsed) = reqwest::Url::parse(url) else {
-        return "REDACTED".to_owned();
-    };
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        let _ = parsed.set_username("REDACTED");
-        let _ = parsed.set_password(None);
+    if path_is_secret {
+        edges::redact::url_and_path(url)
+    } else {
+        edges::redact::url(url)
     }
-    if parsed.query().is_some() {
-        parsed.set_query(Some("REDACTED"));
-    }
-    if path_is_secret && parsed.path() != "/" {
-        parsed.set_path("/REDACTED");
-    }
-    parsed.to_string()
 }
 
 fn redacted_webhook_url<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
@@ -417,9 +378,8 @@ fn default_resend() -> Duration {
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|e| {
-        format!("invalid duration {text:?}: {e} (write e.g. \"90s\", \"10m\", \"1h 30m\")")
-    })
+    // The one duration type: human forms, at most 30 days.
+    text.parse::<edges::dur::Dur>().map(|d| d.0)
 }
 
 fn format_duration(d: &Duration) -> String {
@@ -517,7 +477,9 @@ mod tests {
         for (text, want) in [("10/min", "10/min"), ("1/s", "1/s"), (" 5 / h ", "5/h")] {
             assert_eq!(text.parse::<Rate>().unwrap().to_string(), want);
         }
-        for bad in ["10", "0/s", "x/min", "10/day", "-1/s", ""] {
+        // A bare count is per second, as for the emitter's --rate-limit (one parser).
+        assert_eq!("10".parse::<Rate>().unwrap().to_string(), "10/s");
+        for bad in ["0/s", "x/min", "10/day", "-1/s", ""] {
             let err = bad.parse::<Rate>().unwrap_err();
             assert!(err.contains("N/s, N/min or N/h"), "{bad}: {err}");
         }
@@ -560,7 +522,7 @@ mod tests {
             assert!(!printed.contains(secret), "{secret} in {printed}");
         }
         assert!(
-            printed.contains("http://REDACTED@chat.example:8080/REDACTED?REDACTED"),
+            printed.contains("http://***@chat.example:8080/***?***"),
             "{printed}"
         );
         assert!(printed.contains("resend_interval = \"1m\""), "{printed}");

@@ -3,11 +3,8 @@
 use serde::{Deserialize, Serialize};
 use shared_schema::Severity;
 
-use super::{finding, parse, to_table, Common, Ctx, Outcome, Rule};
+use super::{finding, Ctx, Outcome, PerAgent, Rule};
 use crate::dur::Dur;
-
-/// The rule's name.
-pub const NAME: &str = "reconciler_slow";
 
 /// `[rules.reconciler_slow]`'s own keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,33 +20,13 @@ impl Default for Settings {
     }
 }
 
-/// The rule.
-#[derive(Debug)]
-pub struct ReconcilerSlow {
-    common: Common,
-    settings: Settings,
-}
+impl Rule for Settings {
+    const NAME: &'static str = "reconciler_slow";
+    const SEVERITY: Severity = Severity::Warning;
+    const FOR: Dur = Dur::secs(60);
+    type State = ();
 
-/// Builds the rule from its table.
-pub fn build(table: Option<&toml::Table>) -> Result<Box<dyn Rule>, String> {
-    let (common, settings) = parse(table, Common::defaults(Severity::Warning, Dur::secs(60)))?;
-    Ok(Box::new(ReconcilerSlow { common, settings }))
-}
-
-impl Rule for ReconcilerSlow {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn common(&self) -> &Common {
-        &self.common
-    }
-
-    fn own_settings(&self) -> toml::Table {
-        to_table(&self.settings)
-    }
-
-    fn evaluate(&self, ctx: &Ctx<'_>) -> Outcome {
+    fn evaluate(&self, ctx: &Ctx<'_>, _: &mut (), _: &PerAgent<Self>) -> Outcome {
         let Some(env) = ctx.section("reconciler") else {
             return Outcome::Unknown;
         };
@@ -58,13 +35,13 @@ impl Rule for ReconcilerSlow {
         };
         match rec.wall_clock_ms {
             None => Outcome::Unknown,
-            Some(ms) if ms > self.settings.max_ms => Outcome::firing(finding(
+            Some(ms) if ms > self.max_ms => Outcome::firing(finding(
                 format!(
                     "the reconciler on {} took {ms:.0} ms per tick (max {} ms)",
-                    ctx.target, self.settings.max_ms
+                    ctx.target, self.max_ms
                 ),
                 Some(ms),
-                Some(self.settings.max_ms),
+                Some(self.max_ms),
             )),
             Some(_) => Outcome::clear(),
         }

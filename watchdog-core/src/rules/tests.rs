@@ -21,12 +21,9 @@ fn t0() -> Timestamp {
 
 fn rules(toml_text: &str) -> RuleSet {
     let table: toml::Table = toml::from_str(toml_text).unwrap();
-    let tables: BTreeMap<String, toml::Table> = table
+    let tables: BTreeMap<String, serde_json::Value> = table
         .into_iter()
-        .map(|(k, v)| match v {
-            toml::Value::Table(t) => (k, t),
-            _ => panic!("not a table"),
-        })
+        .map(|(k, v)| (k, serde_json::to_value(v).unwrap()))
         .collect();
     RuleSet::build(&tables).unwrap()
 }
@@ -700,22 +697,116 @@ fn section_degraded_fires_per_section_and_gates_dependent_rules() {
     assert!(of_rule(&drive(&mut en, 0, 120, env), "section_degraded").is_empty());
 }
 
+/// The idle time the outputs show is the one stuck_agent keeps (issue 11
+/// item 3): it grows while the agent idles, is `None` on the first sample,
+/// and is not made up when the rule is off.
+#[test]
+fn idle_seconds_in_the_view_come_from_stuck_agent() {
+    let mut en = engine("");
+    let first = en.observe(T, &obs(idle_env(0.0)));
+    assert_eq!(first.agents[0].idle_s, None, "first sample: not known yet");
+    en.observe(T, &obs(idle_env(15.0)));
+    let third = en.observe(T, &obs(idle_env(30.0)));
+    assert_eq!(third.agents[0].idle_s, Some(30.0));
+    assert!(third.agents[0].cpu_fraction.is_some());
+    // Busy: the timer is at 0.
+    let busy = en.observe(T, &obs(busy_env(45.0)));
+    assert_eq!(busy.agents[0].idle_s, Some(0.0));
+
+    let mut off = engine("[stuck_agent]\nenabled = false\n");
+    for s in [0.0, 15.0] {
+        off.observe(T, &obs(idle_env(s)));
+    }
+    let ev = off.observe(T, &obs(idle_env(30.0)));
+    assert_eq!(ev.agents[0].idle_s, None, "no owner, no idle time");
+    assert!(
+        ev.agents[0].cpu_fraction.is_some(),
+        "the delta still gives a fraction"
+    );
+}
+
+/// Idle timers survive a restart through the state file, by identity.
+#[test]
+fn idle_timers_are_saved_and_restored_with_the_state() {
+    let mut en = engine("");
+    for s in [0.0, 15.0, 30.0] {
+        en.observe(T, &obs(idle_env(s)));
+    }
+    let saved = en.save();
+    let mut again = engine("");
+    again.restore(&saved).unwrap();
+    let ev = again.observe(T, &obs(idle_env(45.0)));
+    assert_eq!(ev.agents[0].idle_s, Some(45.0));
+}
+
 // ---- config of rules ----
 
 #[test]
 fn unknown_rule_and_unknown_key_are_rejected_by_name() {
     let err = RuleSet::build(
-        &[("stuck_agnt".to_owned(), toml::Table::new())]
+        &[("stuck_agnt".to_owned(), serde_json::json!({}))]
             .into_iter()
             .collect(),
     )
     .unwrap_err();
     assert!(err.contains("stuck_agnt"), "{err}");
-    let t: toml::Table = toml::from_str("cpu_flor = 0.1").unwrap();
+    let t = serde_json::json!({"cpu_flor": 0.1});
     let err = RuleSet::build(&[("stuck_agent".to_owned(), t)].into_iter().collect()).unwrap_err();
     assert!(
         err.contains("cpu_flor") && err.contains("[rules.stuck_agent]"),
         "{err}"
+    );
+}
+
+#[test]
+fn per_agent_key_the_rule_does_not_have_is_an_error_naming_rule_agent_and_key() {
+    let t = serde_json::json!({"per_agent": {"reviewer": {"cpu_flor": 0.1}}});
+    let err = RuleSet::build(&[("stuck_agent".to_owned(), t)].into_iter().collect()).unwrap_err();
+    assert!(
+        err.contains("[rules.stuck_agent]")
+            && err.contains("per_agent.reviewer")
+            && err.contains("cpu_flor"),
+        "{err}"
+    );
+    // A rule that does not take per_agent rejects the key itself.
+    let t = serde_json::json!({"per_agent": {"reviewer": {"max": 1}}});
+    let err = RuleSet::build(&[("queue_depth".to_owned(), t)].into_iter().collect()).unwrap_err();
+    assert!(err.contains("per_agent"), "{err}");
+}
+
+#[test]
+fn per_agent_overrides_cpu_floor_and_for_by_agent_name() {
+    // reviewer: floor 0.5% and 30m; everyone else: the defaults (2%, 10m).
+    let mut en =
+        engine("[stuck_agent]\nper_agent = { reviewer = { cpu_floor = 0.005, for = \"30m\" } }\n");
+    // The idle agent uses 1% CPU: idle for the default floor, busy for the reviewer's.
+    let one_percent = |s: f64, name: &str| {
+        let mut e = env(s);
+        // 100 ticks/s: one tick a second is 1% of a CPU.
+        e.agents = vec![Agent {
+            agent: Some(name.to_owned()),
+            ..agent(600.0 + s, s as u64, 1000)
+        }];
+        e
+    };
+    let lines = drive(&mut en, 0, 2400, |s| one_percent(s, "reviewer"));
+    assert!(of_rule(&lines, "stuck_agent").is_empty(), "{lines:?}");
+    let mut en =
+        engine("[stuck_agent]\nper_agent = { reviewer = { cpu_floor = 0.05, for = \"30m\" } }\n");
+    let lines = drive(&mut en, 0, 1500, |s| one_percent(s, "reviewer"));
+    assert!(
+        of_rule(&lines, "stuck_agent").is_empty(),
+        "30m not reached: {lines:?}"
+    );
+    let lines = drive(&mut en, 1515, 2100, |s| one_percent(s, "reviewer"));
+    assert_eq!(of_rule(&lines, "stuck_agent").len(), 1, "{lines:?}");
+    let mut en =
+        engine("[stuck_agent]\nper_agent = { reviewer = { cpu_floor = 0.05, for = \"30m\" } }\n");
+    let lines = drive(&mut en, 0, 900, |s| one_percent(s, "dev"));
+    assert_eq!(
+        of_rule(&lines, "stuck_agent").len(),
+        1,
+        "dev keeps the 10m default: {lines:?}"
     );
 }
 

@@ -7,45 +7,20 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use shared_schema::{InvariantViolation, Severity};
 
-use super::{labels, parse, to_table, Common, Ctx, Outcome, Rule, Verdict};
+use super::{labels, Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::alerts::Finding;
-use crate::dur::Dur;
-
-/// The rule's name.
-pub const NAME: &str = "invariant_violation";
 
 /// `[rules.invariant_violation]` has no keys of its own.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {}
 
-/// The rule.
-#[derive(Debug)]
-pub struct InvariantViolationRule {
-    common: Common,
-    settings: Settings,
-}
+impl Rule for Settings {
+    const NAME: &'static str = "invariant_violation";
+    const SEVERITY: Severity = Severity::Critical;
+    type State = ();
 
-/// Builds the rule from its table.
-pub fn build(table: Option<&toml::Table>) -> Result<Box<dyn Rule>, String> {
-    let (common, settings) = parse(table, Common::defaults(Severity::Critical, Dur::secs(0)))?;
-    Ok(Box::new(InvariantViolationRule { common, settings }))
-}
-
-impl Rule for InvariantViolationRule {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn common(&self) -> &Common {
-        &self.common
-    }
-
-    fn own_settings(&self) -> toml::Table {
-        to_table(&self.settings)
-    }
-
-    fn evaluate(&self, ctx: &Ctx<'_>) -> Outcome {
+    fn evaluate(&self, ctx: &Ctx<'_>, _: &mut (), _: &PerAgent<Self>) -> Outcome {
         let Some(env) = ctx.section("reconciler") else {
             return Outcome::Unknown;
         };

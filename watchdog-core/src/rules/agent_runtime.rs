@@ -4,14 +4,9 @@
 use serde::{Deserialize, Serialize};
 use shared_schema::Severity;
 
-use super::{
-    agent_labels, agent_phrase, agent_subject, parse, to_table, Common, Ctx, Outcome, Rule, Verdict,
-};
+use super::{agent_labels, agent_phrase, agent_subject, Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::alerts::Finding;
 use crate::dur::{human_secs, Dur};
-
-/// The rule's name.
-pub const NAME: &str = "agent_runtime";
 
 /// `[rules.agent_runtime]`'s own keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,37 +24,17 @@ impl Default for Settings {
     }
 }
 
-/// The rule.
-#[derive(Debug)]
-pub struct AgentRuntime {
-    common: Common,
-    settings: Settings,
-}
+impl Rule for Settings {
+    const NAME: &'static str = "agent_runtime";
+    const SEVERITY: Severity = Severity::Warning;
+    const PER_AGENT: bool = true;
+    type State = ();
 
-/// Builds the rule from its table.
-pub fn build(table: Option<&toml::Table>) -> Result<Box<dyn Rule>, String> {
-    let (common, settings) = parse(table, Common::defaults(Severity::Warning, Dur::secs(0)))?;
-    Ok(Box::new(AgentRuntime { common, settings }))
-}
-
-impl Rule for AgentRuntime {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn common(&self) -> &Common {
-        &self.common
-    }
-
-    fn own_settings(&self) -> toml::Table {
-        to_table(&self.settings)
-    }
-
-    fn evaluate(&self, ctx: &Ctx<'_>) -> Outcome {
+    fn evaluate(&self, ctx: &Ctx<'_>, _: &mut (), _: &PerAgent<Self>) -> Outcome {
         let Some(env) = ctx.section("agents") else {
             return Outcome::Unknown;
         };
-        let max = self.settings.max.as_secs_f64();
+        let max = self.max.as_secs_f64();
         let mut out = Vec::new();
         for agent in &env.agents {
             match agent.runtime_s {
@@ -72,7 +47,7 @@ impl Rule for AgentRuntime {
                             "{} has been running for {} (max {})",
                             agent_phrase(agent),
                             human_secs(r),
-                            self.settings.max
+                            self.max
                         ),
                         value: Some(r),
                         threshold: Some(max),

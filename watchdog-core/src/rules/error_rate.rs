@@ -1,18 +1,17 @@
 //! `error_rate`: a subsystem's error count grows faster than `max_per_min`
 //! over `window`. Counts are cumulative in the envelope; the rate comes from
-//! the delta engine's window, and a count that went down (table truncated)
+//! the rule's own window per subsystem, and a count that went down (table truncated)
 //! restarts it instead of reading as a negative rate.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use shared_schema::Severity;
 
-use super::{labels, parse, to_table, Common, Ctx, Outcome, Rule, Verdict};
+use super::{labels, Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::alerts::Finding;
-use crate::delta::DeltaConfig;
+use crate::delta::CounterWindow;
 use crate::dur::Dur;
-
-/// The rule's name.
-pub const NAME: &str = "error_rate";
 
 /// `[rules.error_rate]`'s own keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,54 +32,44 @@ impl Default for Settings {
     }
 }
 
-/// The rule.
-#[derive(Debug)]
-pub struct ErrorRate {
-    common: Common,
-    settings: Settings,
-}
+impl Rule for Settings {
+    const NAME: &'static str = "error_rate";
+    const SEVERITY: Severity = Severity::Warning;
+    /// A window of counts per subsystem.
+    type State = BTreeMap<String, CounterWindow>;
 
-/// Builds the rule from its table.
-pub fn build(table: Option<&toml::Table>) -> Result<Box<dyn Rule>, String> {
-    let (common, settings): (Common, Settings) =
-        parse(table, Common::defaults(Severity::Warning, Dur::secs(0)))?;
-    if settings.window.0.is_zero() {
-        return Err("key `window`: must be longer than 0s".into());
-    }
-    Ok(Box::new(ErrorRate { common, settings }))
-}
-
-impl Rule for ErrorRate {
-    fn name(&self) -> &'static str {
-        NAME
+    fn check(&self) -> Result<(), String> {
+        if self.window.0.is_zero() {
+            return Err("key `window`: must be longer than 0s".into());
+        }
+        Ok(())
     }
 
-    fn common(&self) -> &Common {
-        &self.common
-    }
-
-    fn own_settings(&self) -> toml::Table {
-        to_table(&self.settings)
-    }
-
-    fn tune(&self, delta: &mut DeltaConfig) {
-        delta.error_window_s = self.settings.window.as_secs_f64();
-    }
-
-    fn evaluate(&self, ctx: &Ctx<'_>) -> Outcome {
+    fn evaluate(&self, ctx: &Ctx<'_>, windows: &mut Self::State, _: &PerAgent<Self>) -> Outcome {
         let Some(env) = ctx.section("errors") else {
             return Outcome::Unknown;
         };
-        if env.errors.is_none() {
+        let Some(errors) = &env.errors else {
             return Outcome::clear();
-        }
-        let window = self.settings.window.as_secs_f64();
+        };
+        let window = self.window.as_secs_f64();
         let mut out = Vec::new();
-        for s in &ctx.deltas.errors {
+        let mut seen: Vec<&String> = Vec::with_capacity(errors.by_subsystem.len());
+        for s in &errors.by_subsystem {
+            let Some(total) = s.total else { continue };
+            if seen.contains(&&s.subsystem) {
+                continue; // a duplicate row: the first one speaks for it
+            }
+            seen.push(&s.subsystem);
+            let growth = windows.entry(s.subsystem.clone()).or_default().push(
+                ctx.clock_s,
+                total as f64,
+                window,
+            );
             let subject = format!("subsystem={}", s.subsystem);
-            match s.growth.per_second_over(window) {
+            match growth.per_second_over(window) {
                 None => out.push((subject, Verdict::Unknown)),
-                Some(per_s) if per_s * 60.0 > self.settings.max_per_min => out.push((
+                Some(per_s) if per_s * 60.0 > self.max_per_min => out.push((
                     subject,
                     Verdict::Firing(Finding {
                         labels: labels([("subsystem", s.subsystem.clone())]),
@@ -89,17 +78,18 @@ impl Rule for ErrorRate {
                             s.subsystem,
                             ctx.target,
                             per_s * 60.0,
-                            self.settings.window,
-                            self.settings.max_per_min
+                            self.window,
+                            self.max_per_min
                         ),
                         value: Some((per_s * 60.0 * 1000.0).round() / 1000.0),
-                        threshold: Some(self.settings.max_per_min),
+                        threshold: Some(self.max_per_min),
                         already_held_s: None,
                     }),
                 )),
                 Some(_) => {}
             }
         }
+        windows.retain(|k, _| seen.contains(&k));
         Outcome::Subjects(out)
     }
 }

@@ -5,49 +5,23 @@
 use serde::{Deserialize, Serialize};
 use shared_schema::Severity;
 
-use super::{finding, parse, to_table, Clock, Common, Ctx, Outcome, Rule, Verdict};
+use super::{finding, Clock, Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::dur::Dur;
-
-/// The rule's name.
-pub const NAME: &str = "target_stale";
 
 /// `[rules.target_stale]` has no keys of its own.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {}
 
-/// The rule.
-#[derive(Debug)]
-pub struct TargetStale {
-    common: Common,
-    settings: Settings,
-}
-
-/// Builds the rule from its table.
-pub fn build(table: Option<&toml::Table>) -> Result<Box<dyn Rule>, String> {
-    let (common, settings) = parse(table, Common::defaults(Severity::Warning, Dur::secs(60)))?;
-    Ok(Box::new(TargetStale { common, settings }))
-}
-
-impl Rule for TargetStale {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn common(&self) -> &Common {
-        &self.common
-    }
-
-    fn own_settings(&self) -> toml::Table {
-        to_table(&self.settings)
-    }
+impl Rule for Settings {
+    const NAME: &'static str = "target_stale";
+    const SEVERITY: Severity = Severity::Warning;
+    const FOR: Dur = Dur::secs(60);
+    const CLOCK: Clock = Clock::Watchdog;
+    type State = ();
 
     // The emitter's clock is the thing that is wrong; say when on ours.
-    fn clock(&self) -> Clock {
-        Clock::Watchdog
-    }
-
-    fn evaluate(&self, ctx: &Ctx<'_>) -> Outcome {
+    fn evaluate(&self, ctx: &Ctx<'_>, _: &mut (), _: &PerAgent<Self>) -> Outcome {
         let Some(env) = ctx.envelope else {
             return Outcome::Unknown;
         };

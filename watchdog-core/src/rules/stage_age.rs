@@ -6,12 +6,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use shared_schema::Severity;
 
-use super::{labels, parse, to_table, Common, Ctx, Outcome, Rule, Verdict};
+use super::{labels, Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::alerts::Finding;
 use crate::dur::{human_secs, Dur};
-
-/// The rule's name.
-pub const NAME: &str = "stage_age";
 
 /// `[rules.stage_age]`'s own keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,33 +29,12 @@ impl Default for Settings {
     }
 }
 
-/// The rule.
-#[derive(Debug)]
-pub struct StageAge {
-    common: Common,
-    settings: Settings,
-}
+impl Rule for Settings {
+    const NAME: &'static str = "stage_age";
+    const SEVERITY: Severity = Severity::Warning;
+    type State = ();
 
-/// Builds the rule from its table.
-pub fn build(table: Option<&toml::Table>) -> Result<Box<dyn Rule>, String> {
-    let (common, settings) = parse(table, Common::defaults(Severity::Warning, Dur::secs(0)))?;
-    Ok(Box::new(StageAge { common, settings }))
-}
-
-impl Rule for StageAge {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn common(&self) -> &Common {
-        &self.common
-    }
-
-    fn own_settings(&self) -> toml::Table {
-        to_table(&self.settings)
-    }
-
-    fn evaluate(&self, ctx: &Ctx<'_>) -> Outcome {
+    fn evaluate(&self, ctx: &Ctx<'_>, _: &mut (), _: &PerAgent<Self>) -> Outcome {
         let Some(env) = ctx.section("stages") else {
             return Outcome::Unknown;
         };
@@ -68,12 +44,7 @@ impl Rule for StageAge {
                 .task_id
                 .map_or_else(|| "none".to_owned(), |t| t.to_string());
             let subject = format!("task={task}|stage={}", s.stage);
-            let max = self
-                .settings
-                .per_stage
-                .get(&s.stage)
-                .copied()
-                .unwrap_or(self.settings.max);
+            let max = self.per_stage.get(&s.stage).copied().unwrap_or(self.max);
             match s.age_in_stage_s {
                 None => out.push((subject, Verdict::Unknown)),
                 Some(age) if age > max.as_secs_f64() => {

@@ -4,44 +4,21 @@
 use serde::{Deserialize, Serialize};
 use shared_schema::Severity;
 
-use super::{finding, parse, to_table, Common, Ctx, Outcome, Rule, Verdict};
+use super::{finding, Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::dur::Dur;
-
-/// The rule's name.
-pub const NAME: &str = "queue_stalled";
 
 /// `[rules.queue_stalled]` has no keys of its own.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {}
 
-/// The rule.
-#[derive(Debug)]
-pub struct QueueStalled {
-    common: Common,
-    settings: Settings,
-}
+impl Rule for Settings {
+    const NAME: &'static str = "queue_stalled";
+    const SEVERITY: Severity = Severity::Critical;
+    const FOR: Dur = Dur::secs(600);
+    type State = ();
 
-/// Builds the rule from its table.
-pub fn build(table: Option<&toml::Table>) -> Result<Box<dyn Rule>, String> {
-    let (common, settings) = parse(table, Common::defaults(Severity::Critical, Dur::secs(600)))?;
-    Ok(Box::new(QueueStalled { common, settings }))
-}
-
-impl Rule for QueueStalled {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn common(&self) -> &Common {
-        &self.common
-    }
-
-    fn own_settings(&self) -> toml::Table {
-        to_table(&self.settings)
-    }
-
-    fn evaluate(&self, ctx: &Ctx<'_>) -> Outcome {
+    fn evaluate(&self, ctx: &Ctx<'_>, _: &mut (), _: &PerAgent<Self>) -> Outcome {
         let Some(q) = ctx.section("queue").and_then(|e| e.queue.as_ref()) else {
             return Outcome::Unknown;
         };

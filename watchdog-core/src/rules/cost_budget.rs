@@ -4,13 +4,10 @@
 use serde::{Deserialize, Serialize};
 use shared_schema::Severity;
 
-use super::{labels, parse, to_table, Common, Ctx, Outcome, Rule, Verdict};
+use super::{labels, Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::alerts::Finding;
-use crate::delta::DeltaConfig;
+use crate::delta::CounterWindow;
 use crate::dur::Dur;
-
-/// The rule's name.
-pub const NAME: &str = "cost_budget";
 
 /// `[rules.cost_budget]`'s own keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,46 +31,25 @@ impl Default for Settings {
     }
 }
 
-/// The rule.
-#[derive(Debug)]
-pub struct CostBudget {
-    common: Common,
-    settings: Settings,
-}
+impl Rule for Settings {
+    const NAME: &'static str = "cost_budget";
+    const SEVERITY: Severity = Severity::Warning;
+    /// The aggregate cost over the window.
+    type State = CounterWindow;
 
-/// Builds the rule from its table.
-pub fn build(table: Option<&toml::Table>) -> Result<Box<dyn Rule>, String> {
-    let (common, settings): (Common, Settings) =
-        parse(table, Common::defaults(Severity::Warning, Dur::secs(0)))?;
-    if settings.window.0.is_zero() {
-        return Err("key `window`: must be longer than 0s".into());
-    }
-    Ok(Box::new(CostBudget { common, settings }))
-}
-
-impl Rule for CostBudget {
-    fn name(&self) -> &'static str {
-        NAME
+    fn check(&self) -> Result<(), String> {
+        if self.window.0.is_zero() {
+            return Err("key `window`: must be longer than 0s".into());
+        }
+        Ok(())
     }
 
-    fn common(&self) -> &Common {
-        &self.common
-    }
-
-    fn own_settings(&self) -> toml::Table {
-        to_table(&self.settings)
-    }
-
-    fn tune(&self, delta: &mut DeltaConfig) {
-        delta.cost_window_s = self.settings.window.as_secs_f64();
-    }
-
-    fn evaluate(&self, ctx: &Ctx<'_>) -> Outcome {
+    fn evaluate(&self, ctx: &Ctx<'_>, spent: &mut Self::State, _: &PerAgent<Self>) -> Outcome {
         let Settings {
             max_usd,
             max_usd_per_hour,
             window,
-        } = &self.settings;
+        } = self;
         if max_usd.is_none() && max_usd_per_hour.is_none() {
             return Outcome::clear();
         }
@@ -88,6 +64,7 @@ impl Rule for CostBudget {
         else {
             return Outcome::Unknown;
         };
+        let growth = spent.push(ctx.clock_s, total, window.as_secs_f64());
         let mut out = Vec::new();
         if let Some(max) = *max_usd {
             if total > max {
@@ -104,10 +81,8 @@ impl Rule for CostBudget {
             }
         }
         if let Some(max) = *max_usd_per_hour {
-            let per_h = ctx
-                .deltas
-                .cost
-                .and_then(|g| g.per_second_over(window.as_secs_f64()))
+            let per_h = growth
+                .per_second_over(window.as_secs_f64())
                 .map(|per_s| per_s * 3600.0);
             match per_h {
                 None => out.push(("budget=per_hour".to_owned(), Verdict::Unknown)),

@@ -5,45 +5,22 @@
 use serde::{Deserialize, Serialize};
 use shared_schema::Severity;
 
-use super::{labels, parse, to_table, Common, Ctx, Outcome, Rule, Verdict};
+use super::{labels, Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::alerts::Finding;
 use crate::dur::Dur;
-
-/// The rule's name.
-pub const NAME: &str = "section_degraded";
 
 /// `[rules.section_degraded]` has no keys of its own.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {}
 
-/// The rule.
-#[derive(Debug)]
-pub struct SectionDegraded {
-    common: Common,
-    settings: Settings,
-}
+impl Rule for Settings {
+    const NAME: &'static str = "section_degraded";
+    const SEVERITY: Severity = Severity::Warning;
+    const FOR: Dur = Dur::secs(60);
+    type State = ();
 
-/// Builds the rule from its table.
-pub fn build(table: Option<&toml::Table>) -> Result<Box<dyn Rule>, String> {
-    let (common, settings) = parse(table, Common::defaults(Severity::Warning, Dur::secs(60)))?;
-    Ok(Box::new(SectionDegraded { common, settings }))
-}
-
-impl Rule for SectionDegraded {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn common(&self) -> &Common {
-        &self.common
-    }
-
-    fn own_settings(&self) -> toml::Table {
-        to_table(&self.settings)
-    }
-
-    fn evaluate(&self, ctx: &Ctx<'_>) -> Outcome {
+    fn evaluate(&self, ctx: &Ctx<'_>, _: &mut (), _: &PerAgent<Self>) -> Outcome {
         let Some(env) = ctx.envelope else {
             return Outcome::Unknown;
         };

@@ -212,8 +212,7 @@ impl Alert {
         if event != AlertEvent::Resolved {
             return self.finding.summary.clone();
         }
-        let lasted = ts.seconds_since(&self.since).max(0.0).round();
-        let lasted = humantime::format_duration(std::time::Duration::from_secs_f64(lasted));
+        let lasted = crate::dur::human_secs(ts.seconds_since(&self.since));
         format!(
             "resolved after {lasted}; last seen: {}",
             self.finding.summary

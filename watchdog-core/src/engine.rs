@@ -18,7 +18,7 @@ use shared_schema::{read_value, AlertEvent, AlertLine, Envelope, ReadError, Read
 
 use crate::alerts::{Alert, Observed, Phase, Step, Timing};
 use crate::delta::{Deltas, TargetHistory};
-use crate::rules::{Clock, Ctx, Outcome, RuleSet, Verdict};
+use crate::rules::{AgentFigures, Clock, Ctx, Outcome, RuleSet, RuleStates, Verdict};
 use crate::view::{AgentSample, FiringCount, PollOutcome};
 
 /// The default `[notify] repeat_interval`: a firing alert is repeated every 4h.
@@ -36,10 +36,9 @@ pub struct Observation {
 }
 
 impl Observation {
-    /// A poll whose body was read (through the tolerant reader, by way of
-    /// its fast path for well-formed bodies).
+    /// A poll whose body was read (through the one reader).
     pub fn from_body(now: Timestamp, body: &[u8]) -> Self {
-        Self::from_read(now, crate::fast_read::read(body))
+        Self::from_read(now, shared_schema::read_envelope(body))
     }
 
     /// A recorded envelope.
@@ -50,16 +49,13 @@ impl Observation {
     /// The tolerant reader's verdict on a body.
     pub fn from_read(now: Timestamp, read: Result<Reading, ReadError>) -> Self {
         match read {
-            Ok(Reading::Enabled { envelope, problems }) => {
-                for p in &problems {
-                    tracing::debug!(path = %p.path, problem = %p.message, "envelope section set aside");
-                }
-                Self {
-                    now,
-                    outcome: PollOutcome::Ok,
-                    envelope: Some(envelope),
-                }
-            }
+            // The reader's problems are set-aside sections; they show as
+            // `degraded` in the envelope, and `validate` reports them in words.
+            Ok(Reading::Enabled { envelope, .. }) => Self {
+                now,
+                outcome: PollOutcome::Ok,
+                envelope: Some(envelope),
+            },
             Ok(Reading::Disabled) => Self {
                 now,
                 outcome: PollOutcome::Disabled,
@@ -87,10 +83,13 @@ impl Observation {
 }
 
 /// What the core remembers of one target (this is what the state file keeps).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct TargetState {
-    /// Delta baselines and counter windows.
+    /// Delta baselines.
     pub history: TargetHistory,
+    /// What each rule keeps of this target (idle timers, rate windows).
+    #[serde(default)]
+    pub rules: RuleStates,
     /// The running clock, seconds.
     pub clock_s: f64,
     /// The watchdog's clock at the previous observation.
@@ -179,7 +178,7 @@ impl Engine {
         let clock = state.clock_s;
 
         let deltas = match (env, instant) {
-            (Some(e), Some(i)) => state.history.observe(e, i, clock, &self.rules.delta),
+            (Some(e), Some(i)) => state.history.observe(e, i),
             _ => Deltas::default(),
         };
         let ctx = Ctx {
@@ -187,13 +186,14 @@ impl Engine {
             outcome: &obs.outcome,
             envelope: env,
             deltas: &deltas,
+            clock_s: clock,
         };
         let emitter_ts = env.map_or(obs.now, |e| e.generated_at);
 
         let mut lines = Vec::new();
         for rule in self.rules.rules.iter().filter(|r| r.common().enabled) {
             let rule = rule.as_ref();
-            let timing = Timing {
+            let base_timing = Timing {
                 for_s: if self.for_met {
                     0.0
                 } else {
@@ -206,6 +206,16 @@ impl Engine {
                 },
                 repeat_s: self.repeat_s,
             };
+            // `per_agent` may set another `for` for an agent's alerts.
+            let for_met = self.for_met;
+            let timing_of = |labels: &BTreeMap<String, String>| Timing {
+                for_s: if for_met {
+                    0.0
+                } else {
+                    rule.for_of(labels).as_secs_f64()
+                },
+                ..base_timing
+            };
             let ts = match rule.clock() {
                 Clock::Emitter => emitter_ts,
                 Clock::Watchdog => obs.now,
@@ -214,7 +224,7 @@ impl Engine {
             let mut emit = |alert: &Alert, event: AlertEvent, lines: &mut Vec<AlertLine>| {
                 lines.push(alert.line(event, severity, ts));
             };
-            let outcome = rule.evaluate(&ctx);
+            let outcome = rule.evaluate(&ctx, &mut state.rules);
             let whole_rule_unknown = matches!(outcome, Outcome::Unknown);
             // Keys of this rule's alerts seen this round (only those: a
             // subject with no alert and no finding needs no bookkeeping).
@@ -235,12 +245,15 @@ impl Engine {
                     }
                     let step = match (state.alerts.get_mut(&key), verdict) {
                         (Some(alert), Verdict::Firing(f)) => {
+                            let timing = timing_of(&f.labels);
                             alert.step(Observed::True(f), clock, &timing)
                         }
                         (Some(alert), Verdict::Unknown) => {
+                            let timing = timing_of(&alert.finding.labels);
                             alert.step(Observed::Unknown, clock, &timing)
                         }
                         (None, Verdict::Firing(f)) => {
+                            let timing = timing_of(&f.labels);
                             let mut alert =
                                 Alert::new(rule.name(), target, key.clone(), f, clock, ts);
                             let step = alert.start(&timing);
@@ -266,32 +279,47 @@ impl Engine {
                     Observed::False
                 };
                 let step = match state.alerts.get_mut(&key) {
-                    Some(alert) => alert.step(observed, clock, &timing),
+                    Some(alert) => {
+                        let timing = timing_of(&alert.finding.labels);
+                        alert.step(observed, clock, &timing)
+                    }
                     None => continue,
                 };
                 apply(&mut state.alerts, &key, step, &mut lines, &mut emit);
             }
         }
 
-        let agents = match env {
-            Some(e) => deltas
-                .agents
-                .iter()
-                .filter_map(|d| {
-                    let a = e.agents.get(d.index)?;
-                    Some(AgentSample {
-                        agent: a.agent.clone(),
-                        job_id: a.job_id,
-                        run_id: a.run_id,
-                        pid: a.pid,
-                        cpu_fraction: d.cpu_fraction(),
-                        runtime_s: a.runtime_s,
-                        idle_s: d.idle_s,
-                    })
-                })
-                .collect(),
-            None => Vec::new(),
-        };
+        // The figures per agent: the delta's fraction, then whatever the
+        // rules that own a figure (stuck_agent: idle time) say of it.
+        let ids: Vec<_> = deltas.agents.iter().map(|d| d.id).collect();
+        let mut figures: Vec<AgentFigures> = deltas
+            .agents
+            .iter()
+            .map(|d| AgentFigures {
+                cpu_fraction: d.cpu_fraction(),
+                idle_s: None,
+            })
+            .collect();
+        for rule in self.rules.rules.iter().filter(|r| r.common().enabled) {
+            rule.figures(&state.rules, &ids, &mut figures);
+        }
+        let agents = deltas
+            .agents
+            .iter()
+            .zip(figures)
+            .map(|(d, f)| {
+                let a = d.agent;
+                AgentSample {
+                    agent: a.agent.clone(),
+                    job_id: a.job_id,
+                    run_id: a.run_id,
+                    pid: a.pid,
+                    cpu_fraction: f.cpu_fraction,
+                    runtime_s: a.runtime_s,
+                    idle_s: f.idle_s,
+                }
+            })
+            .collect();
         let firing = self.firing_counts(target);
         Evaluation {
             lines,

@@ -4,11 +4,8 @@
 use serde::{Deserialize, Serialize};
 use shared_schema::Severity;
 
-use super::{finding, parse, to_table, Common, Ctx, Outcome, Rule};
+use super::{finding, Ctx, Outcome, PerAgent, Rule};
 use crate::dur::Dur;
-
-/// The rule's name.
-pub const NAME: &str = "reconciler_backlog";
 
 /// `[rules.reconciler_backlog]`'s own keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,33 +21,13 @@ impl Default for Settings {
     }
 }
 
-/// The rule.
-#[derive(Debug)]
-pub struct ReconcilerBacklog {
-    common: Common,
-    settings: Settings,
-}
+impl Rule for Settings {
+    const NAME: &'static str = "reconciler_backlog";
+    const SEVERITY: Severity = Severity::Warning;
+    const FOR: Dur = Dur::secs(120);
+    type State = ();
 
-/// Builds the rule from its table.
-pub fn build(table: Option<&toml::Table>) -> Result<Box<dyn Rule>, String> {
-    let (common, settings) = parse(table, Common::defaults(Severity::Warning, Dur::secs(120)))?;
-    Ok(Box::new(ReconcilerBacklog { common, settings }))
-}
-
-impl Rule for ReconcilerBacklog {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn common(&self) -> &Common {
-        &self.common
-    }
-
-    fn own_settings(&self) -> toml::Table {
-        to_table(&self.settings)
-    }
-
-    fn evaluate(&self, ctx: &Ctx<'_>) -> Outcome {
+    fn evaluate(&self, ctx: &Ctx<'_>, _: &mut (), _: &PerAgent<Self>) -> Outcome {
         let Some(env) = ctx.section("reconciler") else {
             return Outcome::Unknown;
         };
@@ -59,13 +36,13 @@ impl Rule for ReconcilerBacklog {
         };
         match rec.pending_event_count {
             None => Outcome::Unknown,
-            Some(n) if n > self.settings.max => Outcome::firing(finding(
+            Some(n) if n > self.max => Outcome::firing(finding(
                 format!(
                     "{n} reconciler events pending on {} (max {})",
-                    ctx.target, self.settings.max
+                    ctx.target, self.max
                 ),
                 Some(n as f64),
-                Some(self.settings.max as f64),
+                Some(self.max as f64),
             )),
             Some(_) => Outcome::clear(),
         }

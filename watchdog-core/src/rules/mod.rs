@@ -1,0 +1,627 @@
+//! The rules of CONTRACT.md section 3: one file each.
+//!
+//! A rule is its settings type (the `[rules.NAME]` keys it owns, with their
+//! defaults) plus an [`Rule::evaluate`]. Everything else comes from one
+//! generic wrapper, [`Configured`]: the name, the common keys (`enabled`,
+//! `severity`, `for`, `keep_firing_for`), `per_agent` for the rules that opt
+//! in, parsing through serde and printing for `--print-config`.
+//!
+//! **Adding a rule is one new file (its `Settings` and `impl Rule`) and one
+//! line in [`ALL`]** (plus its `pub mod` line). No other list names the
+//! rules: the engine, `--print-config`, the config parser and the checks of
+//! the tests take them from `ALL`; those checks then ask for what only a
+//! person can write: the rule's row in README.md and its `[rules.NAME]`
+//! section, with its defaults, in the example configs.
+//!
+//! A rule looks at one evaluated poll ([`Ctx`]) and says, per subject, that
+//! its condition holds (with value, threshold, summary, labels) or that it
+//! cannot tell; every subject it does not list is "condition false". When it
+//! cannot tell anything at all (target down, section degraded) it returns
+//! [`Outcome::Unknown`], and every alert of the rule sits out the gap.
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use shared_schema::{Agent, Envelope, Severity};
+
+use crate::alerts::Finding;
+use crate::delta::{AgentId, Deltas};
+use crate::dur::Dur;
+use crate::view::PollOutcome;
+
+pub mod agent_runtime;
+pub mod breaker_open;
+pub mod cost_budget;
+pub mod error_rate;
+pub mod invariant_violation;
+pub mod queue_depth;
+pub mod queue_stalled;
+pub mod reconciler_backlog;
+pub mod reconciler_slow;
+pub mod schema_incompatible;
+pub mod section_degraded;
+pub mod stage_age;
+pub mod stuck_agent;
+pub mod target_down;
+pub mod target_stale;
+
+/// THE registry: every rule, in the order alerts and `--print-config` list them.
+pub const ALL: &[Entry] = &[
+    entry::<stuck_agent::Settings>(),
+    entry::<agent_runtime::Settings>(),
+    entry::<stage_age::Settings>(),
+    entry::<queue_depth::Settings>(),
+    entry::<queue_stalled::Settings>(),
+    entry::<breaker_open::Settings>(),
+    entry::<invariant_violation::Settings>(),
+    entry::<reconciler_slow::Settings>(),
+    entry::<reconciler_backlog::Settings>(),
+    entry::<error_rate::Settings>(),
+    entry::<cost_budget::Settings>(),
+    entry::<target_down::Settings>(),
+    entry::<target_stale::Settings>(),
+    entry::<schema_incompatible::Settings>(),
+    entry::<section_degraded::Settings>(),
+];
+
+/// The names of every rule, in registry order.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    ALL.iter().map(|e| e.name)
+}
+
+/// One line of the registry.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry {
+    /// The stable name (`stuck_agent`).
+    pub name: &'static str,
+    /// Whether the rule takes `per_agent`.
+    pub per_agent: bool,
+    /// Builds the rule from its `[rules.NAME]` table (absent: all defaults).
+    pub build: Builder,
+}
+
+/// Builds a rule from its `[rules.NAME]` table (as a serde tree).
+pub type Builder = fn(Option<&Value>) -> Result<Box<dyn DynRule>, String>;
+
+/// The registry line of rule `R`.
+pub const fn entry<R: Rule>() -> Entry {
+    Entry {
+        name: R::NAME,
+        per_agent: R::PER_AGENT,
+        build: build::<R>,
+    }
+}
+
+/// Which clock an alert's `ts`/`since` are written on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// The envelope's `generated_at` (the watchdog's when there is no envelope).
+    Emitter,
+    /// The watchdog's own: for alerts about the target itself.
+    Watchdog,
+}
+
+/// One evaluated poll of one target, as the rules see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx<'a> {
+    /// The target's name.
+    pub target: &'a str,
+    /// How the poll ended.
+    pub outcome: &'a PollOutcome,
+    /// The envelope, when read.
+    pub envelope: Option<&'a Envelope>,
+    /// What the delta engine derived from it.
+    pub deltas: &'a Deltas<'a>,
+    /// The target's running clock, seconds (for rate windows).
+    pub clock_s: f64,
+}
+
+impl<'a> Ctx<'a> {
+    /// The envelope when `section` of it can be trusted: read and not degraded.
+    pub fn section(&self, section: &str) -> Option<&'a Envelope> {
+        self.envelope.filter(|e| !e.is_degraded(section))
+    }
+}
+
+/// A rule's verdict on one subject whose condition is not plainly false.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// The condition holds.
+    Firing(Finding),
+    /// Not enough data for this subject (first sample, missing field).
+    Unknown,
+}
+
+/// What a rule says about one poll.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Nothing can be told (target down, section degraded or unknown).
+    Unknown,
+    /// Per subject (`job=7|run=42|pid=1234`, or `""` for the target as a
+    /// whole); subjects not listed are "condition false".
+    Subjects(Vec<(String, Verdict)>),
+}
+
+impl Outcome {
+    /// No subject's condition holds.
+    pub fn clear() -> Self {
+        Self::Subjects(Vec::new())
+    }
+
+    /// The target-wide condition holds.
+    pub fn firing(finding: Finding) -> Self {
+        Self::Subjects(vec![(String::new(), Verdict::Firing(finding))])
+    }
+}
+
+/// Figures a rule knows of one agent, for the gauges and the status page.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct AgentFigures {
+    /// CPU fraction over the last delta.
+    pub cpu_fraction: Option<f64>,
+    /// Seconds idle so far.
+    pub idle_s: Option<f64>,
+}
+
+/// One rule of section 3: its settings type (serde, with defaults) and its
+/// evaluation. Name, common keys and `per_agent` come from [`Configured`].
+pub trait Rule:
+    Default + Clone + Debug + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+    /// The stable name (`stuck_agent`).
+    const NAME: &'static str;
+    /// The default `severity`.
+    const SEVERITY: Severity;
+    /// The default `for`.
+    const FOR: Dur = Dur::secs(0);
+    /// Whether `per_agent` overrides apply (CONTRACT.md section 3).
+    const PER_AGENT: bool = false;
+    /// The clock of this rule's `ts`/`since`.
+    const CLOCK: Clock = Clock::Emitter;
+    /// Whether [`Rule::figures`] says anything (skips a pass over the agents).
+    const FIGURES: bool = false;
+    /// What the rule remembers of one target between polls (kept in the state file).
+    type State: Default + Debug + Serialize + DeserializeOwned + Send + Sync + 'static;
+
+    /// Checks values serde cannot (ranges); the message names the key.
+    fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Evaluates one poll; `per` gives the settings for one agent's name.
+    fn evaluate(&self, ctx: &Ctx<'_>, state: &mut Self::State, per: &PerAgent<Self>) -> Outcome;
+
+    /// What this rule knows of one agent (for the outputs).
+    fn figures(&self, state: &Self::State, id: &AgentId, out: &mut AgentFigures) {
+        let _ = (state, id, out);
+    }
+}
+
+/// The keys every rule has.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Common {
+    /// Whether the rule is evaluated at all.
+    pub enabled: bool,
+    /// The severity of its alerts.
+    pub severity: Severity,
+    /// How long the condition must hold before the alert fires.
+    #[serde(rename = "for")]
+    pub for_: Dur,
+    /// How long the condition must be false before a firing alert resolves.
+    pub keep_firing_for: Dur,
+}
+
+impl Common {
+    /// A rule's defaults.
+    pub const fn defaults(severity: Severity, for_: Dur) -> Self {
+        Self {
+            enabled: true,
+            severity,
+            for_,
+            keep_firing_for: Dur::secs(0),
+        }
+    }
+}
+
+/// One agent name's overrides.
+#[derive(Debug, Clone)]
+struct Override<R> {
+    /// The rule's settings with the overrides applied.
+    settings: R,
+    /// `for` for this agent, when overridden.
+    for_: Option<Dur>,
+    /// The override as written, for `--print-config`.
+    written: Map<String, Value>,
+}
+
+/// The `per_agent` overrides of one rule.
+#[derive(Debug, Clone)]
+pub struct PerAgent<R> {
+    by_name: BTreeMap<String, Override<R>>,
+}
+
+impl<R> Default for PerAgent<R> {
+    fn default() -> Self {
+        Self {
+            by_name: BTreeMap::new(),
+        }
+    }
+}
+
+impl<R> PerAgent<R> {
+    /// The settings for `agent`: its name's overrides, else `base`.
+    pub fn get<'a>(&'a self, base: &'a R, agent: &Agent) -> &'a R {
+        agent
+            .agent
+            .as_deref()
+            .and_then(|n| self.by_name.get(n))
+            .map_or(base, |o| &o.settings)
+    }
+
+    /// The `for` override of an agent name.
+    fn for_of(&self, name: &str) -> Option<Dur> {
+        self.by_name.get(name).and_then(|o| o.for_)
+    }
+}
+
+/// A rule with its configuration: the one generic wrapper.
+#[derive(Debug, Clone)]
+pub struct Configured<R: Rule> {
+    common: Common,
+    settings: R,
+    per_agent: PerAgent<R>,
+}
+
+/// A configured rule, whatever its settings type (what the engine holds).
+pub trait DynRule: Send + Sync + Debug {
+    /// The stable name.
+    fn name(&self) -> &'static str;
+    /// `enabled`, `severity`, `for`, `keep_firing_for`.
+    fn common(&self) -> &Common;
+    /// The clock of this rule's `ts`/`since`.
+    fn clock(&self) -> Clock;
+    /// `for` for an alert with these labels (a `per_agent` override by the `agent` label).
+    fn for_of(&self, labels: &BTreeMap<String, String>) -> Dur;
+    /// Evaluates one poll against this target's state of the rule.
+    fn evaluate(&self, ctx: &Ctx<'_>, state: &mut RuleStates) -> Outcome;
+    /// What this rule knows of each agent (`ids[i]` fills `out[i]`): one
+    /// call per rule and poll, not one per agent.
+    fn figures(&self, state: &RuleStates, ids: &[AgentId], out: &mut [AgentFigures]);
+    /// Every key with its effective value, for `--print-config`.
+    fn to_value(&self) -> Map<String, Value>;
+}
+
+impl<R: Rule> DynRule for Configured<R> {
+    fn name(&self) -> &'static str {
+        R::NAME
+    }
+
+    fn common(&self) -> &Common {
+        &self.common
+    }
+
+    fn clock(&self) -> Clock {
+        R::CLOCK
+    }
+
+    fn for_of(&self, labels: &BTreeMap<String, String>) -> Dur {
+        labels
+            .get("agent")
+            .and_then(|n| self.per_agent.for_of(n))
+            .unwrap_or(self.common.for_)
+    }
+
+    fn evaluate(&self, ctx: &Ctx<'_>, states: &mut RuleStates) -> Outcome {
+        let state = states.get_mut::<R::State>(R::NAME);
+        self.settings.evaluate(ctx, state, &self.per_agent)
+    }
+
+    fn figures(&self, states: &RuleStates, ids: &[AgentId], out: &mut [AgentFigures]) {
+        if !R::FIGURES {
+            return;
+        }
+        if let Some(state) = states.get::<R::State>(R::NAME) {
+            for (id, o) in ids.iter().zip(out.iter_mut()) {
+                self.settings.figures(state, id, o);
+            }
+        }
+    }
+
+    fn to_value(&self) -> Map<String, Value> {
+        let mut out = object(&self.common);
+        out.extend(object(&self.settings));
+        if R::PER_AGENT {
+            let per: Map<String, Value> = self
+                .per_agent
+                .by_name
+                .iter()
+                .map(|(k, o)| (k.clone(), Value::Object(o.written.clone())))
+                .collect();
+            out.insert("per_agent".into(), Value::Object(per));
+        }
+        out
+    }
+}
+
+fn object<T: Serialize>(v: &T) -> Map<String, Value> {
+    match serde_json::to_value(v) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    }
+}
+
+/// Builds rule `R` from its `[rules.NAME]` table: the common keys over the
+/// rule's defaults, `per_agent` where the rule takes it, the rest into `R`
+/// (which rejects unknown keys). Errors name the key.
+fn build<R: Rule>(table: Option<&Value>) -> Result<Box<dyn DynRule>, String> {
+    let mut common = Common::defaults(R::SEVERITY, R::FOR);
+    let mut rest = match table {
+        None => Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(_) => return Err("must be a table".into()),
+    };
+    if let Some(v) = rest.remove("enabled") {
+        common.enabled = key("enabled", v)?;
+    }
+    if let Some(v) = rest.remove("severity") {
+        common.severity = serde_json::from_value(v).map_err(|_| {
+            "key `severity`: expected \"info\", \"warning\" or \"critical\"".to_owned()
+        })?;
+    }
+    if let Some(v) = rest.remove("for") {
+        common.for_ = key("for", v)?;
+    }
+    if let Some(v) = rest.remove("keep_firing_for") {
+        common.keep_firing_for = key("keep_firing_for", v)?;
+    }
+    let per_agent_table = if R::PER_AGENT {
+        rest.remove("per_agent")
+    } else {
+        None
+    };
+    let settings: R = own(Value::Object(rest.clone()))?;
+    settings.check()?;
+
+    let mut per_agent = PerAgent::default();
+    match per_agent_table {
+        None => {}
+        Some(Value::Object(names)) => {
+            for (name, v) in names {
+                let Value::Object(mut written) = v else {
+                    return Err(format!("key `per_agent.{name}`: must be a table"));
+                };
+                let mut over = written.clone();
+                let for_ = match over.remove("for") {
+                    Some(v) => Some(key(&format!("per_agent.{name}.for"), v)?),
+                    None => None,
+                };
+                let mut merged = rest.clone();
+                merged.extend(over);
+                let settings: R = own(Value::Object(merged))
+                    .map_err(|e| format!("key `per_agent.{name}`: {e}"))?;
+                settings
+                    .check()
+                    .map_err(|e| format!("key `per_agent.{name}`: {e}"))?;
+                written.retain(|_, v| !v.is_null());
+                per_agent.by_name.insert(
+                    name,
+                    Override {
+                        settings,
+                        for_,
+                        written,
+                    },
+                );
+            }
+        }
+        Some(_) => return Err("key `per_agent`: must be a table keyed by agent name".into()),
+    }
+    Ok(Box::new(Configured {
+        common,
+        settings,
+        per_agent,
+    }))
+}
+
+fn key<T: DeserializeOwned>(name: &str, v: Value) -> Result<T, String> {
+    serde_json::from_value(v).map_err(|e| format!("key `{name}`: {e}"))
+}
+
+fn own<R: DeserializeOwned>(v: Value) -> Result<R, String> {
+    serde_json::from_value(v).map_err(|e| {
+        let e = e.to_string();
+        // serde says "unknown field `x`"; the config calls them keys.
+        e.replace("unknown field", "unknown key")
+    })
+}
+
+/// Each rule's state of one target, by rule name. Kept typed while the
+/// watchdog runs; as JSON in the state file (restored lazily, on the first
+/// evaluation after a restart, by the rule that owns it).
+#[derive(Debug, Default)]
+pub struct RuleStates {
+    live: BTreeMap<&'static str, Box<dyn AnyState>>,
+    saved: BTreeMap<String, Value>,
+}
+
+/// A rule's state, type-erased.
+trait AnyState: Any + Debug + Send + Sync {
+    fn to_json(&self) -> Value;
+    fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<T: Any + Debug + Send + Sync + Serialize> AnyState for T {
+    fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+impl RuleStates {
+    fn get_mut<S>(&mut self, name: &'static str) -> &mut S
+    where
+        S: Default + Debug + Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        let fresh = |saved: &mut BTreeMap<String, Value>| -> Box<dyn AnyState> {
+            let s: S = saved
+                .remove(name)
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default();
+            Box::new(s)
+        };
+        let slot = self
+            .live
+            .entry(name)
+            .or_insert_with(|| fresh(&mut self.saved));
+        if !slot.as_any().is::<S>() {
+            *slot = Box::new(S::default());
+        }
+        match slot.as_any_mut().downcast_mut::<S>() {
+            Some(s) => s,
+            None => unreachable!("the slot was just set to this type"),
+        }
+    }
+
+    fn get<S: 'static>(&self, name: &str) -> Option<&S> {
+        self.live.get(name)?.as_any().downcast_ref::<S>()
+    }
+}
+
+impl Serialize for RuleStates {
+    fn serialize<Ser: serde::Serializer>(&self, s: Ser) -> Result<Ser::Ok, Ser::Error> {
+        let mut all: BTreeMap<&str, Value> = self
+            .saved
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        for (k, v) in &self.live {
+            all.insert(k, v.to_json());
+        }
+        all.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for RuleStates {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Self {
+            live: BTreeMap::new(),
+            saved: BTreeMap::deserialize(d)?,
+        })
+    }
+}
+
+/// The subject key and labels of one agent: identity only, never values.
+pub fn agent_subject(a: &Agent) -> String {
+    fn opt(v: Option<i64>) -> String {
+        v.map_or_else(|| "none".to_owned(), |v| v.to_string())
+    }
+    format!("job={}|run={}|pid={}", a.job_id, opt(a.run_id), opt(a.pid))
+}
+
+/// The labels of one agent.
+pub fn agent_labels(a: &Agent) -> BTreeMap<String, String> {
+    let mut l = BTreeMap::new();
+    if let Some(name) = &a.agent {
+        l.insert("agent".into(), name.clone());
+    }
+    l.insert("job_id".into(), a.job_id.to_string());
+    if let Some(run) = a.run_id {
+        l.insert("run_id".into(), run.to_string());
+    }
+    if let Some(pid) = a.pid {
+        l.insert("pid".into(), pid.to_string());
+    }
+    if let Some(repo) = &a.repo {
+        l.insert("repo".into(), repo.clone());
+    }
+    l
+}
+
+/// How a summary names an agent: `agent dev (job 7, pid 1234)`.
+pub fn agent_phrase(a: &Agent) -> String {
+    let name = a.agent.as_deref().unwrap_or("?");
+    match a.pid {
+        Some(pid) => format!("agent {name} (job {}, pid {pid})", a.job_id),
+        None => format!("agent {name} (job {})", a.job_id),
+    }
+}
+
+/// Labels from pairs.
+pub fn labels<const N: usize>(pairs: [(&str, String); N]) -> BTreeMap<String, String> {
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// A finding without labels.
+pub fn finding(summary: String, value: Option<f64>, threshold: Option<f64>) -> Finding {
+    Finding {
+        labels: BTreeMap::new(),
+        summary,
+        value,
+        threshold,
+        already_held_s: None,
+    }
+}
+
+/// The built rule set of one config.
+#[derive(Debug)]
+pub struct RuleSet {
+    /// Every rule, enabled or not, in [`ALL`] order.
+    pub rules: Vec<Box<dyn DynRule>>,
+}
+
+impl RuleSet {
+    /// Builds every rule from its `[rules.NAME]` table (as a serde tree: the
+    /// binary reads TOML, the core does not care); an unknown rule name is an error.
+    pub fn build(tables: &BTreeMap<String, Value>) -> Result<Self, String> {
+        for name in tables.keys() {
+            if !names().any(|n| n == name) {
+                let known: Vec<&str> = names().collect();
+                return Err(format!(
+                    "unknown rule `{name}` in [rules.{name}] (known rules: {})",
+                    known.join(", ")
+                ));
+            }
+        }
+        let mut rules = Vec::with_capacity(ALL.len());
+        for e in ALL {
+            let rule = (e.build)(tables.get(e.name))
+                .map_err(|err| format!("[rules.{}]: {err}", e.name))?;
+            rules.push(rule);
+        }
+        Ok(Self { rules })
+    }
+
+    /// Every rule at its defaults.
+    pub fn defaults() -> Self {
+        // The defaults are valid by construction; an empty table cannot fail.
+        Self::build(&BTreeMap::new()).unwrap_or(Self { rules: Vec::new() })
+    }
+
+    /// The rule named `name`.
+    pub fn get(&self, name: &str) -> Option<&dyn DynRule> {
+        self.rules
+            .iter()
+            .find(|r| r.name() == name)
+            .map(|r| r.as_ref())
+    }
+
+    /// `[rules.*]` with every effective value.
+    pub fn to_value(&self) -> Map<String, Value> {
+        self.rules
+            .iter()
+            .map(|r| (r.name().to_owned(), Value::Object(r.to_value())))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

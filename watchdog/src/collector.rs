@@ -1,0 +1,826 @@
+//! The watchdog's own `GET /metrics`: the gauges of CONTRACT.md section 4,
+//! rendered at scrape time by a [`prometheus::core::Collector`] from what
+//! each target's last polls said, so a series that is gone is not rendered
+//! (no list of series to clean up by hand) and a scrape cannot fail.
+//! Counters and the histogram, which must accumulate, stay registered
+//! metrics of the same owned `Registry` (no global).
+//!
+//! How each poll outcome moves the series of its target:
+//! - `Ok`: every envelope-derived series is replaced by what this envelope
+//!   says. A `null` (unknown) value means the series is absent, never 0.
+//!   A section listed in `degraded` is unknown, not empty: its series keep
+//!   their last value, like a failed poll.
+//! - `Failed` and `SchemaIncompatible`: `watchdog_target_up` is 0, the poll is
+//!   counted and timed, and the envelope-derived series are kept as last seen.
+//!   A missed poll is "unknown", not "gone"; `watchdog_target_up` and
+//!   `watchdog_last_success_timestamp_seconds` say how old they are.
+//! - `Disabled`: the emitter answered, so `watchdog_target_up` is 1 and
+//!   `watchdog_target_enabled` is 0. The kill-switch is a deliberate "nothing
+//!   to report", so the envelope-derived series are removed.
+//!
+//! `watchdog_alerts_firing` follows `PollView::firing` on every outcome: the
+//! alert state is known even when the target is not.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
+use shared_schema::{Envelope, Timestamp, SECTIONS};
+
+use crate::view::{AgentSample, PollOutcome, PollView};
+
+/// Buckets of `watchdog_poll_duration_seconds`: a local poll takes
+/// milliseconds, a timing-out one the configured timeout (seconds).
+const POLL_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Outcomes of `watchdog_notifications_total` created at 0 for every sink,
+/// so `rate()` works before the first failure.
+pub const NOTIFICATION_OUTCOMES: [&str; 3] = ["delivered", "retried", "dropped"];
+
+const AGENT: &[&str] = &["agent", "job_id", "run_id", "pid"];
+
+/// One per-target gauge family: its name, help, labels after `target`, and
+/// the envelope section it comes from (`None`: from the poll itself).
+#[derive(Debug)]
+struct Def {
+    name: &'static str,
+    help: &'static str,
+    labels: &'static [&'static str],
+    section: Option<&'static str>,
+}
+
+const fn def(
+    name: &'static str,
+    help: &'static str,
+    labels: &'static [&'static str],
+    section: Option<&'static str>,
+) -> Def {
+    Def {
+        name,
+        help,
+        labels,
+        section,
+    }
+}
+
+/// Every per-target gauge of CONTRACT.md section 4 (plus
+/// `watchdog_section_degraded`), rendered at scrape time.
+const GAUGES: &[Def] = &[
+    def("watchdog_target_up", "1 when the last poll of the target got an answer it could read (enabled or disabled), else 0.", &[], None),
+    def("watchdog_target_enabled", "1 when the target's emitter is enabled, 0 when its kill-switch is off.", &[], None),
+    def("watchdog_target_schema_version", "schema_version of the target's last envelope, even when incompatible.", &[], None),
+    def("watchdog_last_success_timestamp_seconds", "Unix time of the last poll that read an enabled envelope.", &[], None),
+    def("watchdog_alerts_firing", "Alerts firing now, by rule and severity.", &["rule", "severity"], None),
+    def("watchdog_section_degraded", "1 when the section is listed in the envelope's degraded list, else 0.", &["section"], Some("")),
+    def("watchdog_agent_cpu_fraction", "CPU used by the agent over the last poll interval, in cores (absent until two samples).", AGENT, Some("agents")),
+    def("watchdog_agent_runtime_seconds", "Seconds since the agent's job started.", AGENT, Some("agents")),
+    def("watchdog_agent_idle_seconds", "Seconds the agent has stayed below the CPU floor without I/O (as stuck_agent counts them).", AGENT, Some("agents")),
+    def("watchdog_agents_running", "Agents (running jobs) in the last envelope.", &[], Some("agents")),
+    def("watchdog_stage_tasks", "Active tasks per stage.", &["stage"], Some("stages")),
+    def("watchdog_stage_oldest_age_seconds", "Age in stage of the oldest task of the stage.", &["stage"], Some("stages")),
+    def("watchdog_queue_jobs", "Jobs per status.", &["status"], Some("queue")),
+    def("watchdog_queue_depth", "Queued jobs.", &[], Some("queue")),
+    def("watchdog_queue_max_concurrency", "The worker's configured maximum of concurrent jobs.", &[], Some("queue")),
+    def("watchdog_breaker_open", "1 when the worker's circuit breaker is open, 0 when closed or half-open.", &[], Some("queue")),
+    def("watchdog_reconciler_wall_clock_seconds", "Wall time of the newest reconciler tick.", &[], Some("reconciler")),
+    def("watchdog_reconciler_pending_events", "Events still pending after the newest reconciler tick.", &[], Some("reconciler")),
+    def("watchdog_reconciler_invariant_violations", "Invariant violations reported by the newest reconciler tick.", &[], Some("reconciler")),
+    def("watchdog_error_events", "Cumulative error events per subsystem, as counted by the orchestrator.", &["subsystem"], Some("errors")),
+    def("watchdog_cost_usd", "Total cost over all agent runs, in US dollars.", &[], Some("cost")),
+    def("watchdog_tokens", "Total tokens over all agent runs, by kind.", &["kind"], Some("cost")),
+];
+
+/// Series of one family: label values after `target` -> value. One series
+/// per label set: of duplicate rows (two agents with one identity), the last wins.
+type Rows = BTreeMap<Vec<String>, f64>;
+
+/// What the last polls of one target said, per gauge family: the state the
+/// collector renders. Replacing a family's rows drops the series that are
+/// gone; a family with no rows renders nothing.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct TargetSeries {
+    rows: BTreeMap<&'static str, Rows>,
+}
+
+impl TargetSeries {
+    fn set(&mut self, family: &'static str, rows: impl IntoIterator<Item = (Vec<String>, f64)>) {
+        let rows: Rows = rows.into_iter().collect();
+        if rows.is_empty() {
+            self.rows.remove(family);
+        } else {
+            self.rows.insert(family, rows);
+        }
+    }
+
+    fn scalar(&mut self, family: &'static str, value: Option<f64>) {
+        self.set(family, value.map(|v| (Vec::new(), v)));
+    }
+
+    /// Forgets every family that comes from the envelope.
+    fn clear_envelope(&mut self) {
+        self.rows.retain(|name, _| {
+            GAUGES
+                .iter()
+                .any(|d| d.name == *name && d.section.is_none())
+        });
+    }
+
+    /// Takes in one evaluated poll (see the module doc for each outcome).
+    fn observe(&mut self, view: &PollView<'_>) {
+        let schema = view
+            .schema_version
+            .or(view.envelope.map(|e| e.schema_version));
+        if let Some(version) = schema {
+            self.scalar("watchdog_target_schema_version", Some(version as f64));
+        }
+        self.set(
+            "watchdog_alerts_firing",
+            view.firing.iter().filter(|f| f.count > 0).map(|f| {
+                (
+                    vec![f.rule.clone(), f.severity.as_str().to_owned()],
+                    f.count as f64,
+                )
+            }),
+        );
+        match (view.outcome, view.envelope) {
+            (PollOutcome::Ok, Some(envelope)) => {
+                self.scalar("watchdog_target_up", Some(1.0));
+                self.scalar("watchdog_target_enabled", Some(1.0));
+                self.scalar(
+                    "watchdog_last_success_timestamp_seconds",
+                    Some(view.now.unix_seconds_f64()),
+                );
+                self.envelope(view.agents, envelope);
+            }
+            (PollOutcome::Disabled, _) => {
+                self.scalar("watchdog_target_up", Some(1.0));
+                self.scalar("watchdog_target_enabled", Some(0.0));
+                self.clear_envelope();
+            }
+            // An `Ok` without an envelope is a caller bug; treat it as unknown.
+            _ => self.scalar("watchdog_target_up", Some(0.0)),
+        }
+    }
+
+    fn envelope(&mut self, agents: &[AgentSample], e: &Envelope) {
+        let known = |section: &str| !e.is_degraded(section);
+        self.set(
+            "watchdog_section_degraded",
+            SECTIONS.iter().map(|s| {
+                let v = if e.is_degraded(s) { 1.0 } else { 0.0 };
+                (vec![(*s).to_owned()], v)
+            }),
+        );
+
+        if known("agents") {
+            let rows = |pick: fn(&AgentSample) -> Option<f64>| {
+                agents
+                    .iter()
+                    .filter_map(move |a| pick(a).map(|v| (agent_labels(a), v)))
+                    .collect::<Vec<_>>()
+            };
+            self.set("watchdog_agent_cpu_fraction", rows(|a| a.cpu_fraction));
+            self.set("watchdog_agent_runtime_seconds", rows(|a| a.runtime_s));
+            self.set("watchdog_agent_idle_seconds", rows(|a| a.idle_s));
+            self.scalar("watchdog_agents_running", Some(e.agents.len() as f64));
+        }
+
+        if known("stages") {
+            let mut by_stage: BTreeMap<&str, (usize, Option<f64>)> = BTreeMap::new();
+            for s in &e.stages {
+                let entry = by_stage.entry(s.stage.as_str()).or_default();
+                entry.0 += 1;
+                if let Some(age) = s.age_in_stage_s {
+                    entry.1 = Some(entry.1.map_or(age, |old: f64| old.max(age)));
+                }
+            }
+            self.set(
+                "watchdog_stage_tasks",
+                by_stage
+                    .iter()
+                    .map(|(stage, (n, _))| (vec![(*stage).to_owned()], *n as f64)),
+            );
+            self.set(
+                "watchdog_stage_oldest_age_seconds",
+                by_stage
+                    .iter()
+                    .filter_map(|(stage, (_, age))| age.map(|a| (vec![(*stage).to_owned()], a))),
+            );
+        }
+
+        if known("queue") {
+            let q = e.queue.as_ref();
+            self.set(
+                "watchdog_queue_jobs",
+                q.into_iter()
+                    .flat_map(|q| q.counts.iter())
+                    .map(|(status, n)| (vec![status.clone()], *n as f64)),
+            );
+            self.scalar(
+                "watchdog_queue_depth",
+                q.and_then(|q| q.depth).map(|d| d as f64),
+            );
+            self.scalar(
+                "watchdog_queue_max_concurrency",
+                q.and_then(|q| q.max_concurrency).map(|d| d as f64),
+            );
+            let breaker = q
+                .and_then(|q| q.breaker.as_ref())
+                .and_then(|b| b.state.as_deref())
+                .and_then(|state| match state {
+                    "open" => Some(1.0),
+                    "closed" | "half_open" => Some(0.0),
+                    // A state this build does not know is unknown, not closed.
+                    _ => None,
+                });
+            self.scalar("watchdog_breaker_open", breaker);
+        }
+
+        if known("reconciler") {
+            let r = e.reconciler.as_ref();
+            self.scalar(
+                "watchdog_reconciler_wall_clock_seconds",
+                r.and_then(|r| r.wall_clock_ms).map(|ms| ms / 1000.0),
+            );
+            self.scalar(
+                "watchdog_reconciler_pending_events",
+                r.and_then(|r| r.pending_event_count).map(|n| n as f64),
+            );
+            self.scalar(
+                "watchdog_reconciler_invariant_violations",
+                r.map(|r| r.invariant_violations.len() as f64),
+            );
+        }
+
+        if known("errors") {
+            self.set(
+                "watchdog_error_events",
+                e.errors
+                    .iter()
+                    .flat_map(|errs| errs.by_subsystem.iter())
+                    .filter_map(|s| s.total.map(|t| (vec![s.subsystem.clone()], t as f64))),
+            );
+        }
+
+        if known("cost") {
+            let agg = e.cost.as_ref().and_then(|c| c.aggregate.as_ref());
+            self.scalar("watchdog_cost_usd", agg.and_then(|a| a.cost_usd));
+            let kinds = agg.map(|a| {
+                [
+                    ("input", a.input_tokens),
+                    ("output", a.output_tokens),
+                    ("cache_read", a.cache_read_tokens),
+                    ("cache_creation", a.cache_creation_tokens),
+                ]
+            });
+            self.set(
+                "watchdog_tokens",
+                kinds
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(kind, n)| n.map(|n| (vec![kind.to_owned()], n as f64))),
+            );
+        }
+    }
+}
+
+/// The per-target gauges, rendered at scrape time from every target's
+/// [`TargetSeries`]. `collect` cannot fail: it only reads owned data.
+#[derive(Debug)]
+struct Gauges {
+    descs: Vec<Desc>,
+    targets: Arc<Mutex<BTreeMap<String, TargetSeries>>>,
+}
+
+impl Gauges {
+    fn new(targets: Arc<Mutex<BTreeMap<String, TargetSeries>>>) -> Self {
+        let descs = GAUGES
+            .iter()
+            .filter_map(|d| {
+                let mut labels = vec!["target".to_owned()];
+                labels.extend(d.labels.iter().map(|l| (*l).to_owned()));
+                Desc::new(d.name.into(), d.help.into(), labels, HashMap::new()).ok()
+            })
+            .collect();
+        Self { descs, targets }
+    }
+}
+
+impl Collector for Gauges {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let targets = lock(&self.targets);
+        GAUGES
+            .iter()
+            .map(|d| {
+                let mut metrics = Vec::new();
+                for (target, series) in targets.iter() {
+                    for (values, value) in series.rows.get(d.name).into_iter().flatten() {
+                        metrics.push(gauge(d, target, values, *value));
+                    }
+                }
+                let mut mf = MetricFamily::default();
+                mf.set_name(d.name.to_owned());
+                mf.set_help(d.help.to_owned());
+                mf.set_field_type(MetricType::GAUGE);
+                mf.set_metric(metrics);
+                mf
+            })
+            .collect()
+    }
+}
+
+/// One gauge sample with `target` and the family's labels, sorted by name
+/// as the registered metrics have theirs.
+fn gauge(d: &Def, target: &str, values: &[String], value: f64) -> Metric {
+    let mut pairs: Vec<LabelPair> = std::iter::once(("target", target))
+        .chain(
+            d.labels
+                .iter()
+                .copied()
+                .zip(values.iter().map(String::as_str)),
+        )
+        .map(|(name, value)| {
+            let mut lp = LabelPair::default();
+            lp.set_name(name.to_owned());
+            lp.set_value(value.to_owned());
+            lp
+        })
+        .collect();
+    pairs.sort_by(|a, b| a.name().cmp(b.name()));
+    let mut g = Gauge::default();
+    g.set_value(value);
+    let mut m = Metric::from_gauge(g);
+    m.set_label(pairs);
+    m
+}
+
+/// Cheap to clone; every clone updates the same registry.
+#[derive(Debug, Clone)]
+pub struct Exporter {
+    inner: Arc<Inner>,
+}
+
+impl Default for Exporter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    registry: Registry,
+    /// What the gauge collector renders.
+    targets: Arc<Mutex<BTreeMap<String, TargetSeries>>>,
+    poll_duration: HistogramVec,
+    polls_total: IntCounterVec,
+    /// Outcome labels of `polls_total` seen per target, for `forget_target`.
+    poll_outcomes: Mutex<HashMap<String, HashSet<&'static str>>>,
+    notifications_total: IntCounterVec,
+    notify_queue_depth: GaugeVec,
+    config_success: GaugeVec,
+    config_timestamp: GaugeVec,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not take the metrics endpoint down with it.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: &C) {
+    if let Err(err) = registry.register(Box::new(c.clone())) {
+        tracing::error!(error = %err, "metric not registered");
+    }
+}
+
+/// Builds and registers a gauge family. The names and labels are constants
+/// of this file, so failing here is a bug caught by the unit tests.
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    #[allow(clippy::expect_used)]
+    let vec = GaugeVec::new(Opts::new(name, help), labels).expect("valid gauge definition");
+    register(registry, &vec);
+    vec
+}
+
+impl Exporter {
+    /// A fresh registry with every gauge registered and `watchdog_build_info` set.
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let targets = Arc::new(Mutex::new(BTreeMap::new()));
+        if let Err(err) = r.register(Box::new(Gauges::new(targets.clone()))) {
+            tracing::error!(error = %err, "gauge collector not registered");
+        }
+        #[allow(clippy::expect_used)]
+        let poll_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "watchdog_poll_duration_seconds",
+                "Wall time of one poll of a target: request, read and evaluation.",
+            )
+            .buckets(POLL_BUCKETS.to_vec()),
+            &["target"],
+        )
+        .expect("valid histogram definition");
+        register(&r, &poll_duration);
+        #[allow(clippy::expect_used)]
+        let polls_total = IntCounterVec::new(
+            Opts::new(
+                "watchdog_polls_total",
+                "Polls of a target by how they ended.",
+            ),
+            &["target", "outcome"],
+        )
+        .expect("valid counter definition");
+        register(&r, &polls_total);
+        #[allow(clippy::expect_used)]
+        let notifications_total = IntCounterVec::new(
+            Opts::new(
+                "watchdog_notifications_total",
+                "Notifications by sink and result: delivered, retried, dropped; Alertmanager re-sends: resent, resend_failed.",
+            ),
+            &["sink", "outcome"],
+        )
+        .expect("valid counter definition");
+        register(&r, &notifications_total);
+        let build_info = gauge_vec(
+            &r,
+            "watchdog_build_info",
+            "Always 1; the version label names the running build.",
+            &["version"],
+        );
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1.0);
+
+        let inner = Inner {
+            targets,
+            poll_duration,
+            polls_total,
+            poll_outcomes: Mutex::new(HashMap::new()),
+            notifications_total,
+            notify_queue_depth: gauge_vec(
+                &r,
+                "watchdog_notification_queue_depth",
+                "Events waiting in a sink's queue.",
+                &["sink"],
+            ),
+            config_success: gauge_vec(
+                &r,
+                "watchdog_config_last_load_successful",
+                "1 when the last config (re)load was accepted, else 0.",
+                &[],
+            ),
+            config_timestamp: gauge_vec(
+                &r,
+                "watchdog_config_last_load_success_timestamp_seconds",
+                "Unix time of the last accepted config (re)load.",
+                &[],
+            ),
+            registry: r,
+        };
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Takes in one evaluated poll of `view.target`: counts and times it, and
+    /// keeps what the gauges render at the next scrape.
+    pub fn observe(&self, view: &PollView<'_>) {
+        let m = &*self.inner;
+        let target = view.target;
+        let outcome = view.outcome.label();
+        if let Ok(c) = m
+            .polls_total
+            .get_metric_with_label_values(&[target, outcome])
+        {
+            c.inc();
+        }
+        lock(&m.poll_outcomes)
+            .entry(target.to_owned())
+            .or_default()
+            .insert(outcome);
+        if let Ok(h) = m.poll_duration.get_metric_with_label_values(&[target]) {
+            h.observe(view.duration.as_secs_f64());
+        }
+        lock(&m.targets)
+            .entry(target.to_owned())
+            .or_default()
+            .observe(view);
+    }
+
+    /// Removes every series of a target that is no longer configured.
+    pub fn forget_target(&self, target: &str) {
+        let m = &*self.inner;
+        lock(&m.targets).remove(target);
+        let _ = m.poll_duration.remove_label_values(&[target]);
+        if let Some(outcomes) = lock(&m.poll_outcomes).remove(target) {
+            for outcome in outcomes {
+                let _ = m.polls_total.remove_label_values(&[target, outcome]);
+            }
+        }
+    }
+
+    /// Creates a sink's notification counters at 0 so dashboards see the sink
+    /// before its first event.
+    pub fn register_sink(&self, sink: &str) {
+        for outcome in NOTIFICATION_OUTCOMES {
+            let _ = self
+                .inner
+                .notifications_total
+                .get_metric_with_label_values(&[sink, outcome]);
+        }
+        self.sink_queue_depth(sink, 0);
+    }
+
+    /// Counts one notification attempt's result (`delivered`, `retried`, `dropped`, ...).
+    pub fn notification(&self, sink: &str, outcome: &str) {
+        self.notifications(sink, outcome, 1);
+    }
+
+    /// Counts `n` notifications with the same result.
+    pub fn notifications(&self, sink: &str, outcome: &str, n: u64) {
+        if let Ok(c) = self
+            .inner
+            .notifications_total
+            .get_metric_with_label_values(&[sink, outcome])
+        {
+            c.inc_by(n);
+        }
+    }
+
+    /// Sets the queue depth of a sink.
+    pub fn sink_queue_depth(&self, sink: &str, depth: usize) {
+        if let Ok(g) = self
+            .inner
+            .notify_queue_depth
+            .get_metric_with_label_values(&[sink])
+        {
+            g.set(depth as f64);
+        }
+    }
+
+    /// Records a config (re)load: whether it was accepted, and when.
+    pub fn config_loaded(&self, success: bool, at: Timestamp) {
+        let none: [&str; 0] = [];
+        if let Ok(g) = self
+            .inner
+            .config_success
+            .get_metric_with_label_values(&none)
+        {
+            g.set(if success { 1.0 } else { 0.0 });
+        }
+        if success {
+            if let Ok(g) = self
+                .inner
+                .config_timestamp
+                .get_metric_with_label_values(&none)
+            {
+                g.set(at.unix_seconds_f64());
+            }
+        }
+    }
+
+    /// The registry itself, for metrics owned elsewhere (the stdout
+    /// writer's `watchdog_stdout_dropped_lines_total`).
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// The registry in Prometheus text format.
+    pub fn encode(&self) -> String {
+        let families = self.inner.registry.gather();
+        let mut buf = Vec::new();
+        if let Err(err) = TextEncoder::new().encode(&families, &mut buf) {
+            tracing::error!(error = %err, "metrics not encoded");
+        }
+        String::from_utf8(buf)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
+}
+
+/// `agent, job_id, run_id, pid` with an empty string where unknown.
+fn agent_labels(a: &AgentSample) -> Vec<String> {
+    let opt = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
+    vec![
+        a.agent.clone().unwrap_or_default(),
+        a.job_id.to_string(),
+        opt(a.run_id),
+        opt(a.pid),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use shared_schema::{Agent, Breaker, Queue, Severity};
+
+    use super::*;
+    use crate::view::FiringCount;
+
+    fn envelope(agents: &[(i64, &str)]) -> Envelope {
+        let mut e = Envelope::new(Timestamp::parse("2026-11-22T10:00:00Z").unwrap());
+        e.agents = agents
+            .iter()
+            .map(|(job, name)| Agent {
+                job_id: *job,
+                agent: Some((*name).to_owned()),
+                pid: Some(100 + job),
+                ..Agent::default()
+            })
+            .collect();
+        e.queue = Some(Queue {
+            depth: Some(3),
+            breaker: Some(Breaker {
+                state: Some("open".into()),
+                ..Breaker::default()
+            }),
+            ..Queue::default()
+        });
+        e
+    }
+
+    fn samples(e: &Envelope) -> Vec<AgentSample> {
+        e.agents
+            .iter()
+            .map(|a| AgentSample {
+                agent: a.agent.clone(),
+                job_id: a.job_id,
+                run_id: a.run_id,
+                pid: a.pid,
+                cpu_fraction: Some(0.25),
+                runtime_s: None,
+                idle_s: Some(30.0),
+            })
+            .collect()
+    }
+
+    fn observe(x: &Exporter, target: &str, outcome: &PollOutcome, e: Option<&Envelope>) {
+        let agents = e.map(samples).unwrap_or_default();
+        let firing = [FiringCount {
+            rule: "breaker_open".into(),
+            severity: Severity::Critical,
+            count: 1,
+        }];
+        x.observe(&PollView {
+            target,
+            outcome,
+            duration: Duration::from_millis(5),
+            now: Timestamp::parse("2026-11-22T10:00:01Z").unwrap(),
+            schema_version: e.map(|e| e.schema_version),
+            envelope: e,
+            agents: &agents,
+            firing: &firing,
+        });
+    }
+
+    fn lines(text: &str, name: &str) -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn a_view_renders_as_exposition_text() {
+        let x = Exporter::new();
+        observe(&x, "t1", &PollOutcome::Ok, Some(&envelope(&[(7, "dev")])));
+        let text = x.encode();
+        assert_eq!(
+            lines(&text, "watchdog_target_up"),
+            ["watchdog_target_up{target=\"t1\"} 1"]
+        );
+        assert_eq!(
+            lines(&text, "watchdog_agent_idle_seconds"),
+            ["watchdog_agent_idle_seconds{agent=\"dev\",job_id=\"7\",pid=\"107\",run_id=\"\",target=\"t1\"} 30"]
+        );
+        assert_eq!(
+            lines(&text, "watchdog_agent_cpu_fraction"),
+            ["watchdog_agent_cpu_fraction{agent=\"dev\",job_id=\"7\",pid=\"107\",run_id=\"\",target=\"t1\"} 0.25"]
+        );
+        // runtime_s is null: no series, never 0.
+        assert!(
+            lines(&text, "watchdog_agent_runtime_seconds").is_empty(),
+            "{text}"
+        );
+        assert_eq!(
+            lines(&text, "watchdog_breaker_open"),
+            ["watchdog_breaker_open{target=\"t1\"} 1"]
+        );
+        assert_eq!(
+            lines(&text, "watchdog_queue_depth"),
+            ["watchdog_queue_depth{target=\"t1\"} 3"]
+        );
+        assert_eq!(
+            lines(&text, "watchdog_alerts_firing"),
+            ["watchdog_alerts_firing{rule=\"breaker_open\",severity=\"critical\",target=\"t1\"} 1"]
+        );
+        assert!(
+            text.contains("# TYPE watchdog_agent_idle_seconds gauge"),
+            "{text}"
+        );
+        assert!(
+            text.contains("watchdog_polls_total{outcome=\"ok\",target=\"t1\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn gone_series_disappear_and_a_failed_poll_keeps_the_last_ones() {
+        let x = Exporter::new();
+        observe(
+            &x,
+            "t1",
+            &PollOutcome::Ok,
+            Some(&envelope(&[(7, "dev"), (8, "rev")])),
+        );
+        observe(&x, "t2", &PollOutcome::Ok, Some(&envelope(&[(9, "dev")])));
+        assert_eq!(lines(&x.encode(), "watchdog_agent_idle_seconds").len(), 3);
+        // Agent 8 left: its series is gone with the next view.
+        observe(&x, "t1", &PollOutcome::Ok, Some(&envelope(&[(7, "dev")])));
+        let text = x.encode();
+        assert_eq!(
+            lines(&text, "watchdog_agent_idle_seconds").len(),
+            2,
+            "{text}"
+        );
+        assert!(!text.contains("job_id=\"8\""), "{text}");
+        // A failed poll: up is 0, the last seen series stay.
+        let failed = PollOutcome::Failed {
+            reason: "refused".into(),
+        };
+        observe(&x, "t1", &failed, None);
+        let text = x.encode();
+        assert_eq!(
+            lines(&text, "watchdog_target_up"),
+            [
+                "watchdog_target_up{target=\"t1\"} 0",
+                "watchdog_target_up{target=\"t2\"} 1",
+            ]
+        );
+        assert_eq!(
+            lines(&text, "watchdog_agent_idle_seconds").len(),
+            2,
+            "{text}"
+        );
+        // Disabled: the envelope's series go, the target's stay.
+        observe(&x, "t1", &PollOutcome::Disabled, None);
+        let text = x.encode();
+        assert_eq!(
+            lines(&text, "watchdog_agent_idle_seconds").len(),
+            1,
+            "{text}"
+        );
+        assert_eq!(
+            lines(&text, "watchdog_target_enabled"),
+            [
+                "watchdog_target_enabled{target=\"t1\"} 0",
+                "watchdog_target_enabled{target=\"t2\"} 1",
+            ]
+        );
+        // A target that is forgotten renders nothing at all.
+        x.forget_target("t2");
+        let text = x.encode();
+        assert!(!text.contains("target=\"t2\""), "{text}");
+    }
+
+    #[test]
+    fn every_gauge_is_rendered_with_its_contract_name() {
+        // CONTRACT.md section 4 names; the collector knows each one.
+        for name in [
+            "watchdog_target_up",
+            "watchdog_target_enabled",
+            "watchdog_target_schema_version",
+            "watchdog_last_success_timestamp_seconds",
+            "watchdog_agent_cpu_fraction",
+            "watchdog_agent_runtime_seconds",
+            "watchdog_agent_idle_seconds",
+            "watchdog_agents_running",
+            "watchdog_stage_tasks",
+            "watchdog_stage_oldest_age_seconds",
+            "watchdog_queue_jobs",
+            "watchdog_queue_depth",
+            "watchdog_queue_max_concurrency",
+            "watchdog_breaker_open",
+            "watchdog_reconciler_wall_clock_seconds",
+            "watchdog_reconciler_pending_events",
+            "watchdog_reconciler_invariant_violations",
+            "watchdog_error_events",
+            "watchdog_cost_usd",
+            "watchdog_tokens",
+            "watchdog_alerts_firing",
+        ] {
+            assert!(GAUGES.iter().any(|d| d.name == name), "{name}");
+        }
+        let g = Gauges::new(Arc::default());
+        assert_eq!(g.desc().len(), GAUGES.len(), "every definition is valid");
+    }
+}
