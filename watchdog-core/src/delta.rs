@@ -9,6 +9,8 @@
 //! made-up zero.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 use shared_schema::{Agent, Envelope, Timestamp};
@@ -50,6 +52,89 @@ impl AgentId {
         }
     }
 }
+
+/// The hasher of the per-agent maps (baselines, idle timers): one poll of
+/// 10,000 agents hashes each identity 4-5 times, and SipHash was half the
+/// engine's instructions (callgrind, docs/PERFORMANCE.md). An [`AgentId`] is
+/// four integers, so a folded multiply per integer does; the seed is drawn
+/// once per process, so an emitter cannot aim its ids at one bucket without
+/// knowing it (not cryptographic, and the agents list is capped anyway).
+#[derive(Debug, Clone, Copy)]
+pub struct IdHash {
+    seed: u64,
+}
+
+impl Default for IdHash {
+    fn default() -> Self {
+        static SEED: OnceLock<u64> = OnceLock::new();
+        let seed = *SEED
+            .get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64));
+        Self { seed }
+    }
+}
+
+impl BuildHasher for IdHash {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher { h: self.seed }
+    }
+}
+
+/// The hasher [`IdHash`] builds.
+#[derive(Debug, Clone, Copy)]
+pub struct IdHasher {
+    h: u64,
+}
+
+impl IdHasher {
+    #[inline]
+    fn mix(&mut self, x: u64) {
+        // A folded 64x64->128 multiply: every input bit reaches every output bit.
+        let m = u128::from(self.h ^ x).wrapping_mul(0x9E37_79B9_7F4A_7C15_u128 | 1 << 64);
+        self.h = (m as u64) ^ ((m >> 64) as u64);
+    }
+}
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(b));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.mix(u64::from(i));
+    }
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.mix(u64::from(i));
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.mix(i);
+    }
+    #[inline]
+    fn write_i64(&mut self, i: i64) {
+        self.mix(i as u64);
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.mix(i as u64);
+    }
+    #[inline]
+    fn write_isize(&mut self, i: isize) {
+        self.mix(i as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.h
+    }
+}
+
+/// A map keyed by agent identity, with the cheap [`IdHash`].
+pub type AgentMap<V> = HashMap<AgentId, V, IdHash>;
 
 /// One reading of the emitter's clocks.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -307,7 +392,7 @@ pub struct TargetHistory {
     pub boot_ids: Vec<String>,
     /// Per-agent baselines.
     #[serde(with = "as_pairs")]
-    pub agents: HashMap<AgentId, Baseline>,
+    pub agents: AgentMap<Baseline>,
     /// `done + failed + cancelled` of the previous readable queue.
     pub finished: Option<u64>,
 }
@@ -376,7 +461,8 @@ impl TargetHistory {
     fn observe_agents<'e>(&mut self, env: &'e Envelope, now: Instant) -> Vec<AgentFact<'e>> {
         let clk_tck = env.clk_tck.filter(|&c| c > 0);
         let mut out = Vec::with_capacity(env.agents.len());
-        let mut next: HashMap<AgentId, Baseline> = HashMap::with_capacity(env.agents.len());
+        let mut next: AgentMap<Baseline> =
+            HashMap::with_capacity_and_hasher(env.agents.len(), IdHash::default());
         for agent in &env.agents {
             let id = AgentId::of(agent);
             let slot = id.slot();
@@ -452,10 +538,10 @@ pub(crate) mod as_pairs {
 
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    use super::AgentId;
+    use super::{AgentId, IdHash};
 
     pub fn serialize<V: Serialize, S: Serializer>(
-        m: &HashMap<AgentId, V>,
+        m: &HashMap<AgentId, V, IdHash>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
         let mut pairs: Vec<_> = m.iter().collect();
@@ -465,7 +551,7 @@ pub(crate) mod as_pairs {
 
     pub fn deserialize<'de, V: Deserialize<'de>, D: Deserializer<'de>>(
         d: D,
-    ) -> Result<HashMap<AgentId, V>, D::Error> {
+    ) -> Result<HashMap<AgentId, V, IdHash>, D::Error> {
         Ok(Vec::<(AgentId, V)>::deserialize(d)?.into_iter().collect())
     }
 }

@@ -229,7 +229,7 @@ impl Engine {
             // Keys of this rule's alerts seen this round (only those: a
             // subject with no alert and no finding needs no bookkeeping).
             let mut seen: HashSet<String> = HashSet::new();
-            let has_alerts = state.alerts.values().any(|a| a.rule == rule.name());
+            let has_alerts = of_rule(&state.alerts, rule.name()).next().is_some();
             if let Outcome::Subjects(subjects) = outcome {
                 for (subject, verdict) in subjects {
                     if matches!(verdict, Verdict::Unknown) && !has_alerts {
@@ -266,10 +266,8 @@ impl Engine {
                     seen.insert(key);
                 }
             }
-            let others: Vec<String> = state
-                .alerts
-                .iter()
-                .filter(|(k, a)| a.rule == rule.name() && !seen.contains(*k))
+            let others: Vec<String> = of_rule(&state.alerts, rule.name())
+                .filter(|(k, _)| !seen.contains(*k))
                 .map(|(k, _)| k.clone())
                 .collect();
             for key in others {
@@ -334,10 +332,8 @@ impl Engine {
         };
         let mut out: Vec<FiringCount> = Vec::new();
         for rule in &self.rules.rules {
-            let count = state
-                .alerts
-                .values()
-                .filter(|a| a.phase == Phase::Firing && a.rule == rule.name())
+            let count = of_rule(&state.alerts, rule.name())
+                .filter(|(_, a)| a.phase == Phase::Firing)
                 .count();
             if count > 0 {
                 out.push(FiringCount {
@@ -475,6 +471,25 @@ impl Engine {
 struct SavedRef<'a> {
     version: u32,
     targets: &'a BTreeMap<String, TargetState>,
+}
+
+/// The alerts of one rule. Keys begin with `rule|` (CONTRACT.md section 5:
+/// `stuck_agent|orch-1|job=7|...`), so one rule's alerts are one contiguous
+/// range of the map: a rule with no alerts costs one lookup per poll, not a
+/// walk over every alert of every rule (15 walks of 1,000 pending alerts at
+/// 10,000 agents).
+fn of_rule<'a>(
+    alerts: &'a BTreeMap<String, Alert>,
+    rule: &'a str,
+) -> impl Iterator<Item = (&'a String, &'a Alert)> + 'a {
+    let from = format!("{rule}|");
+    alerts
+        .range::<str, _>((
+            std::ops::Bound::Included(from.as_str()),
+            std::ops::Bound::Unbounded,
+        ))
+        .take_while(move |(k, _)| k.starts_with(&from))
+        .filter(move |(_, a)| a.rule == rule)
 }
 
 fn apply(

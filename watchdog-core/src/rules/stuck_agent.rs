@@ -20,7 +20,7 @@ use super::{
     agent_labels, agent_phrase, agent_subject, AgentFigures, Ctx, Outcome, PerAgent, Rule, Verdict,
 };
 use crate::alerts::Finding;
-use crate::delta::{AgentId, AgentStatus, Reading, ResetReason};
+use crate::delta::{AgentId, AgentMap, AgentStatus, IdHash, Reading, ResetReason};
 use crate::dur::{human_secs, Dur};
 
 /// `[rules.stuck_agent]`'s own keys.
@@ -65,7 +65,8 @@ impl Rule for Settings {
             return Outcome::Unknown;
         };
         let mut out = Vec::new();
-        let mut next = HashMap::with_capacity(ctx.deltas.agents.len());
+        let mut next: AgentMap<IdleTimer> =
+            HashMap::with_capacity_and_hasher(ctx.deltas.agents.len(), IdHash::default());
         for fact in &ctx.deltas.agents {
             let agent = fact.agent;
             let settings = per.get(self, agent);
@@ -136,7 +137,7 @@ impl Rule for Settings {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Idle {
     #[serde(with = "crate::delta::as_pairs")]
-    by_agent: HashMap<AgentId, IdleTimer>,
+    by_agent: AgentMap<IdleTimer>,
 }
 
 /// How long one agent has been idle, and how idle.
