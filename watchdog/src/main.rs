@@ -128,6 +128,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+    limit_malloc_arenas();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -269,5 +270,19 @@ fn replay(a: ReplayArgs) -> i32 {
             eprintln!("watchdog: replay of {} failed: {e}", a.file.display());
             1
         }
+    }
+}
+
+/// One glibc malloc arena instead of one per thread that ever allocated:
+/// the runtime's workers and blocking threads each got their own, and at
+/// 100 targets x 100 agents the spare arenas held ~1.6 MiB of the 23 MiB
+/// resident (`cargo bench -p watchdog --bench rss`, docs/PERFORMANCE.md).
+/// The evaluation is one task, so the shared arena is not contended.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; it is called before
+    // the runtime starts any thread.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }

@@ -22,6 +22,7 @@ pub struct Poller {
     url: String,
     token: Option<String>,
     timeout: Duration,
+    keep_body: bool,
 }
 
 impl std::fmt::Debug for Poller {
@@ -66,7 +67,17 @@ impl Poller {
             url: url.to_owned(),
             token,
             timeout,
+            keep_body: true,
         })
+    }
+
+    /// Whether [`Polled::body`] keeps the raw body (only `--record` needs
+    /// it). Without it a poll in flight holds only the envelope: when 100
+    /// targets answer in the same instant and wait for the evaluation loop,
+    /// the bodies were a few MiB of the watchdog's peak.
+    pub fn keeping_body(mut self, keep: bool) -> Self {
+        self.keep_body = keep;
+        self
     }
 
     /// Fetches the body: `Err` carries the reason in words (never the token).
@@ -120,7 +131,10 @@ impl Poller {
         let fetched = self.fetch().await;
         let now = Timestamp::now();
         let (observation, body) = match fetched {
-            Ok(body) => (Observation::from_body(now, &body), Some(body)),
+            Ok(body) => (
+                Observation::from_body(now, &body),
+                self.keep_body.then_some(body),
+            ),
             Err(reason) => (Observation::failed(now, reason), None),
         };
         Polled {

@@ -58,8 +58,9 @@ fn spawn_loop(
     interval: Duration,
     timeout: Duration,
     tx: &mpsc::Sender<Msg>,
+    record: bool,
 ) -> anyhow::Result<TargetLoop> {
-    let poller = Poller::new(target, timeout)?;
+    let poller = Poller::new(target, timeout)?.keeping_body(record);
     let (stop, stop_rx) = watch::channel(false);
     let handle = tokio::spawn(poll_loop(
         target.name.clone(),
@@ -215,7 +216,13 @@ pub async fn run(over: Overrides) -> anyhow::Result<()> {
         state_dirty: false,
     };
     for t in &config.targets {
-        let l = spawn_loop(t, config.interval, config.timeout, &runner.poll_tx)?;
+        let l = spawn_loop(
+            t,
+            config.interval,
+            config.timeout,
+            &runner.poll_tx,
+            runner.recorder.is_some(),
+        )?;
         runner.loops.insert(t.name.clone(), l);
     }
     health.set_max_age(stuck_after(runner.interval));
@@ -426,7 +433,13 @@ impl Runner {
             if !unchanged {
                 fresh.insert(
                     t.name.clone(),
-                    spawn_loop(t, config.interval, config.timeout, &self.poll_tx)?,
+                    spawn_loop(
+                        t,
+                        config.interval,
+                        config.timeout,
+                        &self.poll_tx,
+                        self.recorder.is_some(),
+                    )?,
                 );
             }
         }
