@@ -593,6 +593,34 @@ mod tests {
     }
 
     #[test]
+    fn id_hash_tells_identities_apart_and_is_stable_in_a_process() {
+        let id = |job, run, pid, start| AgentId {
+            job_id: job,
+            run_id: run,
+            pid,
+            start_ticks: start,
+        };
+        let h = IdHash::default();
+        let a = id(7, Some(42), Some(1234), Some(1));
+        assert_eq!(h.hash_one(a), IdHash::default().hash_one(a));
+        // `None` and `Some(0)`, swapped fields: all different.
+        let others = [
+            id(7, Some(42), Some(1234), None),
+            id(7, Some(42), Some(1234), Some(0)),
+            id(7, Some(1234), Some(42), Some(1)),
+            id(42, Some(7), Some(1234), Some(1)),
+            id(7, None, Some(1234), Some(1)),
+        ];
+        for o in others {
+            assert_ne!(h.hash_one(a), h.hash_one(o), "{o:?}");
+        }
+        let m: AgentMap<u32> = (0..10_000)
+            .map(|i| (id(i, Some(i), None, None), 1))
+            .collect();
+        assert_eq!(m.len(), 10_000);
+    }
+
+    #[test]
     fn fraction_is_ticks_over_clk_tck_over_dt() {
         let mut h = TargetHistory::default();
         assert_eq!(

@@ -546,6 +546,38 @@ mod tests {
             })
     }
 
+    #[test]
+    fn of_rule_finds_exactly_the_alerts_of_one_rule() {
+        let ts = Timestamp::parse("2026-11-22T10:00:00Z").unwrap();
+        let mut alerts = BTreeMap::new();
+        // `queue` sorts before `queue_depth` and `queue_stalled`, and `|`
+        // after `_`: a prefix range must not take the neighbours' alerts.
+        for (rule, key) in [
+            ("queue", "queue|t"),
+            ("queue", "queue|t|x"),
+            ("queue_depth", "queue_depth|t"),
+            ("queue_stalled", "queue_stalled|t"),
+            ("queuez", "queuez|t"),
+            ("a", "a|t"),
+        ] {
+            let f = crate::rules::finding("s".into(), None, None);
+            alerts.insert(
+                key.to_owned(),
+                Alert::new(rule, "t", key.into(), f, 0.0, ts),
+            );
+        }
+        let keys = |rule| {
+            of_rule(&alerts, rule)
+                .map(|(k, _)| k.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(keys("queue"), ["queue|t", "queue|t|x"]);
+        assert_eq!(keys("queue_depth"), ["queue_depth|t"]);
+        assert_eq!(keys("a"), ["a|t"]);
+        assert!(keys("stuck_agent").is_empty());
+        assert!(keys("z").is_empty());
+    }
+
     proptest! {
         #[test]
         fn any_sequence_of_polls_evaluates_without_panic(
