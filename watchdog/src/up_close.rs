@@ -250,7 +250,7 @@ mod tests {
 
     fn recorded(name: &str) -> String {
         std::fs::read_to_string(format!(
-            "{}/tests/fixtures/agent_view/{name}.json",
+            "{}/../watchdog-core/tests/fixtures/agent_view/{name}.json",
             env!("CARGO_MANIFEST_DIR")
         ))
         .unwrap()
