@@ -1,10 +1,12 @@
 //! `watchdog check`: a monitoring-plugin style one-shot. Two polls
 //! `interval` apart (so CPU deltas and rates exist), every rule evaluated
-//! with `for` treated as met, one line per alert, and the exit code of the
+//! with `for` treated as met, one line per alert (an alert about an agent
+//! ends with its diagnosis, as in the alert log), and the exit code of the
 //! worst: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (unreachable or invalid).
 //! A newer `schema_version` is not "unknown": it is the critical
 //! `schema_incompatible` rule, so it exits 2 with a line naming that rule.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use shared_schema::Severity;
@@ -72,6 +74,7 @@ pub async fn check(over: Overrides, interval: Duration) -> i32 {
 
     let mut alerts = engine.firing_alerts();
     alerts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.key.cmp(&b.0.key)));
+    let found = diagnoses(&engine, &alerts, &target).await;
     let mut code = OK;
     for (alert, severity) in &alerts {
         let word = match severity {
@@ -84,10 +87,11 @@ pub async fn check(over: Overrides, interval: Duration) -> i32 {
             Severity::Warning => WARNING,
             Severity::Info => OK,
         });
-        println!(
-            "{word} {}: {} [{}]",
-            alert.rule, alert.finding.summary, alert.key
-        );
+        let mut summary = alert.finding.summary.clone();
+        if let Some(d) = found.get(&alert.key) {
+            summary = format!("{summary}: {d}");
+        }
+        println!("{word} {}: {summary} [{}]", alert.rule, alert.key);
     }
     if let (true, PollOutcome::SchemaIncompatible { found }) =
         (alerts.is_empty(), &second.observation.outcome)
@@ -108,4 +112,39 @@ pub async fn check(over: Overrides, interval: Duration) -> i32 {
         );
     }
     code
+}
+
+/// The diagnosis of every alert about an agent, by alert key: the views
+/// fetched at once, each bounded by the up-close deadline (2 s).
+async fn diagnoses(
+    engine: &Engine,
+    alerts: &[(&crate::alerts::Alert, Severity)],
+    target: &crate::config::Target,
+) -> BTreeMap<String, String> {
+    let Ok(up_close) = crate::up_close::UpClose::new() else {
+        return BTreeMap::new();
+    };
+    let mut set = tokio::task::JoinSet::new();
+    for (alert, _) in alerts {
+        let Some(job_id) = engine.diagnosis_job(alert) else {
+            continue;
+        };
+        let (up_close, url, token, key) = (
+            up_close.clone(),
+            target.url.clone(),
+            target.token.clone(),
+            alert.key.clone(),
+        );
+        set.spawn(async move {
+            let view = up_close.fetch(&url, token.as_deref(), job_id).await;
+            (key, view.as_ref().and_then(crate::diagnose::diagnose))
+        });
+    }
+    let mut out = BTreeMap::new();
+    while let Some(Ok((key, sentence))) = set.join_next().await {
+        if let Some(s) = sentence {
+            out.insert(key, s);
+        }
+    }
+    out
 }

@@ -18,6 +18,7 @@ pub mod config;
 pub mod dur;
 pub mod http;
 pub mod notify;
+pub mod outbox;
 pub mod poll;
 pub mod record;
 pub mod replay;
