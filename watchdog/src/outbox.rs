@@ -3,12 +3,18 @@
 //!
 //! The core marks the `firing`/`repeat` lines of rules about an agent
 //! ([`Evaluation::wanted`]); here each such batch of lines waits while one
-//! task asks the target's emitter for `GET /agents/{job_id}` (every job of
-//! the batch at once, each fetch bounded by [`up_close::DEADLINE`]), builds
-//! the sentence ([`diagnose`]) and hands it back to the run loop, which
-//! completes the lines and writes them. So a line is held at most about 2 s
-//! and never suppressed: a fetch that fails or times out, or an emitter
-//! older than page 2 (404), leaves the line as it was.
+//! task asks the target's emitter for `GET /agents/{job_id}`, builds the
+//! sentences ([`diagnose`]) and hands them back to the run loop, which
+//! completes the lines and writes them. The task has one deadline, the
+//! batch's arrival plus the fetcher's bound ([`crate::up_close::DEADLINE`],
+//! 2 s): whatever it has not found by then is "no diagnosis". So a line is
+//! held at most about 2 s and never suppressed: a fetch that fails or times
+//! out, or an emitter older than page 2 (404), leaves the line as it was.
+//!
+//! The emitter is spared a storm (hundreds of agents stuck at once, a short
+//! `repeat_interval`): one task per target fetches at a time, at most
+//! [`CONCURRENCY`] views at once; a batch that waits its turn past its
+//! deadline goes out without diagnoses.
 //!
 //! Order is kept per target: a batch waits behind the one before it (so a
 //! `resolved` never overtakes its own `firing`), while other targets' lines
@@ -17,13 +23,19 @@
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
 use shared_schema::AlertLine;
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::config::Target;
 use crate::diagnose::{complete, diagnose};
 use crate::engine::{Engine, Evaluation};
 use crate::up_close::UpClose;
+
+/// The most views asked of one emitter at once.
+pub const CONCURRENCY: usize = 8;
 
 /// The diagnoses found for one held batch.
 #[derive(Debug)]
@@ -50,6 +62,8 @@ struct Batch {
 pub struct Outbox {
     up_close: UpClose,
     queues: BTreeMap<String, VecDeque<Batch>>,
+    /// One fetching task at a time per target (dropped with its queue).
+    turns: BTreeMap<String, Arc<Semaphore>>,
     found_tx: mpsc::UnboundedSender<Found>,
     next_id: u64,
 }
@@ -61,6 +75,7 @@ impl Outbox {
         Self {
             up_close,
             queues: BTreeMap::new(),
+            turns: BTreeMap::new(),
             found_tx,
             next_id: 0,
         }
@@ -92,12 +107,21 @@ impl Outbox {
         let held = !wanted.is_empty();
         if let (true, Some(t)) = (held, source) {
             let jobs: Vec<i64> = wanted.iter().map(|(_, j)| *j).collect();
+            let turn = self
+                .turns
+                .entry(target.to_owned())
+                .or_insert_with(|| Arc::new(Semaphore::new(1)))
+                .clone();
             tokio::spawn(fetch(
-                self.up_close.clone(),
-                t.name.clone(),
-                t.url.clone(),
-                t.token.clone(),
-                id,
+                Ask {
+                    up_close: self.up_close.clone(),
+                    target: t.name.clone(),
+                    url: t.url.clone(),
+                    token: t.token.clone(),
+                    batch: id,
+                    deadline: Instant::now() + self.up_close.deadline(),
+                },
+                turn,
                 jobs,
                 self.found_tx.clone(),
             ));
@@ -138,7 +162,9 @@ impl Outbox {
             }
         }
         if queue.is_empty() {
+            // Every task of this target has reported: none holds its turn.
             self.queues.remove(&found.target);
+            self.turns.remove(&found.target);
         }
         out
     }
@@ -193,6 +219,7 @@ impl Outbox {
 
     /// Every held line, as it is (for a shutdown whose fetches ran out of time).
     pub fn release_all(&mut self) -> Vec<AlertLine> {
+        self.turns.clear();
         std::mem::take(&mut self.queues)
             .into_values()
             .flatten()
@@ -201,40 +228,65 @@ impl Outbox {
     }
 }
 
-/// Fetches the view of every job (at once, each bounded by the fetcher's
-/// deadline) and sends the sentences back.
-async fn fetch(
+/// What one fetching task asks, of whom, and until when.
+#[derive(Debug)]
+struct Ask {
     up_close: UpClose,
     target: String,
     url: String,
     token: Option<String>,
     batch: u64,
+    /// The batch's arrival plus the fetcher's bound: the line goes out then.
+    deadline: Instant,
+}
+
+/// Waits for the target's turn, fetches the views of `jobs` (at most
+/// [`CONCURRENCY`] at once) until the deadline and sends the sentences
+/// back; a job not done by then has none.
+async fn fetch(
+    ask: Ask,
+    turn: Arc<Semaphore>,
     mut jobs: Vec<i64>,
     tx: mpsc::UnboundedSender<Found>,
 ) {
     jobs.sort_unstable();
     jobs.dedup();
-    let mut set = JoinSet::new();
-    for job in jobs.iter().copied() {
-        let (up_close, url, token) = (up_close.clone(), url.clone(), token.clone());
-        set.spawn(async move {
-            let view = up_close.fetch(&url, token.as_deref(), job).await;
-            (job, view.as_ref().and_then(diagnose))
-        });
-    }
     let mut by_job: BTreeMap<i64, Option<String>> = jobs.iter().map(|j| (*j, None)).collect();
-    while let Some(done) = set.join_next().await {
-        match done {
-            Ok((job, sentence)) => {
-                by_job.insert(job, sentence);
+    let work = async {
+        // A closed semaphore cannot happen (never closed); treat it as no turn.
+        let Ok(_turn) = turn.acquire_owned().await else {
+            return;
+        };
+        let mut todo = jobs.into_iter();
+        let mut set = JoinSet::new();
+        loop {
+            while set.len() < CONCURRENCY {
+                let Some(job) = todo.next() else { break };
+                let (up_close, url, token) =
+                    (ask.up_close.clone(), ask.url.clone(), ask.token.clone());
+                set.spawn(async move {
+                    let view = up_close.fetch(&url, token.as_deref(), job).await;
+                    (job, view.as_ref().and_then(diagnose))
+                });
             }
-            Err(e) => tracing::warn!(target = %target, error = %e, "diagnosis task failed"),
+            match set.join_next().await {
+                Some(Ok((job, sentence))) => {
+                    by_job.insert(job, sentence);
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(target = %ask.target, error = %e, "diagnosis task failed");
+                }
+                None => return,
+            }
         }
+    };
+    if tokio::time::timeout_at(ask.deadline, work).await.is_err() {
+        tracing::debug!(target = %ask.target, "diagnoses cut at the deadline");
     }
     // The loop may be gone (shutdown): the lines are then released as they are.
     let _ = tx.send(Found {
-        target,
-        batch,
+        target: ask.target,
+        batch: ask.batch,
         by_job,
     });
 }
@@ -318,6 +370,62 @@ mod tests {
         );
         assert_eq!(lines[0].diagnosis, None, "no emitter: no diagnosis");
         assert_eq!(lines[0].summary, line("b", AlertEvent::Firing).summary);
+        assert!(!out.is_holding());
+    }
+
+    #[tokio::test]
+    async fn an_emitter_that_never_answers_holds_lines_only_up_to_the_deadline_and_is_not_stormed()
+    {
+        // Accepts, never answers: the deadline ends the wait. Counts the
+        // connections it was asked to hold.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (count_tx, mut count_rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                held.push(conn);
+                let _ = count_tx.send(held.len());
+            }
+        });
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut out = Outbox::new(
+            UpClose::with_deadline(Duration::from_millis(300)).unwrap(),
+            tx,
+        );
+        let t = target(&format!("http://{addr}/metrics"));
+        // Two polls' worth of 30 stuck agents each.
+        let batch = |key: &str| Evaluation {
+            lines: (0..30).map(|_| line(key, AlertEvent::Repeat)).collect(),
+            wanted: (0..30)
+                .map(|i| Wanted {
+                    line: i,
+                    job_id: i as i64,
+                })
+                .collect(),
+            ..Evaluation::default()
+        };
+        assert!(out.push("t", Some(&t), &batch("a")).is_empty());
+        assert!(out.push("t", Some(&t), &batch("b")).is_empty());
+        let mut lines = Vec::new();
+        for _ in 0..2 {
+            let found = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("each batch ends at its deadline")
+                .unwrap();
+            lines.extend(out.complete(found, &mut engine()));
+        }
+        assert_eq!(lines.len(), 60, "never suppressed");
+        assert!(lines.iter().all(|l| l.diagnosis.is_none()));
+        assert_eq!(lines[0].key, "a", "in order");
+        let mut most = 0;
+        while let Ok(n) = count_rx.try_recv() {
+            most = n;
+        }
+        assert!(
+            (1..=CONCURRENCY).contains(&most),
+            "{most} connections held at once: one task per target, {CONCURRENCY} views at most"
+        );
         assert!(!out.is_holding());
     }
 

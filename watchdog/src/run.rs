@@ -253,6 +253,7 @@ pub async fn run(over: Overrides) -> anyhow::Result<()> {
             Some(found) = found_rx.recv() => {
                 let lines = runner.outbox.complete(found, &mut runner.engine);
                 runner.send(&lines);
+                runner.settle();
             }
             Some(line) = dropped_rx.recv() => runner.log.write(&[line]),
             _ = hup.recv() => runner.reload(),
@@ -390,7 +391,9 @@ impl Runner {
 
     /// After a burst of polls: the state file and the systemd status.
     fn settle(&mut self) {
-        if self.state_dirty {
+        // Not while lines are held: the state file must not say an alert
+        // fired whose line is not written yet (a crash would lose it).
+        if self.state_dirty && !self.outbox.is_holding() {
             if let Some(path) = &self.state_file {
                 if let Err(e) = state::save(&self.engine, path) {
                     tracing::error!(path = %path.display(), error = %e, "cannot write the state file");

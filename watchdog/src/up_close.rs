@@ -59,6 +59,11 @@ impl UpClose {
         Ok(Self { client, deadline })
     }
 
+    /// The bound on one fetch.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
     /// The view of `job_id` from the emitter whose `/metrics` is at
     /// `metrics_url`, with the target's bearer `token`; `None` on any failure.
     pub async fn fetch(
