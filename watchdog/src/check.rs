@@ -115,7 +115,7 @@ pub async fn check(over: Overrides, interval: Duration) -> i32 {
 }
 
 /// The diagnosis of every alert about an agent, by alert key: the views
-/// fetched at once, each bounded by the up-close deadline (2 s).
+/// asked as the live loop asks them (a few at once, 2 s in all).
 async fn diagnoses(
     engine: &Engine,
     alerts: &[(&crate::alerts::Alert, Severity)],
@@ -124,27 +124,23 @@ async fn diagnoses(
     let Ok(up_close) = crate::up_close::UpClose::new() else {
         return BTreeMap::new();
     };
-    let mut set = tokio::task::JoinSet::new();
-    for (alert, _) in alerts {
-        let Some(job_id) = engine.diagnosis_job(alert) else {
-            continue;
-        };
-        let (up_close, url, token, key) = (
-            up_close.clone(),
-            target.url.clone(),
-            target.token.clone(),
-            alert.key.clone(),
-        );
-        set.spawn(async move {
-            let view = up_close.fetch(&url, token.as_deref(), job_id).await;
-            (key, view.as_ref().and_then(crate::diagnose::diagnose))
-        });
+    let jobs: BTreeMap<&str, i64> = alerts
+        .iter()
+        .filter_map(|(a, _)| Some((a.key.as_str(), engine.diagnosis_job(a)?)))
+        .collect();
+    if jobs.is_empty() {
+        return BTreeMap::new();
     }
-    let mut out = BTreeMap::new();
-    while let Some(Ok((key, sentence))) = set.join_next().await {
-        if let Some(s) = sentence {
-            out.insert(key, s);
-        }
-    }
-    out
+    let deadline = tokio::time::Instant::now() + up_close.deadline();
+    let found = crate::outbox::sentences(
+        &up_close,
+        &target.url,
+        target.token.as_deref(),
+        jobs.values().copied().collect(),
+        deadline,
+    )
+    .await;
+    jobs.into_iter()
+        .filter_map(|(key, job)| Some((key.to_owned(), found.get(&job)?.clone()?)))
+        .collect()
 }

@@ -240,30 +240,53 @@ struct Ask {
     deadline: Instant,
 }
 
-/// Waits for the target's turn, fetches the views of `jobs` (at most
-/// [`CONCURRENCY`] at once) until the deadline and sends the sentences
-/// back; a job not done by then has none.
-async fn fetch(
-    ask: Ask,
-    turn: Arc<Semaphore>,
+/// Waits for the target's turn, then [`sentences`] until the batch's
+/// deadline, and sends them back.
+async fn fetch(ask: Ask, turn: Arc<Semaphore>, jobs: Vec<i64>, tx: mpsc::UnboundedSender<Found>) {
+    let work = async {
+        // The semaphore is never closed; were it, there is no turn to wait for.
+        let _turn = turn.acquire_owned().await.ok();
+        sentences(
+            &ask.up_close,
+            &ask.url,
+            ask.token.as_deref(),
+            jobs,
+            ask.deadline,
+        )
+        .await
+    };
+    let by_job = tokio::time::timeout_at(ask.deadline, work)
+        .await
+        .unwrap_or_default();
+    // The loop may be gone (shutdown): the lines are then released as they are.
+    let _ = tx.send(Found {
+        target: ask.target,
+        batch: ask.batch,
+        by_job,
+    });
+}
+
+/// The diagnosis of each of `jobs` from the emitter whose `/metrics` is
+/// `url`: at most [`CONCURRENCY`] views asked at once, and what is not
+/// found by `deadline` is `None` (so is a job whose view says nothing).
+pub async fn sentences(
+    up_close: &UpClose,
+    url: &str,
+    token: Option<&str>,
     mut jobs: Vec<i64>,
-    tx: mpsc::UnboundedSender<Found>,
-) {
+    deadline: Instant,
+) -> BTreeMap<i64, Option<String>> {
     jobs.sort_unstable();
     jobs.dedup();
     let mut by_job: BTreeMap<i64, Option<String>> = jobs.iter().map(|j| (*j, None)).collect();
     let work = async {
-        // A closed semaphore cannot happen (never closed); treat it as no turn.
-        let Ok(_turn) = turn.acquire_owned().await else {
-            return;
-        };
         let mut todo = jobs.into_iter();
         let mut set = JoinSet::new();
         loop {
             while set.len() < CONCURRENCY {
                 let Some(job) = todo.next() else { break };
                 let (up_close, url, token) =
-                    (ask.up_close.clone(), ask.url.clone(), ask.token.clone());
+                    (up_close.clone(), url.to_owned(), token.map(str::to_owned));
                 set.spawn(async move {
                     let view = up_close.fetch(&url, token.as_deref(), job).await;
                     (job, view.as_ref().and_then(diagnose))
@@ -273,22 +296,16 @@ async fn fetch(
                 Some(Ok((job, sentence))) => {
                     by_job.insert(job, sentence);
                 }
-                Some(Err(e)) => {
-                    tracing::warn!(target = %ask.target, error = %e, "diagnosis task failed");
-                }
+                Some(Err(e)) => tracing::warn!(error = %e, "diagnosis task failed"),
                 None => return,
             }
         }
     };
-    if tokio::time::timeout_at(ask.deadline, work).await.is_err() {
-        tracing::debug!(target = %ask.target, "diagnoses cut at the deadline");
+    // Past the deadline the set is dropped, which aborts what is in flight.
+    if tokio::time::timeout_at(deadline, work).await.is_err() {
+        tracing::debug!("diagnoses cut at the deadline");
     }
-    // The loop may be gone (shutdown): the lines are then released as they are.
-    let _ = tx.send(Found {
-        target: ask.target,
-        batch: ask.batch,
-        by_job,
-    });
+    by_job
 }
 
 #[cfg(test)]
