@@ -257,17 +257,35 @@ fn each_field_failure_fires_its_rule_with_the_contracts_diagnosis() {
         assert!(wrong.is_empty(), "{}: {wrong_rule} lines {wrong:?}", c.name);
     }
 
-    // The alert log file has the same completed lines.
-    let log = watchdog.alert_log_lines().unwrap();
-    for c in cases.iter().filter(|c| c.diagnosis_has.is_some()) {
-        let (_, _, line) = first_of(&seen, c).unwrap();
-        assert!(
-            log.iter()
-                .any(|l| l.key == line.key && l.diagnosis == line.diagnosis),
-            "{}: the alert log lacks the diagnosed line",
-            c.name
-        );
-    }
+    // The alert log file has the same completed lines (stdout may show a
+    // line a moment before the file has it: waited for, bounded).
+    let want: Vec<AlertLine> = cases
+        .iter()
+        .filter(|c| c.diagnosis_has.is_some())
+        .map(|c| first_of(&seen, c).unwrap().2)
+        .collect();
+    e2e::net::wait_for(
+        "the alert log file to hold every diagnosed line",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            let log = watchdog.alert_log_lines().map_err(|e| e.to_string())?;
+            let missing: Vec<&str> = want
+                .iter()
+                .filter(|w| {
+                    !log.iter()
+                        .any(|l| l.key == w.key && l.diagnosis == w.diagnosis)
+                })
+                .map(|w| w.key.as_str())
+                .collect();
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("missing {missing:?}"))
+            }
+        },
+    )
+    .unwrap();
 
     // `watchdog check` (for treated as met) prints the same diagnoses.
     let out = Command::new(&watchdog_bin)
