@@ -12,9 +12,11 @@
 //!   rollback-journal and WAL mode, alone and while the emitter is polled
 //!   10 times a second, with "database is locked" errors counted.
 //!
-//! - `pread`: open + read + close of `stat`/`io` against `pread` on kept fds.
+//! - `pread`: open + read + close of `stat`/`io` against `pread` on kept fds;
+//! - `agents`: CPU per snapshot at 100 and 1,000 agents, the SQLite session
+//!   and the `/proc` walk alone, with each walk (the fallback is forced).
 //!
-//! `EMITTER_FIELD=history,host,writer,pread` picks parts; `EMITTER_FIELD_SIZES`
+//! `EMITTER_FIELD=history,host,writer,pread,agents` picks parts; `EMITTER_FIELD_SIZES`
 //! the history sizes (default `1000,10000,100000,1000000`). Databases are
 //! generated once into `target/field-cache/` and copied for each run.
 #![allow(clippy::unwrap_used)]
@@ -327,6 +329,81 @@ fn part_host() {
     drop(others);
 }
 
+/// CPU per snapshot at 100 and 1,000 agents (issue 10: <= 1 ms and <= 10 ms),
+/// the SQLite session alone and the whole snapshot, with each walk.
+/// `EMITTER_FIELD_AGENTS` picks the sizes; `EMITTER_FIELD_ROUNDS` the samples.
+fn part_agents() {
+    let sizes: Vec<usize> = std::env::var("EMITTER_FIELD_AGENTS")
+        .unwrap_or_else(|_| "100,1000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let rounds: usize = std::env::var("EMITTER_FIELD_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    println!("## agents (10^3 history; CPU per snapshot, median of {rounds}; one write between snapshots)");
+    println!("| agents | walk | whole snapshot | SQLite session alone | /proc walk alone |");
+    println!("|---|---|---|---|---|");
+    for &n in &sizes {
+        let fx = Fixture::new(1000, n);
+        let writer = Connection::open(&fx.db).unwrap();
+        let pids: Vec<Option<i64>> = fx
+            ._sleeps
+            .0
+            .iter()
+            .map(|c| Some(i64::from(c.id())))
+            .collect();
+        for walk in [Walk::ChildrenFiles, Walk::Remembered] {
+            if walk == Walk::ChildrenFiles && ProcCache::new("/proc").walk() != walk {
+                continue;
+            }
+            let snap =
+                Snapshotter::new(Arc::new(SqliteSource::new(&fx.db)), "/proc").with_proc_walk(walk);
+            let _ = snap.take();
+            let mut whole = Vec::new();
+            for _ in 0..rounds {
+                one_write(&writer);
+                let c = cpu();
+                let env = snap.take();
+                whole.push(cpu() - c);
+                assert_eq!(env.agents.len(), n);
+            }
+            let source = SqliteSource::new(&fx.db).with_background_recount(false);
+            let now = Timestamp::now();
+            let _ = emitter::Source::session(&source).agents(&now);
+            let mut sql = Vec::new();
+            for _ in 0..rounds {
+                one_write(&writer);
+                let c = cpu();
+                let mut s = emitter::Source::session(&source);
+                let _ = s.stages(&now);
+                let _ = s.queue();
+                let _ = s.agents(&now);
+                let _ = s.cost();
+                let _ = s.reconciler();
+                let _ = s.errors();
+                drop(s);
+                sql.push(cpu() - c);
+            }
+            let mut cache = ProcCache::with_walk("/proc", walk);
+            cache.agents(&pids);
+            let mut procs = Vec::new();
+            for _ in 0..rounds {
+                let c = cpu();
+                cache.agents(&pids);
+                procs.push(cpu() - c);
+            }
+            println!(
+                "| {n} | {walk:?} | {:.3} ms | {:.3} ms | {:.3} ms |",
+                median(whole).as_secs_f64() * 1e3,
+                median(sql).as_secs_f64() * 1e3,
+                median(procs).as_secs_f64() * 1e3,
+            );
+        }
+    }
+}
+
 fn part_writer() {
     let n: u64 = std::env::var("EMITTER_FIELD_WRITER_ROWS")
         .ok()
@@ -451,6 +528,7 @@ fn main() {
             "host" => part_host(),
             "writer" => part_writer(),
             "pread" => part_pread(),
+            "agents" => part_agents(),
             other => eprintln!("unknown part {other}"),
         }
     }
