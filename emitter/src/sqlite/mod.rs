@@ -649,9 +649,11 @@ fn refresh_table<K: Kind, T: Tally<Row = K::Frozen>>(
         tx.slice()?;
     }
     let live: Vec<i64> = table.live.keys().copied().collect();
-    for chunk in live.chunks(32) {
+    for chunk in live.chunks(scan::IN_MAX) {
+        // Both in id order: a chunk's id missing from the rows was deleted.
+        let mut rows = scan::by_ids(conn, kind, chunk)?.into_iter().peekable();
         for &id in chunk {
-            let entry = scan::by_id(conn, kind, id)?;
+            let entry = rows.next_if(|(r, _)| *r == id).map(|(_, e)| e);
             seen(id, entry.as_ref());
             table.update_live(id, entry);
         }
@@ -678,21 +680,31 @@ fn reread_block<K: Kind, T: Tally<Row = K::Frozen>>(
     Ok(())
 }
 
-/// The newest run of each running job, and that run's figures.
+/// The newest run of each running job, and that run's figures: batched
+/// lookups by primary key (and by the `job_id` index when there is one).
 fn running_details(conn: &Connection, state: &mut State) -> rusqlite::Result<()> {
     let running: Vec<i64> = state.running().map(|(id, _)| id).collect();
     if let Some(map) = &mut state.newest_by_index {
         map.clear();
-        for &job in &running {
-            map.insert(job, scan::newest_run(conn, job)?);
+        for chunk in running.chunks(scan::IN_MAX) {
+            for &job in chunk {
+                map.insert(job, None);
+            }
+            for (job, run) in scan::newest_runs(conn, chunk)? {
+                map.insert(job, Some(run));
+            }
         }
     }
     state.run_details.clear();
-    for job in running {
-        if let Some(run) = state.newest_run(job) {
-            if let Some(d) = scan::run_detail(conn, run)? {
-                state.run_details.insert(run, d);
-            }
+    let mut runs: Vec<i64> = running
+        .iter()
+        .filter_map(|&job| state.newest_run(job))
+        .collect();
+    runs.sort_unstable();
+    runs.dedup();
+    for chunk in runs.chunks(scan::IN_MAX) {
+        for (run, d) in scan::run_details(conn, chunk)? {
+            state.run_details.insert(run, d);
         }
     }
     Ok(())
