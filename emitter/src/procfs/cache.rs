@@ -94,11 +94,17 @@ struct Memo {
 }
 
 impl ProcCache {
-    /// A table over `root` (normally `/proc`), walking with children files
-    /// when the kernel has them.
+    /// A table over `root` (normally `/proc`). The remembered walk when
+    /// `loadavg` names the new pids (it reads only those and the trees: at
+    /// 100 agents 0.97 ms against 2.47 ms for children files, which cost a
+    /// `task` listing and a `children` file per agent and thread), else
+    /// children files when the kernel has them, else the remembered walk
+    /// listing `/proc`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         let root = root.into();
-        let walk = if has_children_files(&root) {
+        let walk = if own_namespace(&root) && root.join("loadavg").exists() {
+            Walk::Remembered
+        } else if has_children_files(&root) {
             Walk::ChildrenFiles
         } else {
             Walk::Remembered
