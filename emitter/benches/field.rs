@@ -280,7 +280,7 @@ fn snapshot_cpu(snap: &Snapshotter, writer: &Connection) -> Duration {
 
 fn part_host() {
     println!("## host (10 agents, 10^3 history; CPU per snapshot, median)");
-    println!("| unrelated idle processes | remembered parents | children files | /proc only, remembered |");
+    println!("| unrelated idle processes | remembered parents: snapshot (walk alone) | children files: snapshot (walk alone) | one full /proc pass (before) |");
     println!("|---|---|---|---|");
     let fx = Fixture::new(1000, 10);
     let writer = Connection::open(&fx.db).unwrap();
