@@ -696,15 +696,43 @@ fn running_details(conn: &Connection, state: &mut State) -> rusqlite::Result<()>
         }
     }
     state.run_details.clear();
-    let mut runs: Vec<i64> = running
+    // The remembered newest runs are re-read by id, 32 at a time; one that
+    // was deleted (or moved to another job) since is forgotten and the next
+    // newest run of the job is tried, so a running job never shows a run
+    // that is no longer its own.
+    let pairs: Vec<(i64, i64)> = running
         .iter()
-        .filter_map(|&job| state.newest_run(job))
+        .filter_map(|&job| Some((job, state.newest_run(job)?)))
         .collect();
-    runs.sort_unstable();
-    runs.dedup();
-    for chunk in runs.chunks(scan::IN_MAX) {
-        for (run, d) in scan::run_details(conn, chunk)? {
-            state.run_details.insert(run, d);
+    let mut missing = Vec::new();
+    for chunk in pairs.chunks(scan::IN_MAX) {
+        let ids: Vec<i64> = chunk.iter().map(|&(_, run)| run).collect();
+        let mut found: HashMap<i64, (Option<i64>, tally::RunDetail)> =
+            scan::run_details(conn, &ids)?
+                .into_iter()
+                .map(|(run, job, d)| (run, (job, d)))
+                .collect();
+        for &(job, run) in chunk {
+            match found.remove(&run) {
+                Some((Some(j), d)) if j == job => {
+                    state.run_details.insert(run, d);
+                }
+                _ => missing.push((job, run)),
+            }
+        }
+    }
+    for (job, run) in missing {
+        if !state.forget_run_of(job, run) {
+            continue;
+        }
+        while let Some(run) = state.newest_run(job) {
+            if let Some(d) = scan::run_detail(conn, run, job)? {
+                state.run_details.insert(run, d);
+                break;
+            }
+            if !state.forget_run_of(job, run) {
+                break;
+            }
         }
     }
     Ok(())

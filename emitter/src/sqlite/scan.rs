@@ -281,10 +281,14 @@ pub fn newest_runs(conn: &Connection, jobs: &[i64]) -> rusqlite::Result<Vec<(i64
     rows.collect()
 }
 
-/// The fields `cost.running` shows of each of `ids` (at most [`IN_MAX`]).
-pub fn run_details(conn: &Connection, ids: &[i64]) -> rusqlite::Result<Vec<(i64, RunDetail)>> {
+/// The job and the fields `cost.running` shows of each of `ids` (at most
+/// [`IN_MAX`]) that exists.
+pub fn run_details(
+    conn: &Connection,
+    ids: &[i64],
+) -> rusqlite::Result<Vec<(i64, Option<i64>, RunDetail)>> {
     let sql = format!(
-        "SELECT id, agent, cost_usd, input_tokens, output_tokens, cache_read_tokens,
+        "SELECT id, job_id, agent, cost_usd, input_tokens, output_tokens, cache_read_tokens,
                 cache_creation_tokens FROM agent_runs WHERE id IN ({})",
         *PLACEHOLDERS
     );
@@ -292,10 +296,11 @@ pub fn run_details(conn: &Connection, ids: &[i64]) -> rusqlite::Result<Vec<(i64,
     let rows = stmt.query_map(rusqlite::params_from_iter(in_params(ids)), |row| {
         Ok((
             row.get(0)?,
+            int(row, 1)?,
             RunDetail {
-                agent: text(row, 1)?,
-                cost_usd: real(row, 2)?,
-                tokens: [uint(row, 3)?, uint(row, 4)?, uint(row, 5)?, uint(row, 6)?],
+                agent: text(row, 2)?,
+                cost_usd: real(row, 3)?,
+                tokens: [uint(row, 4)?, uint(row, 5)?, uint(row, 6)?, uint(row, 7)?],
             },
         ))
     })?;
@@ -328,12 +333,12 @@ pub fn has_job_index(conn: &Connection) -> rusqlite::Result<bool> {
 }
 
 /// The fields `cost.running` shows of one run.
-pub fn run_detail(conn: &Connection, id: i64) -> rusqlite::Result<Option<RunDetail>> {
+pub fn run_detail(conn: &Connection, id: i64, job: i64) -> rusqlite::Result<Option<RunDetail>> {
     conn.prepare_cached(
         "SELECT agent, cost_usd, input_tokens, output_tokens, cache_read_tokens,
-                cache_creation_tokens FROM agent_runs WHERE id = ?1",
+                cache_creation_tokens FROM agent_runs WHERE id = ?1 AND job_id = ?2",
     )?
-    .query_row([id], |row| {
+    .query_row([id, job], |row| {
         Ok(RunDetail {
             agent: text(row, 0)?,
             cost_usd: real(row, 1)?,
