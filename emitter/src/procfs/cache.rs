@@ -718,7 +718,7 @@ mod tests {
 
     #[test]
     fn new_pid_ranges() {
-        assert_eq!(new_pids(100, 100), Some(101..=100));
+        assert_eq!(new_pids(100, 100).map(|r| r.count()), Some(0));
         assert_eq!(new_pids(100, 105), Some(101..=105));
         assert_eq!(new_pids(100, 99), None);
         assert_eq!(new_pids(100, 100 + PROBE_MAX + 1), None);
