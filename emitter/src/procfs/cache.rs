@@ -74,6 +74,8 @@ pub struct ProcCache {
     last_pid: Option<i64>,
     /// Updates since `/proc` was last listed.
     since_listing: u32,
+    /// How many processes the last listing found.
+    listed_len: usize,
     /// Reused for every file read.
     buf: Vec<u8>,
     /// `<root>/loadavg`, kept open.
@@ -129,6 +131,7 @@ impl ProcCache {
             listings: 0,
             last_pid: None,
             since_listing: 0,
+            listed_len: 0,
             buf: vec![0; 4096],
         }
     }
@@ -367,8 +370,13 @@ impl ProcCache {
         // Read before anything else: a process created after this read is
         // above `now` and is read at the next update.
         let now = self.read_last_pid();
+        // Without listings, processes outside every tree are only forgotten
+        // at the next listing: list early when they pile up.
+        let bounded = self.known.len() <= 2 * self.listed_len + PROBE_MAX as usize;
         let range = match (self.last_pid, now) {
-            (Some(before), Some(now)) if self.since_listing < RELIST => new_pids(before, now),
+            (Some(before), Some(now)) if self.since_listing < RELIST && bounded => {
+                new_pids(before, now)
+            }
             _ => None,
         };
         match range {
@@ -490,6 +498,7 @@ impl ProcCache {
                 None => self.forget(pid),
             }
         }
+        self.listed_len = self.known.len();
     }
 
     /// Records a process; the children map is rebuilt only when this changed it.
