@@ -25,10 +25,12 @@ use crate::engine::Engine;
 use crate::exporter::Exporter;
 use crate::http::{self, Health};
 use crate::notify::Notifier;
+use crate::outbox::{Found, Outbox};
 use crate::poll::{Polled, Poller};
 use crate::record::Recorder;
 use crate::rules::RuleSet;
 use crate::stdout::StdoutLines;
+use crate::up_close::{self, UpClose};
 use crate::view::{PollOutcome, PollView};
 use crate::{sd, state};
 
@@ -120,6 +122,8 @@ struct Runner {
     recorder: Option<Recorder>,
     exporter: Exporter,
     notifier: Option<Notifier>,
+    /// Lines held for a diagnosis (at most [`up_close::DEADLINE`]), per target.
+    outbox: Outbox,
     /// Notifiers replaced by a reload, still draining; awaited at shutdown so
     /// what they hold is delivered or written as `dropped`, never lost.
     retiring: Vec<JoinHandle<()>>,
@@ -179,6 +183,11 @@ pub async fn run(over: Overrides) -> anyhow::Result<()> {
     let notifier = Notifier::start(&config.notify, exporter.clone(), dropped_tx.clone())
         .context("starting notification sinks")?;
     notifier.sync_firing(&engine.firing_lines());
+    let (found_tx, mut found_rx) = mpsc::unbounded_channel::<Found>();
+    let outbox = Outbox::new(
+        UpClose::new().context("building the up-close client")?,
+        found_tx,
+    );
 
     let listener = TcpListener::bind(config.listen)
         .await
@@ -203,6 +212,7 @@ pub async fn run(over: Overrides) -> anyhow::Result<()> {
         recorder: config.record.clone().map(Recorder::new),
         exporter,
         notifier: Some(notifier),
+        outbox,
         retiring: Vec::new(),
         health: health.clone(),
         dropped_tx,
@@ -240,6 +250,11 @@ pub async fn run(over: Overrides) -> anyhow::Result<()> {
                     runner.settle();
                 }
             }
+            Some(found) = found_rx.recv() => {
+                let lines = runner.outbox.complete(found, &mut runner.engine);
+                runner.send(&lines);
+                runner.settle();
+            }
             Some(line) = dropped_rx.recv() => runner.log.write(&[line]),
             _ = hup.recv() => runner.reload(),
             _ = term.recv() => { tracing::info!(signal = "SIGTERM", "shutting down"); break; }
@@ -265,6 +280,20 @@ pub async fn run(over: Overrides) -> anyhow::Result<()> {
     while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, poll_rx.recv()).await {
         runner.handle(msg);
     }
+    // Lines held for a diagnosis get their fetch's own bound, then go out
+    // with or without one: never lost.
+    let deadline = later(up_close::DEADLINE.saturating_add(Duration::from_millis(500)));
+    while runner.outbox.is_holding() {
+        match tokio::time::timeout_at(deadline, found_rx.recv()).await {
+            Ok(Some(found)) => {
+                let lines = runner.outbox.complete(found, &mut runner.engine);
+                runner.send(&lines);
+            }
+            _ => break,
+        }
+    }
+    let rest = runner.outbox.release_all();
+    runner.send(&rest);
     runner.state_dirty = true;
     runner.settle();
     // The current notifier and those a reload replaced drain side by side;
@@ -303,18 +332,15 @@ impl Runner {
             rec.record(&msg.target, obs, msg.polled.body.as_deref());
         }
         let eval = self.engine.observe(&msg.target, obs);
-        self.log.write(&eval.lines);
-        if let Some(n) = &self.notifier {
-            for line in &eval.lines {
-                n.publish(line);
-            }
-            if !eval.lines.is_empty() {
-                // Sinks that re-send state (Alertmanager) follow the engine's
-                // firing set, so an alert whose `resolved` was dropped on a full
-                // queue is not re-sent as firing forever.
-                n.sync_firing(&self.engine.firing_lines());
-            }
-        }
+        // Lines that want a diagnosis wait for it (bounded) in the outbox.
+        let ready = self.outbox.push(&msg.target, Some(&l.spec.0), &eval);
+        send(
+            &mut self.log,
+            self.notifier.as_ref(),
+            &self.engine,
+            &self.outbox,
+            &ready,
+        );
         let up = obs.outcome == PollOutcome::Ok;
         match &obs.outcome {
             PollOutcome::Failed { reason } if l.up || l.last_report.is_none() => {
@@ -352,9 +378,22 @@ impl Runner {
         self.state_dirty = true;
     }
 
+    /// Writes and notifies lines that are ready to go out.
+    fn send(&mut self, lines: &[AlertLine]) {
+        send(
+            &mut self.log,
+            self.notifier.as_ref(),
+            &self.engine,
+            &self.outbox,
+            lines,
+        );
+    }
+
     /// After a burst of polls: the state file and the systemd status.
     fn settle(&mut self) {
-        if self.state_dirty {
+        // Not while lines are held: the state file must not say an alert
+        // fired whose line is not written yet (a crash would lose it).
+        if self.state_dirty && !self.outbox.is_holding() {
             if let Some(path) = &self.state_file {
                 if let Err(e) = state::save(&self.engine, path) {
                     tracing::error!(path = %path.display(), error = %e, "cannot write the state file");
@@ -466,6 +505,7 @@ impl Runner {
         self.health.set_max_age(stuck_after(config.interval));
         self.timeout = config.timeout;
 
+        let resolved = self.outbox.pass(resolved);
         self.log.write(&resolved);
         if let Some(old) = self.notifier.replace(notifier) {
             for line in &resolved {
@@ -475,11 +515,34 @@ impl Runner {
             self.retiring.push(tokio::spawn(old.shutdown(NOTIFY_DRAIN)));
         }
         if let Some(n) = &self.notifier {
-            n.sync_firing(&self.engine.firing_lines());
+            n.sync_firing(&self.outbox.firing_now(&self.engine));
         }
         self.state_dirty = true;
         self.settle();
         Ok(())
+    }
+}
+
+/// Writes `lines` to the alert log and hands them to the sinks.
+fn send(
+    log: &mut AlertLog,
+    notifier: Option<&Notifier>,
+    engine: &Engine,
+    outbox: &Outbox,
+    lines: &[AlertLine],
+) {
+    if lines.is_empty() {
+        return;
+    }
+    log.write(lines);
+    if let Some(n) = notifier {
+        for line in lines {
+            n.publish(line);
+        }
+        // Sinks that re-send state (Alertmanager) follow the engine's
+        // firing set, so an alert whose `resolved` was dropped on a full
+        // queue is not re-sent as firing forever.
+        n.sync_firing(&outbox.firing_now(engine));
     }
 }
 
