@@ -119,6 +119,10 @@ pub fn parse_io(text: &str) -> Option<Io> {
             "wchar" => wchar = value,
             _ => {}
         }
+        // The kernel prints them first: the other five lines are not parsed.
+        if rchar.is_some() && wchar.is_some() {
+            break;
+        }
     }
     Some(Io {
         rchar: rchar?,
