@@ -217,7 +217,11 @@ fn agents_table(out: &mut String, snap: &Snapshot, alerts: &[AlertRow]) {
                 if !about.is_empty() {
                     about.push_str("<br>");
                 }
-                let _ = write!(about, "{} ({})", esc(&al.rule), al.severity.as_str());
+                let state = match al.state {
+                    AlertState::Firing => "",
+                    AlertState::Pending => ", pending",
+                };
+                let _ = write!(about, "{} ({}{state})", esc(&al.rule), al.severity.as_str());
                 if let Some(d) = &al.diagnosis {
                     let _ = write!(about, ": {}", esc(d));
                 }
