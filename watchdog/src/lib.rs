@@ -21,6 +21,7 @@ pub mod http;
 pub mod notify;
 pub mod poll;
 pub mod record;
+pub mod reference;
 pub mod replay;
 pub mod run;
 pub mod sd;
