@@ -13,7 +13,7 @@
 //! idle; targets that are down first), and the page says how many were
 //! left out and where to find them.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use shared_schema::{Severity, Timestamp};
@@ -170,21 +170,22 @@ fn targets_table(out: &mut String, snap: &Snapshot, now: Timestamp) {
 
 fn agents_table(out: &mut String, snap: &Snapshot, alerts: &[AlertRow]) {
     out.push_str("<h2 id=\"agents\">Agents</h2>\n");
-    // Which agents an alert is about: (target, job_id) from its labels.
-    let alerting: HashSet<(&str, &str)> = alerts
-        .iter()
-        .filter_map(|a| Some((a.target.as_str(), a.labels.get("job_id")?.as_str())))
-        .collect();
-    let mut rows: Vec<(&str, &AgentRow, bool)> = snap
+    // The alerts about each agent: (target, job_id) from their labels,
+    // indexed once (a scan of every alert per row would be rows x alerts).
+    let mut about: HashMap<(&str, i64), Vec<&AlertRow>> = HashMap::new();
+    for a in alerts {
+        if let Some(job) = a.labels.get("job_id").and_then(|j| j.parse().ok()) {
+            about.entry((a.target.as_str(), job)).or_default().push(a);
+        }
+    }
+    let mut rows: Vec<(&str, &AgentRow, Option<&Vec<&AlertRow>>)> = snap
         .targets
         .iter()
         .flat_map(|t| {
-            let alerting = &alerting;
-            t.agents.iter().map(move |a| {
-                let job = a.job_id.to_string();
-                let hit = alerting.contains(&(t.name.as_str(), job.as_str()));
-                (t.name.as_str(), a, hit)
-            })
+            let about = &about;
+            t.agents
+                .iter()
+                .map(move |a| (t.name.as_str(), a, about.get(&(t.name.as_str(), a.job_id))))
         })
         .collect();
     if rows.is_empty() {
@@ -192,7 +193,13 @@ fn agents_table(out: &mut String, snap: &Snapshot, alerts: &[AlertRow]) {
         return;
     }
     let total = rows.len();
-    let key = |r: &(&str, &AgentRow, bool)| (!r.2, std::cmp::Reverse(r.1.idle_s.map(|v| v as i64)));
+    type Row<'a> = (&'a str, &'a AgentRow, Option<&'a Vec<&'a AlertRow>>);
+    let key = |r: &Row<'_>| {
+        (
+            r.2.is_none(),
+            std::cmp::Reverse(r.1.idle_s.map(|v| v as i64)),
+        )
+    };
     if total > MAX_ROWS {
         rows.select_nth_unstable_by_key(MAX_ROWS, key);
         rows.truncate(MAX_ROWS);
@@ -206,25 +213,19 @@ fn agents_table(out: &mut String, snap: &Snapshot, alerts: &[AlertRow]) {
         "<table id=\"agents-table\"><thead><tr><th>target</th><th>job</th><th>agent</th><th>pid</th>\
          <th>CPU</th><th>idle</th><th>runtime</th><th>state</th><th>alerts</th></tr></thead><tbody>\n",
     );
-    for (target, a, hit) in &rows {
-        let job = a.job_id.to_string();
+    for (target, a, hits) in &rows {
         let mut about = String::new();
-        if *hit {
-            for al in alerts
-                .iter()
-                .filter(|al| al.target == *target && al.labels.get("job_id") == Some(&job))
-            {
-                if !about.is_empty() {
-                    about.push_str("<br>");
-                }
-                let state = match al.state {
-                    AlertState::Firing => "",
-                    AlertState::Pending => ", pending",
-                };
-                let _ = write!(about, "{} ({}{state})", esc(&al.rule), al.severity.as_str());
-                if let Some(d) = &al.diagnosis {
-                    let _ = write!(about, ": {}", esc(d));
-                }
+        for al in hits.iter().flat_map(|v| v.iter()) {
+            if !about.is_empty() {
+                about.push_str("<br>");
+            }
+            let state = match al.state {
+                AlertState::Firing => "",
+                AlertState::Pending => ", pending",
+            };
+            let _ = write!(about, "{} ({}{state})", esc(&al.rule), al.severity.as_str());
+            if let Some(d) = &al.diagnosis {
+                let _ = write!(about, ": {}", esc(d));
             }
         }
         let state = match (a.state.as_deref(), a.alive) {
@@ -237,6 +238,7 @@ fn agents_table(out: &mut String, snap: &Snapshot, alerts: &[AlertRow]) {
             "<tr data-job=\"{job}\"><td>{target}</td><td class=\"n\">{job}</td><td>{agent}</td>\
              <td class=\"n\">{pid}</td><td class=\"n\">{cpu}</td><td class=\"n\">{idle}</td>\
              <td class=\"n\">{runtime}</td><td>{state}</td><td>{about}</td></tr>",
+            job = a.job_id,
             target = esc(target),
             agent = esc(a.agent.as_deref().unwrap_or("")),
             pid = a.pid.map(|p| p.to_string()).unwrap_or_default(),
