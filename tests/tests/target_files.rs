@@ -115,7 +115,7 @@ url = "{fixed_url}"
     wait_for("the added target to be polled", WAIT, EVERY, || {
         let text = w.scrape()?;
         match sample(&text, "watchdog_target_up", &[("target", &added)]) {
-            Some(v) if v == 1.0 => Ok(()),
+            Some(1.0) => Ok(()),
             other => Err(format!("watchdog_target_up {other:?}")),
         }
     })
@@ -131,7 +131,7 @@ url = "{fixed_url}"
             "watchdog_target_file_errors",
             &[("file", &fleet_label)],
         ) {
-            Some(v) if v == 1.0 => Ok(()),
+            Some(1.0) => Ok(()),
             other => Err(format!("{other:?}")),
         }
     })
@@ -167,7 +167,7 @@ url = "{fixed_url}"
             "watchdog_target_file_errors",
             &[("file", &dup_label)],
         ) {
-            Some(v) if v == 1.0 => Ok(()),
+            Some(1.0) => Ok(()),
             other => Err(format!("{other:?}")),
         }
     })
@@ -202,7 +202,7 @@ url = "{fixed_url}"
                 "watchdog_target_file_errors",
                 &[("file", &fleet_label)],
             ) {
-                Some(v) if v == 0.0 => Ok(()),
+                Some(0.0) => Ok(()),
                 other => Err(format!("fleet.json reads again: {other:?}")),
             }
         },

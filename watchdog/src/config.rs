@@ -533,6 +533,27 @@ repeat_interval = "1h 30m"
     }
 
     #[test]
+    fn target_files_are_taken_from_the_config_files_directory() {
+        let f = write("target_files = [\"targets/*.json\", \"/etc/w/fleet.json\"]\n");
+        let c = load_file(&f).unwrap();
+        let dir = f.path().parent().unwrap();
+        assert_eq!(
+            c.target_files,
+            [
+                dir.join("targets/*.json").to_string_lossy().into_owned(),
+                "/etc/w/fleet.json".to_owned()
+            ]
+        );
+        assert!(c.to_toml().contains("target_files = ["), "{}", c.to_toml());
+        let f = write("target_files = [\"/etc/*/fleet.json\"]\n");
+        let e = load_file(&f).unwrap_err().0;
+        assert!(
+            e.contains("target_files") && e.contains("last path component"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn userinfo_is_redacted() {
         assert_eq!(
             redact_userinfo("http://u:p@h:1/metrics"),
