@@ -85,6 +85,9 @@ fn every_alerting_rule_names_contract_gauges_and_has_a_unit_test() {
         "BreakerOpen",
         "ReconcilerInvariantViolations",
         "WatchdogAlertsFiring",
+        "AgentGone",
+        "AgentNoPid",
+        "RunCostHigh",
     ] {
         assert!(alerts.iter().any(|a| a == must), "missing alert {must}");
         assert!(

@@ -97,6 +97,10 @@ pub struct Alert {
     pub last: Last,
     /// Target clock of the last `firing`/`repeat` line.
     pub sent_clock: f64,
+    /// The diagnosis of the last `firing`/`repeat` line, once the binary
+    /// completed it (re-sent with the firing set, shown by the outputs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnosis: Option<String>,
 }
 
 /// The result of one step.
@@ -140,6 +144,7 @@ impl Alert {
             last_clock: clock,
             last: Last::True,
             sent_clock: clock,
+            diagnosis: None,
         }
     }
 
@@ -219,7 +224,8 @@ impl Alert {
         )
     }
 
-    /// The log line for `event` at `ts`.
+    /// The log line for `event` at `ts`, without a diagnosis: the binary
+    /// completes `firing` and `repeat` lines with a fresh one.
     pub fn line(&self, event: AlertEvent, severity: Severity, ts: Timestamp) -> AlertLine {
         AlertLine {
             ts,

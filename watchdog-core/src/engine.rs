@@ -18,7 +18,7 @@ use shared_schema::{read_value, AlertEvent, AlertLine, Envelope, ReadError, Read
 
 use crate::alerts::{Alert, Observed, Phase, Step, Timing};
 use crate::delta::{Deltas, TargetHistory};
-use crate::rules::{AgentFigures, Clock, Ctx, Outcome, RuleSet, RuleStates, Verdict};
+use crate::rules::{AgentFigures, Clock, Ctx, DynRule, Outcome, RuleSet, RuleStates, Verdict};
 use crate::view::{AgentSample, FiringCount, PollOutcome};
 
 /// The default `[notify] repeat_interval`: a firing alert is repeated every 4h.
@@ -100,11 +100,26 @@ pub struct TargetState {
     pub alerts: BTreeMap<String, Alert>,
 }
 
+/// A line of an [`Evaluation`] that wants a diagnosis before it goes out:
+/// a `firing` or `repeat` line of a rule about one agent's process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wanted {
+    /// Its index in [`Evaluation::lines`].
+    pub line: usize,
+    /// The job to ask `GET /agents/{job_id}` about.
+    pub job_id: i64,
+}
+
 /// The result of one observation.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Evaluation {
     /// Alert lines to write, in order.
     pub lines: Vec<AlertLine>,
+    /// Which of `lines` want a diagnosis. The core does no I/O: the live
+    /// loop fetches each (bounded), completes the line with
+    /// [`crate::diagnose::complete`] and tells the engine
+    /// ([`Engine::set_diagnosis`]) before writing; `replay` ignores them.
+    pub wanted: Vec<Wanted>,
     /// Derived per-agent figures.
     pub agents: Vec<AgentSample>,
     /// Alerts of this target firing now, per rule.
@@ -191,6 +206,7 @@ impl Engine {
         let emitter_ts = env.map_or(obs.now, |e| e.generated_at);
 
         let mut lines = Vec::new();
+        let mut wanted = Vec::new();
         for rule in self.rules.rules.iter().filter(|r| r.common().enabled) {
             let rule = rule.as_ref();
             let base_timing = Timing {
@@ -222,6 +238,12 @@ impl Engine {
             };
             let severity = rule.common().severity;
             let mut emit = |alert: &Alert, event: AlertEvent, lines: &mut Vec<AlertLine>| {
+                if let Some(job_id) = wants_diagnosis(rule, alert, event) {
+                    wanted.push(Wanted {
+                        line: lines.len(),
+                        job_id,
+                    });
+                }
                 lines.push(alert.line(event, severity, ts));
             };
             let outcome = rule.evaluate(&ctx, &mut state.rules);
@@ -323,9 +345,30 @@ impl Engine {
         let firing = self.firing_counts(target);
         Evaluation {
             lines,
+            wanted,
             agents,
             firing,
         }
+    }
+
+    /// Keeps the diagnosis the binary found for alert `key` of `target`
+    /// (`None`: the last fetch gave none), so the firing set re-sent to
+    /// sinks and shown by the outputs carries it.
+    pub fn set_diagnosis(&mut self, target: &str, key: &str, diagnosis: Option<String>) {
+        if let Some(alert) = self
+            .targets
+            .get_mut(target)
+            .and_then(|s| s.alerts.get_mut(key))
+        {
+            alert.diagnosis = diagnosis;
+        }
+    }
+
+    /// The job to ask about for a diagnosis of `alert`, when its rule is
+    /// about an agent's process (for `check`, which asks once per alert).
+    pub fn diagnosis_job(&self, alert: &Alert) -> Option<i64> {
+        let rule = self.rules.get(&alert.rule)?;
+        wants_diagnosis(rule, alert, AlertEvent::Firing)
     }
 
     fn firing_counts(&self, target: &str) -> Vec<FiringCount> {
@@ -442,7 +485,11 @@ impl Engine {
                     .rules
                     .get(&a.rule)
                     .map_or(shared_schema::Severity::Warning, |r| r.common().severity);
-                out.push(a.line(AlertEvent::Firing, severity, a.since));
+                let mut line = a.line(AlertEvent::Firing, severity, a.since);
+                if let Some(d) = &a.diagnosis {
+                    crate::diagnose::complete(&mut line, d.clone());
+                }
+                out.push(line);
             }
         }
         out
@@ -509,6 +556,14 @@ impl Engine {
 struct SavedRef<'a> {
     version: u32,
     targets: &'a BTreeMap<String, TargetState>,
+}
+
+/// The job of a `firing`/`repeat` line of a rule about an agent's process.
+fn wants_diagnosis(rule: &dyn DynRule, alert: &Alert, event: AlertEvent) -> Option<i64> {
+    if !rule.diagnose() || !matches!(event, AlertEvent::Firing | AlertEvent::Repeat) {
+        return None;
+    }
+    alert.finding.labels.get("job_id")?.parse().ok()
 }
 
 fn apply(

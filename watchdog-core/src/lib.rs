@@ -3,7 +3,8 @@
 //! Deltas between two envelopes ([`delta`]), the rules of CONTRACT.md
 //! section 3 ([`rules`]), the pending -> firing -> resolved life of an alert
 //! ([`alerts`]), the engine that runs one observation through all of them
-//! ([`engine`]) and what the outputs see of the result ([`view`]).
+//! ([`engine`]), what the outputs see of the result ([`view`]) and the
+//! sentence that says what an agent waits on ([`diagnose`]).
 //!
 //! Nothing here does I/O or reads a clock: `now` comes with each
 //! observation, so the live loop, `replay` and `check` run the very same
@@ -12,6 +13,7 @@
 
 pub mod alerts;
 pub mod delta;
+pub mod diagnose;
 pub mod engine;
 pub mod rules;
 pub mod view;

@@ -1,6 +1,7 @@
 //! `watchdog check`: a monitoring-plugin style one-shot. Two polls
 //! `interval` apart (so CPU deltas and rates exist), every rule evaluated
-//! with `for` treated as met, one line per alert, and the exit code of the
+//! with `for` treated as met, one line per alert (an alert about an agent
+//! ends with its diagnosis, as in the alert log), and the exit code of the
 //! worst: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (unreachable or invalid).
 //! The first line is the plugin's status line ([`status_line`]): counts and
 //! performance data for Nagios, Icinga and Sensu; the alert lines follow.
@@ -9,6 +10,7 @@
 //! A newer `schema_version` is not "unknown": it is the critical
 //! `schema_incompatible` rule, so it exits 2 with a line naming that rule.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use shared_schema::Severity;
@@ -112,6 +114,7 @@ pub async fn check(over: Overrides, interval: Duration) -> i32 {
             .and_then(|e| e.queue.as_ref())
             .and_then(|q| q.depth),
     };
+    let found = diagnoses(&engine, &alerts, &target).await;
     println!("{}", status_line(code, &target.name, &perf));
     for (alert, severity) in &alerts {
         let word = match severity {
@@ -119,10 +122,11 @@ pub async fn check(over: Overrides, interval: Duration) -> i32 {
             Severity::Warning => "WARNING",
             Severity::Info => "INFO",
         };
-        println!(
-            "{word} {}: {} [{}]",
-            alert.rule, alert.finding.summary, alert.key
-        );
+        let mut summary = alert.finding.summary.clone();
+        if let Some(d) = found.get(&alert.key) {
+            summary = format!("{summary}: {d}");
+        }
+        println!("{word} {}: {summary} [{}]", alert.rule, alert.key);
     }
     if let (true, PollOutcome::SchemaIncompatible { found }) =
         (alerts.is_empty(), &second.observation.outcome)
@@ -134,6 +138,37 @@ pub async fn check(over: Overrides, interval: Duration) -> i32 {
         );
     }
     code
+}
+
+/// The diagnosis of every alert about an agent, by alert key: the views
+/// asked as the live loop asks them (a few at once, 2 s in all).
+async fn diagnoses(
+    engine: &Engine,
+    alerts: &[(&crate::alerts::Alert, Severity)],
+    target: &crate::config::Target,
+) -> BTreeMap<String, String> {
+    let Ok(up_close) = crate::up_close::UpClose::new() else {
+        return BTreeMap::new();
+    };
+    let jobs: BTreeMap<&str, i64> = alerts
+        .iter()
+        .filter_map(|(a, _)| Some((a.key.as_str(), engine.diagnosis_job(a)?)))
+        .collect();
+    if jobs.is_empty() {
+        return BTreeMap::new();
+    }
+    let deadline = tokio::time::Instant::now() + up_close.deadline();
+    let found = crate::outbox::sentences(
+        &up_close,
+        &target.url,
+        target.token.as_deref(),
+        jobs.values().copied().collect(),
+        deadline,
+    )
+    .await;
+    jobs.into_iter()
+        .filter_map(|(key, job)| Some((key.to_owned(), found.get(&job)?.clone()?)))
+        .collect()
 }
 
 /// The figures of `check`'s first line.

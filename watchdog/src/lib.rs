@@ -15,10 +15,10 @@ pub mod alert_log;
 pub mod check;
 pub mod collector;
 pub mod config;
-pub mod diagnose;
 pub mod dur;
 pub mod http;
 pub mod notify;
+pub mod outbox;
 pub mod poll;
 pub mod record;
 pub mod reference;
@@ -35,7 +35,7 @@ pub mod web;
 
 // The pure core lives in its own crate; these paths keep the binary's
 // modules (and its users) reading `watchdog::engine` as before.
-pub use watchdog_core::{alerts, delta, engine, rules, view};
+pub use watchdog_core::{alerts, delta, diagnose, engine, rules, view};
 
 /// The exporter is the gauge collector now; the old path stays for its users.
 pub use collector as exporter;

@@ -9,7 +9,8 @@
 //! line) is skipped with a warning naming its number, and the replay goes
 //! on. An envelope line goes through the one reader, straight from the
 //! line's own bytes; a failed-poll line replays as a failed poll, so
-//! `target_down` replays too.
+//! `target_down` replays too. Lines carry no `diagnosis`: the process a
+//! live run would have looked at is long gone, so nothing is asked.
 
 use std::io::{BufRead, Write};
 

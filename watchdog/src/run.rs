@@ -25,11 +25,13 @@ use crate::engine::Engine;
 use crate::exporter::Exporter;
 use crate::http::{self, Health};
 use crate::notify::Notifier;
+use crate::outbox::{Found, Outbox};
 use crate::poll::{Polled, Poller};
 use crate::record::Recorder;
 use crate::rules::RuleSet;
 use crate::stdout::StdoutLines;
 use crate::targets::TargetFiles;
+use crate::up_close::{self, UpClose};
 use crate::view::{PollOutcome, PollView};
 use crate::web::{AlertRow, Board, TargetCard};
 use crate::{sd, state};
@@ -122,6 +124,8 @@ struct Runner {
     recorder: Option<Recorder>,
     exporter: Exporter,
     notifier: Option<Notifier>,
+    /// Lines held for a diagnosis (at most [`up_close::DEADLINE`]), per target.
+    outbox: Outbox,
     /// Notifiers replaced by a reload, still draining; awaited at shutdown so
     /// what they hold is delivered or written as `dropped`, never lost.
     retiring: Vec<JoinHandle<()>>,
@@ -198,6 +202,11 @@ pub async fn run(over: Overrides) -> anyhow::Result<()> {
     let notifier = Notifier::start(&config.notify, exporter.clone(), dropped_tx.clone())
         .context("starting notification sinks")?;
     notifier.sync_firing(&engine.firing_lines());
+    let (found_tx, mut found_rx) = mpsc::unbounded_channel::<Found>();
+    let outbox = Outbox::new(
+        UpClose::new().context("building the up-close client")?,
+        found_tx,
+    );
 
     let listener = TcpListener::bind(config.listen)
         .await
@@ -225,6 +234,7 @@ pub async fn run(over: Overrides) -> anyhow::Result<()> {
         recorder: config.record.clone().map(Recorder::new),
         exporter,
         notifier: Some(notifier),
+        outbox,
         retiring: Vec::new(),
         health: health.clone(),
         dropped_tx,
@@ -274,6 +284,11 @@ pub async fn run(over: Overrides) -> anyhow::Result<()> {
                     runner.settle();
                 }
             }
+            Some(found) = found_rx.recv() => {
+                let lines = runner.outbox.complete(found, &mut runner.engine);
+                runner.send(&lines);
+                runner.settle();
+            }
             Some(line) = dropped_rx.recv() => runner.log.write(&[line]),
             _ = hup.recv() => runner.reload(),
             _ = rescan.tick(), if !runner.files.is_empty() => runner.rescan(),
@@ -300,6 +315,20 @@ pub async fn run(over: Overrides) -> anyhow::Result<()> {
     while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, poll_rx.recv()).await {
         runner.handle(msg);
     }
+    // Lines held for a diagnosis get their fetch's own bound, then go out
+    // with or without one: never lost.
+    let deadline = later(up_close::DEADLINE.saturating_add(Duration::from_millis(500)));
+    while runner.outbox.is_holding() {
+        match tokio::time::timeout_at(deadline, found_rx.recv()).await {
+            Ok(Some(found)) => {
+                let lines = runner.outbox.complete(found, &mut runner.engine);
+                runner.send(&lines);
+            }
+            _ => break,
+        }
+    }
+    let rest = runner.outbox.release_all();
+    runner.send(&rest);
     runner.state_dirty = true;
     runner.settle();
     // The current notifier and those a reload replaced drain side by side;
@@ -338,19 +367,16 @@ impl Runner {
             rec.record(&msg.target, obs, msg.polled.body.as_deref());
         }
         let eval = self.engine.observe(&msg.target, obs);
-        self.log.write(&eval.lines);
-        self.board.note_lines(&eval.lines);
-        if let Some(n) = &self.notifier {
-            for line in &eval.lines {
-                n.publish(line);
-            }
-            if !eval.lines.is_empty() {
-                // Sinks that re-send state (Alertmanager) follow the engine's
-                // firing set, so an alert whose `resolved` was dropped on a full
-                // queue is not re-sent as firing forever.
-                n.sync_firing(&self.engine.firing_lines());
-            }
-        }
+        // Lines that want a diagnosis wait for it (bounded) in the outbox.
+        let ready = self.outbox.push(&msg.target, Some(&l.spec.0), &eval);
+        send(
+            &mut self.log,
+            self.notifier.as_ref(),
+            &self.engine,
+            &self.outbox,
+            &ready,
+        );
+        self.board.note_lines(&ready);
         let up = obs.outcome == PollOutcome::Ok;
         match &obs.outcome {
             PollOutcome::Failed { reason } if l.up || l.last_report.is_none() => {
@@ -399,9 +425,23 @@ impl Runner {
         self.state_dirty = true;
     }
 
+    /// Writes and notifies lines that are ready to go out.
+    fn send(&mut self, lines: &[AlertLine]) {
+        send(
+            &mut self.log,
+            self.notifier.as_ref(),
+            &self.engine,
+            &self.outbox,
+            lines,
+        );
+        self.board.note_lines(lines);
+    }
+
     /// After a burst of polls: the state file and the systemd status.
     fn settle(&mut self) {
-        if self.state_dirty {
+        // Not while lines are held: the state file must not say an alert
+        // fired whose line is not written yet (a crash would lose it).
+        if self.state_dirty && !self.outbox.is_holding() {
             if let Some(path) = &self.state_file {
                 if let Err(e) = state::save(&self.engine, path) {
                     tracing::error!(path = %path.display(), error = %e, "cannot write the state file");
@@ -523,6 +563,7 @@ impl Runner {
         self.health.set_max_age(stuck_after(config.interval));
         self.timeout = config.timeout;
 
+        let resolved = self.outbox.pass(resolved);
         self.log.write(&resolved);
         if let Some(old) = self.notifier.replace(notifier) {
             for line in &resolved {
@@ -532,7 +573,7 @@ impl Runner {
             self.retiring.push(tokio::spawn(old.shutdown(NOTIFY_DRAIN)));
         }
         if let Some(n) = &self.notifier {
-            n.sync_firing(&self.engine.firing_lines());
+            n.sync_firing(&self.outbox.firing_now(&self.engine));
         }
         self.state_dirty = true;
         self.settle();
@@ -607,14 +648,9 @@ impl Runner {
                 }
             }
         }
-        self.log.write(&resolved);
-        self.board.note_lines(&resolved);
-        if let Some(n) = &self.notifier {
-            for line in &resolved {
-                n.publish(line);
-            }
-            n.sync_firing(&self.engine.firing_lines());
-        }
+        // Behind any line of the same target still held for a diagnosis.
+        let resolved = self.outbox.pass(resolved);
+        self.send(&resolved);
         self.state_dirty = true;
         self.settle();
     }
@@ -628,6 +664,29 @@ fn names(targets: &[Target]) -> std::collections::BTreeSet<String> {
 /// least every 5 s.
 fn rescan_every(interval: Duration) -> Duration {
     interval.min(Duration::from_secs(5))
+}
+
+/// Writes `lines` to the alert log and hands them to the sinks.
+fn send(
+    log: &mut AlertLog,
+    notifier: Option<&Notifier>,
+    engine: &Engine,
+    outbox: &Outbox,
+    lines: &[AlertLine],
+) {
+    if lines.is_empty() {
+        return;
+    }
+    log.write(lines);
+    if let Some(n) = notifier {
+        for line in lines {
+            n.publish(line);
+        }
+        // Sinks that re-send state (Alertmanager) follow the engine's
+        // firing set, so an alert whose `resolved` was dropped on a full
+        // queue is not re-sent as firing forever.
+        n.sync_firing(&outbox.firing_now(engine));
+    }
 }
 
 /// `/healthz` fails when the evaluation loop has not turned for this long.

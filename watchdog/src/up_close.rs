@@ -59,6 +59,11 @@ impl UpClose {
         Ok(Self { client, deadline })
     }
 
+    /// The bound on one fetch.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
     /// The view of `job_id` from the emitter whose `/metrics` is at
     /// `metrics_url`, with the target's bearer `token`; `None` on any failure.
     pub async fn fetch(
@@ -250,7 +255,7 @@ mod tests {
 
     fn recorded(name: &str) -> String {
         std::fs::read_to_string(format!(
-            "{}/tests/fixtures/agent_view/{name}.json",
+            "{}/../watchdog-core/tests/fixtures/agent_view/{name}.json",
             env!("CARGO_MANIFEST_DIR")
         ))
         .unwrap()

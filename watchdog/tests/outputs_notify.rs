@@ -749,3 +749,37 @@ async fn huge_durations_never_overflow_an_instant() {
     notifier.shutdown(Duration::MAX).await;
     assert!(dropped.try_recv().is_err(), "nothing was dropped");
 }
+
+#[tokio::test]
+async fn a_diagnosis_reaches_the_webhook_and_alertmanager_as_an_annotation() {
+    let sentence = "cat (pid 4242) is blocked reading stdin (pipe)";
+    let mut firing = line(AlertEvent::Firing, 7);
+    watchdog::diagnose::complete(&mut firing, sentence.to_owned());
+    assert_eq!(
+        firing.summary,
+        format!("agent dev (job 7) is idle: {sentence}")
+    );
+
+    let hook = Receiver::start().await;
+    let (notifier, _exporter, _dropped) = start(webhooks(vec![webhook(hook.url("/hook"))]));
+    notifier.publish(&firing);
+    wait_for("the webhook delivery", || hook.requests().len() == 1).await;
+    let body = &hook.requests()[0].body;
+    assert_eq!(body["diagnosis"], sentence);
+    assert_eq!(body["summary"], firing.summary.as_str());
+    notifier.shutdown(Duration::from_secs(1)).await;
+
+    let am = Receiver::start().await;
+    let (notifier, _exporter, _dropped) =
+        start(alertmanager(vec![am.base.clone()], Duration::from_secs(60)));
+    notifier.publish(&firing);
+    wait_for("the firing alert", || am_alerts(&am).len() == 1).await;
+    let alert = &am_alerts(&am)[0];
+    assert_eq!(alert["annotations"]["diagnosis"], sentence);
+    assert_eq!(alert["annotations"]["summary"], firing.summary.as_str());
+    // A line without one has no such annotation (not an empty one).
+    notifier.publish(&line(AlertEvent::Firing, 8));
+    wait_for("the second alert", || am_alerts(&am).len() == 2).await;
+    assert!(am_alerts(&am)[1]["annotations"].get("diagnosis").is_none());
+    notifier.shutdown(Duration::from_secs(1)).await;
+}

@@ -689,9 +689,17 @@ fn running_details(conn: &Connection, state: &mut State) -> rusqlite::Result<()>
     }
     state.run_details.clear();
     for job in running {
-        if let Some(run) = state.newest_run(job) {
-            if let Some(d) = scan::run_detail(conn, run)? {
+        // The remembered newest run is re-read by id; one that was deleted
+        // (or moved to another job) since is forgotten and the next newest
+        // run of the job is tried, so a running job never shows a run that
+        // is no longer its own.
+        while let Some(run) = state.newest_run(job) {
+            if let Some(d) = scan::run_detail(conn, run, job)? {
                 state.run_details.insert(run, d);
+                break;
+            }
+            if !state.forget_run_of(job, run) {
+                break;
             }
         }
     }

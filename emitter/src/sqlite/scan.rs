@@ -254,12 +254,12 @@ pub fn has_job_index(conn: &Connection) -> rusqlite::Result<bool> {
 }
 
 /// The fields `cost.running` shows of one run.
-pub fn run_detail(conn: &Connection, id: i64) -> rusqlite::Result<Option<RunDetail>> {
+pub fn run_detail(conn: &Connection, id: i64, job: i64) -> rusqlite::Result<Option<RunDetail>> {
     conn.prepare_cached(
         "SELECT agent, cost_usd, input_tokens, output_tokens, cache_read_tokens,
-                cache_creation_tokens FROM agent_runs WHERE id = ?1",
+                cache_creation_tokens FROM agent_runs WHERE id = ?1 AND job_id = ?2",
     )?
-    .query_row([id], |row| {
+    .query_row([id, job], |row| {
         Ok(RunDetail {
             agent: text(row, 0)?,
             cost_usd: real(row, 1)?,

@@ -414,6 +414,18 @@ impl State {
         }
     }
 
+    /// Forgets `run` as a run of `job` (it was deleted or moved); false when
+    /// there was nothing to forget (the newest run then came from an index).
+    pub fn forget_run_of(&mut self, job: i64, run: i64) -> bool {
+        if let Some(map) = &mut self.newest_by_index {
+            // The index answered from the live table; a miss there is real.
+            return map.insert(job, None).is_some_and(|r| r.is_some());
+        }
+        self.job_runs
+            .get_mut(&job)
+            .is_some_and(|set| set.remove(&run))
+    }
+
     /// Keeps `job_runs` to exactly the live jobs.
     pub fn sync_job_runs(&mut self) {
         let live = &self.jobs.live;

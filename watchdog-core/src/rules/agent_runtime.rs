@@ -28,15 +28,17 @@ impl Rule for Settings {
     const NAME: &'static str = "agent_runtime";
     const SEVERITY: Severity = Severity::Warning;
     const PER_AGENT: bool = true;
+    const DIAGNOSE: bool = true;
     type State = ();
 
-    fn evaluate(&self, ctx: &Ctx<'_>, _: &mut (), _: &PerAgent<Self>) -> Outcome {
+    fn evaluate(&self, ctx: &Ctx<'_>, _: &mut (), per: &PerAgent<Self>) -> Outcome {
         let Some(env) = ctx.section("agents") else {
             return Outcome::Unknown;
         };
-        let max = self.max.as_secs_f64();
         let mut out = Vec::new();
         for agent in &env.agents {
+            let settings = per.get(self, agent);
+            let max = settings.max.as_secs_f64();
             match agent.runtime_s {
                 None => out.push((agent_subject(agent), Verdict::Unknown)),
                 Some(r) if r > max => out.push((
@@ -47,7 +49,7 @@ impl Rule for Settings {
                             "{} has been running for {} (max {})",
                             agent_phrase(agent),
                             human_secs(r),
-                            self.max
+                            settings.max
                         ),
                         value: Some(r),
                         threshold: Some(max),

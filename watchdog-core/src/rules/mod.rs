@@ -33,6 +33,8 @@ use crate::delta::{AgentId, Deltas};
 use crate::dur::Dur;
 use crate::view::PollOutcome;
 
+pub mod agent_gone;
+pub mod agent_no_pid;
 pub mod agent_runtime;
 pub mod breaker_open;
 pub mod cost_budget;
@@ -42,6 +44,7 @@ pub mod queue_depth;
 pub mod queue_stalled;
 pub mod reconciler_backlog;
 pub mod reconciler_slow;
+pub mod run_cost;
 pub mod schema_incompatible;
 pub mod section_degraded;
 pub mod stage_age;
@@ -53,6 +56,8 @@ pub mod target_stale;
 pub const ALL: &[Entry] = &[
     entry::<stuck_agent::Settings>(),
     entry::<agent_runtime::Settings>(),
+    entry::<agent_gone::Settings>(),
+    entry::<agent_no_pid::Settings>(),
     entry::<stage_age::Settings>(),
     entry::<queue_depth::Settings>(),
     entry::<queue_stalled::Settings>(),
@@ -62,6 +67,7 @@ pub const ALL: &[Entry] = &[
     entry::<reconciler_backlog::Settings>(),
     entry::<error_rate::Settings>(),
     entry::<cost_budget::Settings>(),
+    entry::<run_cost::Settings>(),
     entry::<target_down::Settings>(),
     entry::<target_stale::Settings>(),
     entry::<schema_incompatible::Settings>(),
@@ -184,6 +190,10 @@ pub trait Rule:
     const CLOCK: Clock = Clock::Emitter;
     /// Whether [`Rule::figures`] says anything (skips a pass over the agents).
     const FIGURES: bool = false;
+    /// Whether this rule's alerts are about one agent's process, so that a
+    /// `firing` or `repeat` line wants a diagnosis from `GET
+    /// /agents/{job_id}` (the alert's `job_id` label names the job).
+    const DIAGNOSE: bool = false;
     /// What the rule remembers of one target between polls (kept in the state file).
     type State: Default + Debug + Serialize + DeserializeOwned + Send + Sync + 'static;
 
@@ -255,11 +265,18 @@ impl<R> Default for PerAgent<R> {
 impl<R> PerAgent<R> {
     /// The settings for `agent`: its name's overrides, else `base`.
     pub fn get<'a>(&'a self, base: &'a R, agent: &Agent) -> &'a R {
-        agent
-            .agent
-            .as_deref()
-            .and_then(|n| self.by_name.get(n))
+        self.get_by_name(base, agent.agent.as_deref())
+    }
+
+    /// The settings for agents named `name`: its overrides, else `base`.
+    pub fn get_by_name<'a>(&'a self, base: &'a R, name: Option<&str>) -> &'a R {
+        name.and_then(|n| self.by_name.get(n))
             .map_or(base, |o| &o.settings)
+    }
+
+    /// Every agent name's settings (to tell whether any override turns a rule on).
+    pub fn all(&self) -> impl Iterator<Item = &R> {
+        self.by_name.values().map(|o| &o.settings)
     }
 
     /// The `for` override of an agent name.
@@ -284,6 +301,8 @@ pub trait DynRule: Send + Sync + Debug {
     fn common(&self) -> &Common;
     /// The clock of this rule's `ts`/`since`.
     fn clock(&self) -> Clock;
+    /// Whether its `firing`/`repeat` lines want a diagnosis ([`Rule::DIAGNOSE`]).
+    fn diagnose(&self) -> bool;
     /// `for` for an alert with these labels (a `per_agent` override by the `agent` label).
     fn for_of(&self, labels: &BTreeMap<String, String>) -> Dur;
     /// Evaluates one poll against this target's state of the rule.
@@ -306,6 +325,10 @@ impl<R: Rule> DynRule for Configured<R> {
 
     fn clock(&self) -> Clock {
         R::CLOCK
+    }
+
+    fn diagnose(&self) -> bool {
+        R::DIAGNOSE
     }
 
     fn for_of(&self, labels: &BTreeMap<String, String>) -> Dur {

@@ -9,7 +9,8 @@
 //! the process behind the pid changed, its counters went down or the host
 //! rebooted. The first sample, a delta with an unknown counter, or an
 //! emitter clock that did not advance is "not enough data". `per_agent`
-//! overrides any key (and `for`) by agent name.
+//! overrides any key (and `for`) by agent name. A gone or zombie process is
+//! never stuck (it is `agent_gone`'s).
 
 use std::collections::HashMap;
 
@@ -51,6 +52,7 @@ impl Rule for Settings {
     const FOR: Dur = Dur::secs(600);
     const PER_AGENT: bool = true;
     const FIGURES: bool = true;
+    const DIAGNOSE: bool = true;
     type State = Idle;
 
     fn check(&self) -> Result<(), String> {
@@ -77,6 +79,12 @@ impl Rule for Settings {
                 .unwrap_or_default()
                 .advance(reading, settings.cpu_floor);
             next.insert(fact.id, timer);
+            // A process that is gone or a zombie is not stuck: it is
+            // `agent_gone`'s, whose summary says which (a zombie's counters
+            // stand still and would read as 0% CPU here).
+            if matches!(super::agent_gone::gone(agent), Some(Some(_))) {
+                continue;
+            }
             let verdict = match (reading, agent.runtime_s) {
                 (_, None) | (Reading::Missing, _) => Some(Verdict::Unknown),
                 (_, Some(r)) if r < settings.min_runtime.as_secs_f64() => None,

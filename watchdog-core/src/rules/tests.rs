@@ -881,3 +881,347 @@ fn the_contract_example_line_comes_out_byte_for_byte() {
     );
     assert_eq!(stuck[0].to_json_line(), want);
 }
+
+// ---- agent_gone ----
+
+/// Agent dev (job 7, pid 1234) as the emitter sends a process: alive, in `state`.
+fn live_env(s: f64, alive: Option<bool>, state: Option<&str>) -> Envelope {
+    let mut e = busy_env(s);
+    e.agents[0].alive = alive;
+    e.agents[0].state = state.map(str::to_owned);
+    if alive == Some(false) {
+        // What the emitter sends for a dead pid: nothing readable.
+        let a = &mut e.agents[0];
+        a.cpu_ticks = None;
+        a.tree_cpu_ticks = None;
+        a.start_ticks = None;
+        a.io_rchar = None;
+        a.io_wchar = None;
+    }
+    e
+}
+
+#[test]
+fn agent_gone_fires_after_for_when_the_process_is_gone() {
+    let mut en = engine("");
+    let lines = drive(&mut en, 0, 45, |s| live_env(s, Some(false), None));
+    assert!(
+        of_rule(&lines, "agent_gone").is_empty(),
+        "for 1m: {lines:?}"
+    );
+    let lines = drive(&mut en, 60, 60, |s| live_env(s, Some(false), None));
+    let gone = of_rule(&lines, "agent_gone");
+    assert_eq!(gone.len(), 1, "{lines:?}");
+    assert_eq!(gone[0].event, AlertEvent::Firing);
+    assert_eq!(gone[0].severity, shared_schema::Severity::Critical);
+    assert_eq!(gone[0].key, "agent_gone|orch-1|job=7|run=42|pid=1234");
+    assert_eq!(
+        gone[0].summary,
+        "agent dev (job 7, pid 1234) is gone: no such process, but job 7 is still running"
+    );
+    assert_eq!(gone[0].since, t0());
+    // The job finishes (the agent leaves the envelope): resolved.
+    let lines = drive(&mut en, 75, 75, env);
+    assert_eq!(of_rule(&lines, "agent_gone")[0].event, AlertEvent::Resolved);
+}
+
+#[test]
+fn agent_gone_says_zombie_and_stuck_agent_stays_quiet() {
+    let mut en = engine("[agent_gone]\nfor = \"0s\"\n");
+    // A zombie's counters stand still: 0% CPU, no I/O, for an hour.
+    let lines = drive(&mut en, 0, 3600, |s| {
+        let mut e = idle_env(s);
+        e.agents[0].alive = Some(true);
+        e.agents[0].state = Some("Z".into());
+        e
+    });
+    let gone = of_rule(&lines, "agent_gone");
+    assert_eq!(gone.len(), 1, "{lines:?}");
+    assert!(
+        gone[0].summary.contains("exited, not reaped (zombie)"),
+        "{}",
+        gone[0].summary
+    );
+    assert!(
+        of_rule(&lines, "stuck_agent").is_empty(),
+        "a zombie is not stuck: {lines:?}"
+    );
+}
+
+#[test]
+fn a_gone_process_is_not_stuck_and_a_stuck_alert_resolves_when_it_dies() {
+    let mut en = engine("");
+    let lines = drive(&mut en, 0, 630, idle_env);
+    assert_eq!(of_rule(&lines, "stuck_agent").len(), 1);
+    let lines = drive(&mut en, 645, 645, |s| live_env(s, Some(false), None));
+    let stuck = of_rule(&lines, "stuck_agent");
+    assert_eq!(stuck.len(), 1, "{lines:?}");
+    assert_eq!(stuck[0].event, AlertEvent::Resolved);
+}
+
+#[test]
+fn agent_gone_alive_null_is_not_enough_data() {
+    let mut en = engine("[agent_gone]\nfor = \"30s\"\n");
+    // An older emitter: no `alive`, no `state`: never gone.
+    let lines = drive(&mut en, 0, 600, |s| live_env(s, None, None));
+    assert!(of_rule(&lines, "agent_gone").is_empty(), "{lines:?}");
+    // Gone for 15 s, then unknown for a while, then gone again: the unknown
+    // polls neither fire, resolve nor count towards `for`.
+    let lines = drive(&mut en, 615, 630, |s| live_env(s, Some(false), None));
+    assert!(of_rule(&lines, "agent_gone").is_empty());
+    let lines = drive(&mut en, 645, 900, |s| live_env(s, None, None));
+    assert!(of_rule(&lines, "agent_gone").is_empty(), "{lines:?}");
+    let lines = drive(&mut en, 915, 915, |s| live_env(s, Some(false), None));
+    assert!(
+        of_rule(&lines, "agent_gone").is_empty(),
+        "15 s held plus a gap is not 30 s: {lines:?}"
+    );
+    let lines = drive(&mut en, 930, 930, |s| live_env(s, Some(false), None));
+    assert_eq!(of_rule(&lines, "agent_gone").len(), 1, "{lines:?}");
+    // A degraded agents section neither resolves it...
+    let lines = drive(&mut en, 945, 1200, |s| {
+        let mut e = live_env(s, Some(true), Some("S"));
+        e.mark_degraded("agents");
+        e
+    });
+    assert!(of_rule(&lines, "agent_gone").is_empty(), "{lines:?}");
+    // ...nor does alive null; alive true does.
+    let lines = drive(&mut en, 1215, 1230, |s| live_env(s, None, None));
+    assert!(of_rule(&lines, "agent_gone").is_empty(), "{lines:?}");
+    let lines = drive(&mut en, 1245, 1245, |s| live_env(s, Some(true), Some("S")));
+    assert_eq!(of_rule(&lines, "agent_gone")[0].event, AlertEvent::Resolved);
+}
+
+#[test]
+fn agent_gone_per_agent_for() {
+    let mut en = engine("[agent_gone]\nper_agent = { dev = { for = \"10s\" } }\n");
+    let lines = drive(&mut en, 0, 15, |s| live_env(s, Some(false), None));
+    assert_eq!(of_rule(&lines, "agent_gone").len(), 1, "{lines:?}");
+    let mut en = engine("[agent_gone]\nper_agent = { reviewer = { for = \"10s\" } }\n");
+    let lines = drive(&mut en, 0, 45, |s| live_env(s, Some(false), None));
+    assert!(
+        of_rule(&lines, "agent_gone").is_empty(),
+        "dev keeps 1m: {lines:?}"
+    );
+    let t = serde_json::json!({"per_agent": {"dev": {"max": "1m"}}});
+    let err = RuleSet::build(&[("agent_gone".to_owned(), t)].into_iter().collect()).unwrap_err();
+    assert!(
+        err.contains("[rules.agent_gone]") && err.contains("per_agent.dev") && err.contains("max"),
+        "{err}"
+    );
+}
+
+// ---- agent_no_pid ----
+
+#[test]
+fn agent_no_pid_fires_after_2m_and_resolves_once_a_pid_is_recorded() {
+    let no_pid = |s: f64| {
+        let mut e = busy_env(s);
+        let a = &mut e.agents[0];
+        a.pid = None;
+        a.cpu_ticks = None;
+        a.tree_cpu_ticks = None;
+        a.start_ticks = None;
+        a.io_rchar = None;
+        a.io_wchar = None;
+        e
+    };
+    let mut en = engine("");
+    let lines = drive(&mut en, 0, 105, no_pid);
+    assert!(of_rule(&lines, "agent_no_pid").is_empty(), "{lines:?}");
+    let lines = drive(&mut en, 120, 120, no_pid);
+    let l = of_rule(&lines, "agent_no_pid");
+    assert_eq!(l.len(), 1, "{lines:?}");
+    assert_eq!(l[0].key, "agent_no_pid|orch-1|job=7|run=42|pid=none");
+    assert_eq!(l[0].severity, shared_schema::Severity::Warning);
+    assert!(l[0].summary.contains("no pid recorded"), "{}", l[0].summary);
+    assert!(!l[0].labels.contains_key("pid"));
+    // Neither stuck nor gone: nothing to look at.
+    assert!(of_rule(&lines, "agent_gone").is_empty());
+    let lines = drive(&mut en, 135, 135, busy_env);
+    let l = of_rule(&lines, "agent_no_pid");
+    assert_eq!(l[0].event, AlertEvent::Resolved, "{lines:?}");
+    // A degraded section neither fires nor resolves.
+    let mut en = engine("[agent_no_pid]\nfor = \"0s\"\n");
+    assert_eq!(
+        of_rule(&drive(&mut en, 0, 0, no_pid), "agent_no_pid").len(),
+        1
+    );
+    let lines = drive(&mut en, 15, 300, |s| {
+        let mut e = busy_env(s);
+        e.mark_degraded("agents");
+        e
+    });
+    assert!(of_rule(&lines, "agent_no_pid").is_empty(), "{lines:?}");
+}
+
+// ---- run_cost ----
+
+fn with_run_cost(s: f64, agent: &str, cost: Option<f64>) -> Envelope {
+    let mut e = busy_env(s);
+    e.agents[0].agent = Some(agent.to_owned());
+    if let Some(c) = e.cost.as_mut() {
+        c.running = vec![shared_schema::RunningCost {
+            run_id: Some(42),
+            job_id: Some(7),
+            agent: Some(agent.to_owned()),
+            cost_usd: cost,
+            ..shared_schema::RunningCost::default()
+        }];
+    }
+    e
+}
+
+#[test]
+fn run_cost_is_off_by_default_and_fires_past_max_usd() {
+    let mut en = engine("");
+    let lines = drive(&mut en, 0, 60, |s| with_run_cost(s, "dev", Some(1e6)));
+    assert!(of_rule(&lines, "run_cost").is_empty());
+
+    let mut en = engine("[run_cost]\nmax_usd = 5.0\n");
+    let lines = drive(&mut en, 0, 0, |s| with_run_cost(s, "dev", Some(5.0)));
+    assert!(
+        of_rule(&lines, "run_cost").is_empty(),
+        "at max is not past it"
+    );
+    let lines = drive(&mut en, 15, 15, |s| with_run_cost(s, "dev", Some(5.2)));
+    let r = of_rule(&lines, "run_cost");
+    assert_eq!(r.len(), 1, "{lines:?}");
+    assert_eq!(r[0].key, "run_cost|orch-1|job=7|run=42");
+    assert_eq!(r[0].value, Some(5.2));
+    assert_eq!(r[0].threshold, Some(5.0));
+    assert_eq!(
+        r[0].summary,
+        "agent dev (job 7, run 42) has spent $5.20 in this run (max $5.00)"
+    );
+    assert_eq!(r[0].labels.get("job_id").map(String::as_str), Some("7"));
+    // Unknown cost, or a degraded section: neither fires nor resolves.
+    let lines = drive(&mut en, 30, 60, |s| with_run_cost(s, "dev", None));
+    assert!(of_rule(&lines, "run_cost").is_empty(), "{lines:?}");
+    let lines = drive(&mut en, 75, 120, |s| {
+        let mut e = with_run_cost(s, "dev", Some(0.0));
+        e.mark_degraded("cost");
+        e
+    });
+    assert!(of_rule(&lines, "run_cost").is_empty(), "{lines:?}");
+    // The run ends (leaves cost.running): resolved.
+    let lines = drive(&mut en, 135, 135, busy_env);
+    assert_eq!(of_rule(&lines, "run_cost")[0].event, AlertEvent::Resolved);
+}
+
+#[test]
+fn run_cost_per_agent_sets_max_for_one_agent_only() {
+    let cfg = "[run_cost]\nper_agent = { reviewer = { max_usd = 1.0 } }\n";
+    let mut en = engine(cfg);
+    let lines = drive(&mut en, 0, 30, |s| with_run_cost(s, "dev", Some(50.0)));
+    assert!(of_rule(&lines, "run_cost").is_empty(), "{lines:?}");
+    let mut en = engine(cfg);
+    let lines = drive(&mut en, 0, 0, |s| with_run_cost(s, "reviewer", Some(1.5)));
+    assert_eq!(of_rule(&lines, "run_cost").len(), 1, "{lines:?}");
+    let err = RuleSet::build(
+        &[("run_cost".to_owned(), serde_json::json!({"max_usd": -1.0}))]
+            .into_iter()
+            .collect(),
+    )
+    .unwrap_err();
+    assert!(err.contains("max_usd"), "{err}");
+}
+
+// ---- agent_runtime per_agent ----
+
+#[test]
+fn agent_runtime_per_agent_max() {
+    let mut en = engine("[agent_runtime]\nper_agent = { dev = { max = \"1h\" } }\n");
+    let lines = drive(&mut en, 0, 0, |s| {
+        let mut e = busy_env(s);
+        e.agents[0].runtime_s = Some(3700.0);
+        e
+    });
+    let r = of_rule(&lines, "agent_runtime");
+    assert_eq!(r.len(), 1, "{lines:?}");
+    assert_eq!(r[0].threshold, Some(3600.0));
+    assert!(r[0].summary.ends_with("(max 1h)"), "{}", r[0].summary);
+}
+
+// ---- which lines want a diagnosis ----
+
+#[test]
+fn firing_and_repeat_lines_of_agent_rules_want_a_diagnosis() {
+    let mut en = Engine::new(
+        rules("[agent_no_pid]\nfor = \"0s\"\n"),
+        Duration::from_secs(300),
+    );
+    let mut wanted = Vec::new();
+    let mut s = 0;
+    while s <= 1230 {
+        let mut e = idle_env(f64::from(s));
+        // A pid-less job too: its alert is about an agent with nothing to look at.
+        let mut no_pid = e.agents[0].clone();
+        no_pid.job_id = 8;
+        no_pid.pid = None;
+        no_pid.cpu_ticks = None;
+        no_pid.tree_cpu_ticks = None;
+        e.agents.push(no_pid);
+        let ev = en.observe(T, &obs(e));
+        for w in &ev.wanted {
+            let l = &ev.lines[w.line];
+            wanted.push((l.rule.clone(), l.event, w.job_id));
+        }
+        s += 15;
+    }
+    assert_eq!(
+        wanted,
+        [
+            ("stuck_agent".to_owned(), AlertEvent::Firing, 7),
+            ("stuck_agent".to_owned(), AlertEvent::Repeat, 7),
+            ("stuck_agent".to_owned(), AlertEvent::Repeat, 7),
+        ]
+    );
+    // The engine keeps what the binary found, for the firing set re-sent to sinks.
+    let key = "stuck_agent|orch-1|job=7|run=42|pid=1234";
+    en.set_diagnosis(T, key, Some("sh (pid 1234) is stopped".into()));
+    let firing = en.firing_lines();
+    let line = firing.iter().find(|l| l.key == key).unwrap();
+    assert_eq!(line.diagnosis.as_deref(), Some("sh (pid 1234) is stopped"));
+    assert!(
+        line.summary
+            .ends_with("for 20m 30s: sh (pid 1234) is stopped")
+            || line.summary.contains(": sh (pid 1234) is stopped"),
+        "{}",
+        line.summary
+    );
+    let (alert, _) = en
+        .firing_alerts()
+        .into_iter()
+        .find(|(a, _)| a.key == key)
+        .unwrap();
+    assert_eq!(en.diagnosis_job(alert), Some(7));
+}
+
+#[test]
+fn complete_appends_the_sentence_once() {
+    let mut line = shared_schema::AlertLine {
+        summary: "agent dev (job 7, pid 1) used 0.0% CPU for 10m".into(),
+        ..run(&mut engine("[breaker_open]\nfor = \"0s\"\n"), {
+            let mut e = env(0.0);
+            if let Some(q) = e.queue.as_mut() {
+                q.breaker = Some(shared_schema::Breaker {
+                    state: Some("open".into()),
+                    ..shared_schema::Breaker::default()
+                });
+            }
+            e
+        })
+        .remove(0)
+    };
+    crate::diagnose::complete(
+        &mut line,
+        "cat (pid 1) is blocked reading stdin (pipe)".into(),
+    );
+    crate::diagnose::complete(&mut line, "cat (pid 1) is stopped".into());
+    assert_eq!(
+        line.summary,
+        "agent dev (job 7, pid 1) used 0.0% CPU for 10m: cat (pid 1) is stopped"
+    );
+    assert_eq!(line.diagnosis.as_deref(), Some("cat (pid 1) is stopped"));
+}

@@ -128,6 +128,11 @@ impl Alertmanager {
             annotations.insert("threshold".into(), t.to_string().into());
         }
         annotations.insert("key".into(), line.key.clone().into());
+        if let Some(d) = &line.diagnosis {
+            // What the agent waits on (CONTRACT.md section 3), for templates
+            // that show it apart from the summary.
+            annotations.insert("diagnosis".into(), d.clone().into());
+        }
         let ends_at = match line.event {
             AlertEvent::Resolved => line.ts,
             _ => now.plus_seconds(seconds(self.horizon)),

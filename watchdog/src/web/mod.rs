@@ -52,7 +52,7 @@ pub struct AlertRow {
     pub value: Option<f64>,
     /// When the condition first held.
     pub since: Timestamp,
-    /// What the agent's process waits on, when an alert line said so.
+    /// What the agent's process waits on, when a diagnosis was found.
     pub diagnosis: Option<String>,
 }
 
@@ -69,10 +69,14 @@ impl AlertRow {
             target: alert.target.clone(),
             key: alert.key.clone(),
             labels: alert.finding.labels.clone(),
-            summary: alert.finding.summary.clone(),
+            summary: match &alert.diagnosis {
+                // As the alert line says it (CONTRACT.md section 3).
+                Some(d) => format!("{}: {d}", alert.finding.summary),
+                None => alert.finding.summary.clone(),
+            },
             value: alert.finding.value,
             since: alert.since,
-            diagnosis: None,
+            diagnosis: alert.diagnosis.clone(),
         }
     }
 }

@@ -2,10 +2,11 @@
 //! built from the body of the emitter's `GET /agents/{job_id}`
 //! (CONTRACT.md section 3, the `diagnosis` key and its phrase table).
 //!
-//! Pure: a function of the body alone (no I/O, no clock), depending only on
-//! `shared-schema` and `std`, so that it can move into a pure core crate and
-//! is tested on bodies recorded from real processes
-//! (`watchdog/tests/fixtures/agent_view/`).
+//! Pure: a function of the body alone (no I/O, no clock), tested on bodies
+//! recorded from real processes (`watchdog-core/tests/fixtures/agent_view/`).
+//! The engine marks which alert lines want a diagnosis
+//! ([`crate::engine::Evaluation::wanted`]); the binary fetches the body,
+//! calls [`diagnose`] and completes the line with [`complete`].
 //!
 //! ## Order of precedence
 //! One sentence can name one cause, so the causes are ranked by what an
@@ -46,7 +47,7 @@
 
 use std::collections::HashSet;
 
-use shared_schema::{AgentView, FdKind, ProcessView, SocketView};
+use shared_schema::{AgentView, AlertLine, FdKind, ProcessView, SocketView};
 
 /// How deep a chain of waits for children is followed (the sentence stays
 /// short); bodies come from the network, so a `ppid` cycle is cut too.
@@ -87,6 +88,21 @@ pub fn diagnose(view: &AgentView) -> Option<String> {
         }
     }
     best.map(|(_, text)| text)
+}
+
+/// Puts `sentence` on `line`: in `diagnosis`, and at the end of the
+/// summary after `: ` (CONTRACT.md section 3). A line that already carries
+/// one keeps its summary and takes the new sentence.
+pub fn complete(line: &mut AlertLine, sentence: String) {
+    if let Some(old) = line.diagnosis.take() {
+        if let Some(base) = line.summary.strip_suffix(old.as_str()) {
+            let base = base.strip_suffix(": ").unwrap_or(base);
+            line.summary.truncate(base.len());
+        }
+    }
+    line.summary.push_str(": ");
+    line.summary.push_str(&sentence);
+    line.diagnosis = Some(sentence);
 }
 
 /// What one process shows by itself (without following its children).

@@ -1,0 +1,487 @@
+//! The alert lines of each target on their way out, completed with a
+//! diagnosis where the core asks for one (CONTRACT.md section 3).
+//!
+//! The core marks the `firing`/`repeat` lines of rules about an agent
+//! ([`Evaluation::wanted`]); here each such batch of lines waits while one
+//! task asks the target's emitter for `GET /agents/{job_id}`, builds the
+//! sentences ([`diagnose`]) and hands them back to the run loop, which
+//! completes the lines and writes them. The task has one deadline, the
+//! batch's arrival plus the fetcher's bound ([`crate::up_close::DEADLINE`],
+//! 2 s): whatever it has not found by then is "no diagnosis". So a line is
+//! held at most about 2 s and never suppressed: a fetch that fails or times
+//! out, or an emitter older than page 2 (404), leaves the line as it was.
+//!
+//! The emitter is spared a storm (hundreds of agents stuck at once, a short
+//! `repeat_interval`): one task per target fetches at a time, at most
+//! [`CONCURRENCY`] views at once; a batch that waits its turn past its
+//! deadline goes out without diagnoses.
+//!
+//! Order is kept per target: a batch waits behind the one before it (so a
+//! `resolved` never overtakes its own `firing`), while other targets' lines
+//! go out at once: a slow emitter delays only its own alerts.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+
+use shared_schema::AlertLine;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::config::Target;
+use crate::diagnose::{complete, diagnose};
+use crate::engine::{Engine, Evaluation};
+use crate::up_close::UpClose;
+
+/// The most views asked of one emitter at once.
+pub const CONCURRENCY: usize = 8;
+
+/// The diagnoses found for one held batch.
+#[derive(Debug)]
+pub struct Found {
+    target: String,
+    batch: u64,
+    /// Per job asked: the sentence, or `None` (no view, or nothing to say).
+    by_job: BTreeMap<i64, Option<String>>,
+}
+
+/// One poll's lines of one target.
+#[derive(Debug)]
+struct Batch {
+    id: u64,
+    lines: Vec<AlertLine>,
+    /// Line index -> job, for the lines that want a diagnosis.
+    wanted: Vec<(usize, i64)>,
+    /// Still waiting for its diagnoses.
+    held: bool,
+}
+
+/// The held batches of every target.
+#[derive(Debug)]
+pub struct Outbox {
+    up_close: UpClose,
+    queues: BTreeMap<String, VecDeque<Batch>>,
+    /// One fetching task at a time per target (dropped with its queue).
+    turns: BTreeMap<String, Arc<Semaphore>>,
+    found_tx: mpsc::UnboundedSender<Found>,
+    next_id: u64,
+}
+
+impl Outbox {
+    /// An outbox whose fetch tasks report on `found_tx` (the run loop
+    /// passes what arrives to [`Outbox::complete`]).
+    pub fn new(up_close: UpClose, found_tx: mpsc::UnboundedSender<Found>) -> Self {
+        Self {
+            up_close,
+            queues: BTreeMap::new(),
+            turns: BTreeMap::new(),
+            found_tx,
+            next_id: 0,
+        }
+    }
+
+    /// Takes one evaluation's lines for `target` (whose emitter is
+    /// `source`, when still configured) and returns those that can go out
+    /// now; the rest follow from [`Outbox::complete`].
+    pub fn push(
+        &mut self,
+        target: &str,
+        source: Option<&Target>,
+        eval: &Evaluation,
+    ) -> Vec<AlertLine> {
+        let wanted: Vec<(usize, i64)> = match source {
+            Some(_) => eval.wanted.iter().map(|w| (w.line, w.job_id)).collect(),
+            None => Vec::new(),
+        };
+        let queued = self.queues.get(target).is_some_and(|q| !q.is_empty());
+        if wanted.is_empty() && !queued {
+            return eval.lines.clone();
+        }
+        if eval.lines.is_empty() {
+            return Vec::new();
+        }
+        let queue = self.queues.entry(target.to_owned()).or_default();
+        let id = self.next_id;
+        self.next_id += 1;
+        let held = !wanted.is_empty();
+        if let (true, Some(t)) = (held, source) {
+            let jobs: Vec<i64> = wanted.iter().map(|(_, j)| *j).collect();
+            let turn = self
+                .turns
+                .entry(target.to_owned())
+                .or_insert_with(|| Arc::new(Semaphore::new(1)))
+                .clone();
+            tokio::spawn(fetch(
+                Ask {
+                    up_close: self.up_close.clone(),
+                    target: t.name.clone(),
+                    url: t.url.clone(),
+                    token: t.token.clone(),
+                    batch: id,
+                    deadline: Instant::now() + self.up_close.deadline(),
+                },
+                turn,
+                jobs,
+                self.found_tx.clone(),
+            ));
+        }
+        queue.push_back(Batch {
+            id,
+            lines: eval.lines.clone(),
+            wanted,
+            held,
+        });
+        Vec::new()
+    }
+
+    /// Completes the batch `found` is for (and tells the engine, so the
+    /// firing set re-sent to sinks carries the diagnosis); returns the
+    /// lines of `found`'s target that can go out now, in order.
+    pub fn complete(&mut self, found: Found, engine: &mut Engine) -> Vec<AlertLine> {
+        let Some(queue) = self.queues.get_mut(&found.target) else {
+            return Vec::new();
+        };
+        if let Some(batch) = queue.iter_mut().find(|b| b.id == found.batch) {
+            for (i, job) in &batch.wanted {
+                let sentence = found.by_job.get(job).cloned().flatten();
+                let Some(line) = batch.lines.get_mut(*i) else {
+                    continue;
+                };
+                engine.set_diagnosis(&found.target, &line.key, sentence.clone());
+                if let Some(s) = sentence {
+                    complete(line, s);
+                }
+            }
+            batch.held = false;
+        }
+        let mut out = Vec::new();
+        while queue.front().is_some_and(|b| !b.held) {
+            if let Some(b) = queue.pop_front() {
+                out.extend(b.lines);
+            }
+        }
+        if queue.is_empty() {
+            // Every task of this target has reported: none holds its turn.
+            self.queues.remove(&found.target);
+            self.turns.remove(&found.target);
+        }
+        out
+    }
+
+    /// Lines made outside a poll (a reload resolving alerts): those of a
+    /// target with held lines queue behind them; the rest go out now.
+    pub fn pass(&mut self, lines: Vec<AlertLine>) -> Vec<AlertLine> {
+        let mut now = Vec::new();
+        for line in lines {
+            match self.queues.get_mut(&line.target) {
+                Some(queue) => {
+                    let id = self.next_id;
+                    self.next_id += 1;
+                    queue.push_back(Batch {
+                        id,
+                        lines: vec![line],
+                        wanted: Vec::new(),
+                        held: false,
+                    });
+                }
+                None => now.push(line),
+            }
+        }
+        now
+    }
+
+    /// The engine's firing set without the alerts whose first `firing`
+    /// line is still held: a sink that re-sends state must not announce
+    /// them before the line (and without its diagnosis).
+    pub fn firing_now(&self, engine: &Engine) -> Vec<AlertLine> {
+        let mut firing = engine.firing_lines();
+        if self.is_holding() {
+            let held = self.held_keys();
+            firing.retain(|l| !held.contains(l.key.as_str()));
+        }
+        firing
+    }
+
+    /// Whether any batch is still held.
+    pub fn is_holding(&self) -> bool {
+        !self.queues.is_empty()
+    }
+
+    /// Keys of the alerts whose lines are held (not yet announced).
+    pub fn held_keys(&self) -> HashSet<&str> {
+        self.queues
+            .values()
+            .flatten()
+            .flat_map(|b| b.lines.iter().map(|l| l.key.as_str()))
+            .collect()
+    }
+
+    /// Every held line, as it is (for a shutdown whose fetches ran out of time).
+    pub fn release_all(&mut self) -> Vec<AlertLine> {
+        self.turns.clear();
+        std::mem::take(&mut self.queues)
+            .into_values()
+            .flatten()
+            .flat_map(|b| b.lines)
+            .collect()
+    }
+}
+
+/// What one fetching task asks, of whom, and until when.
+#[derive(Debug)]
+struct Ask {
+    up_close: UpClose,
+    target: String,
+    url: String,
+    token: Option<String>,
+    batch: u64,
+    /// The batch's arrival plus the fetcher's bound: the line goes out then.
+    deadline: Instant,
+}
+
+/// Waits for the target's turn, then [`sentences`] until the batch's
+/// deadline, and sends them back.
+async fn fetch(ask: Ask, turn: Arc<Semaphore>, jobs: Vec<i64>, tx: mpsc::UnboundedSender<Found>) {
+    let work = async {
+        // The semaphore is never closed; were it, there is no turn to wait for.
+        let _turn = turn.acquire_owned().await.ok();
+        sentences(
+            &ask.up_close,
+            &ask.url,
+            ask.token.as_deref(),
+            jobs,
+            ask.deadline,
+        )
+        .await
+    };
+    let by_job = tokio::time::timeout_at(ask.deadline, work)
+        .await
+        .unwrap_or_default();
+    // The loop may be gone (shutdown): the lines are then released as they are.
+    let _ = tx.send(Found {
+        target: ask.target,
+        batch: ask.batch,
+        by_job,
+    });
+}
+
+/// The diagnosis of each of `jobs` from the emitter whose `/metrics` is
+/// `url`: at most [`CONCURRENCY`] views asked at once, and what is not
+/// found by `deadline` is `None` (so is a job whose view says nothing).
+pub async fn sentences(
+    up_close: &UpClose,
+    url: &str,
+    token: Option<&str>,
+    mut jobs: Vec<i64>,
+    deadline: Instant,
+) -> BTreeMap<i64, Option<String>> {
+    jobs.sort_unstable();
+    jobs.dedup();
+    let mut by_job: BTreeMap<i64, Option<String>> = jobs.iter().map(|j| (*j, None)).collect();
+    let work = async {
+        let mut todo = jobs.into_iter();
+        let mut set = JoinSet::new();
+        loop {
+            while set.len() < CONCURRENCY {
+                let Some(job) = todo.next() else { break };
+                let (up_close, url, token) =
+                    (up_close.clone(), url.to_owned(), token.map(str::to_owned));
+                set.spawn(async move {
+                    let view = up_close.fetch(&url, token.as_deref(), job).await;
+                    (job, view.as_ref().and_then(diagnose))
+                });
+            }
+            match set.join_next().await {
+                Some(Ok((job, sentence))) => {
+                    by_job.insert(job, sentence);
+                }
+                Some(Err(e)) => tracing::warn!(error = %e, "diagnosis task failed"),
+                None => return,
+            }
+        }
+    };
+    // Past the deadline the set is dropped, which aborts what is in flight.
+    if tokio::time::timeout_at(deadline, work).await.is_err() {
+        tracing::debug!("diagnoses cut at the deadline");
+    }
+    by_job
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    use shared_schema::{AlertEvent, Severity, Timestamp};
+
+    use crate::engine::Wanted;
+
+    fn line(key: &str, event: AlertEvent) -> AlertLine {
+        let ts = Timestamp::parse("2026-11-22T10:00:00Z").unwrap();
+        AlertLine {
+            ts,
+            event,
+            rule: "stuck_agent".into(),
+            severity: Severity::Warning,
+            target: "t".into(),
+            key: key.into(),
+            labels: BTreeMap::new(),
+            summary: "agent dev (job 7, pid 1) used 0.0% CPU for 10m".into(),
+            value: None,
+            threshold: None,
+            since: ts,
+            diagnosis: None,
+            sink: None,
+        }
+    }
+
+    fn target(url: &str) -> Target {
+        Target {
+            name: "t".into(),
+            url: url.into(),
+            token_file: None,
+            token: None,
+        }
+    }
+
+    fn engine() -> Engine {
+        Engine::new(crate::rules::RuleSet::defaults(), Duration::from_secs(60))
+    }
+
+    #[tokio::test]
+    async fn lines_without_a_wish_go_out_at_once_and_in_order_behind_a_held_batch() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        // Nothing listens on port 9 of loopback: the fetch fails fast.
+        let mut out = Outbox::new(UpClose::new().unwrap(), tx);
+        let t = target("http://127.0.0.1:9/metrics");
+        let plain = Evaluation {
+            lines: vec![line("a", AlertEvent::Firing)],
+            ..Evaluation::default()
+        };
+        assert_eq!(out.push("t", Some(&t), &plain).len(), 1);
+        let wants = Evaluation {
+            lines: vec![line("b", AlertEvent::Firing)],
+            wanted: vec![Wanted { line: 0, job_id: 7 }],
+            ..Evaluation::default()
+        };
+        assert!(out.push("t", Some(&t), &wants).is_empty());
+        // Behind the held batch, even without a wish of its own.
+        let after = Evaluation {
+            lines: vec![line("b", AlertEvent::Resolved)],
+            ..Evaluation::default()
+        };
+        assert!(out.push("t", Some(&t), &after).is_empty());
+        // Another target is not held up.
+        assert_eq!(out.push("u", Some(&t), &plain).len(), 1);
+        assert!(out.held_keys().contains("b"));
+        let found = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let lines = out.complete(found, &mut engine());
+        let events: Vec<_> = lines.iter().map(|l| (l.key.as_str(), l.event)).collect();
+        assert_eq!(
+            events,
+            [("b", AlertEvent::Firing), ("b", AlertEvent::Resolved)]
+        );
+        assert_eq!(lines[0].diagnosis, None, "no emitter: no diagnosis");
+        assert_eq!(lines[0].summary, line("b", AlertEvent::Firing).summary);
+        assert!(!out.is_holding());
+    }
+
+    #[tokio::test]
+    async fn an_emitter_that_never_answers_holds_lines_only_up_to_the_deadline_and_is_not_stormed()
+    {
+        // Accepts, never answers: the deadline ends the wait. Counts the
+        // connections it was asked to hold.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (count_tx, mut count_rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                held.push(conn);
+                let _ = count_tx.send(held.len());
+            }
+        });
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut out = Outbox::new(
+            UpClose::with_deadline(Duration::from_millis(300)).unwrap(),
+            tx,
+        );
+        let t = target(&format!("http://{addr}/metrics"));
+        // Two polls' worth of 30 stuck agents each.
+        let batch = |key: &str| Evaluation {
+            lines: (0..30).map(|_| line(key, AlertEvent::Repeat)).collect(),
+            wanted: (0..30)
+                .map(|i| Wanted {
+                    line: i,
+                    job_id: i as i64,
+                })
+                .collect(),
+            ..Evaluation::default()
+        };
+        assert!(out.push("t", Some(&t), &batch("a")).is_empty());
+        assert!(out.push("t", Some(&t), &batch("b")).is_empty());
+        let mut lines = Vec::new();
+        for _ in 0..2 {
+            let found = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("each batch ends at its deadline")
+                .unwrap();
+            lines.extend(out.complete(found, &mut engine()));
+        }
+        assert_eq!(lines.len(), 60, "never suppressed");
+        assert!(lines.iter().all(|l| l.diagnosis.is_none()));
+        assert_eq!(lines[0].key, "a", "in order");
+        let mut most = 0;
+        while let Ok(n) = count_rx.try_recv() {
+            most = n;
+        }
+        assert!(
+            (1..=CONCURRENCY).contains(&most),
+            "{most} connections held at once: one task per target, {CONCURRENCY} views at most"
+        );
+        assert!(!out.is_holding());
+    }
+
+    #[tokio::test]
+    async fn a_found_sentence_completes_the_line() {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let mut out = Outbox::new(UpClose::new().unwrap(), tx);
+        // A target no longer configured: no fetch, the line goes out as it is.
+        let wants = Evaluation {
+            lines: vec![line("b", AlertEvent::Firing)],
+            wanted: vec![Wanted { line: 0, job_id: 7 }],
+            ..Evaluation::default()
+        };
+        assert_eq!(out.push("gone", None, &wants).len(), 1);
+        // A held batch completed by hand.
+        out.queues.entry("t".into()).or_default().push_back(Batch {
+            id: 41,
+            lines: vec![line("b", AlertEvent::Repeat)],
+            wanted: vec![(0, 7)],
+            held: true,
+        });
+        let found = Found {
+            target: "t".into(),
+            batch: 41,
+            by_job: [(
+                7,
+                Some("cat (pid 1) is blocked reading stdin (pipe)".into()),
+            )]
+            .into_iter()
+            .collect(),
+        };
+        let lines = out.complete(found, &mut engine());
+        assert_eq!(
+            lines[0].diagnosis.as_deref(),
+            Some("cat (pid 1) is blocked reading stdin (pipe)")
+        );
+        assert!(lines[0]
+            .summary
+            .ends_with("for 10m: cat (pid 1) is blocked reading stdin (pipe)"));
+        assert!(out.release_all().is_empty());
+    }
+}
