@@ -460,6 +460,50 @@ mod tests {
         assert!(board.snapshot().alerts().is_empty());
     }
 
+    #[test]
+    fn an_engine_alert_with_a_diagnosis_shows_it_as_the_line_does() {
+        let finding = crate::alerts::Finding {
+            labels: BTreeMap::from([("job_id".to_owned(), "7".to_owned())]),
+            summary: "agent dev (job 7, pid 1234) used 0.3% CPU and did no I/O for 10m".into(),
+            value: Some(0.003),
+            threshold: Some(0.02),
+            already_held_s: None,
+        };
+        let mut alert = Alert::new(
+            "stuck_agent",
+            "orch-1",
+            "stuck_agent|orch-1|job=7".into(),
+            finding,
+            0.0,
+            ts("2026-11-22T10:00:00Z"),
+        );
+        let row = AlertRow::of(&alert, Severity::Warning);
+        assert_eq!(
+            (row.state, row.diagnosis.as_deref()),
+            (AlertState::Pending, None)
+        );
+        alert.diagnosis = Some("blocked reading stdin (pipe)".into());
+        let row = AlertRow::of(&alert, Severity::Warning);
+        assert_eq!(
+            row.diagnosis.as_deref(),
+            Some("blocked reading stdin (pipe)")
+        );
+        assert!(row
+            .summary
+            .ends_with("for 10m: blocked reading stdin (pipe)"));
+        // The same sentence from a line does not double it.
+        let board = Board::default();
+        board.put(TargetCard {
+            name: "orch-1".into(),
+            alerts: vec![row.clone()],
+            ..TargetCard::default()
+        });
+        let mut line = row.of_line_for_test();
+        line.diagnosis = row.diagnosis.clone();
+        board.note_lines(&[line]);
+        assert_eq!(board.snapshot().alerts()[0].summary, row.summary);
+    }
+
     impl AlertRow {
         fn of_line_for_test(&self) -> AlertLine {
             AlertLine {
