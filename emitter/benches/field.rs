@@ -12,9 +12,14 @@
 //!   rollback-journal and WAL mode, alone and while the emitter is polled
 //!   10 times a second, with "database is locked" errors counted.
 //!
-//! - `pread`: open + read + close of `stat`/`io` against `pread` on kept fds.
+//! - `pread`: open + read + close of `stat`/`io` against `pread` on kept fds;
+//! - `agents`: CPU per snapshot at 100 and 1,000 agents, the SQLite session
+//!   and the `/proc` walk alone, with each walk (the fallback is forced);
+//! - `fastapi`: p50/p99 of one `GET /metrics` at 100 agents, ours against
+//!   `benches/fastapi_emitter.py` (FastAPI + sqlite3, pip-installed into
+//!   `target/fastapi-venv`) over the same database and `sleep` agents.
 //!
-//! `EMITTER_FIELD=history,host,writer,pread` picks parts; `EMITTER_FIELD_SIZES`
+//! `EMITTER_FIELD=history,host,writer,pread,agents,fastapi` picks parts; `EMITTER_FIELD_SIZES`
 //! the history sizes (default `1000,10000,100000,1000000`). Databases are
 //! generated once into `target/field-cache/` and copied for each run.
 #![allow(clippy::unwrap_used)]
@@ -275,7 +280,7 @@ fn snapshot_cpu(snap: &Snapshotter, writer: &Connection) -> Duration {
 
 fn part_host() {
     println!("## host (10 agents, 10^3 history; CPU per snapshot, median)");
-    println!("| unrelated idle processes | remembered parents | children files | /proc only, remembered |");
+    println!("| unrelated idle processes | remembered parents: snapshot (walk alone) | children files: snapshot (walk alone) | one full /proc pass (before) |");
     println!("|---|---|---|---|");
     let fx = Fixture::new(1000, 10);
     let writer = Connection::open(&fx.db).unwrap();
@@ -292,8 +297,8 @@ fn part_host() {
         }
         let mut row = format!("| {extra} |");
         for walk in [Walk::Remembered, Walk::ChildrenFiles] {
-            // A Snapshotter picks its walk itself; the /proc-only column shows the walk's own cost.
-            let snap = Snapshotter::new(Arc::new(SqliteSource::new(&fx.db)), "/proc");
+            let snap =
+                Snapshotter::new(Arc::new(SqliteSource::new(&fx.db)), "/proc").with_proc_walk(walk);
             let all = snapshot_cpu(&snap, &writer);
             let mut cache = ProcCache::with_walk("/proc", walk);
             cache.agents(&pids);
@@ -325,6 +330,203 @@ fn part_host() {
         println!("{row}");
     }
     drop(others);
+}
+
+/// CPU per snapshot at 100 and 1,000 agents (issue 10: <= 1 ms and <= 10 ms),
+/// the SQLite session alone and the whole snapshot, with each walk.
+/// `EMITTER_FIELD_AGENTS` picks the sizes; `EMITTER_FIELD_ROUNDS` the samples.
+fn part_agents() {
+    let sizes: Vec<usize> = std::env::var("EMITTER_FIELD_AGENTS")
+        .unwrap_or_else(|_| "100,1000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let rounds: usize = std::env::var("EMITTER_FIELD_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    println!("## agents (10^3 history; CPU per snapshot, median of {rounds}; one write between snapshots)");
+    println!("| agents | walk | whole snapshot | SQLite session alone | /proc walk alone |");
+    println!("|---|---|---|---|---|");
+    for &n in &sizes {
+        let fx = Fixture::new(1000, n);
+        let writer = Connection::open(&fx.db).unwrap();
+        let pids: Vec<Option<i64>> = fx
+            ._sleeps
+            .0
+            .iter()
+            .map(|c| Some(i64::from(c.id())))
+            .collect();
+        for walk in [Walk::ChildrenFiles, Walk::Remembered] {
+            let me = std::process::id();
+            let has_children = Path::new(&format!("/proc/{me}/task/{me}/children")).exists();
+            if walk == Walk::ChildrenFiles && !has_children {
+                continue;
+            }
+            let snap =
+                Snapshotter::new(Arc::new(SqliteSource::new(&fx.db)), "/proc").with_proc_walk(walk);
+            let _ = snap.take();
+            let mut whole = Vec::new();
+            for _ in 0..rounds {
+                one_write(&writer);
+                let c = cpu();
+                let env = snap.take();
+                whole.push(cpu() - c);
+                assert_eq!(env.agents.len(), n);
+            }
+            let source = SqliteSource::new(&fx.db).with_background_recount(false);
+            let now = Timestamp::now();
+            let _ = emitter::Source::session(&source).agents(&now);
+            let mut sql = Vec::new();
+            for _ in 0..rounds {
+                one_write(&writer);
+                let c = cpu();
+                let mut s = emitter::Source::session(&source);
+                let _ = s.stages(&now);
+                let _ = s.queue();
+                let _ = s.agents(&now);
+                let _ = s.cost();
+                let _ = s.reconciler();
+                let _ = s.errors();
+                drop(s);
+                sql.push(cpu() - c);
+            }
+            let mut cache = ProcCache::with_walk("/proc", walk);
+            cache.agents(&pids);
+            let mut procs = Vec::new();
+            for _ in 0..rounds {
+                let c = cpu();
+                cache.agents(&pids);
+                procs.push(cpu() - c);
+            }
+            println!(
+                "| {n} | {walk:?} | {:.3} ms | {:.3} ms | {:.3} ms |",
+                median(whole).as_secs_f64() * 1e3,
+                median(sql).as_secs_f64() * 1e3,
+                median(procs).as_secs_f64() * 1e3,
+            );
+        }
+    }
+}
+
+/// One `GET /metrics`, `Connection: close`; the wall time, or why not.
+fn get_metrics(port: u16) -> Result<Duration, String> {
+    use std::io::{Read, Write};
+    let t = Instant::now();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut body = Vec::new();
+    s.read_to_end(&mut body).map_err(|e| e.to_string())?;
+    let took = t.elapsed();
+    if !body.starts_with(b"HTTP/1.1 200") {
+        return Err(String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
+    }
+    Ok(took)
+}
+
+/// p50 / p99 of `n` sequential requests after 20 unmeasured ones.
+fn latencies(port: u16, n: usize) -> (Duration, Duration) {
+    for _ in 0..20 {
+        get_metrics(port).unwrap();
+    }
+    let mut v: Vec<Duration> = (0..n).map(|_| get_metrics(port).unwrap()).collect();
+    (pct(&mut v, 0.5), pct(&mut v, 0.99))
+}
+
+/// Ours against `benches/fastapi_emitter.py` (FastAPI + sqlite3, one
+/// `/proc/<pid>/stat` per agent) over the same database and live agents.
+/// FastAPI and uvicorn are installed from PyPI into `target/fastapi-venv`.
+fn part_fastapi() {
+    let agents: usize = std::env::var("EMITTER_FIELD_AGENTS")
+        .ok()
+        .and_then(|s| s.split(',').next()?.trim().parse().ok())
+        .unwrap_or(100);
+    let n = 300;
+    println!("## fastapi ({agents} agents, 10^3 history; one `GET /metrics` at a time, new connection each, {n} requests)");
+    let venv = cache_dir().parent().unwrap().join("fastapi-venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new(venv.join("bin/pip"))
+                .args(["install", "-q", "fastapi", "uvicorn"])
+                .status()
+                .is_ok_and(|s| s.success());
+        if !ok {
+            println!("not run: python3 -m venv + pip install fastapi uvicorn failed (see above)");
+            return;
+        }
+    }
+    let fx = Fixture::new(1000, agents);
+    // Ours, in-process, on the current code.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let ours = listener.local_addr().unwrap().port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let db = fx.db.clone();
+    let server = std::thread::spawn(move || {
+        emitter::run(async move {
+            let l = tokio::net::TcpListener::from_std(listener).unwrap();
+            let source = Arc::new(SqliteSource::new(&db));
+            emitter::serve(l, source, emitter::ServeOptions::default(), async {
+                let _ = stopped.await;
+            })
+            .await
+        })
+    });
+    // Theirs.
+    let theirs = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut py = Command::new(&python)
+        .args([
+            "-m",
+            "uvicorn",
+            "fastapi_emitter:app",
+            "--log-level",
+            "warning",
+        ])
+        .arg("--app-dir")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches"))
+        .args(["--port", &theirs.to_string()])
+        .env("FIELD_DB", &fx.db)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while get_metrics(theirs).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "uvicorn did not answer within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (p50, p99) = latencies(ours, n);
+    let (py50, py99) = latencies(theirs, n);
+    let _ = py.kill();
+    let _ = py.wait();
+    let _ = stop.send(());
+    let _ = server.join();
+    println!("| emitter | p50 | p99 |\n|---|---|---|");
+    println!(
+        "| ours (Rust) | {:.3} ms | {:.3} ms |",
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3
+    );
+    println!(
+        "| FastAPI + sqlite3 | {:.3} ms | {:.3} ms |",
+        py50.as_secs_f64() * 1e3,
+        py99.as_secs_f64() * 1e3
+    );
+    println!(
+        "| ratio at p50 | {:.1}x | |",
+        py50.as_secs_f64() / p50.as_secs_f64()
+    );
 }
 
 fn part_writer() {
@@ -443,14 +645,16 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let parts =
-        std::env::var("EMITTER_FIELD").unwrap_or_else(|_| "history,host,writer,pread".into());
+    let parts = std::env::var("EMITTER_FIELD")
+        .unwrap_or_else(|_| "history,host,writer,pread,agents,fastapi".into());
     for part in parts.split(',') {
         match part.trim() {
             "history" => part_history(),
             "host" => part_host(),
             "writer" => part_writer(),
             "pread" => part_pread(),
+            "agents" => part_agents(),
+            "fastapi" => part_fastapi(),
             other => eprintln!("unknown part {other}"),
         }
     }

@@ -42,6 +42,14 @@ impl Snapshotter {
         }
     }
 
+    /// Finds descendants the given way instead of the kernel's best
+    /// (benchmarks measure the fallback on a kernel with `children` files).
+    pub fn with_proc_walk(self, walk: crate::procfs::Walk) -> Self {
+        *self.procs.lock().unwrap_or_else(PoisonError::into_inner) =
+            ProcCache::with_walk(&self.proc_root, walk);
+        self
+    }
+
     /// One envelope; never fails, failed sections are listed in `degraded`.
     pub fn take(&self) -> Envelope {
         let clock = Clock::now(&self.proc_root);

@@ -58,27 +58,42 @@ pub fn parse_stat(line: &str) -> Option<Stat> {
     }
     let pid = line.get(..open)?.trim().parse().ok()?;
     let comm = line.get(open + 2..close)?.to_owned();
-    // `rest[0]` is field 3, so field N is `rest[N - 3]`.
-    let rest: Vec<&str> = line.get(close + 2..)?.split_ascii_whitespace().collect();
-    let field = |n: usize| rest.get(n - 3).copied();
-    let mut state_chars = field(3)?.chars();
+    // Walked once, without collecting: this runs for every process read.
+    let mut rest = line.get(close + 2..)?.split_ascii_whitespace();
+    let mut state_chars = rest.next()?.chars(); // field 3
     let state = state_chars.next()?;
     if state_chars.next().is_some() {
         return None;
     }
-    // cutime and cstime are signed in the kernel; a negative one is garbage.
-    let ticks = |n: usize| field(n)?.parse::<u64>().ok();
+    let ppid = rest.next()?.parse().ok()?; // field 4
+                                           // cutime and cstime are signed in the kernel; a negative one is garbage.
+    let mut ticks = |skip: usize| rest.nth(skip)?.parse::<u64>().ok();
+    let utime = ticks(14 - 5)?;
+    let stime = ticks(0)?;
+    let cutime = ticks(0)?;
+    let cstime = ticks(0)?;
+    let starttime = ticks(22 - 18)?;
     Some(Stat {
         pid,
         comm,
         state,
-        ppid: field(4)?.parse().ok()?,
-        utime: ticks(14)?,
-        stime: ticks(15)?,
-        cutime: ticks(16)?,
-        cstime: ticks(17)?,
-        starttime: ticks(22)?,
+        ppid,
+        utime,
+        stime,
+        cutime,
+        cstime,
+        starttime,
     })
+}
+
+/// Whether a stat line is a thread's that is not its group's leader: the
+/// kernel gives such a task `exit_signal` (field 38) -1. `/proc/<tid>/stat`
+/// answers for any thread id although only leaders are listed in `/proc`.
+pub fn is_thread(line: &str) -> bool {
+    line.rfind(") ")
+        .and_then(|close| line.get(close + 2..))
+        .and_then(|rest| rest.split_ascii_whitespace().nth(38 - 3))
+        == Some("-1")
 }
 
 /// The two counters of `/proc/<pid>/io` the envelope carries.
@@ -103,6 +118,10 @@ pub fn parse_io(text: &str) -> Option<Io> {
             "rchar" => rchar = value,
             "wchar" => wchar = value,
             _ => {}
+        }
+        // The kernel prints them first: the other five lines are not parsed.
+        if rchar.is_some() && wchar.is_some() {
+            break;
         }
     }
     Some(Io {
@@ -326,6 +345,30 @@ pub(crate) fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Reads an open `/proc` file from its start into `buf` (grown when it is
+/// too small, never shrunk); the length read.
+pub(crate) fn read_all(file: &mut std::fs::File, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    if buf.len() < 1024 {
+        buf.resize(1024, 0);
+    }
+    let mut len = 0;
+    loop {
+        match file.read(&mut buf[len..]) {
+            Ok(0) => return Ok(len),
+            Ok(n) => {
+                len += n;
+                if len < buf.len() {
+                    // procfs returns the whole file in one read when it fits.
+                    return Ok(len);
+                }
+                buf.resize(buf.len() * 2, 0);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Reads a small `/proc` file into `buf`: one read(2) when it fits, since
 /// each call regenerates the file in the kernel. False when unreadable.
 fn read_small(path: &Path, buf: &mut Vec<u8>) -> bool {
@@ -392,6 +435,16 @@ mod tests {
             parse_stat(&SLEEP.replace(" 3 5 7 11 ", " 3 5 -7 11 ")),
             None
         );
+    }
+
+    #[test]
+    fn a_thread_is_told_from_a_process_by_its_exit_signal() {
+        assert!(!is_thread(SLEEP));
+        let fields: Vec<&str> = SLEEP.split(' ').collect();
+        let mut thread = fields.clone();
+        thread[37] = "-1";
+        assert!(is_thread(&thread.join(" ")));
+        assert!(!is_thread("4242 (sleep) S 4000"));
     }
 
     #[test]

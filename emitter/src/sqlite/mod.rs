@@ -649,9 +649,11 @@ fn refresh_table<K: Kind, T: Tally<Row = K::Frozen>>(
         tx.slice()?;
     }
     let live: Vec<i64> = table.live.keys().copied().collect();
-    for chunk in live.chunks(32) {
+    for chunk in live.chunks(scan::IN_MAX) {
+        // Both in id order: a chunk's id missing from the rows was deleted.
+        let mut rows = scan::by_ids(conn, kind, chunk)?.into_iter().peekable();
         for &id in chunk {
-            let entry = scan::by_id(conn, kind, id)?;
+            let entry = rows.next_if(|(r, _)| *r == id).map(|(_, e)| e);
             seen(id, entry.as_ref());
             table.update_live(id, entry);
         }
@@ -678,21 +680,51 @@ fn reread_block<K: Kind, T: Tally<Row = K::Frozen>>(
     Ok(())
 }
 
-/// The newest run of each running job, and that run's figures.
+/// The newest run of each running job, and that run's figures: batched
+/// lookups by primary key (and by the `job_id` index when there is one).
 fn running_details(conn: &Connection, state: &mut State) -> rusqlite::Result<()> {
     let running: Vec<i64> = state.running().map(|(id, _)| id).collect();
     if let Some(map) = &mut state.newest_by_index {
         map.clear();
-        for &job in &running {
-            map.insert(job, scan::newest_run(conn, job)?);
+        for chunk in running.chunks(scan::IN_MAX) {
+            for &job in chunk {
+                map.insert(job, None);
+            }
+            for (job, run) in scan::newest_runs(conn, chunk)? {
+                map.insert(job, Some(run));
+            }
         }
     }
     state.run_details.clear();
-    for job in running {
-        // The remembered newest run is re-read by id; one that was deleted
-        // (or moved to another job) since is forgotten and the next newest
-        // run of the job is tried, so a running job never shows a run that
-        // is no longer its own.
+    // The remembered newest runs are re-read by id, 32 at a time; one that
+    // was deleted (or moved to another job) since is forgotten and the next
+    // newest run of the job is tried, so a running job never shows a run
+    // that is no longer its own.
+    let pairs: Vec<(i64, i64)> = running
+        .iter()
+        .filter_map(|&job| Some((job, state.newest_run(job)?)))
+        .collect();
+    let mut missing = Vec::new();
+    for chunk in pairs.chunks(scan::IN_MAX) {
+        let ids: Vec<i64> = chunk.iter().map(|&(_, run)| run).collect();
+        let mut found: HashMap<i64, (Option<i64>, tally::RunDetail)> =
+            scan::run_details(conn, &ids)?
+                .into_iter()
+                .map(|(run, job, d)| (run, (job, d)))
+                .collect();
+        for &(job, run) in chunk {
+            match found.remove(&run) {
+                Some((Some(j), d)) if j == job => {
+                    state.run_details.insert(run, d);
+                }
+                _ => missing.push((job, run)),
+            }
+        }
+    }
+    for (job, run) in missing {
+        if !state.forget_run_of(job, run) {
+            continue;
+        }
         while let Some(run) = state.newest_run(job) {
             if let Some(d) = scan::run_detail(conn, run, job)? {
                 state.run_details.insert(run, d);

@@ -228,6 +228,85 @@ pub fn by_id<K: Kind>(
         .optional()
 }
 
+/// Ids per batched lookup (`WHERE id IN (?1, ..., ?32)`): one statement
+/// step per row instead of one statement per row.
+pub const IN_MAX: usize = 32;
+
+/// `?1, ?2, ..., ?32`.
+static PLACEHOLDERS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    (1..=IN_MAX)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+});
+
+/// Up to [`IN_MAX`] ids as the parameters of an `IN` list, the last
+/// repeated to fill it (a repeated value in `IN` changes nothing).
+fn in_params(ids: &[i64]) -> [i64; IN_MAX] {
+    let mut out = [0; IN_MAX];
+    let last = ids.last().copied().unwrap_or(0);
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = ids.get(i).copied().unwrap_or(last);
+    }
+    out
+}
+
+/// The rows among `ids` (at most [`IN_MAX`]) that exist, in id order; an
+/// id without a row was deleted.
+pub fn by_ids<K: Kind>(conn: &Connection, kind: &K, ids: &[i64]) -> rusqlite::Result<Vec<Read<K>>> {
+    debug_assert!(ids.len() <= IN_MAX);
+    let sql = format!(
+        "{} WHERE id IN ({}) ORDER BY id",
+        kind.select(),
+        *PLACEHOLDERS
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(in_params(ids)), |row| {
+        Ok((row.get(0)?, kind.entry(row)?))
+    })?;
+    rows.collect()
+}
+
+/// The newest run of each of `jobs` (at most [`IN_MAX`]) that has one,
+/// through the orchestrator's index on `job_id`.
+pub fn newest_runs(conn: &Connection, jobs: &[i64]) -> rusqlite::Result<Vec<(i64, i64)>> {
+    let sql = format!(
+        "SELECT job_id, MAX(id) FROM agent_runs WHERE job_id IN ({}) GROUP BY job_id",
+        *PLACEHOLDERS
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(in_params(jobs)), |row| {
+        Ok((row.get(0)?, row.get(1)?))
+    })?;
+    rows.collect()
+}
+
+/// The job and the fields `cost.running` shows of each of `ids` (at most
+/// [`IN_MAX`]) that exists.
+pub fn run_details(
+    conn: &Connection,
+    ids: &[i64],
+) -> rusqlite::Result<Vec<(i64, Option<i64>, RunDetail)>> {
+    let sql = format!(
+        "SELECT id, job_id, agent, cost_usd, input_tokens, output_tokens, cache_read_tokens,
+                cache_creation_tokens FROM agent_runs WHERE id IN ({})",
+        *PLACEHOLDERS
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(in_params(ids)), |row| {
+        Ok((
+            row.get(0)?,
+            int(row, 1)?,
+            RunDetail {
+                agent: text(row, 2)?,
+                cost_usd: real(row, 3)?,
+                tokens: [uint(row, 4)?, uint(row, 5)?, uint(row, 6)?, uint(row, 7)?],
+            },
+        ))
+    })?;
+    rows.collect()
+}
+
 /// `(MIN(id), MAX(id))`: two rowid seeks, not a scan.
 pub fn bounds(conn: &Connection, table: &str) -> rusqlite::Result<(Option<i64>, Option<i64>)> {
     let sql = format!("SELECT (SELECT MIN(id) FROM {table}), (SELECT MAX(id) FROM {table})");
