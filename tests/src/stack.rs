@@ -168,13 +168,27 @@ impl Watchdog {
         options: &WatchdogOptions,
         live: Option<mpsc::Sender<(String, Option<AlertLine>)>>,
     ) -> anyhow::Result<Self> {
+        Self::start_with(
+            bin,
+            dir,
+            |addr, alert_log| options.to_toml(target, emitter_url, addr, alert_log),
+            live,
+        )
+    }
+
+    /// Like [`Watchdog::start`] with a config of the caller's: `config`
+    /// gets the listen address and the alert log path and returns the TOML.
+    pub fn start_with(
+        bin: &Path,
+        dir: &Path,
+        config: impl FnOnce(SocketAddr, &Path) -> String,
+        live: Option<mpsc::Sender<(String, Option<AlertLine>)>>,
+    ) -> anyhow::Result<Self> {
         let addr = net::free_addr()?;
         let alert_log = dir.join("alerts.jsonl");
+        let text = config(addr, &alert_log);
         let config = dir.join("watchdog.toml");
-        std::fs::write(
-            &config,
-            options.to_toml(target, emitter_url, addr, &alert_log),
-        )?;
+        std::fs::write(&config, text)?;
         let log = dir.join("watchdog.log");
         let mut cmd = Command::new(bin);
         cmd.arg("run")

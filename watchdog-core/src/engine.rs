@@ -433,6 +433,40 @@ impl Engine {
         self.targets.remove(target);
     }
 
+    /// Drops a target that went away while the watchdog runs (removed from
+    /// a targets file): its firing alerts end with a `resolved` line at
+    /// `now`, so sinks are not left with ghosts; pending ones end silently.
+    pub fn retire_target(&mut self, target: &str, now: Timestamp) -> Vec<AlertLine> {
+        let Some(state) = self.targets.remove(target) else {
+            return Vec::new();
+        };
+        state
+            .alerts
+            .values()
+            .filter(|a| a.phase == Phase::Firing)
+            .map(|a| {
+                let severity = self
+                    .rules
+                    .get(&a.rule)
+                    .map_or(shared_schema::Severity::Warning, |r| r.common().severity);
+                a.line(AlertEvent::Resolved, severity, now)
+            })
+            .collect()
+    }
+
+    /// Every pending and firing alert of `target`, with its rule's
+    /// severity (for the status page and `/api/v1/alerts`).
+    pub fn alerts_of(&self, target: &str) -> Vec<(&Alert, shared_schema::Severity)> {
+        let Some(state) = self.targets.get(target) else {
+            return Vec::new();
+        };
+        state
+            .alerts
+            .values()
+            .filter_map(|a| self.rules.get(&a.rule).map(|r| (a, r.common().severity)))
+            .collect()
+    }
+
     /// Names of the targets with history.
     pub fn targets(&self) -> impl Iterator<Item = &str> {
         self.targets.keys().map(String::as_str)
@@ -631,6 +665,44 @@ mod tests {
         assert_eq!(keys("a"), ["a|t"]);
         assert!(keys("stuck_agent").is_empty());
         assert!(keys("z").is_empty());
+    }
+
+    #[test]
+    fn a_retired_target_resolves_its_firing_alerts_and_forgets_the_rest() {
+        let mut engine = Engine::new(RuleSet::defaults(), Duration::from_secs(60));
+        let t0 = Timestamp::parse("2026-11-22T10:00:00Z").unwrap();
+        let mut e = Envelope::new(t0);
+        e.queue = Some(shared_schema::Queue {
+            depth: Some(80),
+            breaker: Some(shared_schema::Breaker {
+                state: Some("open".into()),
+                ..shared_schema::Breaker::default()
+            }),
+            ..shared_schema::Queue::default()
+        });
+        let obs = Observation {
+            now: t0,
+            outcome: PollOutcome::Ok,
+            envelope: Some(e),
+        };
+        let ev = engine.observe("t", &obs);
+        assert!(ev.lines.iter().any(|l| l.rule == "breaker_open"));
+        // breaker_open fires at once; queue_depth is pending (for 2m).
+        let rules: Vec<(String, shared_schema::Severity)> = engine
+            .alerts_of("t")
+            .iter()
+            .map(|(a, s)| (a.rule.clone(), *s))
+            .collect();
+        assert_eq!(rules.len(), 2, "{rules:?}");
+        let later = t0.plus_seconds(5.0);
+        let lines = engine.retire_target("t", later);
+        assert_eq!(lines.len(), 1, "only the firing alert resolves: {lines:?}");
+        assert_eq!(lines[0].event, AlertEvent::Resolved);
+        assert_eq!(lines[0].rule, "breaker_open");
+        assert_eq!(lines[0].ts, later);
+        assert!(engine.alerts_of("t").is_empty());
+        assert_eq!(engine.targets().count(), 0);
+        assert!(engine.retire_target("t", later).is_empty());
     }
 
     proptest! {

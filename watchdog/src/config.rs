@@ -35,6 +35,8 @@ struct FileConfig {
     alert_log: Option<PathBuf>,
     state_file: Option<PathBuf>,
     #[serde(default)]
+    target_files: Vec<String>,
+    #[serde(default)]
     target: Vec<FileTarget>,
     #[serde(default)]
     rules: BTreeMap<String, toml::Table>,
@@ -112,8 +114,11 @@ pub struct Config {
     pub state_file: Option<PathBuf>,
     /// Where polled envelopes are recorded.
     pub record: Option<PathBuf>,
-    /// The targets.
+    /// The targets of `[[target]]` (or `--target`).
     pub targets: Vec<Target>,
+    /// `target_files`: patterns of `file_sd` files ([`crate::targets`]),
+    /// relative ones made absolute from the config file's directory.
+    pub target_files: Vec<String>,
     /// The rules.
     pub rules: RuleSet,
     /// `[notify]`.
@@ -175,6 +180,17 @@ impl Config {
             }
         }
 
+        let base = source
+            .as_deref()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new(""));
+        let mut target_files = Vec::new();
+        for pattern in &file.target_files {
+            crate::targets::check_pattern(pattern)
+                .map_err(|e| ConfigError(format!("{where_}: key `target_files`: {e}")))?;
+            target_files.push(base.join(pattern).to_string_lossy().into_owned());
+        }
+
         let interval = over
             .interval
             .or(file.interval)
@@ -213,6 +229,7 @@ impl Config {
             state_file: over.state_file.clone().or(file.state_file),
             record: over.record.clone(),
             targets,
+            target_files,
             rules,
             notify: file.notify,
         })
@@ -236,6 +253,8 @@ impl Config {
             alert_log: Option<&'a Path>,
             #[serde(skip_serializing_if = "Option::is_none")]
             state_file: Option<&'a Path>,
+            #[serde(skip_serializing_if = "<[String]>::is_empty")]
+            target_files: &'a [String],
             target: Vec<OutTarget<'a>>,
             rules: toml::Table,
             notify: toml::Value,
@@ -259,6 +278,7 @@ impl Config {
             listen: self.listen.to_string(),
             alert_log: self.alert_log.as_deref(),
             state_file: self.state_file.as_deref(),
+            target_files: &self.target_files,
             target: self
                 .targets
                 .iter()
@@ -312,7 +332,7 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     })
 }
 
-fn make_target(
+pub(crate) fn make_target(
     name: Option<String>,
     url: &str,
     token_file: Option<PathBuf>,
@@ -510,6 +530,27 @@ repeat_interval = "1h 30m"
         assert_eq!(c.targets[0].name, "127.0.0.1:9464");
         assert_eq!(c.targets[1].name, "b");
         assert_eq!(c.targets[1].url, "http://b:2/metrics");
+    }
+
+    #[test]
+    fn target_files_are_taken_from_the_config_files_directory() {
+        let f = write("target_files = [\"targets/*.json\", \"/etc/w/fleet.json\"]\n");
+        let c = load_file(&f).unwrap();
+        let dir = f.path().parent().unwrap();
+        assert_eq!(
+            c.target_files,
+            [
+                dir.join("targets/*.json").to_string_lossy().into_owned(),
+                "/etc/w/fleet.json".to_owned()
+            ]
+        );
+        assert!(c.to_toml().contains("target_files = ["), "{}", c.to_toml());
+        let f = write("target_files = [\"/etc/*/fleet.json\"]\n");
+        let e = load_file(&f).unwrap_err().0;
+        assert!(
+            e.contains("target_files") && e.contains("last path component"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! The watchdog's own HTTP endpoint: `GET /metrics` (Prometheus text) and
-//! `GET /healthz` (200 while the poll loops run and the evaluation loop turns), loopback by default.
+//! The watchdog's own HTTP endpoint: `GET /metrics` (Prometheus text),
+//! `GET /healthz` (200 while the poll loops run and the evaluation loop
+//! turns), and for people and scripts `GET /` (the status page) and
+//! `GET /api/v1/alerts` ([`crate::web`]); loopback by default.
 //!
-//! Small on purpose: two routes, GET only, no body read. The accept loop is
+//! Small on purpose: four routes, GET only, no body read. The accept loop is
 //! the one both servers share, [`edges::serve`]: a slow client gets a
 //! header-read timeout, connections are capped, an error on one connection
 //! never reaches the server, and shutdown stops accepting, lets open
@@ -21,6 +23,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use tokio::net::TcpListener;
 
 use crate::exporter::Exporter;
+use crate::web::{self, Board};
 
 /// How long a client may take to send its request head.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -105,11 +108,24 @@ impl Health {
     }
 }
 
-/// Serves `/metrics` and `/healthz` on `listener` until `shutdown` completes.
+/// Serves `/metrics` and `/healthz` on `listener` until `shutdown`
+/// completes; `/` and `/api/v1/alerts` show an empty board.
 pub async fn serve(
     listener: TcpListener,
     exporter: Exporter,
     health: Health,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_with_board(listener, exporter, health, Board::default(), shutdown).await
+}
+
+/// Serves every route on `listener` until `shutdown` completes; the page
+/// and the API render from `board`.
+pub async fn serve_with_board(
+    listener: TcpListener,
+    exporter: Exporter,
+    health: Health,
+    board: Board,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = Limits {
@@ -119,14 +135,19 @@ pub async fn serve(
         grace: DRAIN_TIMEOUT,
     };
     let service =
-        move |req: Request<Incoming>| std::future::ready(respond(&req, &exporter, &health));
+        move |req: Request<Incoming>| std::future::ready(respond(&req, &exporter, &health, &board));
     edges::serve::serve(listener, service, limits, shutdown).await
 }
 
 /// Routes one request; never fails.
-fn respond(req: &Request<Incoming>, exporter: &Exporter, health: &Health) -> Response<Full<Bytes>> {
+fn respond(
+    req: &Request<Incoming>,
+    exporter: &Exporter,
+    health: &Health,
+    board: &Board,
+) -> Response<Full<Bytes>> {
     let path = req.uri().path();
-    let known = matches!(path, "/metrics" | "/healthz");
+    let known = matches!(path, "/metrics" | "/healthz" | "/" | "/api/v1/alerts");
     if !known {
         return text(StatusCode::NOT_FOUND, "not found\n");
     }
@@ -143,12 +164,30 @@ fn respond(req: &Request<Incoming>, exporter: &Exporter, health: &Health) -> Res
                 .insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
             resp
         }
+        // Rendered from a snapshot of the board: never waits for a poll.
+        "/" => {
+            let page = web::status::render(&board.snapshot(), shared_schema::Timestamp::now());
+            body(page, "text/html; charset=utf-8")
+        }
+        "/api/v1/alerts" => body(web::api::render(&board.snapshot()), "application/json"),
         _ if health.is_healthy_at(Instant::now()) => text(StatusCode::OK, "ok"),
         _ if health.is_running() => {
             text(StatusCode::SERVICE_UNAVAILABLE, "evaluation loop stuck\n")
         }
         _ => text(StatusCode::SERVICE_UNAVAILABLE, "not running\n"),
     }
+}
+
+fn body(text: String, content_type: &'static str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(text)));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // A status page must never be a stale copy from some cache.
+    resp.headers_mut().insert(
+        hyper::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    resp
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {

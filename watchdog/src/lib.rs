@@ -21,14 +21,17 @@ pub mod notify;
 pub mod outbox;
 pub mod poll;
 pub mod record;
+pub mod reference;
 pub mod replay;
 pub mod run;
 pub mod sd;
 pub mod state;
 pub mod stderr;
 pub mod stdout;
+pub mod targets;
 pub mod up_close;
 pub mod validate_cmd;
+pub mod web;
 
 // The pure core lives in its own crate; these paths keep the binary's
 // modules (and its users) reading `watchdog::engine` as before.

@@ -30,8 +30,10 @@ use crate::poll::{Polled, Poller};
 use crate::record::Recorder;
 use crate::rules::RuleSet;
 use crate::stdout::StdoutLines;
+use crate::targets::TargetFiles;
 use crate::up_close::{self, UpClose};
 use crate::view::{PollOutcome, PollView};
+use crate::web::{AlertRow, Board, TargetCard};
 use crate::{sd, state};
 
 /// How long queued notifications get at shutdown or when a reload replaces the notifier.
@@ -137,6 +139,12 @@ struct Runner {
     state_file: Option<std::path::PathBuf>,
     listen: std::net::SocketAddr,
     state_dirty: bool,
+    /// What `GET /` and `/api/v1/alerts` render.
+    board: Board,
+    /// `target_files` and what each gave.
+    files: TargetFiles,
+    /// The targets of `[[target]]`/`--target` (the files' come on top).
+    fixed: Vec<Target>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -150,13 +158,24 @@ impl std::fmt::Debug for Runner {
 /// Runs until SIGTERM/SIGINT.
 pub async fn run(over: Overrides) -> anyhow::Result<()> {
     let mut config = Config::load(&over)?;
-    if config.targets.is_empty() {
+    if config.targets.is_empty() && config.target_files.is_empty() {
         return Err(crate::config::ConfigError(
-            "no target: give --target URL or a [[target]] table in --config".into(),
+            "no target: give --target URL, a [[target]] table or target_files in --config".into(),
         )
         .into());
     }
     let exporter = Exporter::new();
+    // The files are read once before anything starts: a name given twice
+    // is a config error now (later, only that file is refused).
+    let mut files = TargetFiles::new(config.target_files.clone(), Some(exporter.registry()));
+    let (_, errors) = files.scan(&names(&config.targets));
+    if let Some(dup) = errors.iter().find(|e| e.duplicate) {
+        return Err(
+            crate::config::ConfigError(format!("{}: {}", dup.file.display(), dup.error)).into(),
+        );
+    }
+    let fixed = config.targets.clone();
+    config.targets.extend(files.targets());
     exporter.config_loaded(true, Timestamp::now());
     let stdout = StdoutLines::start(exporter.registry()).context("starting the stdout writer")?;
     // Past RLIMIT_FSIZE a write must fail (EFBIG, handled like a full disk),
@@ -195,11 +214,14 @@ pub async fn run(over: Overrides) -> anyhow::Result<()> {
         .with_context(|| format!("binding the metrics server to {}", config.listen))?;
     tracing::info!(listen = %listener.local_addr().unwrap_or(config.listen), "metrics server listening");
     let health = Health::default();
+    let board = Board::default();
+    board.set_interval(config.interval);
     let (server_stop, mut server_stop_rx) = watch::channel(false);
-    let server = tokio::spawn(http::serve(
+    let server = tokio::spawn(http::serve_with_board(
         listener,
         exporter.clone(),
         health.clone(),
+        board.clone(),
         async move {
             let _ = server_stop_rx.wait_for(|s| *s).await;
         },
@@ -224,6 +246,9 @@ pub async fn run(over: Overrides) -> anyhow::Result<()> {
         state_file: config.state_file.clone(),
         listen: config.listen,
         state_dirty: false,
+        board,
+        files,
+        fixed,
     };
     for t in &config.targets {
         let l = spawn_loop(
@@ -234,6 +259,12 @@ pub async fn run(over: Overrides) -> anyhow::Result<()> {
             runner.recorder.is_some(),
         )?;
         runner.loops.insert(t.name.clone(), l);
+        runner.board.add_target(&t.name);
+    }
+    // Alerts kept by the state file show before the first poll.
+    let saved: Vec<String> = runner.engine.targets().map(str::to_owned).collect();
+    for name in saved {
+        runner.refresh_alerts(&name);
     }
     health.set_max_age(stuck_after(runner.interval));
     health.set(true);
@@ -246,6 +277,9 @@ pub async fn run(over: Overrides) -> anyhow::Result<()> {
     let mut ping = tokio::time::interval(ping_every.unwrap_or(Duration::from_secs(3600)));
     // The loop turns at least once per interval, so /healthz can tell a stuck one.
     let mut beat = tokio::time::interval(runner.interval);
+    // Targets files are looked at every few seconds (a stat per file).
+    let mut rescan = tokio::time::interval(rescan_every(runner.interval));
+    rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
         runner.health.beat();
@@ -264,6 +298,7 @@ pub async fn run(over: Overrides) -> anyhow::Result<()> {
             }
             Some(line) = dropped_rx.recv() => runner.log.write(&[line]),
             _ = hup.recv() => runner.reload(),
+            _ = rescan.tick(), if !runner.files.is_empty() => runner.rescan(),
             _ = term.recv() => { tracing::info!(signal = "SIGTERM", "shutting down"); break; }
             _ = int.recv() => { tracing::info!(signal = "SIGINT", "shutting down"); break; }
             _ = ping.tick(), if ping_every.is_some() => {
@@ -348,6 +383,7 @@ impl Runner {
             &self.outbox,
             &ready,
         );
+        self.board.note_lines(&ready);
         let up = obs.outcome == PollOutcome::Ok;
         match &obs.outcome {
             PollOutcome::Failed { reason } if l.up || l.last_report.is_none() => {
@@ -380,6 +416,17 @@ impl Runner {
             firing: &eval.firing,
         };
         self.exporter.observe(&view);
+        // The page's card is built here, outside the board's lock.
+        let card = TargetCard::after_poll(
+            self.board.card(&msg.target).as_deref(),
+            &msg.target,
+            obs.now,
+            &obs.outcome,
+            obs.envelope.as_ref(),
+            &eval.agents,
+            self.alert_rows(&msg.target),
+        );
+        self.board.put(card);
         tracing::debug!(target = %msg.target, outcome = obs.outcome.label(), lines = eval.lines.len(),
             agents = eval.agents.len(), eval_us = started.elapsed().as_micros() as u64, "polled");
         self.state_dirty = true;
@@ -394,6 +441,7 @@ impl Runner {
             &self.outbox,
             lines,
         );
+        self.board.note_lines(lines);
     }
 
     /// After a burst of polls: the state file and the systemd status.
@@ -452,9 +500,17 @@ impl Runner {
 
     fn try_reload(&mut self, now: Timestamp) -> anyhow::Result<()> {
         let mut config = Config::load(&self.over)?;
-        if config.targets.is_empty() {
+        if config.targets.is_empty() && config.target_files.is_empty() {
             anyhow::bail!("the new config has no target");
         }
+        self.files.set_patterns(config.target_files.clone());
+        let (_, errors) = self.files.scan(&names(&config.targets));
+        if let Some(dup) = errors.iter().find(|e| e.duplicate) {
+            // Only that file is refused: the rest of the config holds.
+            tracing::warn!(file = %dup.file.display(), error = %dup.error, "targets file refused");
+        }
+        self.fixed = config.targets.clone();
+        config.targets.extend(self.files.targets());
         // Everything that can fail is built before anything changes.
         let notifier = Notifier::start(
             &config.notify,
@@ -487,7 +543,7 @@ impl Runner {
         }
 
         let rules = std::mem::replace(&mut config.rules, RuleSet::defaults());
-        let resolved = self
+        let mut resolved = self
             .engine
             .reconfigure(rules, config.repeat_interval(), now);
         let keep: Vec<String> = config.targets.iter().map(|t| t.name.clone()).collect();
@@ -498,17 +554,19 @@ impl Runner {
             .cloned()
             .collect();
         for name in gone {
-            if let Some(l) = self.loops.remove(&name) {
-                let _ = l.stop.send(true);
-            }
-            self.engine.forget_target(&name);
-            self.exporter.forget_target(&name);
-            tracing::info!(target = %name, "target removed");
+            resolved.extend(self.retire(&name, now));
         }
         for (name, l) in fresh {
+            self.board.add_target(&name);
             if let Some(old) = self.loops.insert(name, l) {
                 let _ = old.stop.send(true);
             }
+        }
+        self.board.set_interval(config.interval);
+        self.board.note_lines(&resolved);
+        let names: Vec<String> = self.loops.keys().cloned().collect();
+        for name in names {
+            self.refresh_alerts(&name);
         }
         if config.alert_log.as_deref() != self.log.path() {
             self.log.retarget(config.alert_log.clone());
@@ -534,6 +592,92 @@ impl Runner {
         self.settle();
         Ok(())
     }
+}
+
+impl Runner {
+    /// Pending and firing alerts of `target`, as the page shows them.
+    fn alert_rows(&self, target: &str) -> Vec<AlertRow> {
+        self.engine
+            .alerts_of(target)
+            .into_iter()
+            .map(|(a, severity)| AlertRow::of(a, severity))
+            .collect()
+    }
+
+    fn refresh_alerts(&self, target: &str) {
+        self.board.set_alerts(target, self.alert_rows(target));
+    }
+
+    /// Stops watching `name`: its loop stops, its series and card go, and
+    /// its firing alerts end with the `resolved` lines returned.
+    fn retire(&mut self, name: &str, now: Timestamp) -> Vec<AlertLine> {
+        if let Some(l) = self.loops.remove(name) {
+            let _ = l.stop.send(true);
+        }
+        let resolved = self.engine.retire_target(name, now);
+        self.exporter.forget_target(name);
+        self.board.remove_target(name);
+        tracing::info!(target = %name, resolved = resolved.len(), "target removed");
+        resolved
+    }
+
+    /// Looks at the targets files; starts and stops poll loops for what changed.
+    fn rescan(&mut self) {
+        let (changed, _) = self.files.scan(&names(&self.fixed));
+        if !changed {
+            return;
+        }
+        let now = Timestamp::now();
+        let mut desired = self.fixed.clone();
+        desired.extend(self.files.targets());
+        let gone: Vec<String> = self
+            .loops
+            .keys()
+            .filter(|k| !desired.iter().any(|t| t.name == **k))
+            .cloned()
+            .collect();
+        let mut resolved = Vec::new();
+        for name in gone {
+            resolved.extend(self.retire(&name, now));
+        }
+        for t in &desired {
+            let spec = (t.clone(), self.interval, self.timeout);
+            let unchanged = self
+                .loops
+                .get(&t.name)
+                .is_some_and(|l| l.spec == spec && !l.handle.is_finished());
+            if unchanged {
+                continue;
+            }
+            let record = self.recorder.is_some();
+            match spawn_loop(t, self.interval, self.timeout, &self.poll_tx, record) {
+                Ok(l) => {
+                    if let Some(old) = self.loops.insert(t.name.clone(), l) {
+                        let _ = old.stop.send(true);
+                    }
+                    self.board.add_target(&t.name);
+                }
+                Err(e) => {
+                    tracing::error!(target = %t.name, error = %e, "cannot poll the target");
+                }
+            }
+        }
+        // Behind any line of the same target still held for a diagnosis.
+        let resolved = self.outbox.pass(resolved);
+        self.send(&resolved);
+        self.state_dirty = true;
+        self.settle();
+    }
+}
+
+fn names(targets: &[Target]) -> std::collections::BTreeSet<String> {
+    targets.iter().map(|t| t.name.clone()).collect()
+}
+
+/// How often the targets files are looked at: every poll interval, at
+/// least every 5 s.
+fn rescan_every(interval: Duration) -> Duration {
+    interval.min(Duration::from_secs(5))
 }
 
 /// Writes `lines` to the alert log and hands them to the sinks.

@@ -122,10 +122,13 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
-    struct Blocked;
+    /// A stderr nobody reads: the first write never returns; `entered` says
+    /// the writer thread is stuck in it.
+    struct Blocked(Arc<std::sync::atomic::AtomicBool>);
 
     impl Write for Blocked {
         fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            self.0.store(true, Ordering::SeqCst);
             loop {
                 std::thread::park();
             }
@@ -149,12 +152,21 @@ mod tests {
 
     #[test]
     fn a_stuck_stderr_never_blocks_logging() {
-        let mut log = StderrLog::start_on(4, Blocked).unwrap();
+        let entered = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut log = StderrLog::start_on(4, Blocked(entered.clone())).unwrap();
+        // Wedge the writer thread first (it resets the drop count when it
+        // reports drops, so drops before it is stuck would not all count).
+        log.write_all(b"first\n").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !entered.load(Ordering::SeqCst) && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        assert!(entered.load(Ordering::SeqCst), "the writer never wrote");
         // A blocking writer would hang here for good.
         for _ in 0..1_000 {
             log.write_all(b"a log line\n").unwrap();
         }
-        assert!(log.dropped.load(Ordering::Relaxed) >= 1_000 - 5);
+        assert!(log.dropped.load(Ordering::Relaxed) >= 1_000 - 4);
         assert!(!log.flush(Duration::from_millis(20)));
     }
 

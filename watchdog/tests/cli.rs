@@ -165,7 +165,16 @@ fn check_exit_codes_follow_the_worst_alert() {
     let s = Server::start(Reply::Json(envelope(&now_rfc3339(), "closed", 0)));
     let ok = watchdog(&["check", "--target", &s.url(), "--interval", "50ms"]);
     assert_eq!(ok.status.code(), Some(0), "{}", stdout(&ok));
-    assert!(stdout(&ok).starts_with("OK"), "{}", stdout(&ok));
+    assert!(
+        stdout(&ok).starts_with("OK: 0 critical, 0 warning on 127.0.0.1:"),
+        "{}",
+        stdout(&ok)
+    );
+    assert!(
+        stdout(&ok).contains("| critical=0 warning=0 agents=0 queue_depth=0"),
+        "{}",
+        stdout(&ok)
+    );
 
     s.set(Reply::Json(envelope(&now_rfc3339(), "closed", 80)));
     let warn = watchdog(&["check", "--target", &s.url(), "--interval", "50ms"]);
@@ -202,12 +211,23 @@ fn check_reports_a_newer_schema_as_critical_schema_incompatible() {
     ));
     let o = watchdog(&["check", "--target", &s.url(), "--interval", "10ms"]);
     assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    // The plugin status line first (CONTRACT.md section 5), then the alert.
+    let out = stdout(&o);
+    let mut lines = out.lines();
+    let first = lines.next().unwrap_or_default();
     assert!(
-        stdout(&o).starts_with("CRITICAL schema_incompatible: "),
-        "{}",
-        stdout(&o)
+        first.starts_with("CRITICAL: 1 critical, 0 warning on 127.0.0.1:")
+            && first.ends_with("| critical=1 warning=0 agents=0"),
+        "{out}"
     );
-    assert!(stdout(&o).contains("schema_version 2"), "{}", stdout(&o));
+    assert!(
+        lines
+            .next()
+            .unwrap_or_default()
+            .starts_with("CRITICAL schema_incompatible: "),
+        "{out}"
+    );
+    assert!(out.contains("schema_version 2"), "{out}");
 }
 
 #[test]

@@ -1,0 +1,457 @@
+//! Targets from files: `target_files = ["/etc/watchdog/targets/*.json"]`
+//! in Prometheus' `file_sd` form (CONTRACT.md section 5), re-read when they
+//! change, so a config manager can add and remove orchestrator hosts
+//! without a restart.
+//!
+//! ```json
+//! [{"targets": ["10.0.0.5:9464"], "labels": {"name": "orch-1", "token_file": "/etc/watchdog/orch-1.token"}},
+//!  {"targets": ["10.0.0.6:9464", "10.0.0.7:9464"]}]
+//! ```
+//!
+//! Each `host:port` is polled at `http://host:port/metrics`. Without a
+//! `name` label a target is named by its `host:port`; a `name` names one
+//! target, so it may only label a group of one. `token_file` (relative
+//! paths are taken from the targets file's directory) is read as the
+//! `[[target]]` key is; other labels are ignored, as relabelling is not
+//! this tool's business.
+//!
+//! As in Prometheus, only the last path component of a pattern may hold
+//! wildcards (`*` any run of characters, `?` one); a relative pattern is
+//! taken from the config file's directory.
+//!
+//! A file is re-read when its size, mtime or inode changes (checked every
+//! few seconds: cheap, and it also catches a rename over the file, which is
+//! how config managers write). A file that cannot be read or parsed, or
+//! that names a target already named elsewhere, is reported (a log line and
+//! `watchdog_target_file_errors{file} 1`) and its previous targets are kept:
+//! a half-written file never stops the polling of anything.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use prometheus::{GaugeVec, Opts, Registry};
+use serde::Deserialize;
+
+use crate::config::{make_target, Target};
+
+/// The largest targets file read (a fleet of thousands is a few hundred KiB).
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Name of the gauge that says which files are broken.
+pub const ERRORS_GAUGE: &str = "watchdog_target_file_errors";
+
+/// One group of a `file_sd` file.
+#[derive(Debug, Deserialize)]
+struct Group {
+    targets: Vec<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+/// Reads the targets of one `file_sd` text; `file` names it in errors and
+/// anchors relative `token_file` paths.
+pub fn parse(text: &str, file: &Path) -> Result<Vec<Target>, String> {
+    let groups: Vec<Group> = serde_json::from_str(text).map_err(|e| {
+        format!("not a file_sd list ([{{\"targets\": [\"host:port\"], \"labels\": {{...}}}}]): {e}")
+    })?;
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let mut out = Vec::new();
+    for (i, g) in groups.into_iter().enumerate() {
+        let name = g.labels.get("name").cloned();
+        if name.is_some() && g.targets.len() != 1 {
+            return Err(format!(
+                "group {i}: label `name` names one target, but the group lists {}",
+                g.targets.len()
+            ));
+        }
+        let token_file = g.labels.get("token_file").map(|t| dir.join(t));
+        for t in &g.targets {
+            let url = if t.contains("://") {
+                t.clone()
+            } else {
+                format!("http://{t}")
+            };
+            let target = make_target(name.clone(), &url, token_file.clone())
+                .map_err(|e| format!("group {i}, target {t:?}: {e}"))?;
+            out.push(target);
+        }
+    }
+    Ok(out)
+}
+
+/// Checks a pattern: wildcards only in the last component.
+pub fn check_pattern(pattern: &str) -> Result<(), String> {
+    let path = Path::new(pattern);
+    let dir = path.parent().map(|d| d.to_string_lossy().into_owned());
+    if dir.is_some_and(|d| d.contains(['*', '?'])) {
+        return Err(format!(
+            "target_files pattern {pattern:?}: only its last path component may hold `*` or `?`"
+        ));
+    }
+    if path.file_name().is_none() {
+        return Err(format!(
+            "target_files pattern {pattern:?} names no file (e.g. \"targets/*.json\")"
+        ));
+    }
+    Ok(())
+}
+
+/// `*` any run of characters, `?` one character; nothing else is special.
+pub fn wildcard(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    // Iterative match with one backtrack point: linear in practice.
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if let Some((sp, sn)) = star {
+            pi = sp + 1;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// The files a pattern matches now, sorted.
+fn expand(pattern: &str) -> Vec<PathBuf> {
+    let path = Path::new(pattern);
+    let Some(file) = path.file_name().map(|f| f.to_string_lossy().into_owned()) else {
+        return Vec::new();
+    };
+    if !file.contains(['*', '?']) {
+        return vec![path.to_owned()];
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new(); // a directory not there (yet) has no files
+    };
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|e| wildcard(&file, &e.file_name().to_string_lossy()))
+        .map(|e| dir.join(e.file_name()))
+        .collect();
+    out.sort();
+    out
+}
+
+/// What identifies one version of a file.
+type Signature = (Option<SystemTime>, u64, u64);
+
+fn signature(path: &Path) -> Result<Signature, String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if !m.is_file() {
+        return Err("not a regular file".into());
+    }
+    Ok((m.modified().ok(), m.len(), m.ino()))
+}
+
+fn read(path: &Path) -> Result<String, String> {
+    let f = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let mut text = String::new();
+    f.take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!("larger than {MAX_FILE_BYTES} bytes"));
+    }
+    Ok(text)
+}
+
+#[derive(Debug, Default)]
+struct FileState {
+    signature: Option<Signature>,
+    targets: Vec<Target>,
+    error: Option<String>,
+}
+
+/// What a scan found wrong with one file (its previous targets are kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileError {
+    /// The file.
+    pub file: PathBuf,
+    /// Why, in words.
+    pub error: String,
+    /// It names a target already named elsewhere (a config error at start).
+    pub duplicate: bool,
+}
+
+/// The targets files and what each last gave.
+#[derive(Debug)]
+pub struct TargetFiles {
+    patterns: Vec<String>,
+    files: BTreeMap<PathBuf, FileState>,
+    gauge: Option<GaugeVec>,
+}
+
+impl TargetFiles {
+    /// Watches `patterns` (already checked, made absolute by the config);
+    /// with `registry`, broken files show as `watchdog_target_file_errors`.
+    pub fn new(patterns: Vec<String>, registry: Option<&Registry>) -> Self {
+        let gauge = registry.and_then(|r| {
+            let g = GaugeVec::new(
+                Opts::new(
+                    ERRORS_GAUGE,
+                    "1 when the last read of a target_files file failed (its previous targets are kept), else 0.",
+                ),
+                &["file"],
+            )
+            .ok()?;
+            match r.register(Box::new(g.clone())) {
+                Ok(()) => Some(g),
+                Err(e) => {
+                    tracing::error!(error = %e, "target file gauge not registered");
+                    None
+                }
+            }
+        });
+        Self {
+            patterns,
+            files: BTreeMap::new(),
+            gauge,
+        }
+    }
+
+    /// Watches other patterns from now on (a reload); the next scan reads them.
+    pub fn set_patterns(&mut self, patterns: Vec<String>) {
+        self.patterns = patterns;
+    }
+
+    /// Whether any pattern is configured.
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    /// Every target the files give now, in file order.
+    pub fn targets(&self) -> Vec<Target> {
+        self.files
+            .values()
+            .flat_map(|f| f.targets.iter().cloned())
+            .collect()
+    }
+
+    /// Looks at every file again: files that appeared or changed are read,
+    /// files that went away drop their targets. `fixed` are the names of
+    /// the `[[target]]` targets, which a file may not take. Returns whether
+    /// the set of targets changed, and the errors met this time (each file's
+    /// error is reported once, until it changes).
+    pub fn scan(&mut self, fixed: &BTreeSet<String>) -> (bool, Vec<FileError>) {
+        let mut now: BTreeSet<PathBuf> = BTreeSet::new();
+        for p in &self.patterns {
+            now.extend(expand(p));
+        }
+        let mut changed = false;
+        let gone: Vec<PathBuf> = self
+            .files
+            .keys()
+            .filter(|f| !now.contains(*f))
+            .cloned()
+            .collect();
+        for f in gone {
+            if let Some(state) = self.files.remove(&f) {
+                changed |= !state.targets.is_empty();
+                tracing::info!(file = %f.display(), targets = state.targets.len(), "targets file gone");
+            }
+            if let Some(g) = &self.gauge {
+                let _ = g.remove_label_values(&[&f.to_string_lossy()]);
+            }
+        }
+        let mut errors = Vec::new();
+        for file in now {
+            let sig = signature(&file);
+            let state = self.files.entry(file.clone()).or_default();
+            let unchanged = match (&sig, &state.signature) {
+                (Ok(s), Some(old)) => s == old,
+                (Err(_), None) => state.error.is_some(),
+                _ => false,
+            };
+            if unchanged {
+                continue;
+            }
+            state.signature = sig.as_ref().ok().copied();
+            // Names taken by [[target]] and by the other files.
+            let taken: BTreeSet<String> = fixed
+                .iter()
+                .cloned()
+                .chain(
+                    self.files
+                        .iter()
+                        .filter(|(f, _)| **f != file)
+                        .flat_map(|(_, s)| s.targets.iter().map(|t| t.name.clone())),
+                )
+                .collect();
+            let mut duplicate = false;
+            let read = sig
+                .and_then(|_| read(&file))
+                .and_then(|text| parse(&text, &file))
+                .and_then(|targets| unique(targets, &taken).inspect_err(|_| duplicate = true));
+            let state = self.files.entry(file.clone()).or_default();
+            match read {
+                Ok(targets) => {
+                    if state.error.take().is_some() {
+                        tracing::info!(file = %file.display(), "targets file reads again");
+                    }
+                    changed |= targets != state.targets;
+                    tracing::info!(file = %file.display(), targets = targets.len(), "targets file read");
+                    state.targets = targets;
+                }
+                Err(error) => {
+                    tracing::error!(file = %file.display(), error = %error, kept = state.targets.len(),
+                        "targets file not used; its previous targets are kept");
+                    state.error = Some(error.clone());
+                    errors.push(FileError {
+                        file: file.clone(),
+                        error,
+                        duplicate,
+                    });
+                }
+            }
+            if let Some(g) = &self.gauge {
+                if let Ok(g) = g.get_metric_with_label_values(&[&file.to_string_lossy()]) {
+                    g.set(if state.error.is_some() { 1.0 } else { 0.0 });
+                }
+            }
+        }
+        (changed, errors)
+    }
+}
+
+/// The targets of one file, when none takes a name already taken.
+fn unique(targets: Vec<Target>, taken: &BTreeSet<String>) -> Result<Vec<Target>, String> {
+    let mut seen = BTreeSet::new();
+    for t in &targets {
+        if taken.contains(&t.name) || !seen.insert(t.name.as_str()) {
+            return Err(format!(
+                "two targets are named {:?}; give them distinct names",
+                t.name
+            ));
+        }
+    }
+    Ok(targets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_match_like_a_shell_in_one_component() {
+        assert!(wildcard("*.json", "a.json"));
+        assert!(wildcard("*.json", ".json"));
+        assert!(!wildcard("*.json", "a.json.tmp"));
+        assert!(wildcard("orch-?.json", "orch-1.json"));
+        assert!(!wildcard("orch-?.json", "orch-12.json"));
+        assert!(wildcard("*-*.json", "a-b-c.json"));
+        assert!(wildcard("*", ""));
+        assert!(check_pattern("/etc/w/*/x.json").is_err());
+        assert!(check_pattern("/etc/w/*.json").is_ok());
+    }
+
+    #[test]
+    fn a_file_sd_file_gives_named_and_unnamed_targets() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("t.token");
+        std::fs::write(&token, "s3cret\n").unwrap();
+        let file = dir.path().join("fleet.json");
+        let text = r#"[{"targets": ["10.0.0.5:9464"], "labels": {"name": "orch-1", "token_file": "t.token", "team": "x"}},
+                       {"targets": ["10.0.0.6:9464", "h7:9464"]}]"#;
+        let t = parse(text, &file).unwrap();
+        assert_eq!(t.len(), 3);
+        assert_eq!(t[0].name, "orch-1");
+        assert_eq!(t[0].url, "http://10.0.0.5:9464/metrics");
+        assert_eq!(t[0].token.as_deref(), Some("s3cret"));
+        assert_eq!(t[1].name, "10.0.0.6:9464");
+        assert_eq!(t[2].url, "http://h7:9464/metrics");
+        let e = parse(
+            r#"[{"targets": ["a:1", "b:2"], "labels": {"name": "x"}}]"#,
+            &file,
+        );
+        assert!(e.unwrap_err().contains("names one target"));
+        assert!(parse("{\"targets\": []}", &file)
+            .unwrap_err()
+            .contains("file_sd"));
+        assert!(parse(r#"[{"targets": ["a:0"]}]"#, &file).is_err());
+    }
+
+    #[test]
+    fn a_scan_follows_changes_and_keeps_the_targets_of_a_broken_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let pattern = dir.path().join("*.json").to_string_lossy().into_owned();
+        let registry = Registry::new();
+        let mut files = TargetFiles::new(vec![pattern], Some(&registry));
+        let fixed = BTreeSet::from(["fixed".to_owned()]);
+        assert_eq!(files.scan(&fixed), (false, vec![]));
+
+        let a = dir.path().join("a.json");
+        std::fs::write(&a, r#"[{"targets": ["h:1"], "labels": {"name": "one"}}]"#).unwrap();
+        std::fs::write(dir.path().join("ignored.txt"), "x").unwrap();
+        assert_eq!(files.scan(&fixed), (true, vec![]));
+        assert_eq!(files.targets()[0].name, "one");
+        assert_eq!(
+            files.scan(&fixed),
+            (false, vec![]),
+            "unchanged: not re-read"
+        );
+
+        std::fs::write(
+            &a,
+            r#"[{"targets": ["h:1"], "labels": {"name": "one"}}, {"tar"#,
+        )
+        .unwrap();
+        let (changed, errors) = files.scan(&fixed);
+        assert!(!changed);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(files.targets().len(), 1, "previous targets kept");
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .unwrap();
+        assert!(
+            text.contains(&format!("{ERRORS_GAUGE}{{file=\"{}\"}} 1", a.display())),
+            "{text}"
+        );
+        assert_eq!(files.scan(&fixed), (false, vec![]), "reported once");
+
+        // A name taken by [[target]] or another file: that file is refused.
+        let b = dir.path().join("b.json");
+        std::fs::write(&b, r#"[{"targets": ["h:2"], "labels": {"name": "fixed"}}]"#).unwrap();
+        let (changed, errors) = files.scan(&fixed);
+        assert!(
+            !changed && errors[0].error.contains("\"fixed\""),
+            "{errors:?}"
+        );
+
+        std::fs::write(&a, r#"[{"targets": ["h:1", "h:3"]}]"#).unwrap();
+        std::fs::remove_file(&b).unwrap();
+        assert_eq!(files.scan(&fixed), (true, vec![]));
+        let names: Vec<String> = files.targets().into_iter().map(|t| t.name).collect();
+        assert_eq!(names, ["h:1", "h:3"]);
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .unwrap();
+        assert!(
+            text.contains(&format!("{ERRORS_GAUGE}{{file=\"{}\"}} 0", a.display())),
+            "{text}"
+        );
+        assert!(
+            !text.contains("b.json"),
+            "a gone file's series goes: {text}"
+        );
+
+        std::fs::remove_file(&a).unwrap();
+        assert_eq!(files.scan(&fixed), (true, vec![]));
+        assert!(files.targets().is_empty());
+    }
+}
