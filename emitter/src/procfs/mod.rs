@@ -325,22 +325,8 @@ fn read_stats(root: &Path, pids: &[i64]) -> Vec<Stat> {
 /// Reads a small `/proc` file whole; the error says why not (ENOENT: gone).
 pub(crate) fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
     let mut file = std::fs::File::open(path)?;
-    let mut buf = vec![0; 1024];
-    let mut len = 0;
-    loop {
-        match file.read(&mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => {
-                len += n;
-                if len < buf.len() {
-                    break;
-                }
-                buf.resize(buf.len() * 2, 0);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
+    let mut buf = Vec::new();
+    let len = read_all(&mut file, &mut buf)?;
     buf.truncate(len);
     Ok(buf)
 }
@@ -372,29 +358,20 @@ pub(crate) fn read_all(file: &mut std::fs::File, buf: &mut Vec<u8>) -> std::io::
 /// Reads a small `/proc` file into `buf`: one read(2) when it fits, since
 /// each call regenerates the file in the kernel. False when unreadable.
 fn read_small(path: &Path, buf: &mut Vec<u8>) -> bool {
-    buf.clear();
     let Ok(mut file) = std::fs::File::open(path) else {
+        buf.clear();
         return false;
     };
-    buf.resize(1024, 0);
-    let mut len = 0;
-    loop {
-        match file.read(&mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => {
-                len += n;
-                if len < buf.len() {
-                    // procfs returns the whole file in one read when it fits.
-                    break;
-                }
-                buf.resize(buf.len() * 2, 0);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return false,
+    match read_all(&mut file, buf) {
+        Ok(len) => {
+            buf.truncate(len);
+            true
+        }
+        Err(_) => {
+            buf.clear();
+            false
         }
     }
-    buf.truncate(len);
-    true
 }
 
 #[cfg(test)]
