@@ -273,32 +273,8 @@ impl ProcCache {
                 }
             }
         }
-        let tree_cpu_ticks = tree.iter().fold(
-            own.utime
-                .saturating_add(own.stime)
-                .saturating_add(own.cutime)
-                .saturating_add(own.cstime),
-            |sum, s| sum.saturating_add(s.utime).saturating_add(s.stime),
-        );
-        let io = self.io(pid, memo).map(|own_io| {
-            // A descendant whose io is unreadable (gone, another user) adds nothing.
-            tree.iter()
-                .filter_map(|s| self.io(s.pid, memo))
-                .fold(own_io, |sum, io| Io {
-                    rchar: sum.rchar.saturating_add(io.rchar),
-                    wchar: sum.wchar.saturating_add(io.wchar),
-                })
-        });
-        AgentProc {
-            cpu_ticks: Some(own.utime.saturating_add(own.stime)),
-            start_ticks: Some(own.starttime),
-            tree_cpu_ticks: Some(tree_cpu_ticks),
-            io_rchar: io.map(|io| io.rchar),
-            io_wchar: io.map(|io| io.wchar),
-            state: Some(own.state.to_string()),
-            alive: Some(true),
-            wchan: self.wchan(pid),
-        }
+        let wchan = self.wchan(pid);
+        super::tree_figures(&own, tree.iter(), |p| self.io(p, memo), wchan)
     }
 
     /// A fresh stat of `pid`, once per snapshot; `Err(alive)` when unreadable.

@@ -240,34 +240,9 @@ impl ProcTable {
             return AgentProc::default();
         };
         let descendants = self.descendants(pid);
-        let tree_cpu_ticks = descendants.iter().filter_map(|p| self.stats.get(p)).fold(
-            own.utime
-                .saturating_add(own.stime)
-                .saturating_add(own.cutime)
-                .saturating_add(own.cstime),
-            |sum, s| sum.saturating_add(s.utime).saturating_add(s.stime),
-        );
+        let tree = descendants.iter().filter_map(|p| self.stats.get(p));
         let mut buf = Vec::with_capacity(1024);
-        let io = self.read_io(pid, &mut buf).map(|own_io| {
-            // A descendant whose io is unreadable (gone, another user) adds nothing.
-            descendants
-                .iter()
-                .filter_map(|&p| self.read_io(p, &mut buf))
-                .fold(own_io, |sum, io| Io {
-                    rchar: sum.rchar.saturating_add(io.rchar),
-                    wchar: sum.wchar.saturating_add(io.wchar),
-                })
-        });
-        AgentProc {
-            cpu_ticks: Some(own.utime.saturating_add(own.stime)),
-            start_ticks: Some(own.starttime),
-            tree_cpu_ticks: Some(tree_cpu_ticks),
-            io_rchar: io.map(|io| io.rchar),
-            io_wchar: io.map(|io| io.wchar),
-            state: Some(own.state.to_string()),
-            alive: Some(true),
-            wchan: None,
-        }
+        tree_figures(own, tree, |p| self.read_io(p, &mut buf), None)
     }
 
     fn read_io(&self, pid: i64, buf: &mut Vec<u8>) -> Option<Io> {
@@ -320,6 +295,42 @@ fn read_stats(root: &Path, pids: &[i64]) -> Vec<Stat> {
         path.pop();
     }
     out
+}
+
+/// One agent's figures from its own `stat` and its live descendants'
+/// (section 1): tree ticks are its own utime + stime + cutime + cstime plus
+/// utime + stime of each descendant; io is summed over the tree, a
+/// descendant whose io is unreadable (gone, another user) adding nothing.
+pub(crate) fn tree_figures<'a>(
+    own: &Stat,
+    tree: impl Iterator<Item = &'a Stat> + Clone,
+    mut io_of: impl FnMut(i64) -> Option<Io>,
+    wchan: Option<String>,
+) -> AgentProc {
+    let tree_cpu_ticks = tree.clone().fold(
+        own.utime
+            .saturating_add(own.stime)
+            .saturating_add(own.cutime)
+            .saturating_add(own.cstime),
+        |sum, s| sum.saturating_add(s.utime).saturating_add(s.stime),
+    );
+    let io = io_of(own.pid).map(|own_io| {
+        tree.filter_map(|s| io_of(s.pid))
+            .fold(own_io, |sum, io| Io {
+                rchar: sum.rchar.saturating_add(io.rchar),
+                wchar: sum.wchar.saturating_add(io.wchar),
+            })
+    });
+    AgentProc {
+        cpu_ticks: Some(own.utime.saturating_add(own.stime)),
+        start_ticks: Some(own.starttime),
+        tree_cpu_ticks: Some(tree_cpu_ticks),
+        io_rchar: io.map(|io| io.rchar),
+        io_wchar: io.map(|io| io.wchar),
+        state: Some(own.state.to_string()),
+        alive: Some(true),
+        wchan,
+    }
 }
 
 /// Reads a small `/proc` file whole; the error says why not (ENOENT: gone).
