@@ -129,6 +129,14 @@ pub struct SocketView {
     pub local: String,
     /// Remote `address:port` (IPv6 as `[addr]:port`).
     pub remote: String,
+    /// Seconds since data was last sent on it (`tcp_info`, page 3); `None`
+    /// where the kernel does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_ago_s: Option<f64>,
+    /// Seconds since data was last received (`tcp_info`, page 3); `None`
+    /// where the kernel does not say or nothing was ever received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_ago_s: Option<f64>,
 }
 
 #[cfg(test)]

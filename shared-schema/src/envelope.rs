@@ -535,6 +535,98 @@ pub struct Agent {
     /// `/proc/<pid>/wchan`: the kernel function the process sleeps in.
     #[serde(default)]
     pub wchan: Option<String>,
+    /// What the agent itself reported over OTLP (page 3); `None` while no
+    /// telemetry has been attributed to this job.
+    #[serde(default)]
+    pub activity: Option<Activity>,
+    /// The tree's TCP connection that has waited longest for a reply
+    /// (page 3); `None` when none is waiting.
+    #[serde(default)]
+    pub net_wait: Option<NetWait>,
+}
+
+/// `agents[i].activity`: cumulative counts the agent reported over OTLP
+/// since the emitter first attributed a record to this job (CONTRACT.md
+/// section 1, "activity", page 3). Raw counts only; readers derive rates.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Activity {
+    /// `"otlp"`.
+    #[serde(default = "otlp")]
+    pub source: String,
+    /// `service.name` of the newest record (`claude-code`, `codex_exec`, ...).
+    #[serde(default)]
+    pub service: Option<String>,
+    /// `session.id` (or `conversation.id`) of the newest record.
+    #[serde(default)]
+    pub session_id: Option<String>,
+    /// First attributed record, on the emitter's clock.
+    #[serde(default)]
+    pub first_seen_at: Option<Timestamp>,
+    /// Newest attributed record, on the emitter's clock.
+    #[serde(default)]
+    pub last_seen_at: Option<Timestamp>,
+    /// Model API requests that completed.
+    #[serde(default)]
+    pub api_requests: u64,
+    /// Model API requests that failed (the agent's own retries included).
+    #[serde(default)]
+    pub api_errors: u64,
+    /// When the newest completed request was reported.
+    #[serde(default)]
+    pub last_api_at: Option<Timestamp>,
+    /// Sum of input tokens over the requests.
+    #[serde(default)]
+    pub input_tokens: u64,
+    /// Sum of output tokens.
+    #[serde(default)]
+    pub output_tokens: u64,
+    /// Sum of cache-read tokens.
+    #[serde(default)]
+    pub cache_read_tokens: u64,
+    /// Sum of cache-creation tokens.
+    #[serde(default)]
+    pub cache_creation_tokens: u64,
+    /// Sum of the costs the agent reported; `None` when no record carried one.
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
+    /// Tool calls that completed.
+    #[serde(default)]
+    pub tool_calls: u64,
+    /// Of those, the ones reported as failed.
+    #[serde(default)]
+    pub tool_failures: u64,
+    /// Name of the newest completed tool call.
+    #[serde(default)]
+    pub last_tool: Option<String>,
+    /// When it was reported.
+    #[serde(default)]
+    pub last_tool_at: Option<Timestamp>,
+    /// Consecutive completed tool calls, ending with the newest, with the
+    /// same fingerprint; `1` when the newest differs from the one before,
+    /// `0` before any.
+    #[serde(default)]
+    pub tool_repeat: u64,
+}
+
+fn otlp() -> String {
+    "otlp".to_owned()
+}
+
+/// `agents[i].net_wait`: the connection of the agent's tree that has
+/// waited longest for a reply (ESTABLISHED, data sent after anything was
+/// last received), from the kernel's `tcp_info`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct NetWait {
+    /// The peer, `address:port` (IPv6 as `[addr]:port`).
+    pub remote: String,
+    /// Seconds since data was last sent on it.
+    pub sent_ago_s: f64,
+    /// Seconds since data was last received; `None` when nothing ever was.
+    #[serde(default)]
+    pub received_ago_s: Option<f64>,
+    /// The process holding the socket.
+    #[serde(default)]
+    pub pid: Option<i64>,
 }
 
 /// Cost and tokens (section `cost`).
@@ -700,4 +792,69 @@ pub struct SubsystemErrors {
     /// The newest event's time (text as the emitter wrote it).
     #[serde(default)]
     pub last_at: Option<String>,
+}
+
+#[cfg(test)]
+mod page3_tests {
+    use super::*;
+
+    const ACTIVITY: &str = r#"{"source":"otlp","service":"claude-code","session_id":"s1",
+        "first_seen_at":"2026-11-22T10:00:00.000Z","last_seen_at":"2026-11-22T10:04:00.000Z",
+        "api_requests":12,"api_errors":1,"last_api_at":"2026-11-22T10:03:59.000Z",
+        "input_tokens":1000,"output_tokens":200,"cache_read_tokens":30,"cache_creation_tokens":4,
+        "cost_usd":1.39,"tool_calls":37,"tool_failures":0,"last_tool":"Bash",
+        "last_tool_at":"2026-11-22T10:04:00.000Z","tool_repeat":37}"#;
+
+    fn agent(extra: &str) -> Result<Agent, serde_json::Error> {
+        serde_json::from_str(&format!(r#"{{"job_id":7,"cpu_ticks":null{extra}}}"#))
+    }
+
+    #[test]
+    fn activity_and_net_wait_read_back() -> Result<(), serde_json::Error> {
+        let a = agent(&format!(
+            r#","activity":{ACTIVITY},"net_wait":{{"remote":"160.79.104.10:443","sent_ago_s":252.3,"received_ago_s":null,"pid":1234}}"#
+        ))?;
+        let act = a
+            .activity
+            .as_ref()
+            .map(|x| (x.tool_repeat, x.cost_usd, x.last_tool.clone()));
+        assert_eq!(act, Some((37, Some(1.39), Some("Bash".to_owned()))));
+        let nw = a
+            .net_wait
+            .as_ref()
+            .map(|n| (n.remote.as_str(), n.sent_ago_s, n.received_ago_s, n.pid));
+        assert_eq!(nw, Some(("160.79.104.10:443", 252.3, None, Some(1234))));
+        Ok(())
+    }
+
+    #[test]
+    fn an_old_agent_without_page3_keys_reads_as_unknown() -> Result<(), serde_json::Error> {
+        let old = agent("")?;
+        assert_eq!((old.activity, old.net_wait), (None, None));
+        assert!(agent(r#","activity":{"api_requests":"many"}"#).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn validate_knows_the_page3_keys() {
+        let env = |extra: &str| {
+            format!(
+                r#"{{"schema_version":1,"generated_at":"2026-11-22T10:00:00.000Z","clk_tck":100,
+                "stages":[],"queue":null,"cost":null,"agents":[{{"agent":null,"run_id":null,"job_id":7,
+                "repo":null,"pid":null,"runtime_s":null,"model":null,"effort":null,"cpu_ticks":null{extra}}}]}}"#
+            )
+        };
+        let good =
+            crate::validate(env(&format!(r#","activity":{ACTIVITY},"net_wait":null"#)).as_bytes());
+        assert_eq!(good, vec![]);
+        let bad = crate::validate(
+            env(r#","activity":{"api_requests":-1},"net_wait":{"remote":7}"#).as_bytes(),
+        );
+        let paths: Vec<&str> = bad.iter().map(|p| p.path.as_str()).collect();
+        assert!(
+            paths.contains(&"agents[0].activity.api_requests"),
+            "{paths:?}"
+        );
+        assert!(paths.contains(&"agents[0].net_wait.remote"), "{paths:?}");
+    }
 }

@@ -114,6 +114,38 @@ const AGENT: &[Field] = &[
     opt("state", N_STR),
     opt("alive", Ty::Null(&Ty::Bool)),
     opt("wchan", N_STR),
+    opt("activity", Ty::Null(&Ty::Obj(ACTIVITY))),
+    opt("net_wait", Ty::Null(&Ty::Obj(NET_WAIT))),
+];
+
+/// `agents[i].activity` (page 3).
+const ACTIVITY: &[Field] = &[
+    req("source", Ty::Str),
+    req("service", N_STR),
+    req("session_id", N_STR),
+    req("first_seen_at", Ty::Time),
+    req("last_seen_at", Ty::Time),
+    req("api_requests", Ty::UInt),
+    req("api_errors", Ty::UInt),
+    req("last_api_at", Ty::Null(&Ty::Time)),
+    req("input_tokens", Ty::UInt),
+    req("output_tokens", Ty::UInt),
+    req("cache_read_tokens", Ty::UInt),
+    req("cache_creation_tokens", Ty::UInt),
+    req("cost_usd", N_NUM),
+    req("tool_calls", Ty::UInt),
+    req("tool_failures", Ty::UInt),
+    req("last_tool", N_STR),
+    req("last_tool_at", Ty::Null(&Ty::Time)),
+    req("tool_repeat", Ty::UInt),
+];
+
+/// `agents[i].net_wait` (page 3).
+const NET_WAIT: &[Field] = &[
+    req("remote", Ty::Str),
+    req("sent_ago_s", Ty::Num),
+    req("received_ago_s", N_NUM),
+    req("pid", N_INT),
 ];
 
 const TOKENS_RUNNING: &[Field] = &[
@@ -458,6 +490,10 @@ mod drift {
     use super::*;
     use crate::envelope::*;
 
+    fn ts() -> Timestamp {
+        Timestamp::parse("2026-11-22T09:59:00.000Z").unwrap()
+    }
+
     /// Every `Option` set, every list and map holding one item.
     fn full() -> Envelope {
         let mut e = Envelope::new(Timestamp::parse("2026-11-22T10:00:00.123Z").unwrap());
@@ -509,6 +545,32 @@ mod drift {
             state: Some("S".into()),
             alive: Some(true),
             wchan: Some("do_epoll_wait".into()),
+            activity: Some(Activity {
+                source: "otlp".into(),
+                service: Some("claude-code".into()),
+                session_id: Some("s".into()),
+                first_seen_at: Some(ts()),
+                last_seen_at: Some(ts()),
+                api_requests: 3,
+                api_errors: 1,
+                last_api_at: Some(ts()),
+                input_tokens: 10,
+                output_tokens: 20,
+                cache_read_tokens: 30,
+                cache_creation_tokens: 40,
+                cost_usd: Some(0.25),
+                tool_calls: 5,
+                tool_failures: 1,
+                last_tool: Some("Bash".into()),
+                last_tool_at: Some(ts()),
+                tool_repeat: 2,
+            }),
+            net_wait: Some(NetWait {
+                remote: "127.0.0.1:443".into(),
+                sent_ago_s: 12.5,
+                received_ago_s: Some(20.0),
+                pid: Some(9),
+            }),
         }];
         e.cost = Some(Cost {
             running: vec![RunningCost {

@@ -512,6 +512,8 @@ mod tests {
             state: state.into(),
             local: "10.0.0.5:51234".into(),
             remote: remote.into(),
+            sent_ago_s: None,
+            received_ago_s: None,
         }
     }
 

@@ -141,6 +141,8 @@ impl Host {
                     state: row.state.to_owned(),
                     local: row.local.clone(),
                     remote: row.remote.clone(),
+                    sent_ago_s: None,
+                    received_ago_s: None,
                 })
             })
             .collect()
