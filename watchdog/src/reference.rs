@@ -247,6 +247,14 @@ pub fn config_keys() -> BTreeMap<&'static str, Vec<String>> {
             "notify.alertmanager",
             "[notify.alertmanager]\nurl = \"http://h:1\"\nzz_unknown = 1\n",
         ),
+        (
+            "notify.slack",
+            "[[notify.slack]]\nurl = \"http://h:1/x\"\nzz_unknown = 1\n",
+        ),
+        (
+            "notify.pagerduty",
+            "[[notify.pagerduty]]\nrouting_key = \"k\"\nurl = \"http://h:1/x\"\nzz_unknown = 1\n",
+        ),
     ];
     let dir = std::env::temp_dir().join(format!("watchdog-reference-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);

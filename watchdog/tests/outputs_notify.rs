@@ -38,6 +38,10 @@ struct State {
     /// Every request is counted here, including failed ones.
     attempts: AtomicUsize,
     fail_next: AtomicUsize,
+    /// Answer this many requests with 429 and `Retry-After: 1`.
+    throttle_next: AtomicUsize,
+    /// When each request arrived.
+    arrivals: Mutex<Vec<Instant>>,
     always_fail: AtomicBool,
     delay_ms: AtomicU64,
 }
@@ -92,6 +96,14 @@ impl Receiver {
         self.state.fail_next.store(n, Ordering::SeqCst);
     }
 
+    fn throttle_next(&self, n: usize) {
+        self.state.throttle_next.store(n, Ordering::SeqCst);
+    }
+
+    fn arrivals(&self) -> Vec<Instant> {
+        self.state.arrivals.lock().unwrap().clone()
+    }
+
     fn always_fail(&self) {
         self.state.always_fail.store(true, Ordering::SeqCst);
     }
@@ -105,6 +117,7 @@ impl Receiver {
 
 async fn handle(req: Request<hyper::body::Incoming>, state: &State) -> Response<Full<Bytes>> {
     state.attempts.fetch_add(1, Ordering::SeqCst);
+    state.arrivals.lock().unwrap().push(Instant::now());
     let delay = state.delay_ms.load(Ordering::SeqCst);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -123,6 +136,16 @@ async fn handle(req: Request<hyper::body::Incoming>, state: &State) -> Response<
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
     let mut resp = Response::new(Full::new(Bytes::new()));
+    let throttled = state
+        .throttle_next
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    if throttled {
+        *resp.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        resp.headers_mut()
+            .insert("retry-after", hyper::header::HeaderValue::from_static("1"));
+        return resp;
+    }
     if failing {
         *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
         return resp;
@@ -782,4 +805,214 @@ async fn a_diagnosis_reaches_the_webhook_and_alertmanager_as_an_annotation() {
     wait_for("the second alert", || am_alerts(&am).len() == 2).await;
     assert!(am_alerts(&am)[1]["annotations"].get("diagnosis").is_none());
     notifier.shutdown(Duration::from_secs(1)).await;
+}
+
+/// Slack's documented shape of an incoming-webhook message: `text` and/or
+/// `blocks` (at most 50), sections with a text object of at most 3000
+/// characters, context blocks with 1-10 text elements.
+fn check_slack_message(body: &Value) -> Result<(), String> {
+    let obj = body.as_object().ok_or("not an object")?;
+    let allowed = [
+        "text",
+        "blocks",
+        "attachments",
+        "thread_ts",
+        "mrkdwn",
+        "username",
+        "icon_emoji",
+        "icon_url",
+        "channel",
+    ];
+    if let Some(k) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(format!("unknown key {k}"));
+    }
+    let text_ok = obj
+        .get("text")
+        .and_then(Value::as_str)
+        .is_some_and(|t| !t.is_empty());
+    let blocks = obj.get("blocks").and_then(Value::as_array);
+    if !text_ok && blocks.is_none() {
+        return Err("needs text or blocks".into());
+    }
+    let text_object = |t: &Value| -> Result<(), String> {
+        let kind = t["type"].as_str().ok_or("text object without type")?;
+        if !["mrkdwn", "plain_text"].contains(&kind) {
+            return Err(format!("text type {kind}"));
+        }
+        let text = t["text"].as_str().ok_or("text object without text")?;
+        if text.is_empty() || text.chars().count() > 3000 {
+            return Err(format!("text of {} characters", text.chars().count()));
+        }
+        Ok(())
+    };
+    for block in blocks.into_iter().flatten() {
+        match block["type"].as_str() {
+            Some("section") => text_object(&block["text"])?,
+            Some("context") => {
+                let els = block["elements"]
+                    .as_array()
+                    .ok_or("context without elements")?;
+                if els.is_empty() || els.len() > 10 {
+                    return Err(format!("context with {} elements", els.len()));
+                }
+                for e in els {
+                    text_object(e)?;
+                }
+            }
+            other => return Err(format!("block type {other:?}")),
+        }
+    }
+    if blocks.is_some_and(|b| b.len() > 50) {
+        return Err("more than 50 blocks".into());
+    }
+    Ok(())
+}
+
+/// PagerDuty Events API v2's documented shape of an event.
+fn check_pagerduty_event(body: &Value) -> Result<(), String> {
+    let key = body["routing_key"].as_str().ok_or("routing_key")?;
+    if key.is_empty() {
+        return Err("empty routing_key".into());
+    }
+    let action = body["event_action"].as_str().ok_or("event_action")?;
+    let dedup = body["dedup_key"].as_str().ok_or("dedup_key")?;
+    if dedup.is_empty() || dedup.len() > 255 {
+        return Err(format!("dedup_key of {} bytes", dedup.len()));
+    }
+    match action {
+        "trigger" => {
+            let p = body["payload"]
+                .as_object()
+                .ok_or("trigger without payload")?;
+            let summary = p
+                .get("summary")
+                .and_then(Value::as_str)
+                .ok_or("payload.summary")?;
+            if summary.is_empty() || summary.chars().count() > 1024 {
+                return Err("payload.summary length".into());
+            }
+            if p.get("source")
+                .and_then(Value::as_str)
+                .map_or(true, str::is_empty)
+            {
+                return Err("payload.source".into());
+            }
+            let sev = p
+                .get("severity")
+                .and_then(Value::as_str)
+                .ok_or("payload.severity")?;
+            if !["critical", "error", "warning", "info"].contains(&sev) {
+                return Err(format!("payload.severity {sev}"));
+            }
+            if let Some(ts) = p.get("timestamp") {
+                Timestamp::parse(ts.as_str().ok_or("payload.timestamp")?)
+                    .map_err(|e| e.to_string())?;
+            }
+            if p.get("custom_details").is_some_and(|d| !d.is_object()) {
+                return Err("payload.custom_details".into());
+            }
+        }
+        "acknowledge" | "resolve" => {}
+        other => return Err(format!("event_action {other}")),
+    }
+    Ok(())
+}
+
+fn receivers(slack_url: String, pd_url: String) -> NotifyConfig {
+    let fast =
+        |t: &str| format!("{t}timeout = \"5s\"\nbackoff = \"5ms\"\nbackoff_max = \"20ms\"\n");
+    let text = format!(
+        "[[slack]]\nurl = {slack_url:?}\n{}[[pagerduty]]\nrouting_key = \"R0UT1NGKEY0123456789abcdefABCDEF\"\nurl = {pd_url:?}\n{}",
+        fast(""),
+        fast("")
+    );
+    let cfg: NotifyConfig = toml::from_str(&text).unwrap();
+    cfg.validate().unwrap();
+    cfg
+}
+
+#[tokio::test]
+async fn slack_and_pagerduty_get_their_own_documented_bodies() {
+    let slack = Receiver::start().await;
+    let pd = Receiver::start().await;
+    let (notifier, exporter, mut dropped) = start(receivers(
+        slack.url("/services/T000/B000/x"),
+        pd.url("/v2/enqueue"),
+    ));
+    let mut hostile = line(AlertEvent::Firing, 7);
+    hostile.summary = "agent <!channel> & co (job 7) used 0.0% CPU".into();
+    let events = [
+        hostile,
+        line(AlertEvent::Repeat, 7),
+        line(AlertEvent::Resolved, 7),
+    ];
+    for e in &events {
+        notifier.publish(e);
+    }
+    wait_for("3 slack messages", || slack.requests().len() == 3).await;
+    wait_for("3 pagerduty events", || pd.requests().len() == 3).await;
+
+    for r in slack.requests() {
+        assert_eq!(r.content_type, "application/json");
+        check_slack_message(&r.body).unwrap_or_else(|e| panic!("slack body {}: {e}", r.body));
+    }
+    let first = slack.requests()[0].body.to_string();
+    assert!(!first.contains("<!channel>"), "escaped: {first}");
+    let texts: Vec<String> = slack
+        .requests()
+        .iter()
+        .map(|r| r.body["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        texts[0].starts_with("FIRING stuck_agent (warning) on orch-1: agent &lt;!channel&gt;"),
+        "{texts:?}"
+    );
+    assert!(texts[1].starts_with("STILL FIRING"), "{texts:?}");
+    assert!(texts[2].starts_with("RESOLVED"), "{texts:?}");
+
+    let got: Vec<Value> = pd.requests().into_iter().map(|r| r.body).collect();
+    for e in &got {
+        check_pagerduty_event(e).unwrap_or_else(|err| panic!("pagerduty body {e}: {err}"));
+    }
+    let actions: Vec<&str> = got
+        .iter()
+        .map(|e| e["event_action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["trigger", "trigger", "resolve"]);
+    let keys: Vec<&str> = got
+        .iter()
+        .map(|e| e["dedup_key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["stuck_agent|orch-1|job=7"; 3]);
+    assert_eq!(
+        got[0]["payload"]["custom_details"]["key"],
+        "stuck_agent|orch-1|job=7"
+    );
+
+    assert_eq!(counted(&exporter, "slack[0]", "delivered"), 3.0);
+    assert_eq!(counted(&exporter, "pagerduty[0]", "delivered"), 3.0);
+    notifier.shutdown(Duration::from_secs(1)).await;
+    assert!(dropped.try_recv().is_err(), "nothing dropped");
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_is_waited_out_then_delivered() {
+    let slack = Receiver::start().await;
+    let pd = Receiver::start().await;
+    pd.throttle_next(1);
+    let (notifier, _exporter, mut dropped) =
+        start(receivers(slack.url("/hook"), pd.url("/v2/enqueue")));
+    notifier.publish(&line(AlertEvent::Firing, 9));
+    wait_for("the event after the 429", || pd.requests().len() == 1).await;
+    let at = pd.arrivals();
+    assert_eq!(at.len(), 2, "one 429, one accepted");
+    let waited = at[1] - at[0];
+    // The sink's own backoff is at most 20 ms here: only Retry-After explains a second.
+    assert!(
+        waited >= Duration::from_millis(990),
+        "retried after {waited:?}, not after Retry-After: 1"
+    );
+    assert_eq!(pd.requests()[0].body["event_action"], "trigger");
+    notifier.shutdown(Duration::from_secs(1)).await;
+    assert!(dropped.try_recv().is_err(), "nothing dropped");
 }

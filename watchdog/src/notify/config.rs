@@ -45,6 +45,12 @@ pub struct NotifyConfig {
     /// `[notify.alertmanager]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alertmanager: Option<AlertmanagerConfig>,
+    /// `[[notify.slack]]` (page 3): Slack incoming webhooks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slack: Vec<super::slack::SlackConfig>,
+    /// `[[notify.pagerduty]]` (page 3): PagerDuty Events API v2.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pagerduty: Vec<super::pagerduty::PagerDutyConfig>,
 }
 
 /// One `[[notify.webhook]]`.
@@ -234,6 +240,22 @@ impl NotifyConfig {
                 "notify.webhook {name}: batch must be at least 1"
             );
         }
+        for (i, s) in self.slack.iter().enumerate() {
+            s.resolve_url(i)?;
+            anyhow::ensure!(
+                names.insert(s.sink_name(i)),
+                "notify.slack: two sinks are named {:?}",
+                s.sink_name(i)
+            );
+        }
+        for (i, p) in self.pagerduty.iter().enumerate() {
+            p.resolve(i)?;
+            anyhow::ensure!(
+                names.insert(p.sink_name(i)),
+                "notify.pagerduty: two sinks are named {:?}",
+                p.sink_name(i)
+            );
+        }
         if let Some(am) = &self.alertmanager {
             anyhow::ensure!(
                 !am.url.is_empty(),
@@ -302,7 +324,8 @@ impl AlertmanagerConfig {
     }
 }
 
-fn check_url(url: &str, path_is_secret: bool) -> Result<reqwest::Url, String> {
+/// The URL a sink POSTs to, checked: a host, a port, a scheme we speak.
+pub(crate) fn check_url(url: &str, path_is_secret: bool) -> Result<reqwest::Url, String> {
     let parsed = reqwest::Url::parse(url)
         .map_err(|e| format!("invalid url {:?}: {e}", redact(url, path_is_secret)))?;
     if parsed.host_str().map_or(true, str::is_empty) {

@@ -6,16 +6,20 @@
 //!
 //! Layout: `config` (the `[notify]` table), `sink` (the trait), `queue`
 //! (queue + worker, counting, `dropped` lines), `post` + `backoff` (one
-//! JSON POST with retries), and one file per sink: `webhook`,
-//! `alertmanager`. Adding a sink is one new file plus one line in
+//! JSON POST with retries), `delivery` (the delivery keys every HTTP sink
+//! shares, and its endpoint), and one file per sink: `webhook`,
+//! `alertmanager`, `slack`, `pagerduty`. Adding a sink is one new file plus one line in
 //! [`Notifier::start`].
 
 pub mod alertmanager;
 pub mod backoff;
 pub mod config;
+pub mod delivery;
+pub mod pagerduty;
 pub mod post;
 pub mod queue;
 pub mod sink;
+pub mod slack;
 pub mod webhook;
 
 use shared_schema::{AlertEvent, AlertLine};
@@ -58,6 +62,16 @@ impl Notifier {
             let name = cfg.sink_name(i);
             let sink = webhook::Webhook::new(&name, cfg, exporter.clone())?;
             add(&name, Box::new(sink), cfg.queue);
+        }
+        for (i, cfg) in config.slack.iter().enumerate() {
+            let (name, url) = (cfg.sink_name(i), cfg.resolve_url(i)?);
+            let sink = slack::Slack::new(&name, url, cfg, exporter.clone())?;
+            add(&name, Box::new(sink), cfg.delivery.queue);
+        }
+        for (i, cfg) in config.pagerduty.iter().enumerate() {
+            let (name, (url, key)) = (cfg.sink_name(i), cfg.resolve(i)?);
+            let sink = pagerduty::PagerDuty::new(&name, url, key, cfg, exporter.clone())?;
+            add(&name, Box::new(sink), cfg.delivery.queue);
         }
         if let Some(cfg) = &config.alertmanager {
             for (i, url) in cfg.url.iter().enumerate() {
