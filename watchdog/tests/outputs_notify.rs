@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use edges::dur::Dur;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -211,9 +212,9 @@ fn line(event: AlertEvent, job: u32) -> AlertLine {
 
 fn webhook(url: String) -> WebhookConfig {
     let mut cfg = WebhookConfig::new(url);
-    cfg.timeout = Duration::from_secs(5);
-    cfg.backoff = Duration::from_millis(5);
-    cfg.backoff_max = Duration::from_millis(20);
+    cfg.delivery.timeout = Dur::secs(5);
+    cfg.delivery.backoff = Dur(Duration::from_millis(5));
+    cfg.delivery.backoff_max = Dur(Duration::from_millis(20));
     cfg
 }
 
@@ -303,7 +304,7 @@ async fn failures_are_retried_with_backoff_until_delivered() {
     let rx_server = Receiver::start().await;
     rx_server.fail_next(2);
     let mut cfg = webhook(rx_server.url("/"));
-    cfg.max_retries = 3;
+    cfg.delivery.max_retries = 3;
     let (notifier, exporter, mut dropped) = start(webhooks(vec![cfg]));
     notifier.publish(&line(AlertEvent::Firing, 7));
     wait_for("delivery after retries", || rx_server.requests().len() == 1).await;
@@ -322,7 +323,7 @@ async fn an_event_still_failing_after_its_retries_comes_back_dropped() {
     let rx_server = Receiver::start().await;
     rx_server.always_fail();
     let mut cfg = webhook(rx_server.url("/"));
-    cfg.max_retries = 2;
+    cfg.delivery.max_retries = 2;
     let (notifier, exporter, mut dropped) = start(webhooks(vec![cfg]));
     let event = line(AlertEvent::Firing, 7);
     notifier.publish(&event);
@@ -372,7 +373,7 @@ async fn the_rate_limit_holds_and_the_excess_is_dropped() {
     let rx_server = Receiver::start().await;
     let mut cfg = webhook(rx_server.url("/"));
     // A burst of 3, then one every 20 s: the test never sees a refill.
-    cfg.rate = Some("3/min".parse().unwrap());
+    cfg.delivery.rate = Some("3/min".parse().unwrap());
     let (notifier, exporter, mut dropped) = start(webhooks(vec![cfg]));
     for job in 0..10 {
         notifier.publish(&line(AlertEvent::Firing, job));
@@ -396,7 +397,7 @@ async fn a_full_queue_drops_at_once_and_publish_never_waits() {
     let rx_server = Receiver::start().await;
     rx_server.answer_after(Duration::from_millis(200));
     let mut cfg = webhook(rx_server.url("/"));
-    cfg.queue = 2;
+    cfg.delivery.queue = 2;
     let (notifier, exporter, mut dropped) = start(webhooks(vec![cfg]));
     let started = Instant::now();
     // Published without yielding: the worker has not taken anything yet.
@@ -431,7 +432,7 @@ async fn a_dead_sink_delays_nothing_else() {
     slow.answer_after(Duration::from_secs(30));
     let fast = Receiver::start().await;
     let mut dead = webhook(slow.url("/"));
-    dead.timeout = Duration::from_secs(60);
+    dead.delivery.timeout = Dur::secs(60);
     let mut live = webhook(fast.url("/"));
     live.name = Some("chat".into());
     let (notifier, exporter, _dropped) = start(webhooks(vec![dead, live]));
@@ -468,7 +469,7 @@ async fn shutdown_flushes_what_it_can_and_drops_the_rest() {
     let stuck = Receiver::start().await;
     stuck.answer_after(Duration::from_secs(30));
     let mut cfg = webhook(stuck.url("/"));
-    cfg.timeout = Duration::from_secs(60);
+    cfg.delivery.timeout = Dur::secs(60);
     let (notifier, exporter, mut dropped) = start(webhooks(vec![cfg]));
     for job in 0..4 {
         notifier.publish(&line(AlertEvent::Firing, job));
@@ -1014,5 +1015,83 @@ async fn a_429_with_retry_after_is_waited_out_then_delivered() {
     );
     assert_eq!(pd.requests()[0].body["event_action"], "trigger");
     notifier.shutdown(Duration::from_secs(1)).await;
+    assert!(dropped.try_recv().is_err(), "nothing dropped");
+}
+
+/// The storm of the fleet issue: the model API is down and every agent
+/// hangs at once. With grouping on, each sink gets one message per group.
+#[tokio::test]
+async fn a_storm_of_ten_thousand_alerts_is_one_message_per_group() {
+    let hook = Receiver::start().await;
+    let slack = Receiver::start().await;
+    let pd = Receiver::start().await;
+    let grouped = "group_by = [\"rule\"]\ngroup_wait = \"300ms\"\ngroup_interval = \"300ms\"\n";
+    let text = format!(
+        "[[webhook]]\nurl = {:?}\n{grouped}[[slack]]\nurl = {:?}\n{grouped}[[pagerduty]]\nrouting_key = \"R0UT1NGKEY\"\nurl = {:?}\n{grouped}",
+        hook.url("/hook"),
+        slack.url("/slack"),
+        pd.url("/v2/enqueue"),
+    );
+    let config: NotifyConfig = toml::from_str(&text).unwrap();
+    config.validate().unwrap();
+    let (notifier, exporter, mut dropped) = start(config);
+    for job in 0..10_000 {
+        notifier.publish(&line(AlertEvent::Firing, job));
+    }
+    wait_for("one grouped webhook message", || hook.requests().len() == 1).await;
+    wait_for("one slack message", || slack.requests().len() == 1).await;
+    wait_for("one pagerduty event", || pd.requests().len() == 1).await;
+    let body = &hook.requests()[0].body;
+    assert_eq!(body["group_key"], "rule=stuck_agent");
+    assert_eq!(body["firing"], 10_000);
+    assert_eq!(body["alerts"].as_array().unwrap().len(), 100);
+    assert_eq!(body["truncated"], 9_900);
+    let s = &slack.requests()[0].body;
+    check_slack_message(s).unwrap_or_else(|e| panic!("slack body {s}: {e}"));
+    assert_eq!(s["text"], "FIRING 10000 firing, 0 resolved: stuck_agent");
+    let p = &pd.requests()[0].body;
+    check_pagerduty_event(p).unwrap_or_else(|e| panic!("pagerduty body {p}: {e}"));
+    assert_eq!(p["event_action"], "trigger");
+    assert_eq!(p["dedup_key"], "group|rule=stuck_agent");
+    wait_for("10000 counted as delivered", || {
+        counted(&exporter, "webhook[0]", "delivered") == 10_000.0
+    })
+    .await;
+
+    for job in 0..10_000 {
+        notifier.publish(&line(AlertEvent::Resolved, job));
+    }
+    wait_for("the resolving webhook message", || {
+        hook.requests().len() == 2
+    })
+    .await;
+    wait_for("the resolving pagerduty event", || pd.requests().len() == 2).await;
+    let body = &hook.requests()[1].body;
+    assert_eq!(
+        (body["firing"].as_u64(), body["resolved"].as_u64()),
+        (Some(0), Some(10_000))
+    );
+    let p = &pd.requests()[1].body;
+    assert_eq!(
+        (p["event_action"].as_str(), p["dedup_key"].as_str()),
+        (Some("resolve"), Some("group|rule=stuck_agent"))
+    );
+    notifier.shutdown(Duration::from_secs(1)).await;
+    assert!(dropped.try_recv().is_err(), "nothing dropped");
+    assert_eq!(hook.requests().len(), 2, "no message per alert");
+}
+
+#[tokio::test]
+async fn grouped_events_still_queued_at_shutdown_go_out() {
+    let hook = Receiver::start().await;
+    let mut cfg = webhook(hook.url("/hook"));
+    cfg.grouping.group_wait = Some(Dur::secs(3600));
+    let (notifier, _exporter, mut dropped) = start(webhooks(vec![cfg]));
+    notifier.publish(&line(AlertEvent::Firing, 1));
+    notifier.publish(&line(AlertEvent::Firing, 2));
+    notifier.shutdown(Duration::from_secs(5)).await;
+    let got = hook.requests();
+    assert_eq!(got.len(), 1, "one message for the group");
+    assert_eq!(got[0].body["firing"], 2);
     assert!(dropped.try_recv().is_err(), "nothing dropped");
 }

@@ -56,6 +56,16 @@ pub const KEYS: [&str; 6] = [
     "backoff_max",
 ];
 
+/// A sink's own keys followed by the delivery and grouping keys: the
+/// list an unknown key is told about, and the reference's table.
+pub fn all_keys(own: &[&'static str]) -> Vec<&'static str> {
+    own.iter()
+        .chain(KEYS.iter())
+        .chain(super::group::KEYS.iter())
+        .copied()
+        .collect()
+}
+
 /// The longest `Retry-After` a sink honours; a receiver asking for more
 /// gets the event back as `dropped` rather than a page hours late.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);

@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 use shared_schema::{AlertEvent, AlertLine, Severity};
 
 use super::delivery::{secret, Delivery, Endpoint, Unknown};
+use super::group::Group;
 use super::sink::{BoxFuture, Sink};
 use crate::exporter::Exporter;
 
@@ -55,6 +56,9 @@ pub struct PagerDutyConfig {
     /// `rate`, `timeout`, `max_retries`, `queue`, `backoff`, `backoff_max`.
     #[serde(flatten)]
     pub delivery: Delivery,
+    /// `group_by`, `group_wait`, `group_interval`.
+    #[serde(flatten)]
+    pub grouping: super::group::Grouping,
     /// Keys no field took: an error at start.
     #[serde(flatten, skip_serializing_if = "Unknown::is_empty")]
     pub unknown: Unknown,
@@ -72,19 +76,11 @@ fn redacted<S: Serializer>(key: &Option<String>, s: S) -> Result<S::Ok, S::Error
 }
 
 impl PagerDutyConfig {
-    /// Every key of the table, the delivery keys included.
-    pub const KEYS: [&'static str; 10] = [
-        "name",
-        "routing_key",
-        "routing_key_file",
-        "url",
-        "rate",
-        "timeout",
-        "max_retries",
-        "queue",
-        "backoff",
-        "backoff_max",
-    ];
+    /// Every key of the table, the delivery and grouping keys included.
+    pub fn keys() -> Vec<&'static str> {
+        let own = ["name", "routing_key", "routing_key_file", "url"];
+        super::delivery::all_keys(&own)
+    }
 
     /// The name in metrics and `dropped` lines.
     pub fn sink_name(&self, index: usize) -> String {
@@ -96,8 +92,9 @@ impl PagerDutyConfig {
     /// Checks the table; the endpoint and the routing key.
     pub fn resolve(&self, index: usize) -> anyhow::Result<(Url, String)> {
         let table = format!("notify.pagerduty {}", self.sink_name(index));
-        self.unknown.reject(&table, &Self::KEYS)?;
+        self.unknown.reject(&table, &Self::keys())?;
         self.delivery.validate(&table)?;
+        self.grouping.validate(&table)?;
         let key = secret(
             &table,
             "routing_key",
@@ -133,7 +130,23 @@ impl PagerDuty {
     }
 }
 
+/// Alert lines one grouped event carries in `custom_details`.
+const GROUP_CAP: usize = 50;
+
 impl Sink for PagerDuty {
+    fn deliver_group(&mut self, group: Group) -> BoxFuture<'_, Vec<AlertLine>> {
+        Box::pin(async move {
+            let body = Bytes::from(group_event(&self.routing_key, &group).to_string());
+            match self.endpoint.send(body).await {
+                Ok(()) => Vec::new(),
+                Err(err) => {
+                    tracing::warn!(sink = %self.endpoint.name(), group = %group.key, error = %err, "pagerduty failed");
+                    group.lines
+                }
+            }
+        })
+    }
+
     fn deliver(&mut self, lines: Vec<AlertLine>) -> BoxFuture<'_, Vec<AlertLine>> {
         Box::pin(async move {
             let mut failed = Vec::new();
@@ -179,6 +192,46 @@ pub fn event(routing_key: &str, line: &AlertLine) -> Option<Value> {
         })),
         AlertEvent::Dropped => None,
     }
+}
+
+/// The Events API v2 body for one group: one incident per group
+/// (`dedup_key` from the group's labels), triggered while any of its
+/// alerts fires, resolved when none does.
+pub fn group_event(routing_key: &str, group: &Group) -> Value {
+    let dedup_key = dedup_key(&format!("group|{}", group.key));
+    if group.firing == 0 {
+        return json!({
+            "routing_key": routing_key,
+            "event_action": "resolve",
+            "dedup_key": dedup_key,
+        });
+    }
+    let worst = group
+        .lines
+        .iter()
+        .map(|l| l.severity)
+        .max()
+        .unwrap_or(Severity::Warning);
+    let first = group
+        .lines
+        .iter()
+        .find(|l| l.event != AlertEvent::Resolved)
+        .map_or("", |l| l.summary.as_str());
+    let summary = format!("{} firing: {}: {first}", group.firing, group.title());
+    json!({
+        "routing_key": routing_key,
+        "event_action": "trigger",
+        "dedup_key": dedup_key,
+        "client": "watchdog",
+        "payload": {
+            "summary": cut(&summary, SUMMARY_MAX),
+            "source": group.labels.get("target").cloned().unwrap_or_else(|| "watchdog".to_owned()),
+            "severity": severity(worst),
+            "class": group.labels.get("rule"),
+            "group": group.key,
+            "custom_details": group.to_json(GROUP_CAP),
+        },
+    })
 }
 
 /// PagerDuty's severities are `critical`, `error`, `warning`, `info`.
@@ -290,6 +343,8 @@ mod tests {
         full.name = Some("pd".into());
         full.routing_key_file = Some("/f".into());
         full.delivery.rate = "1/s".parse().ok();
+        full.grouping.group_wait = Some(edges::dur::Dur::secs(1));
+        full.grouping.group_interval = Some(edges::dur::Dur::secs(1));
         let written = toml::Value::try_from(&full).unwrap();
         let mut keys: Vec<&str> = written
             .as_table()
@@ -298,7 +353,7 @@ mod tests {
             .map(String::as_str)
             .collect();
         keys.sort_unstable();
-        let mut want = PagerDutyConfig::KEYS.to_vec();
+        let mut want = PagerDutyConfig::keys();
         want.sort_unstable();
         assert_eq!(keys, want, "KEYS lists every field");
         let none: PagerDutyConfig = toml::from_str("").unwrap();

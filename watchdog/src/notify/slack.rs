@@ -27,6 +27,7 @@ use shared_schema::{AlertEvent, AlertLine, Severity};
 
 use super::config::redact;
 use super::delivery::{secret, Delivery, Endpoint, Unknown};
+use super::group::Group;
 use super::sink::{BoxFuture, Sink};
 use crate::exporter::Exporter;
 
@@ -52,6 +53,9 @@ pub struct SlackConfig {
     /// `rate`, `timeout`, `max_retries`, `queue`, `backoff`, `backoff_max`.
     #[serde(flatten)]
     pub delivery: Delivery,
+    /// `group_by`, `group_wait`, `group_interval`.
+    #[serde(flatten)]
+    pub grouping: super::group::Grouping,
     /// Keys no field took: an error at start.
     #[serde(flatten, skip_serializing_if = "Unknown::is_empty")]
     pub unknown: Unknown,
@@ -65,18 +69,11 @@ fn redacted<S: Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error
 }
 
 impl SlackConfig {
-    /// Every key of the table, the delivery keys included.
-    pub const KEYS: [&'static str; 9] = [
-        "name",
-        "url",
-        "url_file",
-        "rate",
-        "timeout",
-        "max_retries",
-        "queue",
-        "backoff",
-        "backoff_max",
-    ];
+    /// Every key of the table, the delivery and grouping keys included.
+    pub fn keys() -> Vec<&'static str> {
+        let own = ["name", "url", "url_file"];
+        super::delivery::all_keys(&own)
+    }
 
     /// The name in metrics and `dropped` lines.
     pub fn sink_name(&self, index: usize) -> String {
@@ -88,8 +85,9 @@ impl SlackConfig {
     /// Checks the table and reads the URL (from `url_file` if given).
     pub fn resolve_url(&self, index: usize) -> anyhow::Result<Url> {
         let table = format!("notify.slack {}", self.sink_name(index));
-        self.unknown.reject(&table, &Self::KEYS)?;
+        self.unknown.reject(&table, &Self::keys())?;
         self.delivery.validate(&table)?;
+        self.grouping.validate(&table)?;
         let text = secret(&table, "url", self.url.as_deref(), self.url_file.as_deref())?;
         super::config::check_url(&text, true).map_err(|e| anyhow::anyhow!("{table}: {e}"))
     }
@@ -115,7 +113,23 @@ impl Slack {
     }
 }
 
+/// Alerts one grouped message lists; the rest are counted.
+const GROUP_LIST: usize = 10;
+
 impl Sink for Slack {
+    fn deliver_group(&mut self, group: Group) -> BoxFuture<'_, Vec<AlertLine>> {
+        Box::pin(async move {
+            let body = Bytes::from(group_message(&group).to_string());
+            match self.endpoint.send(body).await {
+                Ok(()) => Vec::new(),
+                Err(err) => {
+                    tracing::warn!(sink = %self.endpoint.name(), group = %group.key, error = %err, "slack failed");
+                    group.lines
+                }
+            }
+        })
+    }
+
     fn deliver(&mut self, lines: Vec<AlertLine>) -> BoxFuture<'_, Vec<AlertLine>> {
         Box::pin(async move {
             let mut failed = Vec::new();
@@ -156,6 +170,48 @@ pub fn message(line: &AlertLine) -> Value {
         "blocks": [
             {"type": "section", "text": {"type": "mrkdwn", "text": section}},
             {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
+        ],
+    })
+}
+
+/// The Slack message for one group: the counts and the group on top, up
+/// to ten alerts below, and how many more there are.
+pub fn group_message(group: &Group) -> Value {
+    let resolved = group.resolved();
+    let (icon, word) = if group.firing > 0 {
+        (":rotating_light:", "FIRING")
+    } else {
+        (":white_check_mark:", "RESOLVED")
+    };
+    let head = escape(&format!(
+        "{word} {} firing, {resolved} resolved: {}",
+        group.firing,
+        group.title()
+    ));
+    let mut list = String::new();
+    for line in group.lines.iter().take(GROUP_LIST) {
+        let mark = if line.event == AlertEvent::Resolved {
+            "resolved"
+        } else {
+            "firing"
+        };
+        list.push_str(&format!(
+            "• _{mark}_ {}\n",
+            cut(&escape(&line.summary), 250)
+        ));
+    }
+    let more = group.lines.len().saturating_sub(GROUP_LIST);
+    let footer = if more > 0 {
+        format!("and {more} more in this group")
+    } else {
+        format!("group `{}`", cut(&escape(&group.key), 500))
+    };
+    json!({
+        "text": head,
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": format!("{icon} *{head}*")}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": cut(list.trim_end(), SECTION_MAX)}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": footer}]},
         ],
     })
 }
@@ -303,6 +359,8 @@ mod tests {
         full.name = Some("ops".into());
         full.url_file = Some("/f".into());
         full.delivery.rate = "1/s".parse().ok();
+        full.grouping.group_wait = Some(edges::dur::Dur::secs(1));
+        full.grouping.group_interval = Some(edges::dur::Dur::secs(1));
         let written = toml::Value::try_from(&full).unwrap();
         let mut keys: Vec<&str> = written
             .as_table()
@@ -311,7 +369,7 @@ mod tests {
             .map(String::as_str)
             .collect();
         keys.sort_unstable();
-        let mut want = SlackConfig::KEYS.to_vec();
+        let mut want = SlackConfig::keys();
         want.sort_unstable();
         assert_eq!(keys, want, "KEYS lists every field");
 
