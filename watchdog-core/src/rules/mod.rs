@@ -252,12 +252,16 @@ struct Override<R> {
 #[derive(Debug, Clone)]
 pub struct PerAgent<R> {
     by_name: BTreeMap<String, Override<R>>,
+    /// The rule's own `for`: a rule that judges over its `for` window
+    /// (`stuck_agent`) asks [`PerAgent::for_by_name`].
+    base_for: Dur,
 }
 
 impl<R> Default for PerAgent<R> {
     fn default() -> Self {
         Self {
             by_name: BTreeMap::new(),
+            base_for: Dur::secs(0),
         }
     }
 }
@@ -282,6 +286,11 @@ impl<R> PerAgent<R> {
     /// The `for` override of an agent name.
     fn for_of(&self, name: &str) -> Option<Dur> {
         self.by_name.get(name).and_then(|o| o.for_)
+    }
+
+    /// The `for` in force for agents named `name`: its override, else the rule's.
+    pub fn for_by_name(&self, name: Option<&str>) -> Dur {
+        name.and_then(|n| self.for_of(n)).unwrap_or(self.base_for)
     }
 }
 
@@ -409,7 +418,10 @@ fn build<R: Rule>(table: Option<&Value>) -> Result<Box<dyn DynRule>, String> {
     let settings: R = own(Value::Object(rest.clone()))?;
     settings.check()?;
 
-    let mut per_agent = PerAgent::default();
+    let mut per_agent = PerAgent {
+        base_for: common.for_,
+        ..PerAgent::default()
+    };
     match per_agent_table {
         None => {}
         Some(Value::Object(names)) => {
@@ -661,3 +673,6 @@ impl RuleSet {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+pub(crate) mod testkit;
