@@ -33,7 +33,9 @@ use crate::delta::{AgentId, Deltas};
 use crate::dur::Dur;
 use crate::view::PollOutcome;
 
+pub mod agent_api_errors;
 pub mod agent_gone;
+pub mod agent_looping;
 pub mod agent_no_pid;
 pub mod agent_runtime;
 pub mod breaker_open;
@@ -47,6 +49,7 @@ pub mod reconciler_slow;
 pub mod run_cost;
 pub mod schema_incompatible;
 pub mod section_degraded;
+pub mod spend;
 pub mod stage_age;
 pub mod stuck_agent;
 pub mod target_down;
@@ -58,6 +61,8 @@ pub const ALL: &[Entry] = &[
     entry::<agent_runtime::Settings>(),
     entry::<agent_gone::Settings>(),
     entry::<agent_no_pid::Settings>(),
+    entry::<agent_looping::Settings>(),
+    entry::<agent_api_errors::Settings>(),
     entry::<stage_age::Settings>(),
     entry::<queue_depth::Settings>(),
     entry::<queue_stalled::Settings>(),

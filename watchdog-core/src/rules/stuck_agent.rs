@@ -134,9 +134,9 @@ impl Rule for Settings {
                 (Reading::Reset(ResetReason::ClockStill), _) => Some(Verdict::Unknown),
                 // Another process, or another boot: the old one is not stuck.
                 (Reading::Reset(_), _) => None,
-                (Reading::Fraction { .. }, Some(_)) => judged
-                    .filter(|j| j.idle)
-                    .map(|j| Verdict::Firing(finding(agent, &timer, &j, settings, env.generated_at))),
+                (Reading::Fraction { .. }, Some(_)) => judged.filter(|j| j.idle).map(|j| {
+                    Verdict::Firing(finding(agent, &timer, &j, settings, env.generated_at))
+                }),
             };
             next.insert(fact.id, timer);
             if let Some(v) = verdict {
@@ -174,7 +174,9 @@ fn finding(
             "; its last model reply or tool result was {} ago",
             human_secs(now.seconds_since(&at))
         ),
-        None if agent.activity.is_some() => "; it has reported no model reply or tool result".into(),
+        None if agent.activity.is_some() => {
+            "; it has reported no model reply or tool result".into()
+        }
         None => String::new(),
     };
     Finding {
@@ -392,7 +394,13 @@ impl IdleTimer {
             .fold((None::<f64>, 0.0), |(sum, t), (b, dt)| {
                 (Some(sum.unwrap_or(0.0) + b), t + dt)
             });
-        let io_per_min = io.map(|b| if io_span > 0.0 { b / io_span * 60.0 } else { 0.0 });
+        let io_per_min = io.map(|b| {
+            if io_span > 0.0 {
+                b / io_span * 60.0
+            } else {
+                0.0
+            }
+        });
         // A completed request or tool call reported inside the window.
         let reported = self.window.iter().any(|x| x.progress)
             || activity

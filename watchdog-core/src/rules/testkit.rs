@@ -25,7 +25,10 @@ pub fn engine(toml_text: &str) -> Engine {
         .into_iter()
         .map(|(k, v)| (k, serde_json::to_value(v).unwrap()))
         .collect();
-    Engine::new(RuleSet::build(&tables).unwrap(), Duration::from_secs(4 * 3600))
+    Engine::new(
+        RuleSet::build(&tables).unwrap(),
+        Duration::from_secs(4 * 3600),
+    )
 }
 
 /// An envelope at `s` seconds after t0, monotonic in step, no agents.

@@ -66,7 +66,13 @@ fn io_counts_only_above_io_floor() {
     let lines = drive(&mut en, 0.0, 615.0, 15.0, io_per_min(60 * 1024));
     let stuck = of_rule(&lines, "stuck_agent");
     assert_eq!(stuck.len(), 1, "{lines:?}");
-    assert!(stuck[0].summary.contains("did only 60.0 KiB of I/O a minute"), "{}", stuck[0].summary);
+    assert!(
+        stuck[0]
+            .summary
+            .contains("did only 60.0 KiB of I/O a minute"),
+        "{}",
+        stuck[0].summary
+    );
     // ... 80 KiB a minute is work.
     let mut en = engine("");
     let lines = drive(&mut en, 0.0, 1800.0, 15.0, io_per_min(80 * 1024));
@@ -112,7 +118,11 @@ fn a_reply_reported_at_300s_keeps_the_agent_off_until_it_leaves_the_window() {
     });
     let stuck = of_rule(&lines, "stuck_agent");
     assert_eq!(stuck.len(), 1, "{lines:?}");
-    assert!((900.0..=915.0).contains(&at(stuck[0])), "fired at {}", at(stuck[0]));
+    assert!(
+        (900.0..=915.0).contains(&at(stuck[0])),
+        "fired at {}",
+        at(stuck[0])
+    );
     assert!(
         stuck[0]
             .summary
@@ -177,14 +187,21 @@ fn per_agent_for_sets_the_window() {
     let lines = drive(&mut en, 0.0, 200.0, 2.0, hung_cli);
     let stuck = of_rule(&lines, "stuck_agent");
     assert_eq!(stuck.len(), 1, "{lines:?}");
-    assert!((120.0..=124.0).contains(&at(stuck[0])), "fired at {}", at(stuck[0]));
+    assert!(
+        (120.0..=124.0).contains(&at(stuck[0])),
+        "fired at {}",
+        at(stuck[0])
+    );
 }
 
 #[test]
 fn the_window_survives_a_restart_and_an_old_state_file_still_restores() {
     let mut straight = engine("");
     let want = drive(&mut straight, 0.0, 700.0, 2.0, hung_cli);
-    let want: Vec<f64> = of_rule(&want, "stuck_agent").iter().map(|l| at(l)).collect();
+    let want: Vec<f64> = of_rule(&want, "stuck_agent")
+        .iter()
+        .map(|l| at(l))
+        .collect();
 
     let mut en = engine("");
     drive(&mut en, 0.0, 300.0, 2.0, hung_cli);
@@ -192,7 +209,10 @@ fn the_window_survives_a_restart_and_an_old_state_file_still_restores() {
     let mut again = engine("");
     again.restore(&saved).unwrap();
     let lines = drive(&mut again, 302.0, 700.0, 2.0, hung_cli);
-    let got: Vec<f64> = of_rule(&lines, "stuck_agent").iter().map(|l| at(l)).collect();
+    let got: Vec<f64> = of_rule(&lines, "stuck_agent")
+        .iter()
+        .map(|l| at(l))
+        .collect();
     assert_eq!(got, want);
 
     // A page-2 state file has no `window` or `counts` in the timers.
@@ -213,7 +233,10 @@ fn the_window_survives_a_restart_and_an_old_state_file_still_restores() {
     assert!(!String::from_utf8_lossy(&old).contains("\"window\""));
     let mut older = engine("");
     older.restore(&old).unwrap();
-    let ev = older.observe(crate::rules::testkit::T, &crate::rules::testkit::obs(hung_cli(302.0)));
+    let ev = older.observe(
+        crate::rules::testkit::T,
+        &crate::rules::testkit::obs(hung_cli(302.0)),
+    );
     assert_eq!(ev.agents[0].idle_s.map(f64::round), Some(302.0));
 }
 
