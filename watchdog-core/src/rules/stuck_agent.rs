@@ -48,8 +48,10 @@ pub const IO_FLOOR: f64 = 65_536.0;
 
 /// At most this many samples are kept per agent: past it the two adjacent
 /// ones that span the least time are merged, so a long `for` at a short
-/// interval costs bounded memory (10,000 agents x 64 samples).
-const MAX_SAMPLES: usize = 64;
+/// interval costs bounded memory (20 bytes a sample: 10,000 agents x 32
+/// samples is 6.4 MB). A 10m window at a 2 s interval then judges in
+/// buckets of about 20 s, which moves its far edge by at most that much.
+const MAX_SAMPLES: usize = 32;
 
 /// `[rules.stuck_agent]`'s own keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -220,17 +222,16 @@ pub struct Idle {
     by_agent: AgentMap<IdleTimer>,
 }
 
-/// One delta of one agent, as the window keeps it.
+/// One delta of one agent, as the window keeps it (`f32`: a window of a
+/// few dozen sums needs no more, and 10,000 agents keep one each).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
     /// Seconds it spans.
-    pub dt_s: f64,
+    pub dt_s: f32,
     /// CPU seconds used in it.
-    pub cpu_s: f64,
+    pub cpu_s: f32,
     /// Bytes of I/O in it; `None` when not known.
-    pub io: Option<f64>,
-    /// Whether the agent reported a completed request or tool call in it.
-    pub progress: bool,
+    pub io: Option<f32>,
 }
 
 impl Sample {
@@ -242,7 +243,6 @@ impl Sample {
                 (Some(a), Some(b)) => Some(a + b),
                 _ => None,
             },
-            progress: self.progress || later.progress,
         }
     }
 }
@@ -266,6 +266,10 @@ pub struct IdleTimer {
     /// `api_requests` and `tool_calls` as last seen.
     #[serde(default)]
     pub counts: Option<(u64, u64)>,
+    /// Seconds since those counts last grew (kept apart from the samples,
+    /// whose merged buckets would blur when that was).
+    #[serde(default)]
+    pub since_progress_s: Option<f64>,
 }
 
 /// The verdict on one agent's window after a delta.
@@ -320,15 +324,19 @@ impl IdleTimer {
                 let progress = matches!((self.counts, counts),
                     (Some((r0, t0)), Some((r1, t1))) if r1 > r0 || t1 > t0);
                 self.counts = counts;
-                let io = io_bytes.map(|b| b as f64);
+                self.since_progress_s = if progress {
+                    Some(0.0)
+                } else {
+                    self.since_progress_s.map(|x| x + dt_s)
+                };
                 self.push(Sample {
-                    dt_s,
-                    cpu_s: fraction * dt_s,
-                    io,
-                    progress,
+                    dt_s: dt_s as f32,
+                    cpu_s: (fraction * dt_s) as f32,
+                    io: io_bytes.map(|b| b as f32),
                 });
                 self.trim(window_s);
-                let j = self.judge(s, agent.activity.as_ref(), now);
+                // For a `for` of 0s, the last delta is the window.
+                let j = self.judge(s, agent.activity.as_ref(), now, window_s.max(dt_s));
                 self.fraction = Some(fraction);
                 if j.idle {
                     match self.idle_s {
@@ -338,8 +346,8 @@ impl IdleTimer {
                         }
                         // Just turned idle: the whole window was judged idle.
                         _ => {
-                            self.idle_s = Some(self.window.iter().map(|x| x.dt_s).sum());
-                            self.idle_cpu_s = self.window.iter().map(|x| x.cpu_s).sum();
+                            self.idle_s = Some(self.span());
+                            self.idle_cpu_s = self.window.iter().map(|x| f64::from(x.cpu_s)).sum();
                         }
                     }
                 } else {
@@ -372,9 +380,9 @@ impl IdleTimer {
     /// Drops the samples the window no longer needs: it keeps covering at
     /// least `window_s` once the history is that long.
     fn trim(&mut self, window_s: f64) {
-        let mut total: f64 = self.window.iter().map(|x| x.dt_s).sum();
+        let mut total = self.span();
         while self.window.len() > 1 {
-            let oldest = self.window[0].dt_s;
+            let oldest = f64::from(self.window[0].dt_s);
             if total - oldest < window_s {
                 break;
             }
@@ -383,14 +391,25 @@ impl IdleTimer {
         }
     }
 
-    fn judge(&self, s: &Settings, activity: Option<&Activity>, now: Timestamp) -> Judged {
-        let span: f64 = self.window.iter().map(|x| x.dt_s).sum();
-        let cpu_s: f64 = self.window.iter().map(|x| x.cpu_s).sum();
+    /// Seconds the window spans.
+    fn span(&self) -> f64 {
+        self.window.iter().map(|x| f64::from(x.dt_s)).sum()
+    }
+
+    fn judge(
+        &self,
+        s: &Settings,
+        activity: Option<&Activity>,
+        now: Timestamp,
+        window_s: f64,
+    ) -> Judged {
+        let span = self.span();
+        let cpu_s: f64 = self.window.iter().map(|x| f64::from(x.cpu_s)).sum();
         let cpu = if span > 0.0 { cpu_s / span } else { 0.0 };
         let (io, io_span) = self
             .window
             .iter()
-            .filter_map(|x| x.io.map(|b| (b, x.dt_s)))
+            .filter_map(|x| x.io.map(|b| (f64::from(b), f64::from(x.dt_s))))
             .fold((None::<f64>, 0.0), |(sum, t), (b, dt)| {
                 (Some(sum.unwrap_or(0.0) + b), t + dt)
             });
@@ -401,11 +420,12 @@ impl IdleTimer {
                 0.0
             }
         });
-        // A completed request or tool call reported inside the window.
-        let reported = self.window.iter().any(|x| x.progress)
+        // A completed request or tool call reported within the last `for`
+        // (to the poll: the samples' span may exceed it by a merged bucket).
+        let reported = self.since_progress_s.is_some_and(|x| x < window_s)
             || activity
                 .and_then(last_progress_at)
-                .is_some_and(|at| now.seconds_since(&at) <= span);
+                .is_some_and(|at| now.seconds_since(&at) <= window_s);
         Judged {
             idle: cpu < s.cpu_floor && io_per_min.map_or(true, |r| r <= s.io_floor) && !reported,
             cpu,
