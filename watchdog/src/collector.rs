@@ -933,8 +933,8 @@ mod tests {
         assert_eq!(
             lines(&text, "watchdog_agent_cost_source"),
             [
-                format!("watchdog_agent_cost_source{{agent=\"dev\",job_id=\"7\",pid=\"107\",run_id=\"\",source=\"telemetry\",target=\"t1\"}} 1"),
-                format!("watchdog_agent_cost_source{{agent=\"rev\",job_id=\"8\",pid=\"108\",run_id=\"\",source=\"db\",target=\"t1\"}} 1"),
+                "watchdog_agent_cost_source{agent=\"dev\",job_id=\"7\",pid=\"107\",run_id=\"\",source=\"telemetry\",target=\"t1\"} 1",
+                "watchdog_agent_cost_source{agent=\"rev\",job_id=\"8\",pid=\"108\",run_id=\"\",source=\"db\",target=\"t1\"} 1",
             ]
         );
         // Telemetry only where the agent reported some: no series for rev.
