@@ -82,7 +82,7 @@ const GAUGES: &[Def] = &[
     def("watchdog_section_degraded", "1 when the section is listed in the envelope's degraded list, else 0.", &["section"], Some("")),
     def("watchdog_agent_cpu_fraction", "CPU used by the agent over the last poll interval, in cores (absent until two samples).", AGENT, Some("agents")),
     def("watchdog_agent_runtime_seconds", "Seconds since the agent's job started.", AGENT, Some("agents")),
-    def("watchdog_agent_idle_seconds", "Seconds the agent has stayed below the CPU floor without I/O (as stuck_agent counts them).", AGENT, Some("agents")),
+    def("watchdog_agent_idle_seconds", "Seconds the agent has been idle as stuck_agent counts them: CPU below cpu_floor and I/O below io_floor over its for window, no reported request or tool call.", AGENT, Some("agents")),
     def("watchdog_agents_running", "Agents (running jobs) in the last envelope.", &[], Some("agents")),
     def("watchdog_agent_cost_usd", "What the agent's run has spent so far, USD: the orchestrator's cost_usd when known, else the agent's own telemetry (see watchdog_agent_cost_source).", AGENT, Some("agents")),
     def("watchdog_agent_cost_source", "1 for the source of watchdog_agent_cost_usd: db (agent_runs.cost_usd) or telemetry (the agent's OTLP cost records).", AGENT_SOURCE, Some("agents")),
