@@ -282,3 +282,36 @@ fn the_last_counted_reply_dates_the_hang_to_the_poll_even_with_merged_buckets() 
     let t = at(stuck[0]);
     assert!((700.0..=704.0).contains(&t), "fired at {t}");
 }
+
+proptest::proptest! {
+    /// Any readings (counters up or down, activity coming and going, any
+    /// step): no panic, idle time never negative, the window bounded.
+    #[test]
+    fn any_readings_keep_the_window_bounded_and_idle_time_non_negative(
+        polls in proptest::collection::vec(
+            (0u64..50, 0u64..100_000, proptest::option::of((0u64..5, 0u64..5)), -5i64..40),
+            1..120,
+        )
+    ) {
+        let mut en = engine("[stuck_agent]\nfor = \"1m\"\nmin_runtime = \"0s\"\n");
+        let (mut s, mut ticks, mut io) = (0.0, 0u64, 0u64);
+        for (dt, dio, act, step) in polls {
+            s += step as f64;
+            ticks += dt;
+            io += dio;
+            let mut e = env(s);
+            let mut a = agent(600.0 + s, ticks, io);
+            a.activity = act.map(|(r, t)| activity(r, t));
+            e.agents = vec![a];
+            let ev = en.observe(crate::rules::testkit::T, &crate::rules::testkit::obs(e));
+            for x in &ev.agents {
+                if let Some(i) = x.idle_s {
+                    proptest::prop_assert!(i >= 0.0 && i.is_finite());
+                }
+            }
+        }
+        let saved: serde_json::Value = serde_json::from_slice(&en.save()).unwrap();
+        let text = saved.to_string();
+        proptest::prop_assert!(text.matches("dt_s").count() <= MAX_SAMPLES, "{}", text);
+    }
+}
