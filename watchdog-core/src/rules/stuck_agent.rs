@@ -48,8 +48,8 @@ pub const IO_FLOOR: f64 = 65_536.0;
 
 /// At most this many samples are kept per agent: past it the two adjacent
 /// ones that span the least time are merged, so a long `for` at a short
-/// interval costs bounded memory (20 bytes a sample: 10,000 agents x 32
-/// samples is 6.4 MB). A 10m window at a 2 s interval then judges in
+/// interval costs bounded memory (16 bytes a sample: 10,000 agents x 32
+/// samples is 5.1 MB). A 10m window at a 2 s interval then judges in
 /// buckets of about 20 s, which moves its far edge by at most that much.
 const MAX_SAMPLES: usize = 32;
 

@@ -315,3 +315,9 @@ proptest::proptest! {
         proptest::prop_assert!(text.matches("dt_s").count() <= MAX_SAMPLES, "{}", text);
     }
 }
+
+#[test]
+fn a_window_sample_is_16_bytes() {
+    // The memory bound in MAX_SAMPLES's doc: 10,000 agents x 32 x 16 bytes.
+    assert_eq!(std::mem::size_of::<Sample>(), 16);
+}
