@@ -48,10 +48,11 @@ pub const IO_FLOOR: f64 = 65_536.0;
 
 /// At most this many samples are kept per agent: past it the two adjacent
 /// ones that span the least time are merged, so a long `for` at a short
-/// interval costs bounded memory (16 bytes a sample: 10,000 agents x 32
-/// samples is 5.1 MB). A 10m window at a 2 s interval then judges in
-/// buckets of about 20 s, which moves its far edge by at most that much.
-const MAX_SAMPLES: usize = 32;
+/// interval costs bounded memory (16 bytes a sample: 10,000 agents x 16
+/// samples is 2.6 MB). A 10m window at a 2 s interval then judges CPU and
+/// I/O in buckets of about 40 s, which moves its far edge by at most that
+/// much; reported requests and tool calls are timed apart, to the poll.
+const MAX_SAMPLES: usize = 16;
 
 /// `[rules.stuck_agent]`'s own keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -360,10 +361,11 @@ impl IdleTimer {
     }
 
     fn push(&mut self, sample: Sample) {
-        self.window.push_back(sample);
-        if self.window.len() > MAX_SAMPLES {
-            // Merge the adjacent pair spanning the least time: the window
-            // keeps an even resolution and its total is unchanged.
+        // Merged before the push, so the deque never holds (nor allocates
+        // room for) more than MAX_SAMPLES.
+        if self.window.len() >= MAX_SAMPLES {
+            // The adjacent pair spanning the least time: the window keeps
+            // an even resolution and its total is unchanged.
             let i = (0..self.window.len() - 1)
                 .min_by(|&a, &b| {
                     let da = self.window[a].dt_s + self.window[a + 1].dt_s;
@@ -375,6 +377,7 @@ impl IdleTimer {
                 self.window[i] = self.window[i].merge(later);
             }
         }
+        self.window.push_back(sample);
     }
 
     /// Drops the samples the window no longer needs: it keeps covering at
