@@ -252,7 +252,11 @@ fn the_window_keeps_at_most_max_samples_and_its_total() {
         t.trim(3600.0);
     }
     assert!(t.window.len() <= MAX_SAMPLES, "{}", t.window.len());
-    assert!(t.window.capacity() <= MAX_SAMPLES, "{}", t.window.capacity());
+    assert!(
+        t.window.capacity() <= MAX_SAMPLES,
+        "{}",
+        t.window.capacity()
+    );
     assert!((t.span() - 2000.0).abs() < 1e-6, "{}", t.span());
     let io: f64 = t.window.iter().filter_map(|s| s.io).map(f64::from).sum();
     assert!((io - 90_000.0).abs() < 1e-3, "{io}");
