@@ -35,6 +35,7 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     alert_log: Option<PathBuf>,
     state_file: Option<PathBuf>,
+    record: Option<PathBuf>,
     record_max_bytes: Option<ByteSize>,
     record_keep: Option<u32>,
     #[serde(default)]
@@ -254,7 +255,7 @@ impl Config {
             listen,
             alert_log: over.alert_log.clone().or(file.alert_log),
             state_file: over.state_file.clone().or(file.state_file),
-            record: over.record.clone(),
+            record: over.record.clone().or(file.record),
             record_max_bytes,
             record_keep,
             targets,
@@ -291,6 +292,8 @@ impl Config {
             #[serde(skip_serializing_if = "Option::is_none")]
             state_file: Option<&'a Path>,
             #[serde(skip_serializing_if = "Option::is_none")]
+            record: Option<&'a Path>,
+            #[serde(skip_serializing_if = "Option::is_none")]
             record_max_bytes: Option<u64>,
             record_keep: u32,
             #[serde(skip_serializing_if = "<[String]>::is_empty")]
@@ -318,6 +321,7 @@ impl Config {
             listen: self.listen.to_string(),
             alert_log: self.alert_log.as_deref(),
             state_file: self.state_file.as_deref(),
+            record: self.record.as_deref(),
             record_max_bytes: self.record_max_bytes,
             record_keep: self.record_keep,
             target_files: &self.target_files,
@@ -599,8 +603,11 @@ repeat_interval = "1h 30m"
     /// flags win; nonsense names the key.
     #[test]
     fn record_rotation_keys_read_and_flags_override_them() {
-        let f = write("record_max_bytes = \"64MiB\"\nrecord_keep = 3\n");
+        let f = write(
+            "record = \"/var/lib/w/rec.jsonl\"\nrecord_max_bytes = \"64MiB\"\nrecord_keep = 3\n",
+        );
         let c = load_file(&f).unwrap();
+        assert_eq!(c.record.as_deref(), Some(Path::new("/var/lib/w/rec.jsonl")));
         assert_eq!(c.record_max_bytes, Some(64 << 20));
         assert_eq!(c.record_keep, 3);
         assert!(
@@ -610,12 +617,14 @@ repeat_interval = "1h 30m"
         );
         let c = Config::load(&Overrides {
             config: Some(f.path().to_owned()),
+            record: Some("/tmp/other.jsonl".into()),
             record_max_bytes: Some(ByteSize(1000)),
             record_keep: Some(0),
             ..Overrides::default()
         })
         .unwrap();
         assert_eq!((c.record_max_bytes, c.record_keep), (Some(1000), 0));
+        assert_eq!(c.record.as_deref(), Some(Path::new("/tmp/other.jsonl")));
         let c = load_file(&write("")).unwrap();
         assert_eq!(c.record_rotation(), Rotation::default());
         for (text, key) in [
