@@ -124,7 +124,7 @@ fn record_files(record: &Path) -> Vec<PathBuf> {
             Some((n, e.path()))
         })
         .collect();
-    rotated.sort_by(|a, b| b.0.cmp(&a.0));
+    rotated.sort_by_key(|r| std::cmp::Reverse(r.0));
     let mut files: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
     files.push(record.to_owned());
     files
@@ -335,9 +335,7 @@ fn backtest_under_changed_rules_equals_two_replays_alert_for_alert() {
     let alerts = report["alerts"].as_array().unwrap();
     let idle_alert = alerts
         .iter()
-        .find(|x| {
-            x["rule"] == "stuck_agent" && x["labels"]["job_id"] == idle_job.job_id.to_string()
-        })
+        .find(|x| x["rule"] == "stuck_agent" && x["labels"]["job_id"] == idle_job_id.as_str())
         .expect("the idle agent's alert");
     assert_eq!(idle_alert["change"], "earlier", "{idle_alert}");
     assert!(

@@ -127,7 +127,9 @@ pub fn in_order(files: Vec<PathBuf>) -> Vec<PathBuf> {
         }
         (p.to_owned(), None)
     };
-    let mut groups: Vec<(PathBuf, Vec<(Option<u32>, PathBuf)>)> = Vec::new();
+    // (recording, its files with their rotation numbers)
+    type Group = (PathBuf, Vec<(Option<u32>, PathBuf)>);
+    let mut groups: Vec<Group> = Vec::new();
     for file in files {
         let (base, n) = key(&file);
         let group = match groups.iter_mut().position(|(b, _)| *b == base) {

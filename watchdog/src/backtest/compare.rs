@@ -127,7 +127,7 @@ pub fn pair(a: &[Fired], b: &[Fired]) -> Vec<Pair> {
             out.push(((f.rule.as_str(), f.firing, f.key.as_str()), p));
         }
     }
-    out.sort_by(|(x, _), (y, _)| x.cmp(y));
+    out.sort_by_key(|(x, _)| *x);
     out.into_iter().map(|(_, p)| p).collect()
 }
 
