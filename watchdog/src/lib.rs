@@ -12,6 +12,7 @@
 //! or clocks, and Cargo keeps I/O out of it.
 
 pub mod alert_log;
+pub mod backtest;
 pub mod check;
 pub mod collector;
 pub mod config;
