@@ -26,6 +26,7 @@ pub mod reference;
 pub mod replay;
 pub mod run;
 pub mod sd;
+pub mod shard;
 pub mod state;
 pub mod stderr;
 pub mod stdout;
