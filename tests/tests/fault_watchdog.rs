@@ -13,6 +13,7 @@
 //! | alert log on a full disk (`/dev/full`) | stdout keeps every line, the process keeps polling |
 //! | webhook down | polling goes on; the undelivered notification is a `dropped` line |
 //! | state file corrupt | starts fresh, says so on stderr, keeps polling |
+//! | restart with a target removed and a rule disabled (state file) | their saved firing alerts resolve: a line each, the webhook told |
 #![allow(clippy::unwrap_used)]
 
 use e2e::harness::{bin, free_port, wait_until, write_json, Guard, HttpStub};
@@ -221,6 +222,10 @@ fn has_alert(lines: &[String], event: &str, rule: &str) -> bool {
         .any(|a| a["event"] == event && a["rule"] == rule)
 }
 
+/// The rules of [`Watchdog::start`]: both fire at once.
+const DEFAULT_RULES: &str =
+    "[rules.target_down]\nfor = \"0s\"\n\n[rules.breaker_open]\nfor = \"0s\"\n";
+
 /// A running `watchdog run` with its config, pipes and metrics address.
 struct Watchdog {
     guard: Guard,
@@ -235,6 +240,11 @@ impl Watchdog {
     /// (interval 200ms, timeout 1s, target `orch` at `url`, target_down and
     /// breaker_open with `for = "0s"`).
     fn start(url: &str, extra_toml: &str) -> Self {
+        Self::start_with_rules(url, extra_toml, DEFAULT_RULES)
+    }
+
+    /// Like [`Watchdog::start`] with `rules_toml` in place of [`DEFAULT_RULES`].
+    fn start_with_rules(url: &str, extra_toml: &str, rules_toml: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let config = dir.path().join("watchdog.toml");
@@ -248,11 +258,7 @@ listen = "{listen}"
 name = "orch"
 url = "{url}"
 
-[rules.target_down]
-for = "0s"
-
-[rules.breaker_open]
-for = "0s"
+{rules_toml}
 "#
         );
         std::fs::write(&config, toml).unwrap();
@@ -317,6 +323,17 @@ for = "0s"
             .filter(|l| l.starts_with("watchdog_polls_total"))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
+    }
+
+    /// SIGTERM, then waits (bounded) for a clean exit.
+    fn stop(&mut self) {
+        let pid = libc::pid_t::try_from(self.guard.0.id()).unwrap();
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let exited = wait_until(Duration::from_secs(15), || {
+            matches!(self.guard.0.try_wait(), Ok(Some(_)))
+        });
+        assert!(exited, "no exit after SIGTERM:\n{}", self.stderr_text());
     }
 
     fn stdout(&self) -> Vec<String> {
@@ -679,4 +696,89 @@ fn fault_run_kill_switch_is_disabled_not_down() {
     assert!(wait_until(Duration::from_secs(5), || w
         .gauge("watchdog_target_enabled{")
         == Some(1.0)));
+}
+
+/// Issue 24 item 6: a restart with a target removed and a rule disabled
+/// ends the firing alerts restored from `state_file` for them with one
+/// `resolved` line each, as SIGHUP with the same change does; the alerts
+/// still configured stay firing without a second `firing` line.
+#[test]
+fn fault_restart_resolves_saved_alerts_of_a_removed_target_and_a_disabled_rule() {
+    let target = FakeTarget::start(Reply::Good { breaker_open: true });
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let dead = format!("http://127.0.0.1:{}/metrics", free_port());
+    let with_gone = format!(
+        "state_file = \"{}\"\n\n[[target]]\nname = \"gone\"\nurl = \"{dead}\"\n",
+        state.display()
+    );
+    let mut w = Watchdog::start(&target.url(), &with_gone);
+    w.wait_stdout(
+        "breaker_open on orch and target_down on gone firing",
+        Duration::from_secs(15),
+        |l| has_alert(l, "firing", "breaker_open") && has_alert(l, "firing", "target_down"),
+    );
+    // The state file is written after each burst of polls; one more poll
+    // later it holds both alerts.
+    let polls = w.polls();
+    assert!(wait_until(Duration::from_secs(10), || w.polls() >= polls + 2.0));
+    w.stop();
+
+    // Restart: `gone` removed, breaker_open disabled, target_down kept.
+    let hook = e2e::am_cluster::Receiver::start();
+    let mut again = Watchdog::start_with_rules(
+        &target.url(),
+        &format!(
+            "state_file = \"{}\"\n\n[[notify.webhook]]\nurl = \"{}\"\n",
+            state.display(),
+            hook.url()
+        ),
+        "[rules.target_down]\nfor = \"0s\"\n\n[rules.breaker_open]\nenabled = false\n",
+    );
+    again.wait_stdout(
+        "resolved lines for breaker_open and for gone's target_down",
+        Duration::from_secs(15),
+        |l| has_alert(l, "resolved", "breaker_open") && has_alert(l, "resolved", "target_down"),
+    );
+    let hits = target.hits();
+    assert!(wait_until(Duration::from_secs(10), || target.hits() >= hits + 3));
+    let lines = alerts(&again.stdout());
+    let mut seen: Vec<(String, String, String)> = lines
+        .iter()
+        .map(|a| {
+            (
+                a["event"].as_str().unwrap_or("").to_owned(),
+                a["rule"].as_str().unwrap_or("").to_owned(),
+                a["target"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    let expect = |e: &str, r: &str, t: &str| (e.to_owned(), r.to_owned(), t.to_owned());
+    assert_eq!(
+        seen,
+        [
+            expect("resolved", "breaker_open", "orch"),
+            expect("resolved", "target_down", "gone")
+        ],
+        "exactly one resolved line each, nothing fires again:\n{}",
+        again.stdout().join("\n")
+    );
+    // The sinks hear of it too.
+    let notified = wait_until(Duration::from_secs(10), || {
+        let got: Vec<(String, String)> = hook
+            .all()
+            .iter()
+            .map(|n| {
+                (
+                    n.body["event"].as_str().unwrap_or("").to_owned(),
+                    n.body["rule"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect();
+        got.contains(&("resolved".into(), "breaker_open".into()))
+            && got.contains(&("resolved".into(), "target_down".into()))
+    });
+    assert!(notified, "the webhook got {:?}", hook.all());
+    let _ = &again.dir;
 }

@@ -185,20 +185,15 @@ pub async fn run(over: Overrides) -> anyhow::Result<()> {
 
     let rules = std::mem::replace(&mut config.rules, RuleSet::defaults());
     let mut engine = Engine::new(rules, config.repeat_interval());
-    if let Some(path) = &config.state_file {
-        state::load(&mut engine, path);
-        // A target dropped from the config while we were down is not watched
-        // any more: its saved alerts and baselines go.
-        let stale: Vec<String> = engine
-            .targets()
-            .filter(|t| !config.targets.iter().any(|c| c.name == *t))
-            .map(str::to_owned)
-            .collect();
-        for t in stale {
-            tracing::info!(target = %t, "saved state of a target no longer configured dropped");
-            engine.forget_target(&t);
+    // A target or rule dropped from the config while we were down ends its
+    // saved alerts as a reload would: with `resolved` lines, sent below.
+    let restored_resolved = match &config.state_file {
+        Some(path) => {
+            let watched = |t: &str| config.targets.iter().any(|c| c.name == t);
+            state::load(&mut engine, path, watched, Timestamp::now())
         }
-    }
+        None => Vec::new(),
+    };
     let (dropped_tx, mut dropped_rx) = mpsc::unbounded_channel();
     let notifier = Notifier::start(&config.notify, exporter.clone(), dropped_tx.clone())
         .context("starting notification sinks")?;
@@ -265,6 +260,11 @@ pub async fn run(over: Overrides) -> anyhow::Result<()> {
     let saved: Vec<String> = runner.engine.targets().map(str::to_owned).collect();
     for name in saved {
         runner.refresh_alerts(&name);
+    }
+    if !restored_resolved.is_empty() {
+        runner.send(&restored_resolved);
+        runner.state_dirty = true;
+        runner.settle();
     }
     health.set_max_age(stuck_after(runner.interval));
     health.set(true);

@@ -8,13 +8,31 @@
 use std::io::Write;
 use std::path::Path;
 
+use shared_schema::{AlertLine, Timestamp};
+
 use crate::engine::Engine;
 
-/// Loads `path` into `engine`; a missing or corrupt file leaves it fresh.
-pub fn load(engine: &mut Engine, path: &Path) {
+/// Loads `path` into `engine`, as a reload would carry the running state
+/// over: the firing alerts of targets `watched` does not name any more, or
+/// of rules no longer enabled, end with the `resolved` lines returned (to
+/// be written and notified). A missing or corrupt file leaves it fresh.
+pub fn load(
+    engine: &mut Engine,
+    path: &Path,
+    watched: impl Fn(&str) -> bool,
+    now: Timestamp,
+) -> Vec<AlertLine> {
     match std::fs::read(path) {
-        Ok(bytes) => match engine.restore(&bytes) {
-            Ok(alerts) => tracing::info!(path = %path.display(), alerts, "state restored"),
+        Ok(bytes) => match engine.restore_for(&bytes, watched, now) {
+            Ok(r) => {
+                tracing::info!(path = %path.display(), alerts = r.alerts, resolved = r.resolved.len(),
+                    "state restored");
+                for line in &r.resolved {
+                    tracing::info!(target = %line.target, rule = %line.rule, key = %line.key,
+                        "saved alert of a target or rule no longer configured resolved");
+                }
+                return r.resolved;
+            }
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "state file unreadable; starting fresh")
             }
@@ -26,6 +44,7 @@ pub fn load(engine: &mut Engine, path: &Path) {
             tracing::warn!(path = %path.display(), error = %e, "cannot read the state file; starting fresh")
         }
     }
+    Vec::new()
 }
 
 /// Writes the engine's state to `path` atomically.
@@ -63,11 +82,11 @@ mod tests {
         let path = dir.path().join("state.json");
         std::fs::write(&path, b"\x00garbage").unwrap();
         let mut e = Engine::new(RuleSet::defaults(), Duration::from_secs(60));
-        load(&mut e, &path);
+        load(&mut e, &path, |_| true, Timestamp::now());
         assert_eq!(e.firing_total(), 0);
         save(&e, &path).unwrap();
         let mut again = Engine::new(RuleSet::defaults(), Duration::from_secs(60));
-        load(&mut again, &path);
+        load(&mut again, &path, |_| true, Timestamp::now());
         assert!(
             std::fs::read_dir(dir.path()).unwrap().count() == 1,
             "no temp file left behind"
