@@ -14,6 +14,7 @@
 //! | webhook down | polling goes on; the undelivered notification is a `dropped` line |
 //! | state file corrupt | starts fresh, says so on stderr, keeps polling |
 //! | restart with a target removed and a rule disabled (state file) | their saved firing alerts resolve: a line each, the webhook told |
+//! | wall-clock step on an emitter without `monotonic_ms` | no delta over the step, no false `stuck_agent` |
 #![allow(clippy::unwrap_used)]
 
 use e2e::harness::{bin, free_port, wait_until, write_json, Guard, HttpStub};
@@ -781,4 +782,79 @@ fn fault_restart_resolves_saved_alerts_of_a_removed_target_and_a_disabled_rule()
     });
     assert!(notified, "the webhook got {:?}", hook.all());
     let _ = &again.dir;
+}
+
+/// Issue 24 item 7: an emitter without `monotonic_ms` whose wall clock is
+/// stepped an hour ahead. Its agent keeps burning half a core; the Δt of
+/// `generated_at` (1 h) disagrees with the watchdog's own between the two
+/// receipts (~200 ms), so no delta is made of it: no `stuck_agent`
+/// ("used 0.0% CPU ... for 1h"), before or after the step.
+#[test]
+fn fault_wall_clock_step_without_monotonic_is_no_stuck_agent() {
+    use std::sync::atomic::AtomicI64;
+    let origin = Instant::now();
+    let offset_ms = Arc::new(AtomicI64::new(0));
+    let polls = Arc::new(AtomicUsize::new(0));
+    let stub = {
+        let (offset_ms, polls) = (offset_ms.clone(), polls.clone());
+        HttpStub::start(move |head, conn| {
+            if !head.starts_with("GET /metrics") {
+                let _ = conn.write_all(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+                return;
+            }
+            polls.fetch_add(1, Ordering::SeqCst);
+            let wall = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64
+                + offset_ms.load(Ordering::SeqCst);
+            // Half a core at 100 Hz: 50 ticks a second of real time.
+            let ticks = origin.elapsed().as_millis() as u64 / 20;
+            let mut env = envelope(false, origin);
+            let map = env.as_object_mut().unwrap();
+            map.remove("monotonic_ms");
+            map["generated_at"] = json!(shared_schema::Timestamp::from_unix_ms(wall)
+                .unwrap()
+                .to_string());
+            map["agents"] = json!([{
+                "agent": "dev", "job_id": 7, "run_id": 42, "pid": 4242, "repo": "app",
+                "runtime_s": 3600.0, "cpu_ticks": ticks, "tree_cpu_ticks": ticks,
+                "start_ticks": 1000, "io_rchar": 4096, "io_wchar": 0, "state": "R",
+                "alive": true
+            }]);
+            write_json(conn, env.to_string().as_bytes());
+        })
+    };
+    let url = format!("http://{}/metrics", stub.addr());
+    let mut w = Watchdog::start_with_rules(&url, "", "[rules.stuck_agent]\nfor = \"0s\"\n");
+    let stuck = |w: &Watchdog| has_alert(&w.stdout(), "firing", "stuck_agent");
+    let at = polls.load(Ordering::SeqCst);
+    assert!(wait_until(Duration::from_secs(15), || polls
+        .load(Ordering::SeqCst)
+        >= at + 5));
+    w.assert_alive();
+    assert!(
+        !stuck(&w),
+        "busy before the step:\n{}",
+        w.stdout().join("\n")
+    );
+    let busy = w.gauge("watchdog_agent_cpu_fraction{").unwrap_or(0.0);
+    assert!(busy > 0.2, "the agent reads busy: {busy}");
+
+    offset_ms.store(3_600_000, Ordering::SeqCst);
+    let at = polls.load(Ordering::SeqCst);
+    assert!(wait_until(Duration::from_secs(15), || polls
+        .load(Ordering::SeqCst)
+        >= at + 10));
+    w.assert_alive();
+    assert!(
+        !stuck(&w),
+        "a wall-clock step made a busy agent stuck:\n{}",
+        w.stdout().join("\n")
+    );
+    // After the step, deltas are made again from the new baseline.
+    let busy = w.gauge("watchdog_agent_cpu_fraction{").unwrap_or(0.0);
+    assert!(busy > 0.2, "the agent reads busy after the step: {busy}");
 }

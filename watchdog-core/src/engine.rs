@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use shared_schema::{read_value, AlertEvent, AlertLine, Envelope, ReadError, Reading, Timestamp};
 
 use crate::alerts::{Alert, Observed, Phase, Step, Timing};
-use crate::delta::{Deltas, TargetHistory};
+use crate::delta::{Deltas, Receipt, TargetHistory};
 use crate::rules::{AgentFigures, Clock, Ctx, DynRule, Outcome, RuleSet, RuleStates, Verdict};
 use crate::view::{AgentSample, FiringCount, PollOutcome};
 
@@ -167,17 +167,33 @@ impl Engine {
         &self.rules
     }
 
-    /// Evaluates one observation of `target`.
+    /// Evaluates one observation of `target`, with no receipt of the
+    /// watchdog's own clock (an emitter's wall-clock step is then not told).
     pub fn observe(&mut self, target: &str, obs: &Observation) -> Evaluation {
+        self.observe_received(target, obs, None)
+    }
+
+    /// Evaluates one observation of `target` received at `received` on the
+    /// watchdog's monotonic clock: a Δt of the emitter's wall clock that
+    /// disagrees with the watchdog's own is not trusted (no delta, the idle
+    /// timers restart, the running clock advances by the watchdog's Δt).
+    pub fn observe_received(
+        &mut self,
+        target: &str,
+        obs: &Observation,
+        received: Option<Receipt>,
+    ) -> Evaluation {
         let state = self.targets.entry(target.to_owned()).or_default();
         let env = obs.envelope.as_ref();
 
-        let instant = env.map(|e| state.history.instant_of(e));
+        let instant = env.map(|e| state.history.instant_of(e).received_at(received));
         let emitter_dt = match (instant, state.history.last) {
-            (Some(now), Some(prev)) if state.last_had_envelope => Some(
-                now.seconds_since(&prev)
-                    .unwrap_or_else(|| now.wall.seconds_since(&prev.wall)),
-            ),
+            (Some(now), Some(prev)) if state.last_had_envelope && !now.stepped_since(&prev) => {
+                Some(
+                    now.seconds_since(&prev)
+                        .unwrap_or_else(|| now.wall.seconds_since(&prev.wall)),
+                )
+            }
             _ => None,
         };
         let watchdog_dt = state.last_watchdog.map(|w| obs.now.seconds_since(&w));

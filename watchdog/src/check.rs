@@ -53,10 +53,12 @@ pub async fn check(over: Overrides, interval: Duration) -> i32 {
     let rules = std::mem::replace(&mut config.rules, RuleSet::defaults());
     let mut engine = Engine::new(rules, Duration::ZERO).with_for_met();
     let first = poller.poll().await;
-    engine.observe(&target.name, &first.observation);
+    let received = crate::receipt::now();
+    engine.observe_received(&target.name, &first.observation, received);
     tokio::time::sleep(interval).await;
     let second = poller.poll().await;
-    let eval = engine.observe(&target.name, &second.observation);
+    let received = crate::receipt::now();
+    let eval = engine.observe_received(&target.name, &second.observation, received);
 
     match &second.observation.outcome {
         PollOutcome::Failed { reason } => {

@@ -64,7 +64,8 @@ pub fn replay(
             Recorded::Envelope(body) => Observation::from_body(record.received_at, body),
             Recorded::Failed(why) => Observation::failed(record.received_at, why),
         };
-        let eval = engine.observe(&record.target, &obs);
+        let received = crate::receipt::recorded(record.received_at);
+        let eval = engine.observe_received(&record.target, &obs, received);
         for l in &eval.lines {
             writeln!(out, "{}", l.to_json_line())?;
         }

@@ -44,6 +44,8 @@ const NOTIFY_DRAIN: Duration = Duration::from_secs(5);
 struct Msg {
     target: String,
     polled: Polled,
+    /// The watchdog's monotonic clock when the poll ended.
+    received: Option<watchdog_core::delta::Receipt>,
 }
 
 /// A running poll loop.
@@ -104,10 +106,12 @@ async fn poll_loop(
         }
         // A poll in flight is finished even when a stop arrives meanwhile.
         let polled = poller.poll().await;
+        let received = crate::receipt::now();
         if tx
             .send(Msg {
                 target: name.clone(),
                 polled,
+                received,
             })
             .await
             .is_err()
@@ -373,7 +377,7 @@ impl Runner {
         if let Some(rec) = self.recorder.as_mut() {
             rec.record(&msg.target, obs, msg.polled.body.as_deref());
         }
-        let eval = self.engine.observe(&msg.target, obs);
+        let eval = self.engine.observe_received(&msg.target, obs, msg.received);
         // Lines that want a diagnosis wait for it (bounded) in the outbox.
         let ready = self.outbox.push(&msg.target, Some(&l.spec.0), &eval);
         send(
