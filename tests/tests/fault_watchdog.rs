@@ -15,6 +15,7 @@
 //! | state file corrupt | starts fresh, says so on stderr, keeps polling |
 //! | restart with a target removed and a rule disabled (state file) | their saved firing alerts resolve: a line each, the webhook told |
 //! | wall-clock step on an emitter without `monotonic_ms` | no delta over the step, no false `stuck_agent` |
+//! | state file a FIFO | refused at start by name (exit 2), not a hang |
 #![allow(clippy::unwrap_used)]
 
 use e2e::harness::{bin, free_port, wait_until, write_json, Guard, HttpStub};
@@ -857,4 +858,56 @@ fn fault_wall_clock_step_without_monotonic_is_no_stuck_agent() {
     // After the step, deltas are made again from the new baseline.
     let busy = w.gauge("watchdog_agent_cpu_fraction{").unwrap_or(0.0);
     assert!(busy > 0.2, "the agent reads busy after the step: {busy}");
+}
+
+/// Issue 24: a `state_file` that is a FIFO used to hang the start (the
+/// open waits for a writer: no listener, no polls). It is refused at once,
+/// exit 2, with an error naming the file.
+#[test]
+fn fault_state_file_fifo_is_refused_at_start_not_a_hang() {
+    let target = FakeTarget::start(Reply::Good {
+        breaker_open: false,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("state.fifo");
+    let c = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).unwrap();
+    // SAFETY: `c` is a valid NUL-terminated path for the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let config = dir.path().join("watchdog.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\nstate_file = \"{}\"\n[[target]]\nname = \"orch\"\nurl = \"{}\"\n",
+            fifo.display(),
+            target.url()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(bin("watchdog"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut guard = Guard(child);
+    let stderr = collect(guard.0.stderr.take().unwrap());
+    let mut status = None;
+    let exited = wait_until(Duration::from_secs(15), || {
+        status = guard.0.try_wait().unwrap();
+        status.is_some()
+    });
+    let err = stderr.lock().unwrap().join("\n");
+    assert!(exited, "still running (hung on the FIFO?); stderr:\n{err}");
+    assert_eq!(status.and_then(|s| s.code()), Some(2), "{err}");
+    let collected = wait_until(Duration::from_secs(5), || {
+        stderr.lock().unwrap().join("\n").contains("a FIFO")
+    });
+    let err = stderr.lock().unwrap().join("\n");
+    assert!(
+        collected && err.contains(&fifo.display().to_string()),
+        "the error names the file and says why:\n{err}"
+    );
 }

@@ -195,6 +195,7 @@ pub async fn run(over: Overrides) -> anyhow::Result<()> {
         Some(path) => {
             let watched = |t: &str| config.targets.iter().any(|c| c.name == t);
             state::load(&mut engine, path, watched, Timestamp::now())
+                .map_err(crate::config::ConfigError)?
         }
         None => Vec::new(),
     };
@@ -506,6 +507,9 @@ impl Runner {
         let mut config = Config::load(&self.over)?;
         if config.targets.is_empty() && config.target_files.is_empty() {
             anyhow::bail!("the new config has no target");
+        }
+        if let Some(path) = &config.state_file {
+            state::check(path).map_err(anyhow::Error::msg)?;
         }
         self.files.set_patterns(config.target_files.clone());
         let (_, errors) = self.files.scan(&names(&config.targets));
