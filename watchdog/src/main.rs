@@ -236,7 +236,9 @@ async fn dispatch(command: Command) -> i32 {
             {
                 Ok(t) => t,
                 Err(e) => {
-                    println!("$: cannot read the token file: {e}");
+                    let _ = watchdog::validate_cmd::print(&format!(
+                        "$: cannot read the token file: {e}\n"
+                    ));
                     return 1;
                 }
             };
@@ -262,10 +264,14 @@ async fn run(a: RunArgs) -> i32 {
     };
     if a.print_config {
         return match Config::load(&over) {
-            Ok(c) => {
-                print!("{}", c.to_toml());
-                0
-            }
+            // A closed or full stdout is exit 1, never a panic.
+            Ok(c) => match watchdog::stdout::print_all(&c.to_toml()) {
+                Ok(()) => 0,
+                Err(e) => {
+                    watchdog::stdout::note_unwritable(&e);
+                    1
+                }
+            },
             Err(e) => {
                 eprintln!("watchdog: {e}");
                 2
