@@ -70,6 +70,9 @@ struct RunArgs {
     /// Keep pending/firing alerts and baselines in this file across restarts.
     #[arg(long, value_name = "FILE")]
     state_file: Option<PathBuf>,
+    /// Watch only shard I of N of the targets (Prometheus' hashmod of the target name), e.g. 0/3.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<watchdog::shard::Shard>,
     /// Print the effective config as TOML (secrets never shown) and exit.
     #[arg(long)]
     print_config: bool,
@@ -261,6 +264,7 @@ async fn run(a: RunArgs) -> i32 {
         record: a.record,
         record_max_bytes: a.record_max_bytes,
         record_keep: a.record_keep,
+        shard: a.shard,
     };
     if a.print_config {
         return match Config::load(&over) {

@@ -149,6 +149,8 @@ struct Runner {
     files: TargetFiles,
     /// The targets of `[[target]]`/`--target` (the files' come on top).
     fixed: Vec<Target>,
+    /// `shard`: only its targets are polled.
+    shard: Option<crate::shard::Shard>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -178,8 +180,10 @@ pub async fn run(over: Overrides) -> anyhow::Result<()> {
             crate::config::ConfigError(format!("{}: {}", dup.file.display(), dup.error)).into(),
         );
     }
+    let all = std::mem::take(&mut config.targets);
+    config.targets = config.my_share(all);
     let fixed = config.targets.clone();
-    config.targets.extend(files.targets());
+    config.targets.extend(config.my_share(files.targets()));
     exporter.config_loaded(true, Timestamp::now());
     let stdout = StdoutLines::start(exporter.registry()).context("starting the stdout writer")?;
     // Past RLIMIT_FSIZE a write must fail (EFBIG, handled like a full disk),
@@ -249,6 +253,7 @@ pub async fn run(over: Overrides) -> anyhow::Result<()> {
         board,
         files,
         fixed,
+        shard: config.shard,
     };
     for t in &config.targets {
         let l = spawn_loop(
@@ -517,8 +522,11 @@ impl Runner {
             // Only that file is refused: the rest of the config holds.
             tracing::warn!(file = %dup.file.display(), error = %dup.error, "targets file refused");
         }
+        let all = std::mem::take(&mut config.targets);
+        config.targets = config.my_share(all);
         self.fixed = config.targets.clone();
-        config.targets.extend(self.files.targets());
+        config.targets.extend(config.my_share(self.files.targets()));
+        self.shard = config.shard;
         // Everything that can fail is built before anything changes.
         let notifier = Notifier::start(
             &config.notify,
@@ -640,7 +648,11 @@ impl Runner {
         }
         let now = Timestamp::now();
         let mut desired = self.fixed.clone();
-        desired.extend(self.files.targets());
+        let theirs = self.files.targets();
+        desired.extend(match self.shard {
+            Some(shard) => theirs.into_iter().filter(|t| shard.owns(&t.name)).collect(),
+            None => theirs,
+        });
         let gone: Vec<String> = self
             .loops
             .keys()
