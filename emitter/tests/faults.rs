@@ -358,3 +358,38 @@ fn sparse_ids_are_recounted_in_a_few_steps() {
     assert!(took <= 10, "{took} transactions for one pass");
     assert_eq!(jobs_view(&source), (1, 2, vec![far], Some(0)));
 }
+
+/// Issue 24 #11: `started_at` in the forms orchestrators write gives a
+/// runtime; NULL (or text that is no time) falls back to the age of the
+/// process from `/proc` (starttime on the boot clock); with no process
+/// either, `runtime_s` stays null.
+#[test]
+fn runtime_from_any_started_at_form_or_else_from_the_process_age() {
+    let mut children = Children::default();
+    let sleeper = children.spawn(std::process::Command::new("sleep").arg("60"));
+    let db = Db::new(true);
+    let an_hour_ago = shared_schema::Timestamp::now().unix_ms() / 1000 - 3600;
+    db.exec(&format!(
+        "INSERT INTO jobs (id, status, pid, started_at) VALUES
+           (1, 'running', {sleeper}, '{an_hour_ago}'),
+           (2, 'running', {sleeper}, {an_hour_ago}000),
+           (3, 'running', {sleeper}, NULL),
+           (4, 'running', {sleeper}, 'whenever'),
+           (5, 'running', NULL, NULL);"
+    ));
+    let env = common::snapshot(db.source());
+    let json = assert_valid(&env);
+    let runtime = |i: usize| json["agents"][i]["runtime_s"].as_f64();
+    for i in [0, 1] {
+        let r = runtime(i).unwrap();
+        assert!((3599.0..3700.0).contains(&r), "agent {i}: {r}");
+    }
+    for i in [2, 3] {
+        let r = runtime(i).unwrap_or(-1.0);
+        assert!(
+            (0.0..60.0).contains(&r),
+            "agent {i} from the process age: {r}"
+        );
+    }
+    assert_eq!(json["agents"][4]["runtime_s"], serde_json::Value::Null);
+}

@@ -144,6 +144,22 @@ impl ProcCache {
         }
     }
 
+    /// Seconds since a process with this `starttime` (clock ticks after
+    /// boot) began, on `<root>/uptime`; `None` where either is unknown.
+    pub fn age_s(&self, start_ticks: u64) -> Option<f64> {
+        // SAFETY: sysconf has no memory effects.
+        let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        let tck = u32::try_from(tck).ok().filter(|&t| t > 0)?;
+        let uptime: f64 = std::fs::read_to_string(self.root.join("uptime"))
+            .ok()?
+            .split_ascii_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        let age = uptime - start_ticks as f64 / f64::from(tck);
+        (age.is_finite() && age >= 0.0).then_some(age)
+    }
+
     /// How descendants are found.
     pub fn walk(&self) -> Walk {
         self.walk
