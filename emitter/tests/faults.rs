@@ -393,3 +393,69 @@ fn runtime_from_any_started_at_form_or_else_from_the_process_age() {
     }
     assert_eq!(json["agents"][4]["runtime_s"], serde_json::Value::Null);
 }
+
+/// Issue 24 #10: `id INT PRIMARY KEY` (not a rowid alias) holding a real,
+/// a text, NULL and `i64::MIN`. Every row is counted in `queue` and
+/// `cost`; agents are the running jobs whose id is an integer (the
+/// contract's `job_id` is one); nothing is degraded.
+#[test]
+fn odd_ids_are_counted_and_only_integer_ids_become_agents() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("orch.db");
+    let w = rusqlite::Connection::open(&path).unwrap();
+    w.execute_batch(
+        "CREATE TABLE tasks (id INTEGER PRIMARY KEY, work_item_id TEXT, repo TEXT,
+           stage TEXT NOT NULL, stage_entered_at TEXT NOT NULL);
+         CREATE TABLE jobs (id INT PRIMARY KEY, task_id INTEGER, agent TEXT, repo TEXT,
+           status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, pid INTEGER,
+           model TEXT, effort TEXT, created_at TEXT, started_at TEXT, finished_at TEXT);
+         CREATE TABLE agent_runs (id INT PRIMARY KEY, job_id INTEGER, agent TEXT,
+           cost_usd REAL, input_tokens INTEGER, output_tokens INTEGER,
+           cache_read_tokens INTEGER, cache_creation_tokens INTEGER,
+           started_at TEXT, finished_at TEXT);",
+    )
+    .unwrap();
+    w.execute(
+        "INSERT INTO jobs (id, status, agent) VALUES
+           (3, 'running', 'a'), (1.5, 'done', 'b'), ('job-x', 'queued', 'c'),
+           (NULL, 'running', 'd'), (?1, 'running', 'e'), (2.0, 'failed', 'f')",
+        [i64::MIN],
+    )
+    .unwrap();
+    w.execute_batch(
+        "INSERT INTO agent_runs (id, job_id, agent, cost_usd, finished_at) VALUES
+           (2.5, 3, 'a', 2.0, '2026-11-22 10:00:00'), (10, 3, 'a', 1.0, NULL),
+           ('run-y', NULL, 'c', 4.0, '2026-11-22 10:00:00'), (NULL, NULL, 'd', 8.0, NULL);",
+    )
+    .unwrap();
+    let source = SqliteSource::new(&path).with_background_recount(false);
+    let now = shared_schema::Timestamp::parse("2026-11-22T11:00:00Z").unwrap();
+    for round in 0..2 {
+        let mut s = source.session();
+        let q = s.queue().unwrap();
+        assert_eq!(
+            (
+                q.counts["running"],
+                q.counts["done"],
+                q.counts["queued"],
+                q.counts["failed"]
+            ),
+            (3, 1, 1, 1),
+            "round {round}"
+        );
+        let agents = s.agents(&now).unwrap();
+        let ids: Vec<i64> = agents.iter().map(|a| a.job_id).collect();
+        assert_eq!(ids, vec![3, i64::MIN], "round {round}");
+        // The newest run is the one inserted last (rowid order).
+        assert_eq!(agents[0].run_id, Some(10));
+        assert_eq!(agents[1].run_id, None);
+        let cost = s.cost().unwrap();
+        let agg = cost.aggregate.unwrap();
+        assert_eq!(
+            (agg.runs, agg.cost_usd),
+            (Some(4), Some(15.0)),
+            "round {round}"
+        );
+        assert_eq!(cost.running.len(), 2);
+    }
+}
