@@ -298,7 +298,11 @@ impl ProcCache {
             }
         }
         let wchan = self.wchan(pid);
-        super::tree_figures(&own, tree.iter(), |p| self.io(p, memo), wchan)
+        let mut figures = super::tree_figures(&own, tree.iter(), |p| self.io(p, memo), wchan);
+        if let Some(live) = super::live_thread_state(&self.root, &own) {
+            figures.state = Some(live.to_string());
+        }
+        figures
     }
 
     /// A fresh stat of `pid`, once per snapshot; `Err(alive)` when unreadable.
@@ -775,6 +779,35 @@ mod tests {
             Some(20),
             "the child born during the wrap is in the tree"
         );
+    }
+
+    /// Issue 24 #5: the main thread called `pthread_exit`, a worker runs
+    /// on: the leader's stat says `Z` with 2 threads. Not a zombie: the
+    /// state of the live thread, and alive.
+    #[test]
+    fn a_leader_that_exited_with_threads_running_is_not_a_zombie() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let zombie_leader = |pid: i64, threads: u32| {
+            LINE.replacen("0 (p) S 0", &format!("{pid} (p{pid}) Z 1"), 1)
+                .replacen(" 20 0 1 0 500 ", &format!(" 20 0 {threads} 0 500 "), 1)
+        };
+        fake(dir.path(), 10, 1);
+        std::fs::write(dir.path().join("10/stat"), zombie_leader(10, 2)).expect("stat");
+        let task = dir.path().join("10/task");
+        for (tid, state) in [(10, "Z"), (11, "R")] {
+            std::fs::create_dir_all(task.join(tid.to_string())).expect("task");
+            let line = LINE.replacen("0 (p) S 0", &format!("{tid} (p) {state} 1"), 1);
+            std::fs::write(task.join(format!("{tid}/stat")), line).expect("task stat");
+        }
+        // A real zombie: one thread.
+        fake(dir.path(), 20, 1);
+        std::fs::write(dir.path().join("20/stat"), zombie_leader(20, 1)).expect("stat");
+        let mut cache = ProcCache::with_walk(dir.path(), Walk::Remembered);
+        let a = cache.agents(&[Some(10), Some(20)]);
+        let state = |i: usize| a[i].as_ref().and_then(|a| a.state.clone());
+        assert_eq!(state(0).as_deref(), Some("R"));
+        assert_eq!(a[0].as_ref().and_then(|a| a.alive), Some(true));
+        assert_eq!(state(1).as_deref(), Some("Z"));
     }
 
     #[test]
