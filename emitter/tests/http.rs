@@ -610,6 +610,24 @@ fn a_bad_token_file_is_an_error_at_start_that_names_it() {
     }
 }
 
+/// A source whose sessions take 200 ms, counting how many run at once.
+struct Slow {
+    inner: emitter::SqliteSource,
+    active: Arc<std::sync::atomic::AtomicUsize>,
+    most: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Source for Slow {
+    fn session(&self) -> Box<dyn Session + '_> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.active.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        std::thread::sleep(Duration::from_millis(200));
+        self.active.fetch_sub(1, SeqCst);
+        self.inner.session()
+    }
+}
+
 /// Issue 24 #8: 120 up-close requests at once (60 for one job, one each
 /// for 60 others) while `/metrics` is polled. Reads of one job are shared,
 /// at most `UP_CLOSE_READS` distinct ones run, the rest get 503 with
@@ -625,7 +643,13 @@ async fn a_flood_of_up_close_requests_never_makes_metrics_fail() {
             "INSERT INTO jobs (id, status, pid, agent) VALUES ({id}, 'running', {sleeper}, 'dev');"
         ));
     }
-    let server = Arc::new(Server::start(db.source(), ServeOptions::default()).await);
+    let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let slow = Slow {
+        inner: db.source(),
+        active: Arc::default(),
+        most: Arc::clone(&most),
+    };
+    let server = Arc::new(Server::start(slow, ServeOptions::default()).await);
     let client = reqwest::Client::new();
     let mut storm = Vec::new();
     for i in 0..120 {
@@ -660,6 +684,12 @@ async fn a_flood_of_up_close_requests_never_makes_metrics_fail() {
         }
     }
     assert!(ok >= 1, "at least the first read was answered");
+    // Two up-close reads and one snapshot at most, not one per request.
+    let most = most.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        most <= emitter::http::UP_CLOSE_READS + 1,
+        "{most} sessions at once"
+    );
     // The storm is over: a single request is served again.
     let resp = client.get(server.url("/agents/30")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
