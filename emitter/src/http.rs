@@ -26,9 +26,10 @@
 //! by default: every response is then at least as fresh as its request's
 //! arrival minus one snapshot's duration).
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -44,7 +45,7 @@ use hyper::header::{
 };
 use hyper::{Method, Request, Response, StatusCode};
 use subtle::ConstantTimeEq;
-use tokio::sync::OnceCell;
+use tokio::sync::{watch, OnceCell, Semaphore};
 
 use crate::killswitch;
 use crate::snapshot::{failed_body, Snapshotter};
@@ -241,6 +242,42 @@ pub(crate) struct App {
     reuse_snapshot: Duration,
     /// The last body and when its snapshot started, for `reuse_snapshot`.
     last: Mutex<Option<(Instant, Bytes)>>,
+    /// Up-close reads in flight, by job: concurrent requests share one.
+    up_close_flights: Arc<Mutex<HashMap<i64, Flight>>>,
+    /// Up-close reads of distinct jobs running at once, at most.
+    up_close_permits: Arc<Semaphore>,
+}
+
+/// Up-close reads (of distinct jobs) running at once at most: each holds
+/// a blocking thread and takes the source's lock, and `/metrics` must not
+/// wait behind a flood of them. More get 503 with `Retry-After: 1`.
+pub const UP_CLOSE_READS: usize = 2;
+
+/// One up-close read in flight.
+#[derive(Clone)]
+struct Flight {
+    result: watch::Receiver<Option<Lookup>>,
+    /// Requests waiting for it.
+    waiters: Arc<AtomicUsize>,
+    /// Set when the last of them went away: the read stops early.
+    stop: Arc<AtomicBool>,
+}
+
+/// One request waiting for a flight; when the last one is dropped before
+/// the answer (the client closed its connection), the read is stopped.
+struct Waiting {
+    flights: Arc<Mutex<HashMap<i64, Flight>>>,
+    flight: Flight,
+    answered: bool,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let _map = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.flight.waiters.fetch_sub(1, Ordering::AcqRel) == 1 && !self.answered {
+            self.flight.stop.store(true, Ordering::Release);
+        }
+    }
 }
 
 impl App {
@@ -258,6 +295,8 @@ impl App {
             flight: Mutex::new(None),
             reuse_snapshot: options.reuse_snapshot,
             last: Mutex::new(None),
+            up_close_flights: Arc::new(Mutex::new(HashMap::new())),
+            up_close_permits: Arc::new(Semaphore::new(UP_CLOSE_READS)),
         }
     }
 
@@ -309,10 +348,25 @@ impl App {
                 "the emitter is switched off (ORCH_METRICS_ENABLED)",
             );
         }
-        let source = Arc::clone(&self.source);
-        let root = self.proc_root.clone();
-        let looked = tokio::task::spawn_blocking(move || up_close::look(&*source, &root, job_id));
-        match looked.await {
+        let Some(mut waiting) = self.join_or_start(job_id) else {
+            let mut resp = json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many up-close views being read at once; retry",
+            );
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            return resp;
+        };
+        let mut result = waiting.flight.result.clone();
+        let looked = result
+            .wait_for(Option::is_some)
+            .await
+            .map(|v| v.clone())
+            .ok()
+            .flatten();
+        waiting.answered = true;
+        drop(waiting);
+        match looked.ok_or("the read ended without an answer") {
             Ok(Lookup::View(view)) => match serde_json::to_vec(&view) {
                 Ok(body) => json(StatusCode::OK, Bytes::from(body)),
                 Err(err) => {
@@ -339,6 +393,60 @@ impl App {
                 )
             }
         }
+    }
+
+    /// Joins the up-close read of `job_id` in flight, or starts one on the
+    /// blocking pool; `None` when [`UP_CLOSE_READS`] are running already.
+    fn join_or_start(&self, job_id: i64) -> Option<Waiting> {
+        let mut map = self
+            .up_close_flights
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let running = map
+            .get(&job_id)
+            .filter(|f| !f.stop.load(Ordering::Acquire))
+            .cloned();
+        let flight = match running {
+            Some(flight) => flight,
+            None => {
+                let permit = Arc::clone(&self.up_close_permits)
+                    .try_acquire_owned()
+                    .ok()?;
+                let (tx, rx) = watch::channel(None);
+                let flight = Flight {
+                    result: rx,
+                    waiters: Arc::new(AtomicUsize::new(0)),
+                    stop: Arc::new(AtomicBool::new(false)),
+                };
+                map.insert(job_id, flight.clone());
+                let source = Arc::clone(&self.source);
+                let root = self.proc_root.clone();
+                let stop = Arc::clone(&flight.stop);
+                let flights = Arc::clone(&self.up_close_flights);
+                tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    let looked = up_close::look_until(&*source, &root, job_id, &|| {
+                        stop.load(Ordering::Acquire)
+                    });
+                    let mut map = flights.lock().unwrap_or_else(PoisonError::into_inner);
+                    if map
+                        .get(&job_id)
+                        .is_some_and(|f| Arc::ptr_eq(&f.stop, &stop))
+                    {
+                        map.remove(&job_id);
+                    }
+                    drop(map);
+                    let _ = tx.send(Some(looked));
+                });
+                flight
+            }
+        };
+        flight.waiters.fetch_add(1, Ordering::AcqRel);
+        Some(Waiting {
+            flights: Arc::clone(&self.up_close_flights),
+            flight,
+            answered: false,
+        })
     }
 
     /// Joins the snapshot in flight, or starts one on the blocking pool.

@@ -66,16 +66,117 @@ pub fn parse_uint(text: &str) -> Option<u64> {
 
 /// A stored timestamp in the contract's form where it parses, else as stored.
 pub fn normalise_time(text: Option<String>) -> Option<String> {
-    text.map(|t| match Timestamp::parse_lenient(&t) {
-        Ok(ts) => ts.to_string(),
-        Err(_) => t,
+    text.map(|t| match parse_stored_time(&t) {
+        Some(ts) => ts.to_string(),
+        None => t,
     })
 }
 
 /// Seconds from a stored timestamp to `now`; `None` when it does not parse.
 pub fn seconds_since(stored: Option<&str>, now: &Timestamp) -> Option<f64> {
-    let then = Timestamp::parse_lenient(stored?).ok()?;
+    let then = parse_stored_time(stored?)?;
     Some(now.seconds_since(&then))
+}
+
+/// A timestamp in any form orchestrators are seen to write (a column read
+/// as text, so numbers arrive written out):
+/// - the contract's two: `datetime('now')` and RFC 3339;
+/// - Unix epoch numbers: seconds (`1763805600`, `1763805600.5`) and, from
+///   10^11 up, milliseconds (`1763805600123`);
+/// - a Julian day number (`julianday('now')`, 10^6 up to 10^7);
+/// - offsets without a colon (`+0000`) or after a space, a trailing zone
+///   name (` UTC`), no seconds (`2026-11-22 10:00`), and Go's
+///   `time.String()` (`2026-11-22 10:00:00.123456789 +0000 UTC`, with or
+///   without its ` m=+0.01` monotonic reading).
+///
+/// A bare time without a zone is UTC, as the contract says.
+pub fn parse_stored_time(text: &str) -> Option<Timestamp> {
+    let t = text.trim();
+    if let Ok(ts) = Timestamp::parse_lenient(t) {
+        return Some(ts);
+    }
+    if let Ok(n) = t.parse::<f64>() {
+        return from_number(n);
+    }
+    Timestamp::parse(&rfc3339_of(t)?).ok()
+}
+
+/// Epoch seconds or milliseconds, or a Julian day, by magnitude.
+fn from_number(n: f64) -> Option<Timestamp> {
+    if !n.is_finite() || n <= 0.0 {
+        return None;
+    }
+    let ms = if (1e6..1e7).contains(&n) {
+        // Julian day 2440587.5 is the Unix epoch.
+        (n - 2_440_587.5) * 86_400_000.0
+    } else if n >= 1e11 {
+        n
+    } else {
+        n * 1000.0
+    };
+    (ms.abs() < 9.0e15).then(|| Timestamp::from_unix_ms(ms.round() as i64))?
+}
+
+/// Rewrites the looser text forms as RFC 3339; `None` when it is not one.
+fn rfc3339_of(text: &str) -> Option<String> {
+    let mut tokens: Vec<&str> = text.split_whitespace().collect();
+    // Go's monotonic clock reading.
+    if tokens.last().is_some_and(|t| t.starts_with("m=")) {
+        tokens.pop();
+    }
+    // A zone name after the offset (Go) or alone (` UTC`, ` GMT`).
+    let mut zone = None;
+    if let Some(last) = tokens.last() {
+        if last.len() > 1 && last.chars().all(|c| c.is_ascii_alphabetic()) {
+            if matches!(*last, "UTC" | "GMT" | "Z") {
+                zone = Some("Z".to_owned());
+            }
+            tokens.pop();
+        }
+    }
+    if let Some(off) = tokens.last().and_then(|t| offset_of(t)) {
+        zone = Some(off);
+        tokens.pop();
+    }
+    let (date, time) = match tokens.as_slice() {
+        [date, time] => ((*date).to_owned(), (*time).to_owned()),
+        [both] => {
+            let (d, t) = both.split_once('T')?;
+            (d.to_owned(), t.to_owned())
+        }
+        _ => return None,
+    };
+    // An offset written on the time itself: `10:00:00+0000`, `10:00Z`.
+    let (mut time, zone) = match time.find(['+', '-', 'Z', 'z']) {
+        Some(i) => {
+            let off = if time[i..].eq_ignore_ascii_case("z") {
+                "Z".to_owned()
+            } else {
+                offset_of(&time[i..])?
+            };
+            (time[..i].to_owned(), Some(zone.unwrap_or(off)))
+        }
+        None => (time, zone),
+    };
+    // No seconds: `HH:MM`.
+    if time.len() == 5 && time.as_bytes().get(2) == Some(&b':') {
+        time.push_str(":00");
+    }
+    Some(format!("{date}T{time}{}", zone.as_deref().unwrap_or("Z")))
+}
+
+/// `+0000`, `+00:00`, `-0530`, `+00` as RFC 3339's `+HH:MM`.
+fn offset_of(text: &str) -> Option<String> {
+    let sign = text.chars().next().filter(|c| *c == '+' || *c == '-')?;
+    let digits: String = text[1..].chars().filter(|c| *c != ':').collect();
+    if !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    match digits.len() {
+        2 => Some(format!("{sign}{digits}:00")),
+        4 => Some(format!("{sign}{}:{}", &digits[..2], &digits[2..])),
+        _ => None,
+    }
 }
 
 /// Whether a table (or view) of that name exists: optional tables may be absent.
@@ -137,6 +238,48 @@ mod tests {
         );
         assert_eq!(normalise_time(Some("soon".into())).as_deref(), Some("soon"));
         assert_eq!(normalise_time(None), None);
+    }
+
+    /// Issue 24 #11: the forms orchestrators write all name the same instant.
+    #[test]
+    fn reads_the_timestamp_forms_orchestrators_write() {
+        let want = Timestamp::parse("2026-11-22T10:00:00Z").expect("valid");
+        for form in [
+            "2026-11-22 10:00:00",
+            "2026-11-22T10:00:00Z",
+            "1795341600",
+            "1795341600000",
+            "1795341600.0",
+            "2461366.9166666665",
+            "2026-11-22 10:00:00 +0000",
+            "2026-11-22T10:00:00+0000",
+            "2026-11-22T11:00:00+0100",
+            "2026-11-22 10:00",
+            "2026-11-22T10:00Z",
+            "2026-11-22 10:00:00 UTC",
+            "2026-11-22 10:00:00 +0000 UTC",
+            "2026-11-22 11:00:00 +0100 CET",
+            "2026-11-22 10:00:00.000000000 +0000 UTC m=+0.000012",
+        ] {
+            let got = parse_stored_time(form).unwrap_or_else(|| panic!("{form} parses"));
+            assert!(
+                got.seconds_since(&want).abs() < 0.001,
+                "{form}: {got} is not {want}"
+            );
+        }
+        let go = parse_stored_time("2026-11-22 10:00:00.123456789 +0000 UTC").expect("go");
+        assert!((go.seconds_since(&want) - 0.123).abs() < 0.001);
+        for bad in [
+            "soon",
+            "",
+            "0",
+            "-5",
+            "2026-11-22 10",
+            "NaN",
+            "2026-11-22 10:00:00 +5",
+        ] {
+            assert_eq!(parse_stored_time(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -256,3 +256,206 @@ fn alive_and_wchan_for_live_dead_and_zombie_agents() {
     }
     zombie.wait().unwrap();
 }
+
+/// `(running, done, agent job ids, cost.aggregate.runs)` of one session.
+fn jobs_view(source: &SqliteSource) -> (u64, u64, Vec<i64>, Option<u64>) {
+    let now = shared_schema::Timestamp::parse("2026-11-22T11:00:00Z").unwrap();
+    let mut s = source.session();
+    let q = s.queue().unwrap();
+    let agents = s.agents(&now).unwrap();
+    let cost = s.cost().unwrap();
+    (
+        q.counts["running"],
+        q.counts["done"],
+        agents.iter().map(|a| a.job_id).collect(),
+        cost.aggregate.and_then(|a| a.runs),
+    )
+}
+
+/// Issue 24 #1: the newest finished job and run deleted, a running job and
+/// a live run inserted; SQLite hands out the same ids. The new agent shows
+/// at the next snapshot, no recount needed.
+#[test]
+fn a_reused_id_shows_the_new_running_agent_at_once() {
+    let db = Db::new(true);
+    let w = db.writer();
+    for _ in 0..10 {
+        w.execute_batch(
+            "INSERT INTO jobs (agent, status, pid, started_at) VALUES ('dev', 'done', 1, '2026-11-22 10:00:00');
+             INSERT INTO agent_runs (job_id, agent, cost_usd, finished_at) VALUES (last_insert_rowid(), 'dev', 1.0, '2026-11-22 10:05:00');",
+        )
+        .unwrap();
+    }
+    let source = SqliteSource::new(&db.path).with_background_recount(false);
+    assert_eq!(jobs_view(&source), (0, 10, vec![], Some(10)));
+    w.execute_batch(
+        "DELETE FROM jobs WHERE id = 10; DELETE FROM agent_runs WHERE id = 10;
+         INSERT INTO jobs (agent, status, pid, started_at) VALUES ('dev', 'running', 2, '2026-11-22 10:30:00');
+         INSERT INTO agent_runs (job_id, agent) VALUES (last_insert_rowid(), 'dev');",
+    )
+    .unwrap();
+    let id: i64 = w
+        .query_row("SELECT MAX(id) FROM jobs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(id, 10, "SQLite reused the id");
+    assert_eq!(jobs_view(&source), (1, 9, vec![10], Some(10)));
+}
+
+/// Issue 24 #1, deeper: more rows than the recent window replaced at once;
+/// the anchor (the newest folded finished row) is another row now, and the
+/// walk down the block tops re-reads everything above the newest intact one.
+#[test]
+fn reused_ids_below_the_recent_window_are_found_by_the_anchor_check() {
+    let db = Db::new(true);
+    let w = db.writer();
+    w.execute_batch(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
+         INSERT INTO jobs (id, agent, status, pid) SELECT i, 'dev', 'done', i FROM n;",
+    )
+    .unwrap();
+    let source = SqliteSource::new(&db.path).with_background_recount(false);
+    assert_eq!(jobs_view(&source), (0, 3000, vec![], Some(0)));
+    w.execute_batch(
+        "DELETE FROM jobs WHERE id > 2500;
+         INSERT INTO jobs (agent, status, pid) VALUES ('dev', 'running', 99999);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 499)
+         INSERT INTO jobs (agent, status, pid) SELECT 'dev', 'failed', 100000 + i FROM n;",
+    )
+    .unwrap();
+    let (running, done, agents, _) = jobs_view(&source);
+    assert_eq!((running, done, agents), (1, 2500, vec![2501]));
+    let failed = source.session().queue().unwrap().counts["failed"];
+    assert_eq!(failed, 499);
+}
+
+/// Issue 24 #4: jobs 1 and 2^40; job 2^40 goes from done back to running.
+/// One recount pass reads only the non-empty id ranges (a handful of
+/// transactions, not 2^30 blocks), so it shows at once.
+#[test]
+fn sparse_ids_are_recounted_in_a_few_steps() {
+    let db = Db::new(true);
+    let w = db.writer();
+    let far = 1i64 << 40;
+    w.execute(
+        "INSERT INTO jobs (id, status, pid) VALUES (1, 'done', 1), (?1, 'done', 2), (?2, 'done', 3)",
+        [far, i64::MAX],
+    )
+    .unwrap();
+    let source = Arc::new(SqliteSource::new(&db.path).with_background_recount(false));
+    assert_eq!(jobs_view(&source).1, 3);
+    w.execute("UPDATE jobs SET status = 'running' WHERE id = ?1", [far])
+        .unwrap();
+    let before = source.stats().transactions;
+    let (tx, rx) = mpsc::channel();
+    let recounting = Arc::clone(&source);
+    std::thread::spawn(move || {
+        recounting.recount();
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("a recount pass over sparse ids finished");
+    let took = source.stats().transactions - before;
+    assert!(took <= 10, "{took} transactions for one pass");
+    assert_eq!(jobs_view(&source), (1, 2, vec![far], Some(0)));
+}
+
+/// Issue 24 #11: `started_at` in the forms orchestrators write gives a
+/// runtime; NULL (or text that is no time) falls back to the age of the
+/// process from `/proc` (starttime on the boot clock); with no process
+/// either, `runtime_s` stays null.
+#[test]
+fn runtime_from_any_started_at_form_or_else_from_the_process_age() {
+    let mut children = Children::default();
+    let sleeper = children.spawn(std::process::Command::new("sleep").arg("60"));
+    let db = Db::new(true);
+    let an_hour_ago = shared_schema::Timestamp::now().unix_ms() / 1000 - 3600;
+    db.exec(&format!(
+        "INSERT INTO jobs (id, status, pid, started_at) VALUES
+           (1, 'running', {sleeper}, '{an_hour_ago}'),
+           (2, 'running', {sleeper}, {an_hour_ago}000),
+           (3, 'running', {sleeper}, NULL),
+           (4, 'running', {sleeper}, 'whenever'),
+           (5, 'running', NULL, NULL);"
+    ));
+    let env = common::snapshot(db.source());
+    let json = assert_valid(&env);
+    let runtime = |i: usize| json["agents"][i]["runtime_s"].as_f64();
+    for i in [0, 1] {
+        let r = runtime(i).unwrap();
+        assert!((3599.0..3700.0).contains(&r), "agent {i}: {r}");
+    }
+    for i in [2, 3] {
+        let r = runtime(i).unwrap_or(-1.0);
+        assert!(
+            (0.0..60.0).contains(&r),
+            "agent {i} from the process age: {r}"
+        );
+    }
+    assert_eq!(json["agents"][4]["runtime_s"], serde_json::Value::Null);
+}
+
+/// Issue 24 #10: `id INT PRIMARY KEY` (not a rowid alias) holding a real,
+/// a text, NULL and `i64::MIN`. Every row is counted in `queue` and
+/// `cost`; agents are the running jobs whose id is an integer (the
+/// contract's `job_id` is one); nothing is degraded.
+#[test]
+fn odd_ids_are_counted_and_only_integer_ids_become_agents() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("orch.db");
+    let w = rusqlite::Connection::open(&path).unwrap();
+    w.execute_batch(
+        "CREATE TABLE tasks (id INTEGER PRIMARY KEY, work_item_id TEXT, repo TEXT,
+           stage TEXT NOT NULL, stage_entered_at TEXT NOT NULL);
+         CREATE TABLE jobs (id INT PRIMARY KEY, task_id INTEGER, agent TEXT, repo TEXT,
+           status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, pid INTEGER,
+           model TEXT, effort TEXT, created_at TEXT, started_at TEXT, finished_at TEXT);
+         CREATE TABLE agent_runs (id INT PRIMARY KEY, job_id INTEGER, agent TEXT,
+           cost_usd REAL, input_tokens INTEGER, output_tokens INTEGER,
+           cache_read_tokens INTEGER, cache_creation_tokens INTEGER,
+           started_at TEXT, finished_at TEXT);",
+    )
+    .unwrap();
+    w.execute(
+        "INSERT INTO jobs (id, status, agent) VALUES
+           (3, 'running', 'a'), (1.5, 'done', 'b'), ('job-x', 'queued', 'c'),
+           (NULL, 'running', 'd'), (?1, 'running', 'e'), (2.0, 'failed', 'f')",
+        [i64::MIN],
+    )
+    .unwrap();
+    w.execute_batch(
+        "INSERT INTO agent_runs (id, job_id, agent, cost_usd, finished_at) VALUES
+           (2.5, 3, 'a', 2.0, '2026-11-22 10:00:00'), (10, 3, 'a', 1.0, NULL),
+           ('run-y', NULL, 'c', 4.0, '2026-11-22 10:00:00'), (NULL, NULL, 'd', 8.0, NULL);",
+    )
+    .unwrap();
+    let source = SqliteSource::new(&path).with_background_recount(false);
+    let now = shared_schema::Timestamp::parse("2026-11-22T11:00:00Z").unwrap();
+    for round in 0..2 {
+        let mut s = source.session();
+        let q = s.queue().unwrap();
+        assert_eq!(
+            (
+                q.counts["running"],
+                q.counts["done"],
+                q.counts["queued"],
+                q.counts["failed"]
+            ),
+            (3, 1, 1, 1),
+            "round {round}"
+        );
+        let agents = s.agents(&now).unwrap();
+        let ids: Vec<i64> = agents.iter().map(|a| a.job_id).collect();
+        assert_eq!(ids, vec![3, i64::MIN], "round {round}");
+        // The newest run is the one inserted last (rowid order).
+        assert_eq!(agents[0].run_id, Some(10));
+        assert_eq!(agents[1].run_id, None);
+        let cost = s.cost().unwrap();
+        let agg = cost.aggregate.unwrap();
+        assert_eq!(
+            (agg.runs, agg.cost_usd),
+            (Some(4), Some(15.0)),
+            "round {round}"
+        );
+        assert_eq!(cost.running.len(), 2);
+    }
+}

@@ -609,3 +609,88 @@ fn a_bad_token_file_is_an_error_at_start_that_names_it() {
         assert!(!db.exists(), "nothing created");
     }
 }
+
+/// A source whose sessions take 200 ms, counting how many run at once.
+struct Slow {
+    inner: emitter::SqliteSource,
+    active: Arc<std::sync::atomic::AtomicUsize>,
+    most: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Source for Slow {
+    fn session(&self) -> Box<dyn Session + '_> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.active.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        std::thread::sleep(Duration::from_millis(200));
+        self.active.fetch_sub(1, SeqCst);
+        self.inner.session()
+    }
+}
+
+/// Issue 24 #8: 120 up-close requests at once (60 for one job, one each
+/// for 60 others) while `/metrics` is polled. Reads of one job are shared,
+/// at most `UP_CLOSE_READS` distinct ones run, the rest get 503 with
+/// `Retry-After: 1` at once instead of piling up, and every `/metrics`
+/// poll during the storm is a 200 within its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flood_of_up_close_requests_never_makes_metrics_fail() {
+    let mut children = Children::default();
+    let sleeper = children.spawn(Command::new("sleep").arg("600"));
+    let db = Db::new(true);
+    for id in 1..=61 {
+        db.exec(&format!(
+            "INSERT INTO jobs (id, status, pid, agent) VALUES ({id}, 'running', {sleeper}, 'dev');"
+        ));
+    }
+    let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let slow = Slow {
+        inner: db.source(),
+        active: Arc::default(),
+        most: Arc::clone(&most),
+    };
+    let server = Arc::new(Server::start(slow, ServeOptions::default()).await);
+    let client = reqwest::Client::new();
+    let mut storm = Vec::new();
+    for i in 0..120 {
+        let job = if i % 2 == 0 { 1 } else { 2 + i / 2 };
+        let (client, url) = (client.clone(), server.url(&format!("/agents/{job}")));
+        storm.push(tokio::spawn(async move {
+            let resp = client.get(url).send().await.unwrap();
+            let retry = resp
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (resp.status().as_u16(), retry)
+        }));
+    }
+    for _ in 0..5 {
+        let resp = tokio::time::timeout(
+            Duration::from_secs(5),
+            client.get(server.url("/metrics")).send(),
+        )
+        .await
+        .expect("/metrics answered within 5 s during the storm")
+        .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let mut ok = 0;
+    for task in storm {
+        let (status, retry) = task.await.unwrap();
+        match status {
+            200 => ok += 1,
+            503 => assert_eq!(retry.as_deref(), Some("1")),
+            other => panic!("up-close answered {other}"),
+        }
+    }
+    assert!(ok >= 1, "at least the first read was answered");
+    // Two up-close reads and one snapshot at most, not one per request.
+    let most = most.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        most <= emitter::http::UP_CLOSE_READS + 1,
+        "{most} sessions at once"
+    );
+    // The storm is over: a single request is served again.
+    let resp = client.get(server.url("/agents/30")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+}

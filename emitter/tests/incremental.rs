@@ -51,6 +51,19 @@ enum Op {
         table: u8,
         pick: usize,
     },
+    /// The newest `n` jobs or runs are deleted and as many new rows take
+    /// their ids before the next snapshot (SQLite hands out `MAX + 1`).
+    ReuseTop {
+        table: u8,
+        n: usize,
+        status: u8,
+    },
+    /// Many finished jobs or error events at once: more than the recent
+    /// window, so the folded part and its identity checks are exercised.
+    Bulk {
+        table: u8,
+        n: i64,
+    },
     Snapshot,
 }
 
@@ -59,8 +72,15 @@ const STAGES: [&str; 4] = ["dev", "review", "done", "cancelled"];
 const SUBSYSTEMS: [&str; 3] = ["git", "llm", "db"];
 
 fn op() -> impl Strategy<Value = Op> {
-    // Gaps up to 700 ids spread rows over several 1,024-id blocks.
-    let gap = prop_oneof![3 => 1i64..3, 1 => 1i64..700];
+    // Gaps up to 700 ids spread rows over several 1,024-id blocks; a rare
+    // gap of about 2^40 makes the id space sparse (the recount must still
+    // finish a pass at once), and one of 2^62 reaches the top of i64.
+    let gap = prop_oneof![
+        30 => 1i64..3,
+        10 => 1i64..700,
+        2 => (1i64 << 40)..((1i64 << 40) + 3),
+        1 => Just(1i64 << 62),
+    ];
     prop_oneof![
         3 => (gap.clone(), 0u8..5, 0i64..4).prop_map(|(gap, status, attempts)| Op::InsertJob { gap, status, attempts }),
         3 => (gap.clone(), any::<usize>(), any::<bool>(), 0i64..40, 0i64..1000)
@@ -70,6 +90,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => gap.prop_map(|gap| Op::InsertTick { gap }),
         4 => (0u8..5, any::<usize>(), 0u8..8).prop_map(|(table, pick, value)| Op::Update { table, pick, value }),
         2 => (0u8..5, any::<usize>()).prop_map(|(table, pick)| Op::Delete { table, pick }),
+        2 => (0u8..2, prop_oneof![3 => 1usize..4, 1 => 130usize..300], 0u8..5)
+            .prop_map(|(table, n, status)| Op::ReuseTop { table, n, status }),
+        1 => (prop_oneof![Just(0u8), Just(3u8)], 100i64..400).prop_map(|(table, n)| Op::Bulk { table, n }),
         3 => Just(Op::Snapshot),
     ]
 }
@@ -82,11 +105,14 @@ const TABLES: [&str; 5] = [
     "reconciler_ticks",
 ];
 
-fn next_id(conn: &Connection, table: &str, gap: i64) -> i64 {
+/// `MAX(id) + gap`, or `MAX(id) + 1` where that would pass `i64::MAX`
+/// (`None` when the id space is used up).
+fn next_id(conn: &Connection, table: &str, gap: i64) -> Option<i64> {
     let max: Option<i64> = conn
         .query_row(&format!("SELECT MAX(id) FROM {table}"), [], |r| r.get(0))
         .unwrap();
-    max.unwrap_or(0) + gap
+    let max = max.unwrap_or(0);
+    max.checked_add(gap).or_else(|| max.checked_add(1))
 }
 
 fn pick(conn: &Connection, table: &str, pick: usize) -> Option<i64> {
@@ -115,7 +141,9 @@ fn apply(conn: &Connection, op: &Op) -> bool {
             status,
             attempts,
         } => {
-            let id = next_id(conn, "jobs", gap);
+            let Some(id) = next_id(conn, "jobs", gap) else {
+                return false;
+            };
             conn.execute(
                 "INSERT INTO jobs (id, agent, status, attempts, pid, started_at) VALUES (?1, 'dev', ?2, ?3, 1, '2026-11-22 10:00:00')",
                 params![id, STATUSES[status as usize], attempts],
@@ -133,7 +161,9 @@ fn apply(conn: &Connection, op: &Op) -> bool {
             let Some(job) = pick(conn, "jobs", job) else {
                 return false;
             };
-            let id = next_id(conn, "agent_runs", gap);
+            let Some(id) = next_id(conn, "agent_runs", gap) else {
+                return false;
+            };
             conn.execute(
                 "INSERT INTO agent_runs (id, job_id, agent, cost_usd, input_tokens, output_tokens, finished_at)
                  VALUES (?1, ?2, 'dev', ?3, ?4, 7, ?5)",
@@ -143,7 +173,9 @@ fn apply(conn: &Connection, op: &Op) -> bool {
             false
         }
         Op::InsertTask { gap, stage } => {
-            let id = next_id(conn, "tasks", gap);
+            let Some(id) = next_id(conn, "tasks", gap) else {
+                return false;
+            };
             conn.execute(
                 "INSERT INTO tasks (id, work_item_id, stage, stage_entered_at) VALUES (?1, 'W', ?2, '2026-11-22 10:00:00')",
                 params![id, STAGES[stage as usize]],
@@ -156,7 +188,9 @@ fn apply(conn: &Connection, op: &Op) -> bool {
             subsystem,
             minute,
         } => {
-            let id = next_id(conn, "error_events", gap);
+            let Some(id) = next_id(conn, "error_events", gap) else {
+                return false;
+            };
             conn.execute(
                 "INSERT INTO error_events (id, subsystem, created_at) VALUES (?1, ?2, ?3)",
                 params![
@@ -169,7 +203,9 @@ fn apply(conn: &Connection, op: &Op) -> bool {
             false
         }
         Op::InsertTick { gap } => {
-            let id = next_id(conn, "reconciler_ticks", gap);
+            let Some(id) = next_id(conn, "reconciler_ticks", gap) else {
+                return false;
+            };
             conn.execute(
                 "INSERT INTO reconciler_ticks (id, at, events_drained) VALUES (?1, '2026-11-22 10:00:00', ?1)",
                 [id],
@@ -212,7 +248,77 @@ fn apply(conn: &Connection, op: &Op) -> bool {
                 .unwrap();
             finished
         }
+        Op::ReuseTop { table, n, status } => {
+            reuse_top(conn, table, n, status);
+            // The rows at the reused ids are new since the last snapshot:
+            // promised exact at once, no recount first.
+            false
+        }
+        Op::Bulk { table, n } => {
+            for _ in 0..n {
+                let t = if table == 0 { "jobs" } else { "error_events" };
+                let Some(id) = next_id(conn, t, 1) else {
+                    break;
+                };
+                if table == 0 {
+                    conn.execute(
+                        "INSERT INTO jobs (id, agent, status, attempts, pid) VALUES (?1, 'bulk', 'done', 1, ?1 % 1000)",
+                        [id],
+                    )
+                } else {
+                    conn.execute(
+                        "INSERT INTO error_events (id, subsystem, created_at) VALUES (?1, 'bulk', '2026-11-22 09:00:00')",
+                        [id],
+                    )
+                }
+                .unwrap();
+            }
+            false
+        }
         Op::Snapshot => false,
+    }
+}
+
+/// Deletes the newest `n` jobs (table 0) or runs (1) and inserts as many
+/// new ones at the same ids, each unlike any row before (a new pid or
+/// token count), the first of them live.
+fn reuse_top(conn: &Connection, table: u8, n: usize, status: u8) {
+    let t = if table == 0 { "jobs" } else { "agent_runs" };
+    let mut stmt = conn
+        .prepare(&format!("SELECT id FROM {t} ORDER BY id DESC LIMIT ?1"))
+        .unwrap();
+    let mut ids: Vec<i64> = stmt
+        .query_map([n as i64], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    ids.reverse();
+    for id in &ids {
+        conn.execute(&format!("DELETE FROM {t} WHERE id = ?1"), [id])
+            .unwrap();
+    }
+    let job = pick(conn, "jobs", 0);
+    for (i, id) in ids.iter().enumerate() {
+        if table == 0 {
+            let status = if i == 0 {
+                "running"
+            } else {
+                STATUSES[status as usize]
+            };
+            conn.execute(
+                "INSERT INTO jobs (id, agent, status, attempts, pid, started_at)
+                 VALUES (?1, 'new', ?2, 1, (SELECT COALESCE(MAX(pid), 0) + 1 FROM jobs), '2026-11-22 10:30:00')",
+                params![id, status],
+            )
+            .unwrap();
+        } else {
+            conn.execute(
+                "INSERT INTO agent_runs (id, job_id, agent, cost_usd, input_tokens, output_tokens, finished_at)
+                 VALUES (?1, ?2, 'new', 0.5, (SELECT COALESCE(MAX(input_tokens), 0) + 1 FROM agent_runs), 3, ?3)",
+                params![id, job, (i > 0 || status % 2 == 0).then_some("2026-11-22 10:07:00")],
+            )
+            .unwrap();
+        }
     }
 }
 

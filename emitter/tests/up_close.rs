@@ -475,3 +475,43 @@ async fn a_stopped_agent_and_its_unreaped_child() {
         "a zombie has no fds: {raw}"
     );
 }
+
+/// Issue 24 #8: an agent holding 1,500 fds. The view lists the first
+/// 1,000 and says how many were left out, so the body stays small (19,500
+/// fds gave 1.14 MB, over the watchdog's 1 MiB cap).
+#[tokio::test]
+async fn a_process_with_many_fds_lists_a_capped_number_and_counts_the_rest() {
+    if !require("bash") {
+        return;
+    }
+    let mut children = Children::default();
+    let pid = spawn(
+        &mut children,
+        Command::new("bash")
+            .args([
+                "-c",
+                "ulimit -n 2048 || exit 1; for ((i = 3; i < 1503; i++)); do eval \"exec $i</dev/null\"; done; exec sleep 600",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "bash to open its fds and sleep",
+        || {
+            std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count) >= 1503
+                && std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|c| c.trim() == "sleep")
+        },
+    );
+    let db = db_with(&[(12, Some(pid))]);
+    let server = Server::start(db.source(), ServeOptions::default()).await;
+    let (view, raw) = view(&server, 12).await;
+    let p = &view.processes[0];
+    assert_eq!(p.fds.len(), 1000);
+    assert_eq!(p.fds_omitted, 1503 - 1000);
+    assert_eq!(raw["processes"][0]["fds_omitted"], 503);
+    assert_eq!(p.fds[0].fd, 0);
+    assert_eq!(p.fds[999].fd, 999);
+}

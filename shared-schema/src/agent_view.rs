@@ -54,9 +54,14 @@ pub struct ProcessView {
     /// Number of threads.
     #[serde(default)]
     pub threads: Option<u64>,
-    /// Open file descriptors (left out where `/proc/<pid>/fd` is unreadable).
+    /// Open file descriptors (left out where `/proc/<pid>/fd` is unreadable),
+    /// the lowest-numbered first, at most a cap (see `fds_omitted`).
     #[serde(default)]
     pub fds: Vec<FdView>,
+    /// How many open fds were left out of `fds` past the cap (so that the
+    /// body stays small however many a process holds); absent when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub fds_omitted: u64,
     /// TCP sockets among the fds (IPv4 and IPv6).
     #[serde(default)]
     pub sockets: Vec<SocketView>,
@@ -137,6 +142,11 @@ pub struct SocketView {
     /// where the kernel does not say or nothing was ever received.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub received_ago_s: Option<f64>,
+}
+
+/// `fds_omitted` is left out of the body when nothing was.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]

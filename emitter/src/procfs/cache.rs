@@ -22,6 +22,11 @@
 //! caught by a small rotating re-read of [`SWEEP`] remembered pids per
 //! snapshot.
 //!
+//! When `loadavg` names the newest pid, only the pids handed out since the
+//! last update are read; `/proc/stat`'s fork count says whether that range
+//! can hold them all (a counter that went round `pid_max` and ended just
+//! above where it started cannot), and `/proc` is listed when it cannot.
+//!
 //! Within one snapshot every process is read at most once, however many
 //! agents share it (agents with the same pid, trees that overlap).
 
@@ -72,6 +77,8 @@ pub struct ProcCache {
     pub listings: usize,
     /// The newest pid `<root>/loadavg` named at the last update.
     last_pid: Option<i64>,
+    /// `processes` of `<root>/stat` (forks since boot) at the last update.
+    forks: Option<u64>,
     /// Updates since `/proc` was last listed.
     since_listing: u32,
     /// How many processes the last listing found.
@@ -130,10 +137,27 @@ impl ProcCache {
             reads: 0,
             listings: 0,
             last_pid: None,
+            forks: None,
             since_listing: 0,
             listed_len: 0,
             buf: vec![0; 4096],
         }
+    }
+
+    /// Seconds since a process with this `starttime` (clock ticks after
+    /// boot) began, on `<root>/uptime`; `None` where either is unknown.
+    pub fn age_s(&self, start_ticks: u64) -> Option<f64> {
+        // SAFETY: sysconf has no memory effects.
+        let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        let tck = u32::try_from(tck).ok().filter(|&t| t > 0)?;
+        let uptime: f64 = std::fs::read_to_string(self.root.join("uptime"))
+            .ok()?
+            .split_ascii_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        let age = uptime - start_ticks as f64 / f64::from(tck);
+        (age.is_finite() && age >= 0.0).then_some(age)
     }
 
     /// How descendants are found.
@@ -274,7 +298,11 @@ impl ProcCache {
             }
         }
         let wchan = self.wchan(pid);
-        super::tree_figures(&own, tree.iter(), |p| self.io(p, memo), wchan)
+        let mut figures = super::tree_figures(&own, tree.iter(), |p| self.io(p, memo), wchan);
+        if let Some(live) = super::live_thread_state(&self.root, &own) {
+            figures.state = Some(live.to_string());
+        }
+        figures
     }
 
     /// A fresh stat of `pid`, once per snapshot; `Err(alive)` when unreadable.
@@ -345,13 +373,14 @@ impl ProcCache {
     fn update(&mut self) {
         // Read before anything else: a process created after this read is
         // above `now` and is read at the next update.
+        let forks = self.read_forks();
         let now = self.read_last_pid();
         // Without listings, processes outside every tree are only forgotten
         // at the next listing: list early when they pile up.
         let bounded = self.known.len() <= 2 * self.listed_len + PROBE_MAX as usize;
         let range = match (self.last_pid, now) {
             (Some(before), Some(now)) if self.since_listing < RELIST && bounded => {
-                new_pids(before, now)
+                new_pids(before, now).filter(|r| covers_forks(r, self.forks, forks))
             }
             _ => None,
         };
@@ -367,6 +396,18 @@ impl ProcCache {
         }
         // Only set once the update is done: a failed listing is retried.
         self.last_pid = now;
+        self.forks = forks;
+    }
+
+    /// `processes` of `<root>/stat`: every fork and clone since boot, host
+    /// wide. `None` when unreadable (then only `loadavg` is trusted).
+    fn read_forks(&mut self) -> Option<u64> {
+        if !self.same_namespace {
+            return None;
+        }
+        let mut f = std::fs::File::open(self.root.join("stat")).ok()?;
+        let n = read_all(&mut f, &mut self.buf).ok()?;
+        parse_forks(&String::from_utf8_lossy(self.buf.get(..n)?))
     }
 
     /// The newest pid given out in `root`'s pid namespace (`/proc/loadavg`'s
@@ -515,6 +556,33 @@ pub const PROBE_MAX: i64 = 1024;
 /// number at `pid_max`: `now < before` (wrapped) is answered by a listing.
 pub fn new_pids(before: i64, now: i64) -> Option<std::ops::RangeInclusive<i64>> {
     (now >= before && now - before <= PROBE_MAX).then_some(before + 1..=now)
+}
+
+/// Whether the forward pid range `range` can hold every pid handed out
+/// between two updates: each fork or clone takes one pid, so more forks
+/// than the range is wide means the pid counter went round `pid_max` (a
+/// wrap that ended just above where it started looks like a short range)
+/// and the new pids are not all in it. Forks in other pid namespaces count
+/// too, which can only make this answer "list" more often, never miss one.
+pub fn covers_forks(
+    range: &std::ops::RangeInclusive<i64>,
+    before: Option<u64>,
+    now: Option<u64>,
+) -> bool {
+    match (before, now) {
+        (Some(before), Some(now)) => {
+            let width = u64::try_from(range.end() - range.start() + 1).unwrap_or(0);
+            now.checked_sub(before).is_some_and(|forks| forks <= width)
+        }
+        _ => true,
+    }
+}
+
+/// The `processes` line of `/proc/stat`: forks since boot.
+pub fn parse_forks(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("processes "))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// The last field of `/proc/loadavg`: the newest pid given out.
@@ -678,6 +746,82 @@ mod tests {
         fake_ns(dir.path(), 300);
         cache.agents(&[Some(10)]);
         assert_eq!(cache.listings, 1);
+    }
+
+    /// Issue 24 #3: the agent forked until the pid counter wrapped and
+    /// started a busy child part-way (pid 50, below the last pid seen);
+    /// `loadavg` now names a pid just above the old one, but `/proc/stat`
+    /// counted 32,773 forks: the short range cannot hold them, so `/proc`
+    /// is listed and the child is found.
+    #[test]
+    fn a_wrapped_pid_space_is_listed_when_the_fork_count_outruns_the_range() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fake(dir.path(), 10, 1);
+        for pid in 100..400 {
+            fake(dir.path(), pid, 1);
+        }
+        fake_ns(dir.path(), 400);
+        std::fs::write(dir.path().join("stat"), "cpu 1 2 3\nprocesses 5000\n").expect("stat");
+        let mut cache = ProcCache::with_walk(dir.path(), Walk::Remembered);
+        cache.agents(&[Some(10)]);
+        // Three forks, three new pids: probed, not listed.
+        std::fs::write(dir.path().join("stat"), "cpu 1 2 3\nprocesses 5003\n").expect("stat");
+        fake_ns(dir.path(), 403);
+        cache.agents(&[Some(10)]);
+        assert_eq!(cache.listings, 0);
+        fake(dir.path(), 50, 10);
+        fake_ns(dir.path(), 405);
+        std::fs::write(dir.path().join("stat"), "cpu 1 2 3\nprocesses 37776\n").expect("stat");
+        let a = cache.agents(&[Some(10)]);
+        assert_eq!(cache.listings, 1);
+        assert_eq!(
+            rchar(&a),
+            Some(20),
+            "the child born during the wrap is in the tree"
+        );
+    }
+
+    /// Issue 24 #5: the main thread called `pthread_exit`, a worker runs
+    /// on: the leader's stat says `Z` with 2 threads. Not a zombie: the
+    /// state of the live thread, and alive.
+    #[test]
+    fn a_leader_that_exited_with_threads_running_is_not_a_zombie() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let zombie_leader = |pid: i64, threads: u32| {
+            LINE.replacen("0 (p) S 0", &format!("{pid} (p{pid}) Z 1"), 1)
+                .replacen(" 20 0 1 0 500 ", &format!(" 20 0 {threads} 0 500 "), 1)
+        };
+        fake(dir.path(), 10, 1);
+        std::fs::write(dir.path().join("10/stat"), zombie_leader(10, 2)).expect("stat");
+        let task = dir.path().join("10/task");
+        for (tid, state) in [(10, "Z"), (11, "R")] {
+            std::fs::create_dir_all(task.join(tid.to_string())).expect("task");
+            let line = LINE.replacen("0 (p) S 0", &format!("{tid} (p) {state} 1"), 1);
+            std::fs::write(task.join(format!("{tid}/stat")), line).expect("task stat");
+        }
+        // A real zombie: one thread.
+        fake(dir.path(), 20, 1);
+        std::fs::write(dir.path().join("20/stat"), zombie_leader(20, 1)).expect("stat");
+        let mut cache = ProcCache::with_walk(dir.path(), Walk::Remembered);
+        let a = cache.agents(&[Some(10), Some(20)]);
+        let state = |i: usize| a[i].as_ref().and_then(|a| a.state.clone());
+        assert_eq!(state(0).as_deref(), Some("R"));
+        assert_eq!(a[0].as_ref().and_then(|a| a.alive), Some(true));
+        assert_eq!(state(1).as_deref(), Some("Z"));
+    }
+
+    #[test]
+    fn fork_counts_bound_the_pid_range() {
+        assert!(covers_forks(&(101..=105), Some(10), Some(15)));
+        assert!(!covers_forks(&(101..=105), Some(10), Some(16)));
+        assert!(covers_forks(&(101..=105), None, Some(16)));
+        // The counter went backwards (another boot?): list.
+        assert!(!covers_forks(&(101..=105), Some(10), Some(9)));
+        assert_eq!(
+            parse_forks("cpu 1 2\nintr 5\nprocesses 20010\nprocs_running 1\n"),
+            Some(20010)
+        );
+        assert_eq!(parse_forks("cpu 1 2\n"), None);
     }
 
     #[test]

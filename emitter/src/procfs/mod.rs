@@ -42,6 +42,8 @@ pub struct Stat {
     pub cutime: u64,
     /// Field 17, kernel-mode ticks of reaped children.
     pub cstime: u64,
+    /// Field 20, the number of threads.
+    pub threads: u64,
     /// Field 22, ticks after boot when the process started.
     pub starttime: u64,
 }
@@ -72,7 +74,8 @@ pub fn parse_stat(line: &str) -> Option<Stat> {
     let stime = ticks(0)?;
     let cutime = ticks(0)?;
     let cstime = ticks(0)?;
-    let starttime = ticks(22 - 18)?;
+    let threads = ticks(20 - 18)?;
+    let starttime = ticks(22 - 21)?;
     Some(Stat {
         pid,
         comm,
@@ -82,8 +85,34 @@ pub fn parse_stat(line: &str) -> Option<Stat> {
         stime,
         cutime,
         cstime,
+        threads,
         starttime,
     })
+}
+
+/// The state to report for a process whose stat says `Z` while it still
+/// has other threads: its main thread called `pthread_exit` and the rest
+/// run on, so it is not "exited, not reaped". The state of its most active
+/// live thread (`R` before `D` before `S` before any other) from
+/// `<root>/<pid>/task/*/stat`; `None` when no thread is live (a real
+/// zombie) or the threads cannot be read.
+pub fn live_thread_state(root: &Path, own: &Stat) -> Option<char> {
+    if own.state != 'Z' || own.threads <= 1 {
+        return None;
+    }
+    let rank = |c: char| match c {
+        'R' => 0,
+        'D' => 1,
+        'S' => 2,
+        _ => 3,
+    };
+    let tasks = std::fs::read_dir(root.join(own.pid.to_string()).join("task")).ok()?;
+    tasks
+        .flatten()
+        .filter_map(|t| read_file(&t.path().join("stat")).ok())
+        .filter_map(|b| parse_stat(&String::from_utf8_lossy(&b)).map(|s| s.state))
+        .filter(|c| !matches!(c, 'Z' | 'X' | 'x'))
+        .min_by_key(|c| rank(*c))
 }
 
 /// Whether a stat line is a thread's that is not its group's leader: the
@@ -242,7 +271,11 @@ impl ProcTable {
         let descendants = self.descendants(pid);
         let tree = descendants.iter().filter_map(|p| self.stats.get(p));
         let mut buf = Vec::with_capacity(1024);
-        tree_figures(own, tree, |p| self.read_io(p, &mut buf), None)
+        let mut figures = tree_figures(own, tree, |p| self.read_io(p, &mut buf), None);
+        if let Some(live) = live_thread_state(&self.root, own) {
+            figures.state = Some(live.to_string());
+        }
+        figures
     }
 
     fn read_io(&self, pid: i64, buf: &mut Vec<u8>) -> Option<Io> {
@@ -459,6 +492,7 @@ mod tests {
             stime: ticks[1],
             cutime: ticks[2],
             cstime: ticks[3],
+            threads: 1,
             starttime: 100 + pid as u64,
         }
     }

@@ -49,6 +49,11 @@ pub fn fill_from(agents: &mut [Agent], procs: &mut ProcCache) {
         agent.state = p.state;
         agent.alive = p.alive;
         agent.wchan = p.wchan;
+        if agent.runtime_s.is_none() {
+            // `started_at` is NULL or unreadable: the process's own age
+            // (its starttime on the boot clock) still lets idleness be judged.
+            agent.runtime_s = agent.start_ticks.and_then(|s| procs.age_s(s));
+        }
     }
 }
 

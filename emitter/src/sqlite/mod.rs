@@ -7,25 +7,30 @@
 //!    schema_version` (any change: everything is discarded and rebuilt) and
 //!    `PRAGMA data_version` (unchanged: nothing was committed since the last
 //!    snapshot and no table is read at all);
-//! 2. per table, `MIN(id)` and `MAX(id)` (two rowid seeks): a `MAX` below
-//!    the high-water mark (the newest rows were deleted, ids may be reused)
-//!    forgets and re-reads that part; a `MIN` that went down (rows inserted
-//!    below) rebuilds the table; a `MIN` that went up (pruned history) drops
-//!    the blocks below it and re-reads the one it falls in;
-//! 3. reads rows above the table's high-water mark (a primary-key range),
-//!    and re-reads every live row by primary key;
-//! 4. reads `worker_state` (a handful of keys), the newest tick, and the
+//! 2. per table, `MIN(rowid)` and `MAX(rowid)` (two rowid seeks): a `MIN`
+//!    that went down (rows inserted below) rebuilds the table; a `MIN` that
+//!    went up (pruned history) drops the blocks below it and re-reads the
+//!    one it falls in; a `MAX` below the fold boundary lowers it;
+//! 3. the anchor (the newest folded finished row, see [`tally`]) by rowid:
+//!    when it is gone or its fingerprint differs, ids were handed out again
+//!    below the recent window, and everything above the newest intact block
+//!    top is forgotten and read again;
+//! 4. every row above the anchor by one rowid range (the recent window of
+//!    [`tally::WINDOW`] rows, new rows, and any row given a reused id), then
+//!    every other live row by primary key;
+//! 5. reads `worker_state` (a handful of keys), the newest tick, and the
 //!    newest run of each running job by primary key.
 //!
 //! Finished rows that change anyway (a re-opened job, a deleted finished
-//! run) are caught by the recount: a background thread re-reads one block
-//! of [`tally::BLOCK`] ids at a time, each in its own transaction, paced so
-//! that a whole pass takes at most [`RECOUNT_PASS`] (4 minutes; the
-//! contract allows 5).
+//! run) are caught by the recount: a background thread re-reads one page
+//! of rows at a time (keyset: the next 256 rows above where it stopped,
+//! completed to the end of their block, so empty id ranges cost nothing
+//! however wide), each in its own transaction, paced so that a whole pass
+//! takes at most [`RECOUNT_PASS`] (4 minutes; the contract allows 5).
 //!
 //! # Short transactions, different instants
 //! No read transaction lasts longer than about [`SLICE`] plus one batch
-//! (a 128-row batch, 32 live rows or one block): when a slice is used up the transaction
+//! (a 128-row batch, 32 live rows or one recount page): when a slice is used up the transaction
 //! is committed and a new one begun, so an orchestrator's write never
 //! waits long, in rollback-journal or WAL mode, the first snapshot (which
 //! reads the whole history) included. A small snapshot fits in one
@@ -151,11 +156,14 @@ impl Default for Built {
     }
 }
 
-/// Where the recount is: a table (0..5) and a block.
+/// Where the recount is: a table (0..5), the last rowid re-read in it,
+/// and how many steps the passes took (for the pacing).
 #[derive(Debug, Default)]
 struct Recount {
     table: usize,
-    block: Option<i64>,
+    cursor: Option<i64>,
+    steps: u64,
+    last_pass_steps: u64,
 }
 
 impl SqliteSource {
@@ -254,9 +262,12 @@ fn recount_loop(inner: &Weak<Mutex<Inner>>, terminal: &[String]) {
             };
             let mut inner = inner.lock().unwrap_or_else(PoisonError::into_inner);
             inner.recount_step(terminal);
-            let blocks = inner.built.as_ref().map_or(1, |b| b.state.blocks().max(1));
-            let per_block = RECOUNT_PASS / u32::try_from(blocks).unwrap_or(u32::MAX);
-            per_block.clamp(Duration::from_millis(20), Duration::from_secs(1))
+            // Paced by the steps the last pass took (a step covers at least
+            // one page of rows, so empty id ranges cost nothing); the first
+            // pass goes at the fastest pace.
+            let steps = u32::try_from(inner.recount.last_pass_steps.max(1)).unwrap_or(u32::MAX);
+            let per_step = RECOUNT_PASS / steps;
+            per_step.clamp(Duration::from_millis(20), Duration::from_secs(1))
         };
         std::thread::sleep(pause);
     }
@@ -482,7 +493,7 @@ impl Inner {
         finished
     }
 
-    /// Re-reads the next block of the next table; false when there is nothing to recount.
+    /// Re-reads the next page of the next table; false when there is nothing to recount.
     fn recount_step(&mut self, terminal: &[String]) -> bool {
         let (Some(cached), Some(built)) = (self.conn.as_ref(), self.built.as_mut()) else {
             return false;
@@ -494,60 +505,47 @@ impl Inner {
         let _ = conn.busy_timeout(Duration::ZERO);
         let state = &mut built.state;
         let table = self.recount.table;
-        let (min, hwm) = match table {
-            0 => (state.jobs.min, state.jobs.hwm),
-            1 => (state.runs.min, state.runs.hwm),
-            2 => (state.tasks.min, state.tasks.hwm),
-            3 => state
-                .errors
-                .as_ref()
-                .map_or((None, None), |t| (t.min, t.hwm)),
-            _ => state
-                .ticks
-                .as_ref()
-                .map_or((None, None), |t| (t.min, t.hwm)),
-        };
-        let (Some(min), Some(hwm)) = (min, hwm) else {
-            self.recount.advance_table(&mut self.stats);
-            return true;
-        };
-        let b = self
-            .recount
-            .block
-            .unwrap_or(block_of(min))
-            .max(block_of(min));
-        let (lo, hi) = block_range(b);
-        let hi = hi.min(hwm);
+        let cursor = self.recount.cursor;
+        self.recount.steps += 1;
+        let mut done_to = None;
         let mut changed = false;
         let result = (|| -> rusqlite::Result<()> {
             let mut tx = Tx::begin(conn, &mut self.stats)?;
             match table {
                 0 => {
-                    let rows = scan::range(conn, &scan::Jobs, lo, hi)?;
-                    changed = state.jobs.replace_block(b, rows);
+                    (changed, done_to) =
+                        recount_page(conn, &scan::Jobs, &mut state.jobs, cursor, |_, _| {})?;
                     state.sync_job_runs();
                 }
                 1 => {
-                    let rows = scan::range(conn, &scan::Runs, lo, hi)?;
-                    state.forget_runs(lo, hi);
-                    for (id, entry) in &rows {
-                        note_run(&mut state.job_runs, *id, Some(entry));
-                    }
-                    changed = state.runs.replace_block(b, rows);
+                    let State { runs, job_runs, .. } = state;
+                    (changed, done_to) =
+                        recount_page(conn, &scan::Runs, runs, cursor, |range, rows| {
+                            forget_runs(job_runs, range);
+                            for (id, _, entry) in rows {
+                                note_run(job_runs, *id, Some(entry));
+                            }
+                        })?;
                 }
                 2 => {
-                    let rows = scan::range(conn, &scan::Tasks { terminal }, lo, hi)?;
-                    changed = state.tasks.replace_block(b, rows);
+                    (changed, done_to) = recount_page(
+                        conn,
+                        &scan::Tasks { terminal },
+                        &mut state.tasks,
+                        cursor,
+                        |_, _| {},
+                    )?;
                 }
                 3 => {
                     if let Some(t) = &mut state.errors {
-                        changed =
-                            t.replace_block(b, scan::range(conn, &scan::ErrorEvents, lo, hi)?);
+                        (changed, done_to) =
+                            recount_page(conn, &scan::ErrorEvents, t, cursor, |_, _| {})?;
                     }
                 }
                 _ => {
                     if let Some(t) = &mut state.ticks {
-                        changed = t.replace_block(b, scan::range(conn, &scan::Ticks, lo, hi)?);
+                        (changed, done_to) =
+                            recount_page(conn, &scan::Ticks, t, cursor, |_, _| {})?;
                     }
                 }
             }
@@ -561,15 +559,14 @@ impl Inner {
         }
         match result {
             Ok(()) => {
-                if b >= block_of(hwm) {
-                    self.recount.advance_table(&mut self.stats);
-                } else {
-                    self.recount.block = Some(b + 1);
+                match done_to {
+                    Some(to) => self.recount.cursor = Some(to),
+                    None => self.recount.advance_table(&mut self.stats),
                 }
                 true
             }
             Err(err) => {
-                // Busy: try the same block next time.
+                // Busy: try the same page next time.
                 tracing::debug!(error = %err, "recount step skipped");
                 true
             }
@@ -577,13 +574,70 @@ impl Inner {
     }
 }
 
+/// Rows per recount page; the page is then completed to the end of the
+/// block its last row is in, so that whole blocks are replaced.
+const PAGE: usize = 256;
+
+/// One recount step of one table: the next [`PAGE`] rows above `cursor`
+/// (keyset: empty id ranges are skipped however wide), completed to the end
+/// of their last block, replace what is known of the folded part between.
+/// Gives whether anything changed and where the next step starts (`None`:
+/// the table is done).
+fn recount_page<K: Kind, T: Tally<Row = K::Frozen>>(
+    conn: &Connection,
+    kind: &K,
+    table: &mut Table<T, K::Live>,
+    cursor: Option<i64>,
+    mut seen: impl FnMut((i64, i64), &[scan::Read<K>]),
+) -> rusqlite::Result<(bool, Option<i64>)>
+where
+    K::Live: Clone,
+{
+    let Some(folded) = table.folded else {
+        return Ok((false, None));
+    };
+    if cursor.is_some_and(|c| c >= folded) {
+        return Ok((false, None));
+    }
+    let lo = cursor.map_or(i64::MIN, |c| c + 1);
+    let mut rows = scan::after(conn, kind, cursor, PAGE)?;
+    let full = rows.len() == PAGE;
+    rows.retain(|(id, _, _)| *id <= folded);
+    let hi = match rows.last() {
+        Some(&(last, _, _)) if full && last < folded => {
+            let (_, end) = block_range(block_of(last));
+            let end = end.min(folded);
+            if last < end {
+                rows.extend(scan::range(conn, kind, last + 1, end)?);
+            }
+            end
+        }
+        _ => folded,
+    };
+    seen((lo, hi), &rows);
+    let changed = table.replace_range(lo, hi, rows);
+    Ok((changed, (hi < folded).then_some(hi)))
+}
+
+/// Forgets the run ids of a rowid range before it is re-read.
+fn forget_runs(job_runs: &mut HashMap<i64, std::collections::BTreeSet<i64>>, (lo, hi): (i64, i64)) {
+    for set in job_runs.values_mut() {
+        let stale: Vec<i64> = set.range(lo..=hi).copied().collect();
+        for id in stale {
+            set.remove(&id);
+        }
+    }
+}
+
 impl Recount {
     fn advance_table(&mut self, stats: &mut ReadStats) {
-        self.block = None;
+        self.cursor = None;
         self.table += 1;
         if self.table >= TABLES.len() {
             self.table = 0;
             stats.recount_passes += 1;
+            self.last_pass_steps = self.steps;
+            self.steps = 0;
         }
     }
 }
@@ -608,76 +662,120 @@ fn note_run(
     }
 }
 
-/// Bounds check, rows above the high-water mark, then live rows by id.
-/// `seen` is told of every row read (and of a live row that is gone).
+/// Bounds check, identity check of the anchor, every row above the
+/// anchor by one rowid range (the recent window and any row given a
+/// reused id), then the folded live rows by id.
+/// `seen` is told of every row read (and of a known row that is gone).
 fn refresh_table<K: Kind, T: Tally<Row = K::Frozen>>(
     tx: &mut Tx<'_>,
     kind: &K,
     table: &mut Table<T, K::Live>,
     mut seen: impl FnMut(i64, Option<&Entry<K::Frozen, K::Live>>),
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<()>
+where
+    K::Live: Clone,
+{
     let conn = tx.conn;
     let (min, max) = scan::bounds(conn, kind.table())?;
     match (table.min, min) {
         (Some(old), Some(new)) if new < old => *table = Table::default(),
         (Some(_), None) => *table = Table::default(),
         (Some(old), Some(new)) if new > old => {
-            // Pruned history: the blocks below are gone, the one it starts in is re-read.
-            table.drop_blocks_below(block_of(new));
-            reread_block(tx, kind, table, block_of(new), &mut seen)?;
+            // Pruned history: the blocks below are gone, the folded part of
+            // the one it starts in is re-read.
+            table.drop_blocks_below(new);
+            if let Some(folded) = table.folded.filter(|f| *f >= new) {
+                let (lo, hi) = block_range(block_of(new));
+                let rows = scan::range(conn, kind, lo, hi.min(folded))?;
+                for (id, _, entry) in &rows {
+                    seen(*id, Some(entry));
+                }
+                table.replace_range(lo, hi.min(folded), rows);
+            }
         }
         _ => {}
     }
-    if let (Some(hwm), Some(max)) = (table.hwm, max) {
-        if max < hwm {
-            // The newest rows were deleted; their ids may be given out again.
-            table.truncate_above(Some(max));
-            reread_block(tx, kind, table, block_of(max), &mut seen)?;
+    table.min = min;
+    if let Some((id, fp)) = table.anchor() {
+        let now = scan::by_ids(conn, kind, &[id])?;
+        if !now.first().is_some_and(|r| r.0 == id && r.1 == fp) {
+            // The newest folded finished row is gone or is another row: ids
+            // below the window were handed out again. Everything above the
+            // newest block top still intact is read again.
+            let intact = newest_intact_top(tx, kind, table)?;
+            table.unfold_above(intact);
         }
     }
-    table.min = min;
+    if let Some(max) = max {
+        // The newest rows were deleted: their ids may be given out again.
+        table.lower_fold(max);
+    }
+    let start = table.anchor().map(|(id, _)| id);
+    let known = table.known_above(start);
+    let mut read = std::collections::HashSet::new();
+    let mut cursor = start;
     loop {
-        let rows = scan::after(conn, kind, table.hwm, BATCH)?;
+        let rows = scan::after(conn, kind, cursor, BATCH)?;
         let n = rows.len();
-        for (id, entry) in rows {
+        for (id, fp, entry) in rows {
             seen(id, Some(&entry));
-            table.add_new(id, entry);
+            read.insert(id);
+            table.put(id, fp, entry);
+            cursor = Some(id);
         }
+        table.fold_excess();
         if n < BATCH {
             break;
         }
         tx.slice()?;
     }
-    let live: Vec<i64> = table.live.keys().copied().collect();
+    for id in known {
+        if !read.contains(&id) {
+            seen(id, None);
+            table.forget(id);
+        }
+    }
+    let live: Vec<i64> = match start {
+        Some(s) => table.live.range(..=s).map(|(id, _)| *id).collect(),
+        None => Vec::new(),
+    };
     for chunk in live.chunks(scan::IN_MAX) {
-        // Both in id order: a chunk's id missing from the rows was deleted.
+        // Both in rowid order: a chunk's id missing from the rows was deleted.
         let mut rows = scan::by_ids(conn, kind, chunk)?.into_iter().peekable();
         for &id in chunk {
-            let entry = rows.next_if(|(r, _)| *r == id).map(|(_, e)| e);
-            seen(id, entry.as_ref());
-            table.update_live(id, entry);
+            let found = rows.next_if(|(r, _, _)| *r == id).map(|(_, fp, e)| (fp, e));
+            seen(id, found.as_ref().map(|(_, e)| e));
+            table.update_live(id, found);
         }
         tx.slice()?;
     }
     Ok(())
 }
 
-/// Re-reads block `b` up to the high-water mark in the current transaction.
-fn reread_block<K: Kind, T: Tally<Row = K::Frozen>>(
+/// The newest block top whose row is still the one folded, walking down
+/// [`IN_MAX`](scan::IN_MAX) tops per lookup; `None` when none is.
+fn newest_intact_top<K: Kind, T: Tally<Row = K::Frozen>>(
     tx: &mut Tx<'_>,
     kind: &K,
-    table: &mut Table<T, K::Live>,
-    b: i64,
-    seen: &mut impl FnMut(i64, Option<&Entry<K::Frozen, K::Live>>),
-) -> rusqlite::Result<()> {
-    let (lo, hi) = block_range(b);
-    let hi = table.hwm.map_or(hi, |h| hi.min(h));
-    let rows = scan::range(tx.conn, kind, lo, hi)?;
-    for (id, entry) in &rows {
-        seen(*id, Some(entry));
+    table: &Table<T, K::Live>,
+) -> rusqlite::Result<Option<i64>>
+where
+    K::Live: Clone,
+{
+    let tops: Vec<(i64, u64)> = table.tops.values().rev().copied().collect();
+    for chunk in tops.chunks(scan::IN_MAX) {
+        let mut ids: Vec<i64> = chunk.iter().map(|(id, _)| *id).collect();
+        ids.sort_unstable();
+        let now: HashMap<i64, u64> = scan::by_ids(tx.conn, kind, &ids)?
+            .into_iter()
+            .map(|(id, fp, _)| (id, fp))
+            .collect();
+        if let Some((id, _)) = chunk.iter().find(|(id, fp)| now.get(id) == Some(fp)) {
+            return Ok(Some(*id));
+        }
+        tx.slice()?;
     }
-    table.replace_block(b, rows);
-    Ok(())
+    Ok(None)
 }
 
 /// The newest run of each running job, and that run's figures: batched

@@ -1,8 +1,16 @@
-//! The reads behind the incremental state: rows above a high-water mark,
-//! one block, one row by primary key, and a table's rowid bounds. Each
-//! query touches a primary-key range or one key, so its cost does not
-//! grow with the table.
+//! The reads behind the incremental state: rows above a rowid, one range,
+//! rows by rowid, and a table's rowid bounds. Each query touches a rowid
+//! range or a few keys, so its cost does not grow with the table.
+//!
+//! Rows are keyed by `rowid`, never by `id`: with `id INTEGER PRIMARY KEY`
+//! the two are the same; with `id INT PRIMARY KEY` (no rowid alias) the id
+//! may be a real, a text or NULL and is read as a column like any other.
+//! Every row read carries a fingerprint of all the columns read, so that a
+//! row given a reused rowid is told apart from the one before.
 
+use std::hash::{Hash, Hasher};
+
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Row};
 
 use super::tally::{Entry, ErrorRow, JobRow, Never, RunDetail, RunRow, TaskRow};
@@ -16,9 +24,9 @@ pub trait Kind {
     type Live: PartialEq;
     /// The table.
     fn table(&self) -> &'static str;
-    /// `SELECT id, ... FROM table` (no WHERE).
+    /// `SELECT rowid, ... FROM table` (no WHERE).
     fn select(&self) -> &'static str;
-    /// One row of [`Kind::select`] (column 0 is the id).
+    /// One row of [`Kind::select`] (column 0 is the rowid).
     fn entry(&self, row: &Row<'_>) -> rusqlite::Result<Entry<Self::Frozen, Self::Live>>;
 }
 
@@ -33,11 +41,12 @@ impl Kind for Jobs {
         "jobs"
     }
     fn select(&self) -> &'static str {
-        "SELECT id, status, agent, repo, pid, model, effort, started_at,
-                attempts > 1, MAX(attempts - 1, 0) FROM jobs"
+        "SELECT rowid, status, agent, repo, pid, model, effort, started_at,
+                attempts > 1, MAX(attempts - 1, 0), id FROM jobs"
     }
     fn entry(&self, row: &Row<'_>) -> rusqlite::Result<Entry<JobRow, JobRow>> {
         Ok(JobRow {
+            id: integer_id(row, 10)?,
             status: text(row, 1)?,
             agent: text(row, 2)?,
             repo: text(row, 3)?,
@@ -79,7 +88,7 @@ impl Kind for Runs {
     }
     fn select(&self) -> &'static str {
         concat!(
-            "SELECT id, job_id, finished_at IS NULL, ",
+            "SELECT rowid, job_id, finished_at IS NULL, ",
             positive!("cost_usd"),
             ", ",
             positive!("input_tokens"),
@@ -128,7 +137,7 @@ impl Kind for Tasks<'_> {
         "tasks"
     }
     fn select(&self) -> &'static str {
-        "SELECT id, work_item_id, stage, stage_entered_at, repo FROM tasks"
+        "SELECT rowid, work_item_id, stage, stage_entered_at, repo, id FROM tasks"
     }
     fn entry(&self, row: &Row<'_>) -> rusqlite::Result<Entry<(), TaskRow>> {
         let stage = text(row, 2)?;
@@ -136,6 +145,7 @@ impl Kind for Tasks<'_> {
             return Ok(Entry::Frozen(()));
         }
         Ok(Entry::Live(TaskRow {
+            id: integer_id(row, 5)?,
             work_item: text(row, 1)?,
             stage,
             entered: text(row, 3)?,
@@ -156,7 +166,7 @@ impl Kind for ErrorEvents {
     }
     fn select(&self) -> &'static str {
         // 'T' -> ' ' so text order is time order for both stored forms.
-        "SELECT id, subsystem, replace(created_at, 'T', ' ') FROM error_events"
+        "SELECT rowid, subsystem, replace(created_at, 'T', ' ') FROM error_events"
     }
     fn entry(&self, row: &Row<'_>) -> rusqlite::Result<Entry<ErrorRow, Never>> {
         Ok(Entry::Frozen(ErrorRow {
@@ -177,55 +187,81 @@ impl Kind for Ticks {
         "reconciler_ticks"
     }
     fn select(&self) -> &'static str {
-        "SELECT id FROM reconciler_ticks"
+        "SELECT rowid FROM reconciler_ticks"
     }
     fn entry(&self, _: &Row<'_>) -> rusqlite::Result<Entry<(), Never>> {
         Ok(Entry::Frozen(()))
     }
 }
 
-/// A row as read: its id and entry.
-pub type Read<K> = (i64, Entry<<K as Kind>::Frozen, <K as Kind>::Live>);
+/// A row as read: its rowid, fingerprint and entry.
+pub type Read<K> = (i64, u64, Entry<<K as Kind>::Frozen, <K as Kind>::Live>);
 
-/// Up to `limit` rows with id above `after` (all rows when `None`), by id.
+/// An `id` column as the contract's integer: only an integer (or a real
+/// or text that is exactly one); a real like `1.5`, other text and NULL
+/// are `None`, the row itself is still read and counted.
+fn integer_id(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<i64>> {
+    Ok(match row.get_ref(i)? {
+        ValueRef::Integer(v) => Some(v),
+        _ => int(row, i)?,
+    })
+}
+
+/// A hash of every column of the row as stored (type and value).
+fn fingerprint(row: &Row<'_>) -> rusqlite::Result<u64> {
+    let mut h = std::hash::DefaultHasher::new();
+    for i in 0..row.as_ref().column_count() {
+        match row.get_ref(i)? {
+            ValueRef::Null => 0u8.hash(&mut h),
+            ValueRef::Integer(v) => (1u8, v).hash(&mut h),
+            ValueRef::Real(v) => (2u8, v.to_bits()).hash(&mut h),
+            ValueRef::Text(t) => (3u8, t).hash(&mut h),
+            ValueRef::Blob(b) => (4u8, b).hash(&mut h),
+        }
+    }
+    Ok(h.finish())
+}
+
+fn read<K: Kind>(kind: &K, row: &Row<'_>) -> rusqlite::Result<Read<K>> {
+    Ok((row.get(0)?, fingerprint(row)?, kind.entry(row)?))
+}
+
+/// Up to `limit` rows with rowid above `after` (from the lowest when
+/// `None`, `i64::MIN` included), by rowid.
 pub fn after<K: Kind>(
     conn: &Connection,
     kind: &K,
     after: Option<i64>,
     limit: usize,
 ) -> rusqlite::Result<Vec<Read<K>>> {
-    let sql = format!("{} WHERE id > ?1 ORDER BY id LIMIT ?2", kind.select());
+    let (op, from) = match after {
+        Some(a) => (">", a),
+        None => (">=", i64::MIN),
+    };
+    let sql = format!(
+        "{} WHERE rowid {op} ?1 ORDER BY rowid LIMIT ?2",
+        kind.select()
+    );
     let mut stmt = conn.prepare_cached(&sql)?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = stmt.query_map((after.unwrap_or(i64::MIN), limit), |row| {
-        Ok((row.get(0)?, kind.entry(row)?))
-    })?;
+    let rows = stmt.query_map((from, limit), |row| read(kind, row))?;
     rows.collect()
 }
 
-/// Every row with `lo <= id <= hi`.
+/// Every row with `lo <= rowid <= hi`.
 pub fn range<K: Kind>(
     conn: &Connection,
     kind: &K,
     lo: i64,
     hi: i64,
 ) -> rusqlite::Result<Vec<Read<K>>> {
-    let sql = format!("{} WHERE id >= ?1 AND id <= ?2 ORDER BY id", kind.select());
+    let sql = format!(
+        "{} WHERE rowid >= ?1 AND rowid <= ?2 ORDER BY rowid",
+        kind.select()
+    );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map((lo, hi), |row| Ok((row.get(0)?, kind.entry(row)?)))?;
+    let rows = stmt.query_map((lo, hi), |row| read(kind, row))?;
     rows.collect()
-}
-
-/// The row with that id, `None` when it was deleted.
-pub fn by_id<K: Kind>(
-    conn: &Connection,
-    kind: &K,
-    id: i64,
-) -> rusqlite::Result<Option<Entry<K::Frozen, K::Live>>> {
-    let sql = format!("{} WHERE id = ?1", kind.select());
-    conn.prepare_cached(&sql)?
-        .query_row([id], |row| kind.entry(row))
-        .optional()
 }
 
 /// Ids per batched lookup (`WHERE id IN (?1, ..., ?32)`): one statement
@@ -251,27 +287,27 @@ fn in_params(ids: &[i64]) -> [i64; IN_MAX] {
     out
 }
 
-/// The rows among `ids` (at most [`IN_MAX`]) that exist, in id order; an
-/// id without a row was deleted.
+/// The rows among `ids` (at most [`IN_MAX`] rowids) that exist, in rowid
+/// order; a rowid without a row was deleted.
 pub fn by_ids<K: Kind>(conn: &Connection, kind: &K, ids: &[i64]) -> rusqlite::Result<Vec<Read<K>>> {
     debug_assert!(ids.len() <= IN_MAX);
     let sql = format!(
-        "{} WHERE id IN ({}) ORDER BY id",
+        "{} WHERE rowid IN ({}) ORDER BY rowid",
         kind.select(),
         *PLACEHOLDERS
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(rusqlite::params_from_iter(in_params(ids)), |row| {
-        Ok((row.get(0)?, kind.entry(row)?))
+        read(kind, row)
     })?;
     rows.collect()
 }
 
-/// The newest run of each of `jobs` (at most [`IN_MAX`]) that has one,
-/// through the orchestrator's index on `job_id`.
+/// The newest run (its rowid) of each of `jobs` (at most [`IN_MAX`]) that
+/// has one, through the orchestrator's index on `job_id`.
 pub fn newest_runs(conn: &Connection, jobs: &[i64]) -> rusqlite::Result<Vec<(i64, i64)>> {
     let sql = format!(
-        "SELECT job_id, MAX(id) FROM agent_runs WHERE job_id IN ({}) GROUP BY job_id",
+        "SELECT job_id, MAX(rowid) FROM agent_runs WHERE job_id IN ({}) GROUP BY job_id",
         *PLACEHOLDERS
     );
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -282,14 +318,14 @@ pub fn newest_runs(conn: &Connection, jobs: &[i64]) -> rusqlite::Result<Vec<(i64
 }
 
 /// The job and the fields `cost.running` shows of each of `ids` (at most
-/// [`IN_MAX`]) that exists.
+/// [`IN_MAX`] rowids) that exists.
 pub fn run_details(
     conn: &Connection,
     ids: &[i64],
 ) -> rusqlite::Result<Vec<(i64, Option<i64>, RunDetail)>> {
     let sql = format!(
-        "SELECT id, job_id, agent, cost_usd, input_tokens, output_tokens, cache_read_tokens,
-                cache_creation_tokens FROM agent_runs WHERE id IN ({})",
+        "SELECT rowid, job_id, agent, cost_usd, input_tokens, output_tokens, cache_read_tokens,
+                cache_creation_tokens, id FROM agent_runs WHERE rowid IN ({})",
         *PLACEHOLDERS
     );
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -298,6 +334,7 @@ pub fn run_details(
             row.get(0)?,
             int(row, 1)?,
             RunDetail {
+                id: integer_id(row, 8)?,
                 agent: text(row, 2)?,
                 cost_usd: real(row, 3)?,
                 tokens: [uint(row, 4)?, uint(row, 5)?, uint(row, 6)?, uint(row, 7)?],
@@ -307,16 +344,16 @@ pub fn run_details(
     rows.collect()
 }
 
-/// `(MIN(id), MAX(id))`: two rowid seeks, not a scan.
+/// `(MIN(rowid), MAX(rowid))`: two rowid seeks, not a scan.
 pub fn bounds(conn: &Connection, table: &str) -> rusqlite::Result<(Option<i64>, Option<i64>)> {
-    let sql = format!("SELECT (SELECT MIN(id) FROM {table}), (SELECT MAX(id) FROM {table})");
+    let sql = format!("SELECT (SELECT MIN(rowid) FROM {table}), (SELECT MAX(rowid) FROM {table})");
     conn.prepare_cached(&sql)?
         .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
 }
 
 /// The newest run of one job through the orchestrator's index on `job_id`.
 pub fn newest_run(conn: &Connection, job: i64) -> rusqlite::Result<Option<i64>> {
-    conn.prepare_cached("SELECT MAX(id) FROM agent_runs WHERE job_id = ?1")?
+    conn.prepare_cached("SELECT MAX(rowid) FROM agent_runs WHERE job_id = ?1")?
         .query_row([job], |row| row.get(0))
 }
 
@@ -336,10 +373,11 @@ pub fn has_job_index(conn: &Connection) -> rusqlite::Result<bool> {
 pub fn run_detail(conn: &Connection, id: i64, job: i64) -> rusqlite::Result<Option<RunDetail>> {
     conn.prepare_cached(
         "SELECT agent, cost_usd, input_tokens, output_tokens, cache_read_tokens,
-                cache_creation_tokens FROM agent_runs WHERE id = ?1 AND job_id = ?2",
+                cache_creation_tokens, id FROM agent_runs WHERE rowid = ?1 AND job_id = ?2",
     )?
     .query_row([id, job], |row| {
         Ok(RunDetail {
+            id: integer_id(row, 6)?,
             agent: text(row, 0)?,
             cost_usd: real(row, 1)?,
             tokens: [uint(row, 2)?, uint(row, 3)?, uint(row, 4)?, uint(row, 5)?],

@@ -1,14 +1,30 @@
 //! The incremental state, pure: what was read of each table, kept between
 //! snapshots, and the sections derived from it. No I/O here.
 //!
-//! Every table's rowid space is cut into blocks of [`BLOCK`] ids. A row is
-//! either *frozen* (a finished job, a finished run, an error event, a tick,
-//! a task in a terminal stage) and only adds to its block's tally, or *live*
-//! (a job or task not in a terminal state, a run without `finished_at`) and
-//! is kept whole, to be re-read by primary key every snapshot. A block's
-//! tally is only ever added to (new rows, a live row that froze) or replaced
-//! whole (the recount re-read that block in one transaction), never
-//! subtracted from, so sums do not drift.
+//! Rows are keyed by `rowid` (the `id` itself with `id INTEGER PRIMARY
+//! KEY`; SQLite's hidden key with `id INT PRIMARY KEY`, where `id` may be
+//! a real, a text or NULL). A table's rows are in two parts:
+//! - the *recent window*: the newest [`WINDOW`] rows, kept whole with a
+//!   fingerprint of every column read, and re-read by one rowid range every
+//!   snapshot. A row given a reused id (the newest rows deleted, new ones
+//!   inserted before the next snapshot) is therefore seen at once;
+//! - the *folded* part, every row at or below [`Table::folded`]: a row is
+//!   either *frozen* (a finished job, a finished run, an error event, a
+//!   tick, a task in a terminal stage) and only adds to the tally of its
+//!   block of [`BLOCK`] rowids, or *live* (a job or task not in a terminal
+//!   state, a run without `finished_at`) and is kept whole, to be re-read
+//!   by primary key every snapshot.
+//!
+//! Identity: each block remembers its highest frozen row and that row's
+//! fingerprint ([`Table::tops`]); the highest of them is the table's
+//! *anchor*. Ids below the window can only be handed out again after the
+//! anchor itself was deleted, so a snapshot checks the anchor (one lookup)
+//! and, when it is gone or different, walks down the block tops to the
+//! newest one still intact and re-reads everything above it.
+//!
+//! A block's tally is only ever added to (a row folded, a live row that
+//! froze) or replaced whole (the recount re-read it in one transaction),
+//! never subtracted from, so sums do not drift.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -21,6 +37,9 @@ use crate::sql::{normalise_time, seconds_since};
 
 /// Rowids per block: one block is re-read in one short transaction.
 pub const BLOCK: i64 = 1024;
+
+/// Rows of each table kept whole and re-read by range every snapshot.
+pub const WINDOW: usize = 128;
 
 /// Job statuses after which a job is not expected to change; any other
 /// status is live and re-read every snapshot. A job that leaves one of
@@ -59,22 +78,29 @@ pub enum Entry<F, L> {
 /// What a block remembers of its frozen rows.
 pub trait Tally: Default + Clone + PartialEq {
     /// One frozen row.
-    type Row;
+    type Row: Clone + PartialEq;
     /// Counts one frozen row.
     fn add(&mut self, row: &Self::Row);
     /// Adds another block's tally.
     fn merge(&mut self, other: &Self);
 }
 
+/// A row as read: its rowid, the fingerprint of every column read, its entry.
+pub type Row<T, L> = (i64, u64, Entry<<T as Tally>::Row, L>);
+
 /// One table's incremental state.
 #[derive(Debug, Clone)]
 pub struct Table<T: Tally, L> {
-    /// Per-block tallies of frozen rows.
+    /// Per-block tallies of folded frozen rows.
     pub blocks: BTreeMap<i64, T>,
-    /// Live rows by id.
+    /// Per block, its highest folded frozen row and that row's fingerprint.
+    pub tops: BTreeMap<i64, (i64, u64)>,
+    /// Folded live rows by rowid.
     pub live: BTreeMap<i64, L>,
-    /// The highest id read: rows above it are new.
-    pub hwm: Option<i64>,
+    /// The newest rows, above `folded`, kept whole.
+    pub recent: BTreeMap<i64, (u64, Entry<T::Row, L>)>,
+    /// Rows at or below this rowid are folded.
+    pub folded: Option<i64>,
     /// The lowest id seen at the last bounds check.
     pub min: Option<i64>,
     /// Sum of all blocks; `None` when a block was replaced since.
@@ -85,35 +111,102 @@ impl<T: Tally, L> Default for Table<T, L> {
     fn default() -> Self {
         Self {
             blocks: BTreeMap::new(),
+            tops: BTreeMap::new(),
             live: BTreeMap::new(),
-            hwm: None,
+            recent: BTreeMap::new(),
+            folded: None,
             min: None,
             total: Some(T::default()),
         }
     }
 }
 
-impl<T: Tally, L: PartialEq> Table<T, L> {
-    /// A row above the high-water mark.
-    pub fn add_new(&mut self, id: i64, entry: Entry<T::Row, L>) {
-        self.hwm = Some(self.hwm.map_or(id, |h| h.max(id)));
-        self.apply(id, entry);
+impl<T: Tally, L: PartialEq + Clone> Table<T, L> {
+    /// The newest folded frozen row and its fingerprint.
+    pub fn anchor(&self) -> Option<(i64, u64)> {
+        self.tops.last_key_value().map(|(_, top)| *top)
     }
 
-    /// A live row re-read by id: `None` when it was deleted.
-    pub fn update_live(&mut self, id: i64, entry: Option<Entry<T::Row, L>>) {
-        self.live.remove(&id);
-        if let Some(entry) = entry {
-            self.apply(id, entry);
+    /// The highest rowid known.
+    pub fn hwm(&self) -> Option<i64> {
+        self.recent
+            .last_key_value()
+            .map(|(id, _)| *id)
+            .max(self.folded)
+    }
+
+    /// Every live row, folded or recent, in rowid order.
+    pub fn live_rows(&self) -> impl Iterator<Item = (i64, &L)> {
+        let recent = self.recent.iter().filter_map(|(id, (_, e))| match e {
+            Entry::Live(l) => Some((*id, l)),
+            Entry::Frozen(_) => None,
+        });
+        self.live.iter().map(|(id, l)| (*id, l)).chain(recent)
+    }
+
+    /// Rowids of the rows a range read from above `after` must see again.
+    pub fn known_above(&self, after: Option<i64>) -> Vec<i64> {
+        let live = match after {
+            Some(a) => self
+                .live
+                .range((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))
+                .map(|(id, _)| *id)
+                .collect::<Vec<_>>(),
+            None => self.live.keys().copied().collect(),
+        };
+        live.into_iter()
+            .chain(self.recent.keys().copied())
+            .collect()
+    }
+
+    /// A row read by the range above the anchor.
+    pub fn put(&mut self, id: i64, fp: u64, entry: Entry<T::Row, L>) {
+        if self.folded.is_some_and(|f| id <= f) {
+            // Between the anchor and the window: a live row re-read, or a
+            // row new here (no frozen row is counted above the anchor).
+            self.live.remove(&id);
+            self.fold(id, fp, entry);
+        } else {
+            self.recent.insert(id, (fp, entry));
         }
     }
 
-    fn apply(&mut self, id: i64, entry: Entry<T::Row, L>) {
+    /// A row read by the range whose rowid was known and is gone.
+    pub fn forget(&mut self, id: i64) {
+        self.live.remove(&id);
+        self.recent.remove(&id);
+    }
+
+    /// A folded live row re-read by id: `None` when it was deleted.
+    pub fn update_live(&mut self, id: i64, read: Option<(u64, Entry<T::Row, L>)>) {
+        self.live.remove(&id);
+        if let Some((fp, entry)) = read {
+            self.fold(id, fp, entry);
+        }
+    }
+
+    /// Folds the oldest recent rows until the window holds [`WINDOW`].
+    pub fn fold_excess(&mut self) {
+        while self.recent.len() > WINDOW {
+            let Some((id, (fp, entry))) = self.recent.pop_first() else {
+                break;
+            };
+            self.folded = Some(self.folded.map_or(id, |f| f.max(id)));
+            self.fold(id, fp, entry);
+        }
+    }
+
+    fn fold(&mut self, id: i64, fp: u64, entry: Entry<T::Row, L>) {
         match entry {
             Entry::Frozen(row) => {
-                self.blocks.entry(block_of(id)).or_default().add(&row);
+                let b = block_of(id);
+                self.blocks.entry(b).or_default().add(&row);
                 if let Some(total) = &mut self.total {
                     total.add(&row);
+                }
+                let top = self.tops.entry(b).or_insert((id, fp));
+                if id >= top.0 {
+                    *top = (id, fp);
                 }
             }
             Entry::Live(row) => {
@@ -122,78 +215,118 @@ impl<T: Tally, L: PartialEq> Table<T, L> {
         }
     }
 
-    /// Block `b` re-read whole in one transaction: its rows (only those at
-    /// or below the high-water mark) replace what was known of it. True
-    /// when that changed anything.
-    pub fn replace_block(&mut self, b: i64, rows: Vec<(i64, Entry<T::Row, L>)>) -> bool {
-        let (lo, hi) = block_range(b);
-        let stale: Vec<i64> = self.live.range(lo..=hi).map(|(id, _)| *id).collect();
-        let old_live: Vec<(i64, L)> = stale
-            .into_iter()
-            .filter_map(|id| self.live.remove(&id).map(|l| (id, l)))
-            .collect();
-        let old = self.blocks.remove(&b).unwrap_or_default();
-        let mut tally = T::default();
-        let mut live = Vec::new();
-        for (id, entry) in rows {
-            match entry {
-                Entry::Frozen(row) => tally.add(&row),
-                Entry::Live(row) => live.push((id, row)),
-            }
-        }
-        let changed = tally != old || live != old_live;
-        if changed {
+    /// Forgets every folded frozen row above `intact` (the newest block top
+    /// found unchanged; `None`: none was) so that the range read above it
+    /// reads them again, and lowers the fold boundary to it.
+    pub fn unfold_above(&mut self, intact: Option<i64>) {
+        let keep_from = intact.map_or(i64::MIN, |t| block_of(t).saturating_add(1));
+        let dropped = match intact {
+            Some(_) if keep_from > block_of(i64::MAX) => BTreeMap::new(),
+            Some(_) => self.blocks.split_off(&keep_from),
+            None => std::mem::take(&mut self.blocks),
+        };
+        if !dropped.is_empty() {
             self.total = None;
         }
-        if tally != T::default() {
-            self.blocks.insert(b, tally);
+        match intact {
+            Some(_) if keep_from > block_of(i64::MAX) => {}
+            Some(_) => drop(self.tops.split_off(&keep_from)),
+            None => self.tops.clear(),
         }
+        // Recent rows above it are re-read too; live ones stay until then.
+        let recent = std::mem::take(&mut self.recent);
+        for (id, (_, entry)) in recent {
+            if let Entry::Live(l) = entry {
+                self.live.insert(id, l);
+            }
+        }
+        self.folded = intact;
+    }
+
+    /// Lowers the fold boundary (the newest rows were deleted; their ids may
+    /// be handed out again and must be read as new).
+    pub fn lower_fold(&mut self, max: i64) {
+        if self.folded.is_some_and(|f| f > max) {
+            self.folded = Some(max);
+        }
+    }
+
+    /// Rows `lo..=hi` re-read whole in one transaction (`lo` the first id
+    /// of a block, `hi` the last of one or the fold boundary): they replace
+    /// what was known of those blocks. True when that changed anything.
+    pub fn replace_range(&mut self, lo: i64, hi: i64, rows: Vec<Row<T, L>>) -> bool {
+        let (blo, bhi) = (block_of(lo), block_of(hi));
+        let old_blocks = split_range(&mut self.blocks, blo, bhi);
+        let old_tops = split_range(&mut self.tops, blo, bhi);
+        let old_live = split_range(&mut self.live, lo, hi);
+        let mut blocks: BTreeMap<i64, T> = BTreeMap::new();
+        let mut tops: BTreeMap<i64, (i64, u64)> = BTreeMap::new();
+        let mut live = BTreeMap::new();
+        for (id, fp, entry) in rows {
+            match entry {
+                Entry::Frozen(row) => {
+                    blocks.entry(block_of(id)).or_default().add(&row);
+                    tops.insert(block_of(id), (id, fp));
+                }
+                Entry::Live(row) => {
+                    live.insert(id, row);
+                }
+            }
+        }
+        blocks.retain(|_, t| *t != T::default());
+        let changed = blocks != old_blocks || live != old_live || tops != old_tops;
+        if blocks != old_blocks {
+            self.total = None;
+        }
+        self.blocks.extend(blocks);
+        self.tops.extend(tops);
         self.live.extend(live);
         changed
     }
 
-    /// Forgets every block below `b` (pruned history).
-    pub fn drop_blocks_below(&mut self, b: i64) {
+    /// Forgets every block below the one holding `id` (pruned history).
+    pub fn drop_blocks_below(&mut self, id: i64) {
+        let b = block_of(id);
         let keep = self.blocks.split_off(&b);
         if !self.blocks.is_empty() {
             self.total = None;
         }
         self.blocks = keep;
+        self.tops = self.tops.split_off(&b);
         let (lo, _) = block_range(b);
         self.live = self.live.split_off(&lo);
     }
 
-    /// Forgets what is known above `id` (rows at the top were deleted).
-    pub fn truncate_above(&mut self, id: Option<i64>) {
-        match id {
-            Some(id) => {
-                let b = block_of(id);
-                if self.blocks.range(b + 1..).next().is_some() {
-                    self.total = None;
+    /// The sum over every frozen row, folded or recent.
+    pub fn total(&mut self) -> T {
+        let blocks = &self.blocks;
+        let mut sum = self
+            .total
+            .get_or_insert_with(|| {
+                let mut sum = T::default();
+                for t in blocks.values() {
+                    sum.merge(t);
                 }
-                self.blocks.split_off(&(b + 1));
-                self.live.split_off(&(id + 1));
-            }
-            None => {
-                self.blocks.clear();
-                self.live.clear();
-                self.total = None;
+                sum
+            })
+            .clone();
+        for (_, entry) in self.recent.values() {
+            if let Entry::Frozen(row) = entry {
+                sum.add(row);
             }
         }
-        self.hwm = id;
+        sum
     }
+}
 
-    /// The sum over every block.
-    pub fn total(&mut self) -> &T {
-        let blocks = &self.blocks;
-        self.total.get_or_insert_with(|| {
-            let mut sum = T::default();
-            for t in blocks.values() {
-                sum.merge(t);
-            }
-            sum
-        })
+/// Takes the entries with keys in `lo..=hi` out of `map`.
+fn split_range<V>(map: &mut BTreeMap<i64, V>, lo: i64, hi: i64) -> BTreeMap<i64, V> {
+    let mut mid = map.split_off(&lo);
+    if let Some(next) = hi.checked_add(1) {
+        let mut above = mid.split_off(&next);
+        map.append(&mut above);
     }
+    mid
 }
 
 /// A row that is never live (error events, ticks).
@@ -205,6 +338,9 @@ pub enum Never {}
 /// The fields of a job the sections need.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobRow {
+    /// `jobs.id` when it is an integer (the rowid is the key; with `id INT
+    /// PRIMARY KEY` the id may be a real, a text or NULL).
+    pub id: Option<i64>,
     pub status: Option<String>,
     pub agent: Option<String>,
     pub repo: Option<String>,
@@ -291,6 +427,8 @@ impl Tally for RunTally {
 /// The newest run of a running job, as `cost.running` shows it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunDetail {
+    /// `agent_runs.id` when it is an integer.
+    pub id: Option<i64>,
     pub agent: Option<String>,
     pub cost_usd: Option<f64>,
     pub tokens: [Option<u64>; 4],
@@ -301,6 +439,8 @@ pub struct RunDetail {
 /// A task not in a terminal stage.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskRow {
+    /// `tasks.id` when it is an integer.
+    pub id: Option<i64>,
     pub work_item: Option<String>,
     pub repo: Option<String>,
     pub stage: Option<String>,
@@ -397,23 +537,6 @@ pub struct State {
 }
 
 impl State {
-    /// A run read (new, re-read or recounted): remember it under its job if that job is live.
-    pub fn note_run(&mut self, id: i64, job_id: Option<i64>) {
-        if let Some(set) = job_id.and_then(|j| self.job_runs.get_mut(&j)) {
-            set.insert(id);
-        }
-    }
-
-    /// Forgets the run ids of a range before it is re-read.
-    pub fn forget_runs(&mut self, lo: i64, hi: i64) {
-        for set in self.job_runs.values_mut() {
-            let stale: Vec<i64> = set.range(lo..=hi).copied().collect();
-            for id in stale {
-                set.remove(&id);
-            }
-        }
-    }
-
     /// Forgets `run` as a run of `job` (it was deleted or moved); false when
     /// there was nothing to forget (the newest run then came from an index).
     pub fn forget_run_of(&mut self, job: i64, run: i64) -> bool {
@@ -426,25 +549,26 @@ impl State {
             .is_some_and(|set| set.remove(&run))
     }
 
-    /// Keeps `job_runs` to exactly the live jobs.
+    /// Keeps `job_runs` to exactly the live jobs (by their `id`).
     pub fn sync_job_runs(&mut self) {
-        let live = &self.jobs.live;
-        self.job_runs.retain(|id, _| live.contains_key(id));
-        for id in live.keys() {
-            self.job_runs.entry(*id).or_default();
+        let live: BTreeSet<i64> = self.jobs.live_rows().filter_map(|(_, j)| j.id).collect();
+        self.job_runs.retain(|id, _| live.contains(id));
+        for id in live {
+            self.job_runs.entry(id).or_default();
         }
     }
 
-    /// Running jobs, oldest first.
+    /// Running jobs with an integer id, oldest first: `(jobs.id, row)`.
+    /// A running row whose id is a real, a text or NULL is counted in
+    /// `queue` but cannot be an agent (`job_id` is an integer).
     pub fn running(&self) -> impl Iterator<Item = (i64, &JobRow)> {
         self.jobs
-            .live
-            .iter()
+            .live_rows()
             .filter(|(_, j)| j.status.as_deref() == Some("running"))
-            .map(|(id, j)| (*id, j))
+            .filter_map(|(_, j)| Some((j.id?, j)))
     }
 
-    /// The newest run id of a live job.
+    /// The newest run (its rowid) of a live job.
     pub fn newest_run(&self, job: i64) -> Option<i64> {
         match &self.newest_by_index {
             Some(map) => map.get(&job).copied().flatten(),
@@ -455,14 +579,19 @@ impl State {
         }
     }
 
+    /// The `agent_runs.id` of a run known by rowid.
+    fn run_id(&self, rowid: Option<i64>) -> Option<i64> {
+        let rowid = rowid?;
+        self.run_details.get(&rowid).map_or(Some(rowid), |d| d.id)
+    }
+
     /// Section `stages`.
     pub fn stages(&self, now: &Timestamp) -> Vec<Stage> {
         self.tasks
-            .live
-            .iter()
-            .filter_map(|(id, t)| {
+            .live_rows()
+            .filter_map(|(_, t)| {
                 Some(Stage {
-                    task_id: Some(*id),
+                    task_id: t.id,
                     work_item: t.work_item.clone(),
                     stage: t.stage.clone()?,
                     age_in_stage_s: seconds_since(t.entered.as_deref(), now),
@@ -474,8 +603,8 @@ impl State {
 
     /// Section `queue` without `worker_state`.
     pub fn queue_counts(&mut self) -> (BTreeMap<String, u64>, Retries) {
-        let mut sum = self.jobs.total().clone();
-        for row in self.jobs.live.values() {
+        let mut sum = self.jobs.total();
+        for (_, row) in self.jobs.live_rows() {
             sum.add(row);
         }
         let mut counts: BTreeMap<String, u64> = REQUIRED_JOB_STATUSES
@@ -503,7 +632,7 @@ impl State {
                 runtime_s: seconds_since(j.started_at.as_deref(), now),
                 model: j.model.clone(),
                 effort: j.effort.clone(),
-                run_id: self.newest_run(id),
+                run_id: self.run_id(self.newest_run(id)),
                 ..Agent::default()
             })
             .collect()
@@ -514,8 +643,9 @@ impl State {
         let running = self
             .running()
             .map(|(id, j)| {
-                let run_id = self.newest_run(id);
-                let d = run_id
+                let rowid = self.newest_run(id);
+                let run_id = self.run_id(rowid);
+                let d = rowid
                     .and_then(|r| self.run_details.get(&r))
                     .cloned()
                     .unwrap_or_default();
@@ -531,8 +661,8 @@ impl State {
                 }
             })
             .collect();
-        let mut sum = self.runs.total().clone();
-        for row in self.runs.live.values() {
+        let mut sum = self.runs.total();
+        for (_, row) in self.runs.live_rows() {
             sum.add(row);
         }
         Cost {
@@ -544,6 +674,7 @@ impl State {
     /// Section `errors`; `None` when the table is absent.
     pub fn errors(&mut self) -> Option<Errors> {
         let t = self.errors.as_mut()?.total();
+        let t = &t;
         Some(Errors {
             total: Some(t.total),
             by_subsystem: t
@@ -561,19 +692,6 @@ impl State {
     /// How many ticks there are; `None` when the table is absent.
     pub fn ticks_total(&mut self) -> Option<u64> {
         Some(self.ticks.as_mut()?.total().0)
-    }
-
-    /// How many blocks the recount walks.
-    pub fn blocks(&self) -> usize {
-        let span = |hwm: Option<i64>, min: Option<i64>| match (hwm, min) {
-            (Some(h), Some(m)) => usize::try_from(block_of(h) - block_of(m) + 1).unwrap_or(0),
-            _ => 1,
-        };
-        span(self.jobs.hwm, self.jobs.min)
-            + span(self.runs.hwm, self.runs.min)
-            + span(self.tasks.hwm, self.tasks.min)
-            + self.errors.as_ref().map_or(0, |t| span(t.hwm, t.min))
-            + self.ticks.as_ref().map_or(0, |t| span(t.hwm, t.min))
     }
 }
 
@@ -612,32 +730,47 @@ mod tests {
     }
 
     #[test]
-    fn replacing_a_block_recounts_without_drift() {
+    fn replacing_a_range_recounts_without_drift() {
         let mut t: Table<ErrorTally, Never> = Table::default();
         for id in 1..=3000 {
-            t.add_new(
-                id,
-                err(
-                    if id % 2 == 0 { "git" } else { "llm" },
-                    "2026-01-01 00:00:00",
-                ),
-            );
+            let sub = if id % 2 == 0 { "git" } else { "llm" };
+            t.put(id, id as u64, err(sub, "2026-01-01 00:00:00"));
         }
+        t.fold_excess();
         assert_eq!(t.total().total, 3000);
+        assert_eq!(t.recent.len(), WINDOW);
+        assert_eq!(t.folded, Some(3000 - WINDOW as i64));
         // Block 1 (ids 1024..=2047) now holds half its rows.
         let rows = (1024..2048)
             .step_by(2)
-            .map(|id| (id, err("git", "2026-02-01 00:00:00")))
+            .map(|id| (id, 0, err("git", "2026-02-01 00:00:00")))
             .collect();
-        t.replace_block(1, rows);
-        let total = t.total().clone();
+        assert!(t.replace_range(1024, 2047, rows));
+        let total = t.total();
         assert_eq!(total.total, 3000 - 512);
         assert_eq!(
             total.by_subsystem.get("git").and_then(|e| e.1.as_deref()),
             Some("2026-02-01 00:00:00")
         );
-        t.drop_blocks_below(2);
+        assert_eq!(t.tops.get(&1), Some(&(2046, 0)));
+        t.drop_blocks_below(2048);
         assert_eq!(t.total().total, 3000 - 2047);
+    }
+
+    #[test]
+    fn unfolding_above_an_intact_top_forgets_only_what_is_above_it() {
+        let mut t: Table<Count, Never> = Table::default();
+        for id in 0..(3 * BLOCK) {
+            t.put(id, 7, Entry::Frozen(()));
+        }
+        t.fold_excess();
+        assert_eq!(t.anchor(), Some((3 * BLOCK - 1 - WINDOW as i64, 7)));
+        t.unfold_above(Some(BLOCK - 1));
+        assert_eq!(t.total().0, BLOCK as u64);
+        assert_eq!(t.folded, Some(BLOCK - 1));
+        assert!(t.recent.is_empty());
+        t.unfold_above(None);
+        assert_eq!(t.total().0, 0);
     }
 
     #[test]

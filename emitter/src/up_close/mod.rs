@@ -36,6 +36,17 @@ pub enum Lookup {
 /// Looks `job_id` up among the running jobs of `source` and reads its
 /// process tree under `proc_root` (normally `/proc`).
 pub fn look(source: &dyn Source, proc_root: &Path, job_id: i64) -> Lookup {
+    look_until(source, proc_root, job_id, &|| false)
+}
+
+/// [`look`] that gives up (an empty tree) once `stop` says so: nobody is
+/// waiting for the answer any more (the client closed its connection).
+pub fn look_until(
+    source: &dyn Source,
+    proc_root: &Path,
+    job_id: i64,
+    stop: &dyn Fn() -> bool,
+) -> Lookup {
     let now = Timestamp::now();
     // The session (and any read transaction) ends before /proc is read.
     let agents = source.session().agents(&now);
@@ -46,18 +57,32 @@ pub fn look(source: &dyn Source, proc_root: &Path, job_id: i64) -> Lookup {
         },
         Err(err) => return Lookup::Unavailable(err.to_string()),
     };
-    Lookup::View(view(proc_root, job_id, pid))
+    if stop() {
+        return Lookup::View(view(proc_root, job_id, None));
+    }
+    Lookup::View(view_until(proc_root, job_id, pid, stop))
 }
 
 /// The view of `pid`'s tree for `job_id`; no processes when `pid` is
 /// unknown or gone.
 pub fn view(proc_root: &Path, job_id: i64, pid: Option<i64>) -> AgentView {
+    view_until(proc_root, job_id, pid, &|| false)
+}
+
+/// [`view`] that stops reading processes once `stop` says so.
+fn view_until(
+    proc_root: &Path,
+    job_id: i64,
+    pid: Option<i64>,
+    stop: &dyn Fn() -> bool,
+) -> AgentView {
     let generated_at = Timestamp::now();
     let mut processes = Vec::new();
     if let Some(pid) = pid.filter(|&p| p > 0) {
         let mut host = read::Host::new(proc_root);
         processes = read::tree(proc_root, pid)
             .into_iter()
+            .take_while(|_| !stop())
             .filter_map(|p| host.process(p))
             .collect();
         // The agent first: if it went while its children were read, say nothing about them.

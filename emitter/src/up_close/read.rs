@@ -67,7 +67,16 @@ pub struct Host {
     pub clk_tck: Option<u64>,
     /// TCP tables already read, by network namespace.
     tables: HashMap<String, HashMap<u64, TcpEntry>>,
+    /// Fds still to be listed in this view, over all its processes.
+    fd_budget: usize,
 }
+
+/// Fds listed per process at most; the rest are counted in `fds_omitted`.
+pub const FDS_PER_PROCESS: usize = 1000;
+
+/// Fds listed per view at most (about 120 bytes each: a body well under the
+/// watchdog's 1 MiB cap however many fds the tree holds).
+pub const FDS_PER_VIEW: usize = 4000;
 
 impl Host {
     /// Reads the clocks now.
@@ -79,6 +88,7 @@ impl Host {
             uptime_s: text(&root.join("uptime")).and_then(|t| parse::uptime(&t)),
             clk_tck: u64::try_from(tck).ok().filter(|&t| t > 0),
             tables: HashMap::new(),
+            fd_budget: FDS_PER_VIEW,
         }
     }
 
@@ -86,7 +96,9 @@ impl Host {
     pub fn process(&mut self, pid: i64) -> Option<ProcessView> {
         let dir = self.root.join(pid.to_string());
         let stat = parse::stat(&text(&dir.join("stat"))?)?;
-        let (fds, inodes) = fds(&dir);
+        let cap = self.fd_budget.min(FDS_PER_PROCESS);
+        let (fds, fds_omitted, inodes) = fds(&dir, cap);
+        self.fd_budget -= fds.len();
         let sockets = if inodes.is_empty() {
             Vec::new()
         } else {
@@ -102,6 +114,7 @@ impl Host {
             age_s: self.age_s(stat.starttime),
             threads: Some(stat.threads),
             fds,
+            fds_omitted,
             sockets,
         };
         // Gone, or the pid now names another process: leave it out.
@@ -149,17 +162,19 @@ impl Host {
     }
 }
 
-/// The open fds of one process in fd order, and the (fd, inode) of its sockets.
-fn fds(dir: &Path) -> (Vec<FdView>, Vec<(i64, u64)>) {
+/// The first `cap` open fds of one process in fd order, how many more
+/// there were, and the (fd, inode) of its sockets among all of them.
+fn fds(dir: &Path, cap: usize) -> (Vec<FdView>, u64, Vec<(i64, u64)>) {
     let mut numbers: Vec<i64> = match std::fs::read_dir(dir.join("fd")) {
         Ok(entries) => entries
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.parse().ok())
             .collect(),
-        Err(_) => return (Vec::new(), Vec::new()),
+        Err(_) => return (Vec::new(), 0, Vec::new()),
     };
     numbers.sort_unstable();
-    let mut views = Vec::with_capacity(numbers.len());
+    let mut views = Vec::with_capacity(numbers.len().min(cap));
+    let mut omitted = 0u64;
     let mut sockets = Vec::new();
     for fd in numbers {
         let link = dir.join("fd").join(fd.to_string());
@@ -171,6 +186,10 @@ fn fds(dir: &Path) -> (Vec<FdView>, Vec<(i64, u64)>) {
         let kind = parse::fd_kind(&target);
         if let Some(inode) = parse::socket_inode(&target) {
             sockets.push((fd, inode));
+        }
+        if views.len() >= cap {
+            omitted += 1;
+            continue;
         }
         let mode = text(&dir.join("fdinfo").join(fd.to_string())).and_then(|t| parse::fd_mode(&t));
         // Size and mtime of the open file itself (the link is followed), for regular files only.
@@ -192,5 +211,5 @@ fn fds(dir: &Path) -> (Vec<FdView>, Vec<(i64, u64)>) {
             mtime,
         });
     }
-    (views, sockets)
+    (views, omitted, sockets)
 }
