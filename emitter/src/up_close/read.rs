@@ -67,6 +67,9 @@ pub struct Host {
     pub clk_tck: Option<u64>,
     /// TCP tables already read, by network namespace.
     tables: HashMap<String, HashMap<u64, TcpEntry>>,
+    /// One `sock_diag` dump for the whole view (`tcp_info` times), read
+    /// at the first socket; `Some(None)` when the kernel refused.
+    tcp_info: Option<Option<HashMap<u64, crate::net_wait::TcpSocket>>>,
 }
 
 impl Host {
@@ -79,6 +82,7 @@ impl Host {
             uptime_s: text(&root.join("uptime")).and_then(|t| parse::uptime(&t)),
             clk_tck: u64::try_from(tck).ok().filter(|&t| t > 0),
             tables: HashMap::new(),
+            tcp_info: None,
         }
     }
 
@@ -131,18 +135,25 @@ impl Host {
             }
             rows
         });
+        let times = self
+            .tcp_info
+            .get_or_insert_with(crate::net_wait::sockets_by_inode);
         inodes
             .iter()
             .filter_map(|&(fd, inode)| {
                 let row = table.get(&inode)?;
+                let (sent_ago_s, received_ago_s) = times
+                    .as_ref()
+                    .and_then(|t| t.get(&inode))
+                    .map_or((None, None), crate::net_wait::ages);
                 Some(SocketView {
                     fd,
                     proto: "tcp".to_owned(),
                     state: row.state.to_owned(),
                     local: row.local.clone(),
                     remote: row.remote.clone(),
-                    sent_ago_s: None,
-                    received_ago_s: None,
+                    sent_ago_s,
+                    received_ago_s,
                 })
             })
             .collect()

@@ -1,0 +1,412 @@
+//! `agents[i].net_wait`: the agent tree's TCP connection that has waited
+//! longest for a reply (CONTRACT.md section 1, "net_wait", page 3), and the
+//! per-socket times of the up-close view.
+//!
+//! One `sock_diag` dump per snapshot for all agents ([`diag`]): the
+//! `ESTABLISHED` and `LISTEN` TCP sockets of both families with their
+//! `tcp_info`. A connection is **waiting** when it is `ESTABLISHED`, data
+//! was sent on it, and nothing was received since (`lastsnd < lastrcv`, or
+//! nothing ever received). Not waiting, although the times would say so:
+//! - the accepting end of a connection (its local port is one a `LISTEN`
+//!   socket serves): a server that answered is idle, not awaiting a reply;
+//! - a connection to one of the emitter's own listeners ([`own_listener`]):
+//!   an agent's OTLP export to the emitter, or a watchdog's poll, waits on
+//!   the emitter itself, and the emitter must not report itself as the
+//!   thing an agent is stuck on.
+//!
+//! Loopback connections count (a local model proxy is a real wait). Only
+//! waiting connections are looked up in the trees' fds ([`owners`]), so a
+//! snapshot where nothing waits costs the dump alone.
+//!
+//! The dump sees the emitter's own network namespace: an agent in another
+//! one (a container with its own network) has no `net_wait`. Where the
+//! kernel refuses (no netlink, a seccomp filter, EPERM) every `net_wait` is
+//! `null`, logged once.
+
+pub mod diag;
+pub mod owners;
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
+
+use netlink_packet_sock_diag::inet::StateFlags;
+use shared_schema::NetWait;
+
+pub use diag::{DiagError, Dumper, TcpSocket, TcpTimes, ESTABLISHED, LISTEN};
+pub use owners::Owners;
+
+/// The emitter's own listening addresses, process-wide.
+static OWN: Mutex<Vec<(u64, SocketAddr)>> = Mutex::new(Vec::new());
+static NEXT_OWN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Keeps an address among the emitter's own listeners until dropped.
+#[derive(Debug)]
+pub struct OwnListener(u64);
+
+impl Drop for OwnListener {
+    fn drop(&mut self) {
+        OWN.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|(id, _)| *id != self.0);
+    }
+}
+
+/// Marks `addr` as a listener of this emitter while the guard lives:
+/// connections to it are never an agent's `net_wait`.
+pub fn own_listener(addr: SocketAddr) -> OwnListener {
+    let id = NEXT_OWN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    OWN.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push((id, addr));
+    OwnListener(id)
+}
+
+fn own_listeners() -> Vec<SocketAddr> {
+    OWN.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .map(|(_, a)| *a)
+        .collect()
+}
+
+/// The local addresses that `LISTEN` sockets serve.
+#[derive(Debug, Default)]
+pub struct Listening(HashSet<(IpAddr, u16)>);
+
+impl Listening {
+    /// From the `LISTEN` sockets of a dump.
+    pub fn of(sockets: &[TcpSocket]) -> Self {
+        Self(
+            sockets
+                .iter()
+                .filter(|s| s.state == LISTEN)
+                .map(|s| (s.local.ip().to_canonical(), s.local.port()))
+                .collect(),
+        )
+    }
+
+    /// Whether `s` is the accepting end of a connection to one of them.
+    pub fn serves(&self, s: &TcpSocket) -> bool {
+        let port = s.local.port();
+        [
+            s.local.ip().to_canonical(),
+            IpAddr::from([0u8; 4]),
+            IpAddr::from([0u16; 8]),
+        ]
+        .iter()
+        .any(|ip| self.0.contains(&(*ip, port)))
+    }
+}
+
+/// Whether `s` goes to one of `own` (a wildcard listener matches a peer on
+/// this host: loopback, or the connection's own local address).
+fn to_own(s: &TcpSocket, own: &[SocketAddr]) -> bool {
+    let remote = s.remote.ip().to_canonical();
+    own.iter().any(|l| {
+        let ip = l.ip().to_canonical();
+        l.port() == s.remote.port()
+            && (ip == remote
+                || (ip.is_unspecified()
+                    && (remote.is_loopback() || remote == s.local.ip().to_canonical())))
+    })
+}
+
+/// How long one connection has waited.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Wait {
+    /// Seconds since data was last sent.
+    pub sent_ago_s: f64,
+    /// Seconds since data was last received; `None` when nothing ever was.
+    pub received_ago_s: Option<f64>,
+}
+
+fn seconds(ms: u32) -> f64 {
+    f64::from(ms) / 1000.0
+}
+
+/// Whether `s` waits for a reply (see the module's rule), and since when.
+pub fn waiting(s: &TcpSocket, listening: &Listening, own: &[SocketAddr]) -> Option<Wait> {
+    if s.state != ESTABLISHED {
+        return None;
+    }
+    let t = s.times?;
+    if t.sent_any == Some(false) || listening.serves(s) || to_own(s, own) {
+        return None;
+    }
+    // A kernel too old to say whether anything came counts the times only.
+    let received = (t.received_any != Some(false)).then_some(t.last_data_recv_ms);
+    if received.is_some_and(|r| t.last_data_sent_ms >= r) {
+        return None;
+    }
+    Some(Wait {
+        sent_ago_s: seconds(t.last_data_sent_ms),
+        received_ago_s: received.map(seconds),
+    })
+}
+
+/// `(sent_ago_s, received_ago_s)` of one socket for the up-close view:
+/// `None` for a listener, and for a direction where nothing ever went.
+pub fn ages(s: &TcpSocket) -> (Option<f64>, Option<f64>) {
+    let Some(t) = s.times.filter(|_| s.state != LISTEN) else {
+        return (None, None);
+    };
+    let sent = (t.sent_any != Some(false)).then(|| seconds(t.last_data_sent_ms));
+    let received = (t.received_any != Some(false)).then(|| seconds(t.last_data_recv_ms));
+    (sent, received)
+}
+
+/// One dump of every TCP socket (all states) by inode, for the up-close
+/// view; `None` where the kernel refuses.
+pub fn sockets_by_inode() -> Option<HashMap<u64, TcpSocket>> {
+    let mut out = Vec::new();
+    let dumped = Dumper::open().and_then(|mut d| d.dump(StateFlags::all(), &mut out));
+    match dumped {
+        Ok(()) => Some(out.into_iter().map(|s| (s.inode, s)).collect()),
+        Err(err) => {
+            tracing::debug!(error = %err, "no tcp_info for the up-close view");
+            None
+        }
+    }
+}
+
+/// What `net_wait` keeps between snapshots: the netlink socket and what
+/// is known of socket holders.
+#[derive(Debug)]
+pub struct NetWatch {
+    enabled: bool,
+    dumper: Option<Dumper>,
+    owners: Owners,
+    sockets: Vec<TcpSocket>,
+    /// The last failure was logged; cleared by a dump that works.
+    warned: bool,
+    /// Dumps taken in the last call (0 or 1; tests and benchmarks).
+    pub dumps: usize,
+}
+
+impl NetWatch {
+    /// Looks fds up under `proc_root` (normally `/proc`).
+    pub fn new(proc_root: impl Into<PathBuf>) -> Self {
+        Self {
+            enabled: true,
+            dumper: None,
+            owners: Owners::new(proc_root),
+            sockets: Vec::new(),
+            warned: false,
+            dumps: 0,
+        }
+    }
+
+    /// Turns the reading off (every `net_wait` then stays `null`) or on.
+    pub fn set_enabled(&mut self, on: bool) {
+        self.enabled = on;
+    }
+
+    /// fd directories read in the last call.
+    pub fn scans(&self) -> usize {
+        self.owners.scans
+    }
+
+    /// The `net_wait` of each agent, given its tree (its pid first, then
+    /// its live descendants; empty when not alive).
+    pub fn waits(&mut self, trees: &[Vec<i64>]) -> Vec<Option<NetWait>> {
+        self.dumps = 0;
+        let mut out = vec![None; trees.len()];
+        if !self.enabled || trees.iter().all(Vec::is_empty) {
+            return out;
+        }
+        if let Err(err) = self.dump() {
+            if !self.warned {
+                tracing::warn!(error = %err, "no net_wait: the kernel's TCP table cannot be read");
+                self.warned = true;
+            }
+            // A socket left mid-answer would confuse the next dump.
+            self.dumper = None;
+            return out;
+        }
+        self.warned = false;
+        let listening = Listening::of(&self.sockets);
+        let own = own_listeners();
+        let waits: Vec<(usize, Wait)> = self
+            .sockets
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| waiting(s, &listening, &own).map(|w| (i, w)))
+            .collect();
+        let wanted: Vec<u64> = waits.iter().map(|(i, _)| self.sockets[*i].inode).collect();
+        let mut agents_of: HashMap<i64, Vec<usize>> = HashMap::new();
+        let mut members = Vec::new();
+        for (agent, tree) in trees.iter().enumerate() {
+            for &pid in tree {
+                let list = agents_of.entry(pid).or_default();
+                if list.is_empty() {
+                    members.push(pid);
+                }
+                list.push(agent);
+            }
+        }
+        let live: HashSet<u64> = self.sockets.iter().map(|s| s.inode).collect();
+        let holders = self.owners.resolve(&wanted, &members, &live);
+        for (i, wait) in waits {
+            let s = &self.sockets[i];
+            let Some(&pid) = holders.get(&s.inode) else {
+                continue;
+            };
+            for &agent in agents_of.get(&pid).map(Vec::as_slice).unwrap_or(&[]) {
+                let slot = &mut out[agent];
+                if slot.as_ref().is_some_and(|w| w.sent_ago_s >= wait.sent_ago_s) {
+                    continue;
+                }
+                *slot = Some(NetWait {
+                    remote: s.remote.to_string(),
+                    sent_ago_s: wait.sent_ago_s,
+                    received_ago_s: wait.received_ago_s,
+                    pid: Some(pid),
+                });
+            }
+        }
+        out
+    }
+
+    fn dump(&mut self) -> Result<(), DiagError> {
+        self.sockets.clear();
+        let dumper = match &mut self.dumper {
+            Some(d) => d,
+            None => self.dumper.insert(Dumper::open()?),
+        };
+        self.dumps = 1;
+        dumper.dump(StateFlags::ESTABLISHED | StateFlags::LISTEN, &mut self.sockets)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sock(state: u8, local: &str, remote: &str, times: Option<TcpTimes>) -> TcpSocket {
+        TcpSocket {
+            inode: 1,
+            state,
+            local: local.parse().expect("addr"),
+            remote: remote.parse().expect("addr"),
+            times,
+        }
+    }
+
+    fn times(sent_ms: u32, recv_ms: u32, sent: bool, received: bool) -> Option<TcpTimes> {
+        Some(TcpTimes {
+            last_data_sent_ms: sent_ms,
+            last_data_recv_ms: recv_ms,
+            sent_any: Some(sent),
+            received_any: Some(received),
+        })
+    }
+
+    const CLIENT: &str = "10.0.0.5:51234";
+    const API: &str = "160.79.104.10:443";
+
+    #[test]
+    fn a_request_with_no_answer_waits() {
+        let s = sock(ESTABLISHED, CLIENT, API, times(2500, 9000, true, false));
+        let w = waiting(&s, &Listening::default(), &[]).expect("waits");
+        assert_eq!(w.sent_ago_s, 2.5);
+        assert_eq!(w.received_ago_s, None);
+        // Something came back earlier (an older answer on a kept-alive connection).
+        let s = sock(ESTABLISHED, CLIENT, API, times(2500, 9000, true, true));
+        let w = waiting(&s, &Listening::default(), &[]).expect("waits");
+        assert_eq!(w.received_ago_s, Some(9.0));
+    }
+
+    #[test]
+    fn answered_idle_and_silent_connections_do_not_wait() {
+        let none = Listening::default();
+        // Answered: last receive after last send.
+        let s = sock(ESTABLISHED, CLIENT, API, times(9000, 8000, true, true));
+        assert_eq!(waiting(&s, &none, &[]), None);
+        // The same jiffy: not after.
+        let s = sock(ESTABLISHED, CLIENT, API, times(8000, 8000, true, true));
+        assert_eq!(waiting(&s, &none, &[]), None);
+        // Connected, nothing sent.
+        let s = sock(ESTABLISHED, CLIENT, API, times(100, 100, false, false));
+        assert_eq!(waiting(&s, &none, &[]), None);
+        // The peer closed (CLOSE_WAIT) after our request.
+        let s = sock(8, CLIENT, API, times(100, 900, true, false));
+        assert_eq!(waiting(&s, &none, &[]), None);
+        // No tcp_info.
+        assert_eq!(waiting(&sock(ESTABLISHED, CLIENT, API, None), &none, &[]), None);
+    }
+
+    #[test]
+    fn an_old_kernel_without_counters_compares_the_times() {
+        let t = TcpTimes {
+            last_data_sent_ms: 10,
+            last_data_recv_ms: 20,
+            sent_any: None,
+            received_any: None,
+        };
+        let s = sock(ESTABLISHED, CLIENT, API, Some(t));
+        let w = waiting(&s, &Listening::default(), &[]).expect("waits");
+        assert_eq!(w.received_ago_s, Some(0.02));
+    }
+
+    #[test]
+    fn the_accepting_end_does_not_wait() {
+        let listeners = [
+            sock(LISTEN, "0.0.0.0:8080", "0.0.0.0:0", None),
+            sock(LISTEN, "127.0.0.1:9000", "0.0.0.0:0", None),
+            sock(LISTEN, "[::]:7000", "[::]:0", None),
+        ];
+        let l = Listening::of(&listeners);
+        let answered = times(100, 900, true, true);
+        for local in ["10.0.0.5:8080", "127.0.0.1:9000", "[::ffff:10.0.0.5]:7000", "[::1]:7000"] {
+            let s = sock(ESTABLISHED, local, "10.0.0.9:40000", answered);
+            assert_eq!(waiting(&s, &l, &[]), None, "{local}");
+        }
+        // A client from another port still waits.
+        let s = sock(ESTABLISHED, "127.0.0.1:9001", "127.0.0.1:5000", answered);
+        assert!(waiting(&s, &l, &[]).is_some());
+    }
+
+    #[test]
+    fn connections_to_the_emitters_own_listeners_do_not_wait() {
+        let t = times(100, 900, true, false);
+        let own: Vec<SocketAddr> = vec!["127.0.0.1:4318".parse().expect("addr"), "0.0.0.0:9464".parse().expect("addr")];
+        let l = Listening::default();
+        assert_eq!(waiting(&sock(ESTABLISHED, "127.0.0.1:5000", "127.0.0.1:4318", t), &l, &own), None);
+        assert_eq!(waiting(&sock(ESTABLISHED, "127.0.0.1:5000", "127.0.0.1:9464", t), &l, &own), None);
+        assert_eq!(waiting(&sock(ESTABLISHED, "10.0.0.5:5000", "10.0.0.5:9464", t), &l, &own), None);
+        // The same port on another host is someone else's.
+        assert!(waiting(&sock(ESTABLISHED, "10.0.0.5:5000", "10.0.0.9:9464", t), &l, &own).is_some());
+        assert!(waiting(&sock(ESTABLISHED, "127.0.0.1:5000", "127.0.0.1:4319", t), &l, &own).is_some());
+    }
+
+    #[test]
+    fn own_listeners_are_forgotten_with_their_guard() {
+        let addr: SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        let guard = own_listener(addr);
+        assert!(own_listeners().contains(&addr));
+        drop(guard);
+        assert!(!own_listeners().contains(&addr));
+    }
+
+    #[test]
+    fn up_close_ages() {
+        let s = sock(ESTABLISHED, CLIENT, API, times(1500, 300, true, true));
+        assert_eq!(ages(&s), (Some(1.5), Some(0.3)));
+        let s = sock(ESTABLISHED, CLIENT, API, times(1500, 300, true, false));
+        assert_eq!(ages(&s), (Some(1.5), None));
+        let s = sock(LISTEN, CLIENT, API, times(1500, 300, true, true));
+        assert_eq!(ages(&s), (None, None));
+    }
+
+    #[test]
+    fn no_trees_no_dump() {
+        let mut w = NetWatch::new("/proc");
+        assert_eq!(w.waits(&[vec![], vec![]]), vec![None, None]);
+        assert_eq!(w.dumps, 0);
+        w.set_enabled(false);
+        assert_eq!(w.waits(&[vec![1]]), vec![None]);
+        assert_eq!(w.dumps, 0);
+    }
+}
