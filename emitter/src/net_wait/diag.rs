@@ -43,6 +43,11 @@ pub struct TcpSocket {
     pub remote: SocketAddr,
     /// From `tcp_info`; `None` when the kernel sent none (or too short).
     pub times: Option<TcpTimes>,
+    /// `AF_INET` or `AF_INET6`.
+    pub family: u8,
+    /// The kernel's id of the socket (the addresses, interface and
+    /// cookie), for a lookup of this one socket later.
+    pub id: SocketId,
 }
 
 /// The `tcp_info` fields that tell whether a reply is awaited.
@@ -146,14 +151,24 @@ const HEADER_LEN: usize = 16;
 
 /// The request for a dump of `family` sockets in `states`, with `tcp_info`.
 pub fn request(family: u8, states: StateFlags, sequence: u32) -> Vec<u8> {
-    let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-    header.sequence_number = sequence;
     let socket_id = if family == AF_INET6 {
         SocketId::new_v6()
     } else {
         SocketId::new_v4()
     };
+    message(family, states, socket_id, NLM_F_REQUEST | NLM_F_DUMP, sequence)
+}
+
+/// The request for the one socket `id` (a hash lookup in the kernel, not
+/// the walk of its whole table that a dump is), with `tcp_info`.
+pub fn lookup_request(family: u8, id: &SocketId, sequence: u32) -> Vec<u8> {
+    message(family, StateFlags::all(), id.clone(), NLM_F_REQUEST, sequence)
+}
+
+fn message(family: u8, states: StateFlags, socket_id: SocketId, flags: u16, sequence: u32) -> Vec<u8> {
+    let mut header = NetlinkHeader::default();
+    header.flags = flags;
+    header.sequence_number = sequence;
     let mut packet = NetlinkMessage::new(
         header,
         SockDiagMessage::InetRequest(InetRequest {
@@ -172,13 +187,13 @@ pub fn request(family: u8, states: StateFlags, sequence: u32) -> Vec<u8> {
     buf
 }
 
-/// Appends the sockets of one datagram of the answer to `out`. Messages of
-/// another sequence (left over from an aborted dump) are skipped.
-pub fn parse_datagram(
+/// Calls `each` with every whole message of a datagram that parses (one
+/// that does not is skipped: it loses that socket only); an error when a
+/// length does not fit the datagram.
+fn messages(
     bytes: &[u8],
-    sequence: u32,
-    out: &mut Vec<TcpSocket>,
-) -> Result<Part, DiagError> {
+    mut each: impl FnMut(NetlinkMessage<SockDiagMessage>) -> Result<bool, DiagError>,
+) -> Result<bool, DiagError> {
     let mut rest = bytes;
     while !rest.is_empty() {
         let len = field::<4>(rest, 0)
@@ -194,37 +209,76 @@ pub fn parse_datagram(
         // Messages are 4-byte aligned; the last one may omit its padding.
         let pad = (4 - len % 4) % 4;
         rest = after.get(pad..).unwrap_or(&[]);
-        let Ok(message) = NetlinkMessage::<SockDiagMessage>::deserialize(message) else {
-            continue;
-        };
+        if let Ok(message) = NetlinkMessage::<SockDiagMessage>::deserialize(message) {
+            if each(message)? {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+fn refused(code: i32) -> DiagError {
+    DiagError::Refused(std::io::Error::from_raw_os_error(code.checked_neg().unwrap_or(code)))
+}
+
+/// Appends the sockets of one datagram of the answer to `out`. Messages of
+/// another sequence (left over from an aborted dump) are skipped.
+pub fn parse_datagram(
+    bytes: &[u8],
+    sequence: u32,
+    out: &mut Vec<TcpSocket>,
+) -> Result<Part, DiagError> {
+    let done = messages(bytes, |message| {
         if message.header.sequence_number != sequence {
-            continue;
+            return Ok(false);
         }
         match message.payload {
-            NetlinkPayload::Done(done) if done.code < 0 => {
-                return Err(DiagError::Refused(std::io::Error::from_raw_os_error(
-                    -done.code,
-                )))
+            NetlinkPayload::Done(done) if done.code < 0 => Err(refused(done.code)),
+            NetlinkPayload::Done(_) => Ok(true),
+            NetlinkPayload::Error(error) => match error.code {
+                Some(code) => Err(refused(code.get())),
+                None => Ok(false),
+            },
+            NetlinkPayload::Overrun(_) => Err(DiagError::Incomplete("the kernel dropped messages")),
+            NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(response)) => {
+                out.push(socket(&response));
+                Ok(false)
             }
-            NetlinkPayload::Done(_) => return Ok(Part::Done),
-            NetlinkPayload::Error(error) => {
-                if let Some(code) = error.code {
-                    return Err(DiagError::Refused(std::io::Error::from_raw_os_error(
-                        code.get().checked_neg().unwrap_or(code.get()),
-                    )));
-                }
+            // Noop, other messages, and kinds of later versions of the crate.
+            _ => Ok(false),
+        }
+    })?;
+    Ok(if done { Part::Done } else { Part::More })
+}
+
+/// The answers in one datagram to lookups numbered `first..first + count`:
+/// `(index, Some(socket))`, or `(index, None)` when the kernel no longer
+/// has that socket (or refused that lookup).
+pub fn parse_lookups(
+    bytes: &[u8],
+    first: u32,
+    count: u32,
+    out: &mut Vec<(u32, Option<TcpSocket>)>,
+) -> Result<(), DiagError> {
+    messages(bytes, |message| {
+        let index = message.header.sequence_number.wrapping_sub(first);
+        if index >= count {
+            return Ok(false);
+        }
+        match message.payload {
+            NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(response)) => {
+                out.push((index, Some(socket(&response))));
             }
+            NetlinkPayload::Error(error) if error.code.is_some() => out.push((index, None)),
             NetlinkPayload::Overrun(_) => {
                 return Err(DiagError::Incomplete("the kernel dropped messages"))
             }
-            NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(response)) => {
-                out.push(socket(&response));
-            }
-            // Noop, other messages, and kinds of later versions of the crate.
             _ => {}
         }
-    }
-    Ok(Part::More)
+        Ok(false)
+    })
+    .map(|_| ())
 }
 
 fn socket(response: &InetResponse) -> TcpSocket {
@@ -239,6 +293,8 @@ fn socket(response: &InetResponse) -> TcpSocket {
         local: SocketAddr::new(id.source_address, id.source_port),
         remote: SocketAddr::new(id.destination_address, id.destination_port),
         times,
+        family: response.header.family,
+        id: id.clone(),
     }
 }
 
@@ -257,6 +313,10 @@ const RECV_BUF: usize = 64 * 1024;
 /// A dump that keeps giving datagrams without `NLMSG_DONE` is cut here
 /// (about 30 sockets a datagram: 10^5 sockets).
 const MAX_DATAGRAMS: usize = 4096;
+
+/// Lookups sent at once: their answers (about 1 KiB each in the receive
+/// buffer) must fit the default 208 KiB.
+const LOOKUP_BATCH: usize = 64;
 
 impl Dumper {
     /// Opens the socket; fails where the kernel or a sandbox refuses netlink.
@@ -280,6 +340,51 @@ impl Dumper {
             self.dump_family(family, states.clone(), out)?;
         }
         Ok(())
+    }
+
+    /// A fresh copy of each of `sockets` (same index), `None` for one the
+    /// kernel no longer has. Sent in batches the receive buffer holds.
+    pub fn lookup(&mut self, sockets: &[&TcpSocket]) -> Result<Vec<Option<TcpSocket>>, DiagError> {
+        let mut out: Vec<Option<TcpSocket>> = vec![None; sockets.len()];
+        for (chunk_no, chunk) in sockets.chunks(LOOKUP_BATCH).enumerate() {
+            let first = self.sequence.wrapping_add(1);
+            let count = u32::try_from(chunk.len()).map_err(|_| DiagError::Malformed("batch"))?;
+            let mut batch = Vec::with_capacity(chunk.len() * 72);
+            for (i, s) in chunk.iter().enumerate() {
+                let seq = first.wrapping_add(u32::try_from(i).unwrap_or(0));
+                batch.extend(lookup_request(s.family, &s.id, seq));
+            }
+            self.sequence = first.wrapping_add(count);
+            self.socket.send(&batch, 0)?;
+            let mut answers = Vec::with_capacity(chunk.len());
+            let mut answered = vec![false; chunk.len()];
+            let mut left = chunk.len();
+            while left > 0 {
+                let mut window = &mut self.buf[..];
+                let n = match self.socket.recv(&mut window, libc::MSG_TRUNC) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(DiagError::Io(e)),
+                };
+                let datagram = self
+                    .buf
+                    .get(..n)
+                    .ok_or(DiagError::Incomplete("a datagram was cut"))?;
+                answers.clear();
+                parse_lookups(datagram, first, count, &mut answers)?;
+                for (index, socket) in answers.drain(..) {
+                    let index = index as usize;
+                    if answered.get(index).copied() == Some(false) {
+                        answered[index] = true;
+                        left -= 1;
+                        if let Some(slot) = out.get_mut(chunk_no * LOOKUP_BATCH + index) {
+                            *slot = socket;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn dump_family(
@@ -526,3 +631,4 @@ mod tests {
         }
     }
 }
+

@@ -171,18 +171,34 @@ pub fn sockets_by_inode() -> Option<HashMap<u64, TcpSocket>> {
     }
 }
 
-/// What `net_wait` keeps between snapshots: the netlink socket and what
-/// is known of socket holders.
+/// How often the whole TCP table is dumped. A dump walks every bucket of
+/// the kernel's hash table whatever the number of sockets (1.1 ms of kernel
+/// time per family for the 262,144 buckets of a 24 GiB machine), twice
+/// the rest of a snapshot at 100 agents; between two dumps only the
+/// connections the last dump found in the agents' trees are looked up, one
+/// hash lookup each. A connection opened since the last dump is seen at
+/// the next one: a wait shows at most this late.
+pub const FULL_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What `net_wait` keeps between snapshots: the netlink socket, what is
+/// known of socket holders, and the agents' connections of the last dump.
 #[derive(Debug)]
 pub struct NetWatch {
     enabled: bool,
     dumper: Option<Dumper>,
     owners: Owners,
     sockets: Vec<TcpSocket>,
+    listening: Listening,
+    /// The agents' `ESTABLISHED` connections and the process holding each.
+    tracked: Vec<(TcpSocket, i64)>,
+    last_full: Option<std::time::Instant>,
+    full_every: std::time::Duration,
     /// The last failure was logged; cleared by a dump that works.
     warned: bool,
-    /// Dumps taken in the last call (0 or 1; tests and benchmarks).
+    /// Whole-table dumps in the last call (0 or 1; tests and benchmarks).
     pub dumps: usize,
+    /// Single-socket lookups in the last call.
+    pub lookups: usize,
 }
 
 impl NetWatch {
@@ -193,14 +209,25 @@ impl NetWatch {
             dumper: None,
             owners: Owners::new(proc_root),
             sockets: Vec::new(),
+            listening: Listening::default(),
+            tracked: Vec::new(),
+            last_full: None,
+            full_every: FULL_EVERY,
             warned: false,
             dumps: 0,
+            lookups: 0,
         }
     }
 
     /// Turns the reading off (every `net_wait` then stays `null`) or on.
     pub fn set_enabled(&mut self, on: bool) {
         self.enabled = on;
+    }
+
+    /// Dumps the whole table at most this often ([`FULL_EVERY`] unless set;
+    /// zero dumps at every call).
+    pub fn set_full_every(&mut self, every: std::time::Duration) {
+        self.full_every = every;
     }
 
     /// fd directories read in the last call.
@@ -212,29 +239,11 @@ impl NetWatch {
     /// its live descendants; empty when not alive).
     pub fn waits(&mut self, trees: &[Vec<i64>]) -> Vec<Option<NetWait>> {
         self.dumps = 0;
+        self.lookups = 0;
         let mut out = vec![None; trees.len()];
         if !self.enabled || trees.iter().all(Vec::is_empty) {
             return out;
         }
-        if let Err(err) = self.dump() {
-            if !self.warned {
-                tracing::warn!(error = %err, "no net_wait: the kernel's TCP table cannot be read");
-                self.warned = true;
-            }
-            // A socket left mid-answer would confuse the next dump.
-            self.dumper = None;
-            return out;
-        }
-        self.warned = false;
-        let listening = Listening::of(&self.sockets);
-        let own = own_listeners();
-        let waits: Vec<(usize, Wait)> = self
-            .sockets
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| waiting(s, &listening, &own).map(|w| (i, w)))
-            .collect();
-        let wanted: Vec<u64> = waits.iter().map(|(i, _)| self.sockets[*i].inode).collect();
         let mut agents_of: HashMap<i64, Vec<usize>> = HashMap::new();
         let mut members = Vec::new();
         for (agent, tree) in trees.iter().enumerate() {
@@ -246,14 +255,32 @@ impl NetWatch {
                 list.push(agent);
             }
         }
-        let live: HashSet<u64> = self.sockets.iter().map(|s| s.inode).collect();
-        let holders = self.owners.resolve(&wanted, &members, &live);
-        for (i, wait) in waits {
-            let s = &self.sockets[i];
-            let Some(&pid) = holders.get(&s.inode) else {
+        let full = self
+            .last_full
+            .is_none_or_elapsed(self.full_every);
+        let read = if full {
+            self.full(&members)
+        } else {
+            self.refresh()
+        };
+        if let Err(err) = read {
+            if !self.warned {
+                tracing::warn!(error = %err, "no net_wait: the kernel's TCP table cannot be read");
+                self.warned = true;
+            }
+            // A socket left mid-answer would confuse the next dump.
+            self.dumper = None;
+            self.tracked.clear();
+            self.last_full = None;
+            return out;
+        }
+        self.warned = false;
+        let own = own_listeners();
+        for (s, pid) in &self.tracked {
+            let Some(wait) = waiting(s, &self.listening, &own) else {
                 continue;
             };
-            for &agent in agents_of.get(&pid).map(Vec::as_slice).unwrap_or(&[]) {
+            for &agent in agents_of.get(pid).map(Vec::as_slice).unwrap_or(&[]) {
                 let slot = &mut out[agent];
                 if slot.as_ref().is_some_and(|w| w.sent_ago_s >= wait.sent_ago_s) {
                     continue;
@@ -262,21 +289,82 @@ impl NetWatch {
                     remote: s.remote.to_string(),
                     sent_ago_s: wait.sent_ago_s,
                     received_ago_s: wait.received_ago_s,
-                    pid: Some(pid),
+                    pid: Some(*pid),
                 });
             }
         }
         out
     }
 
-    fn dump(&mut self) -> Result<(), DiagError> {
+    fn dumper(&mut self) -> Result<&mut Dumper, DiagError> {
+        if self.dumper.is_none() {
+            self.dumper = Some(Dumper::open()?);
+        }
+        self.dumper
+            .as_mut()
+            .ok_or(DiagError::Malformed("no netlink socket"))
+    }
+
+    /// One dump of the whole table; the agents' connections in it become
+    /// the tracked ones.
+    fn full(&mut self, members: &[i64]) -> Result<(), DiagError> {
         self.sockets.clear();
-        let dumper = match &mut self.dumper {
-            Some(d) => d,
-            None => self.dumper.insert(Dumper::open()?),
-        };
+        let mut sockets = std::mem::take(&mut self.sockets);
+        let dumped = self
+            .dumper()
+            .and_then(|d| d.dump(StateFlags::ESTABLISHED | StateFlags::LISTEN, &mut sockets));
+        self.sockets = sockets;
+        dumped?;
         self.dumps = 1;
-        dumper.dump(StateFlags::ESTABLISHED | StateFlags::LISTEN, &mut self.sockets)
+        self.last_full = Some(std::time::Instant::now());
+        self.listening = Listening::of(&self.sockets);
+        let own = own_listeners();
+        // Every connection that could wait, not only those waiting now: a
+        // kept-alive connection idle at this dump may carry the next request.
+        let could: Vec<&TcpSocket> = self
+            .sockets
+            .iter()
+            .filter(|s| s.state == ESTABLISHED && !self.listening.serves(s) && !to_own(s, &own))
+            .collect();
+        let wanted: Vec<u64> = could.iter().map(|s| s.inode).collect();
+        let live: HashSet<u64> = self.sockets.iter().map(|s| s.inode).collect();
+        let holders = self.owners.resolve(&wanted, members, &live);
+        self.tracked = could
+            .into_iter()
+            .filter_map(|s| holders.get(&s.inode).map(|&pid| (s.clone(), pid)))
+            .collect();
+        Ok(())
+    }
+
+    /// Fresh times of the tracked connections; closed ones are dropped.
+    fn refresh(&mut self) -> Result<(), DiagError> {
+        if self.tracked.is_empty() {
+            return Ok(());
+        }
+        let tracked = std::mem::take(&mut self.tracked);
+        let refs: Vec<&TcpSocket> = tracked.iter().map(|(s, _)| s).collect();
+        self.lookups = refs.len();
+        let fresh = self.dumper()?.lookup(&refs)?;
+        self.tracked = tracked
+            .into_iter()
+            .zip(fresh)
+            .filter_map(|((old, pid), new)| {
+                let new = new.filter(|n| n.state == ESTABLISHED && n.inode == old.inode)?;
+                Some((new, pid))
+            })
+            .collect();
+        Ok(())
+    }
+}
+
+/// Whether a moment is unset or at least `every` ago.
+trait Due {
+    fn is_none_or_elapsed(&self, every: std::time::Duration) -> bool;
+}
+
+impl Due for Option<std::time::Instant> {
+    fn is_none_or_elapsed(&self, every: std::time::Duration) -> bool {
+        self.map_or(true, |t| t.elapsed() >= every)
     }
 }
 
@@ -291,6 +379,8 @@ mod tests {
             local: local.parse().expect("addr"),
             remote: remote.parse().expect("addr"),
             times,
+            family: netlink_packet_sock_diag::constants::AF_INET,
+            id: netlink_packet_sock_diag::inet::SocketId::new_v4(),
         }
     }
 
@@ -398,6 +488,32 @@ mod tests {
         assert_eq!(ages(&s), (Some(1.5), None));
         let s = sock(LISTEN, CLIENT, API, times(1500, 300, true, true));
         assert_eq!(ages(&s), (None, None));
+    }
+
+    #[test]
+    fn between_dumps_the_agents_connections_are_looked_up() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut client = std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (_server, _) = listener.accept().expect("accept");
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").expect("write");
+        let me = i64::from(std::process::id());
+        let mut w = NetWatch::new("/proc");
+        w.set_full_every(std::time::Duration::from_secs(3600));
+        let first = w.waits(&[vec![me]]);
+        assert_eq!(w.dumps, 1);
+        let mine = |n: &Option<NetWait>| n.as_ref().map(|n| n.remote.clone());
+        assert!(w.tracked.iter().any(|(s, pid)| *pid == me && s.local == client.local_addr().expect("addr")));
+        assert!(first[0].is_some(), "this process waits on its own request: {first:?}");
+        let again = w.waits(&[vec![me]]);
+        assert_eq!((w.dumps, w.lookups > 0), (0, true));
+        assert!(mine(&again[0]).is_some());
+        // Closed: gone from the lookups, and nothing waits any more.
+        drop(client);
+        drop(_server);
+        let closed = w.waits(&[vec![me]]);
+        assert_eq!(w.dumps, 0);
+        assert!(!w.tracked.iter().any(|(s, _)| s.remote == listener.local_addr().expect("addr")), "{closed:?}");
     }
 
     #[test]
