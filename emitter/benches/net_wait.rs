@@ -6,7 +6,13 @@
 //!   server read and never answered (so holders are looked up);
 //! - `on_1000_host_conns`: 1,000 more idle loopback connections on the host
 //!   (held by the bench, in no agent's tree) that the dump walks too;
-//! - `dump_alone`: `NetWatch::waits` over the same trees, no SQLite.
+//! - `waits_alone_*`: `NetWatch::waits` over the same trees, no SQLite:
+//!   between two whole-table dumps (single-socket lookups of the 10
+//!   tracked connections), and with a whole-table dump every call.
+//!
+//! The whole table is dumped at most every `FULL_EVERY` (5 s), so
+//! back-to-back snapshots measure the lookup path; what a dump adds to one
+//! poll is `waits_alone_full_dump` × poll interval / 5 s.
 //!
 //! `cargo bench -p emitter --bench net_wait`; `EMITTER_NET_WAIT_AGENTS`
 //! changes the 100.
@@ -78,7 +84,8 @@ impl Fixture {
             );
         }
         let mut conn = rusqlite::Connection::open(&db).unwrap();
-        conn.execute_batch(shared_schema::state::SCHEMA_SQL).unwrap();
+        conn.execute_batch(shared_schema::state::SCHEMA_SQL)
+            .unwrap();
         let tx = conn.transaction().unwrap();
         for (i, child) in sleeps.iter().enumerate() {
             tx.execute(
@@ -103,7 +110,10 @@ impl Fixture {
     }
 
     fn pids(&self) -> Vec<Option<i64>> {
-        self.sleeps.iter().map(|c| Some(i64::from(c.id()))).collect()
+        self.sleeps
+            .iter()
+            .map(|c| Some(i64::from(c.id())))
+            .collect()
     }
 }
 
@@ -182,17 +192,26 @@ fn main() {
             .into_iter()
             .map(|p| p.map(|p| p.tree).unwrap_or_default())
             .collect();
-        let mut net = NetWatch::new("/proc");
-        assert_eq!(net.waits(&trees).iter().flatten().count(), 10);
-        g.bench_function(BenchmarkId::new("dump_alone_10_waiting", n), |b| {
-            b.iter_custom(|iters| {
-                let start = cpu();
-                for _ in 0..iters {
-                    std::hint::black_box(net.waits(&trees));
-                }
-                cpu() - start
-            })
-        });
+        for (name, every) in [
+            (
+                "waits_alone_lookups_10_waiting",
+                emitter::net_wait::FULL_EVERY,
+            ),
+            ("waits_alone_full_dump_10_waiting", Duration::ZERO),
+        ] {
+            let mut net = NetWatch::new("/proc");
+            net.set_full_every(every);
+            assert_eq!(net.waits(&trees).iter().flatten().count(), 10);
+            g.bench_function(BenchmarkId::new(name, n), |b| {
+                b.iter_custom(|iters| {
+                    let start = cpu();
+                    for _ in 0..iters {
+                        std::hint::black_box(net.waits(&trees));
+                    }
+                    cpu() - start
+                })
+            });
+        }
     }
     g.finish();
     c.final_summary();

@@ -99,7 +99,9 @@ impl FakeApi {
 
     /// The client's address once its request was read (and answered).
     fn request(&self) -> SocketAddr {
-        self.requests.recv_timeout(LIMIT).expect("the client's request")
+        self.requests
+            .recv_timeout(LIMIT)
+            .expect("the client's request")
     }
 }
 
@@ -175,7 +177,11 @@ fn assert_it_grows(snap: &Snapshotter, first: &NetWait) {
             assert_eq!(w.received_ago_s, None);
             return;
         }
-        assert!(Instant::now() < deadline, "sent_ago_s never grew past {}", first.sent_ago_s);
+        assert!(
+            Instant::now() < deadline,
+            "sent_ago_s never grew past {}",
+            first.sent_ago_s
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -206,7 +212,11 @@ async fn a_request_nobody_answers_is_named_and_its_wait_grows() {
     let dir = tempfile::tempdir().unwrap();
     let pidfile = dir.path().join("client.pid");
     let mut children = Children::default();
-    let pid = children.spawn(Command::new("bash").arg("-c").arg(client_script(api.addr, &pidfile, false)));
+    let pid = children.spawn(
+        Command::new("bash")
+            .arg("-c")
+            .arg(client_script(api.addr, &pidfile, false)),
+    );
     let client = api.request();
     assert_eq!(read_pid(&pidfile), pid);
     let (db, snap) = agent_db(pid);
@@ -247,7 +257,11 @@ async fn an_answered_connection_kept_alive_is_not_waiting() {
     let dir = tempfile::tempdir().unwrap();
     let pidfile = dir.path().join("client.pid");
     let mut children = Children::default();
-    let pid = children.spawn(Command::new("bash").arg("-c").arg(client_script(api.addr, &pidfile, true)));
+    let pid = children.spawn(
+        Command::new("bash")
+            .arg("-c")
+            .arg(client_script(api.addr, &pidfile, true)),
+    );
     let client = api.request();
     assert_eq!(read_pid(&pidfile), pid);
     let reply = std::fs::read_to_string(pidfile.with_extension("pid.reply")).unwrap();
@@ -274,7 +288,11 @@ async fn a_connection_the_peer_closed_is_not_waiting() {
     let dir = tempfile::tempdir().unwrap();
     let pidfile = dir.path().join("client.pid");
     let mut children = Children::default();
-    let pid = children.spawn(Command::new("bash").arg("-c").arg(client_script(api.addr, &pidfile, false)));
+    let pid = children.spawn(
+        Command::new("bash")
+            .arg("-c")
+            .arg(client_script(api.addr, &pidfile, false)),
+    );
     let client = api.request();
     assert_eq!(read_pid(&pidfile), pid);
     let (db, snap) = agent_db(pid);
@@ -282,7 +300,10 @@ async fn a_connection_the_peer_closed_is_not_waiting() {
     let mut state = String::new();
     let deadline = Instant::now() + LIMIT;
     while state != "CLOSE_WAIT" {
-        assert!(Instant::now() < deadline, "never reached CLOSE_WAIT: {state}");
+        assert!(
+            Instant::now() < deadline,
+            "never reached CLOSE_WAIT: {state}"
+        );
         state = socket_of(&view(&server).await, client).state;
     }
     // Sent and never answered, but the peer is gone: not a wait.
@@ -301,7 +322,11 @@ async fn an_ipv6_request_nobody_answers_is_bracketed() {
     let dir = tempfile::tempdir().unwrap();
     let pidfile = dir.path().join("client.pid");
     let mut children = Children::default();
-    let pid = children.spawn(Command::new("bash").arg("-c").arg(client_script(api.addr, &pidfile, false)));
+    let pid = children.spawn(
+        Command::new("bash")
+            .arg("-c")
+            .arg(client_script(api.addr, &pidfile, false)),
+    );
     api.request();
     assert_eq!(read_pid(&pidfile), pid);
     let (_db, snap) = agent_db(pid);
@@ -327,7 +352,11 @@ async fn a_descendant_holding_the_socket_is_the_pid() {
     api.request();
     let holder = read_pid(&pidfile);
     assert_ne!(holder, agent);
-    assert_eq!(common::stat_field(holder, 4), Some(agent.to_string()), "a child of the agent");
+    assert_eq!(
+        common::stat_field(holder, 4),
+        Some(agent.to_string()),
+        "a child of the agent"
+    );
     let (_db, snap) = agent_db(agent);
     let first = first_wait(&snap);
     assert_eq!(first.pid, Some(holder));

@@ -156,16 +156,34 @@ pub fn request(family: u8, states: StateFlags, sequence: u32) -> Vec<u8> {
     } else {
         SocketId::new_v4()
     };
-    message(family, states, socket_id, NLM_F_REQUEST | NLM_F_DUMP, sequence)
+    message(
+        family,
+        states,
+        socket_id,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        sequence,
+    )
 }
 
 /// The request for the one socket `id` (a hash lookup in the kernel, not
 /// the walk of its whole table that a dump is), with `tcp_info`.
 pub fn lookup_request(family: u8, id: &SocketId, sequence: u32) -> Vec<u8> {
-    message(family, StateFlags::all(), id.clone(), NLM_F_REQUEST, sequence)
+    message(
+        family,
+        StateFlags::all(),
+        id.clone(),
+        NLM_F_REQUEST,
+        sequence,
+    )
 }
 
-fn message(family: u8, states: StateFlags, socket_id: SocketId, flags: u16, sequence: u32) -> Vec<u8> {
+fn message(
+    family: u8,
+    states: StateFlags,
+    socket_id: SocketId,
+    flags: u16,
+    sequence: u32,
+) -> Vec<u8> {
     let mut header = NetlinkHeader::default();
     header.flags = flags;
     header.sequence_number = sequence;
@@ -219,7 +237,9 @@ fn messages(
 }
 
 fn refused(code: i32) -> DiagError {
-    DiagError::Refused(std::io::Error::from_raw_os_error(code.checked_neg().unwrap_or(code)))
+    DiagError::Refused(std::io::Error::from_raw_os_error(
+        code.checked_neg().unwrap_or(code),
+    ))
 }
 
 /// Appends the sockets of one datagram of the answer to `out`. Messages of
@@ -423,7 +443,13 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
     /// A `tcp_info` of `len` bytes with the given fields set.
-    fn info(len: usize, sent_ms: u32, recv_ms: u32, bytes_sent: u64, bytes_received: u64) -> Vec<u8> {
+    fn info(
+        len: usize,
+        sent_ms: u32,
+        recv_ms: u32,
+        bytes_sent: u64,
+        bytes_received: u64,
+    ) -> Vec<u8> {
         let mut b = vec![0u8; len];
         let mut put = |at: usize, v: &[u8]| {
             if let Some(dst) = b.get_mut(at..at + v.len()) {
@@ -435,16 +461,28 @@ mod tests {
         put(offset::BYTES_SENT, &bytes_sent.to_ne_bytes());
         put(offset::BYTES_ACKED, &bytes_sent.to_ne_bytes());
         put(offset::BYTES_RECEIVED, &bytes_received.to_ne_bytes());
-        put(offset::DATA_SEGS_OUT, &u32::from(bytes_sent > 0).to_ne_bytes());
-        put(offset::DATA_SEGS_IN, &u32::from(bytes_received > 0).to_ne_bytes());
+        put(
+            offset::DATA_SEGS_OUT,
+            &u32::from(bytes_sent > 0).to_ne_bytes(),
+        );
+        put(
+            offset::DATA_SEGS_IN,
+            &u32::from(bytes_received > 0).to_ne_bytes(),
+        );
         b
     }
 
     fn response(inode: u32, state: u8, family: u8, tcp_info: Option<Vec<u8>>) -> InetResponse {
         let (src, dst) = if family == AF_INET6 {
-            (IpAddr::V6(Ipv6Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST))
+            (
+                IpAddr::V6(Ipv6Addr::LOCALHOST),
+                IpAddr::V6(Ipv6Addr::LOCALHOST),
+            )
         } else {
-            (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5)), IpAddr::V4(Ipv4Addr::new(93, 184, 216, 34)))
+            (
+                IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5)),
+                IpAddr::V4(Ipv4Addr::new(93, 184, 216, 34)),
+            )
         };
         let mut nlas = vec![Nla::Shutdown(0)];
         if let Some(i) = tcp_info {
@@ -524,7 +562,10 @@ mod tests {
 
     #[test]
     fn a_datagram_of_two_families_and_done() {
-        let mut d = inet(response(77, ESTABLISHED, AF_INET, Some(info(248, 10, 20, 1, 1))), 5);
+        let mut d = inet(
+            response(77, ESTABLISHED, AF_INET, Some(info(248, 10, 20, 1, 1))),
+            5,
+        );
         d.extend(inet(response(78, LISTEN, AF_INET6, None), 5));
         d.extend(done(5, 0));
         let mut out = Vec::new();
@@ -566,7 +607,10 @@ mod tests {
 
     #[test]
     fn truncated_datagrams_are_errors_not_panics() {
-        let mut d = inet(response(9, ESTABLISHED, AF_INET, Some(info(248, 1, 2, 3, 4))), 1);
+        let mut d = inet(
+            response(9, ESTABLISHED, AF_INET, Some(info(248, 1, 2, 3, 4))),
+            1,
+        );
         d.extend(done(1, 0));
         for cut in 0..d.len() {
             let mut out = Vec::new();
@@ -596,9 +640,15 @@ mod tests {
         let mut d = inet(response(5, ESTABLISHED, AF_INET, None), 2);
         let too_long = d.len() as u32 + 1;
         d[..4].copy_from_slice(&too_long.to_ne_bytes());
-        assert!(matches!(parse_datagram(&d, 2, &mut Vec::new()), Err(DiagError::Malformed(_))));
+        assert!(matches!(
+            parse_datagram(&d, 2, &mut Vec::new()),
+            Err(DiagError::Malformed(_))
+        ));
         d[..4].copy_from_slice(&3u32.to_ne_bytes());
-        assert!(matches!(parse_datagram(&d, 2, &mut Vec::new()), Err(DiagError::Malformed(_))));
+        assert!(matches!(
+            parse_datagram(&d, 2, &mut Vec::new()),
+            Err(DiagError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -611,7 +661,10 @@ mod tests {
         assert_eq!(r[16], AF_INET6);
         assert_eq!(r[17], IPPROTO_TCP);
         assert_eq!(r[18], 1 << 1, "INET_DIAG_INFO");
-        assert_eq!(u32::from_ne_bytes(r[20..24].try_into().expect("4")), 1 << ESTABLISHED);
+        assert_eq!(
+            u32::from_ne_bytes(r[20..24].try_into().expect("4")),
+            1 << ESTABLISHED
+        );
     }
 
     proptest! {
@@ -631,4 +684,3 @@ mod tests {
         }
     }
 }
-

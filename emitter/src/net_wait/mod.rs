@@ -171,14 +171,33 @@ pub fn sockets_by_inode() -> Option<HashMap<u64, TcpSocket>> {
     }
 }
 
-/// How often the whole TCP table is dumped. A dump walks every bucket of
-/// the kernel's hash table whatever the number of sockets (1.1 ms of kernel
-/// time per family for the 262,144 buckets of a 24 GiB machine), twice
-/// the rest of a snapshot at 100 agents; between two dumps only the
+/// The whole TCP table is dumped at most this often. A dump walks every
+/// bucket of the kernel's hash table whatever the number of sockets (1.1 ms
+/// of kernel time per family for the 262,144 buckets of a 24 GiB machine),
+/// twice the rest of a snapshot at 100 agents; between two dumps only the
 /// connections the last dump found in the agents' trees are looked up, one
-/// hash lookup each. A connection opened since the last dump is seen at
-/// the next one: a wait shows at most this late.
+/// hash lookup each, so a connection opened since is seen at the next dump.
 pub const FULL_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// While the namespace's TCP socket counts (`/proc/net/sockstat`) stay the
+/// same, no connection was opened, and the dump waits up to this long.
+pub const FULL_QUIET: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `inuse` and `alloc` of the `TCP:` line of `/proc/net/sockstat`.
+pub fn parse_sockstat(text: &str) -> Option<(u64, u64)> {
+    let line = text.lines().find_map(|l| l.strip_prefix("TCP:"))?;
+    let mut words = line.split_ascii_whitespace();
+    let mut inuse = None;
+    let mut alloc = None;
+    while let (Some(key), Some(value)) = (words.next(), words.next()) {
+        match key {
+            "inuse" => inuse = value.parse().ok(),
+            "alloc" => alloc = value.parse().ok(),
+            _ => {}
+        }
+    }
+    Some((inuse?, alloc?))
+}
 
 /// What `net_wait` keeps between snapshots: the netlink socket, what is
 /// known of socket holders, and the agents' connections of the last dump.
@@ -193,6 +212,9 @@ pub struct NetWatch {
     tracked: Vec<(TcpSocket, i64)>,
     last_full: Option<std::time::Instant>,
     full_every: std::time::Duration,
+    /// `<proc>/net/sockstat`, and its TCP counts at the last dump.
+    sockstat: PathBuf,
+    counts: Option<(u64, u64)>,
     /// The last failure was logged; cleared by a dump that works.
     warned: bool,
     /// Whole-table dumps in the last call (0 or 1; tests and benchmarks).
@@ -204,9 +226,12 @@ pub struct NetWatch {
 impl NetWatch {
     /// Looks fds up under `proc_root` (normally `/proc`).
     pub fn new(proc_root: impl Into<PathBuf>) -> Self {
+        let proc_root = proc_root.into();
         Self {
             enabled: true,
             dumper: None,
+            sockstat: proc_root.join("net/sockstat"),
+            counts: None,
             owners: Owners::new(proc_root),
             sockets: Vec::new(),
             listening: Listening::default(),
@@ -225,7 +250,7 @@ impl NetWatch {
     }
 
     /// Dumps the whole table at most this often ([`FULL_EVERY`] unless set;
-    /// zero dumps at every call).
+    /// zero dumps at every call; [`FULL_QUIET`] while no socket was opened).
     pub fn set_full_every(&mut self, every: std::time::Duration) {
         self.full_every = every;
     }
@@ -255,9 +280,20 @@ impl NetWatch {
                 list.push(agent);
             }
         }
-        let full = self
-            .last_full
-            .is_none_or_elapsed(self.full_every);
+        let counts = std::fs::read_to_string(&self.sockstat)
+            .ok()
+            .and_then(|t| parse_sockstat(&t));
+        // Unchanged counts (and readable ones) let the dump wait longer.
+        let quiet = counts.is_some() && counts == self.counts;
+        let every = if quiet && !self.full_every.is_zero() {
+            self.full_every.max(FULL_QUIET)
+        } else {
+            self.full_every
+        };
+        let full = self.last_full.is_none_or_elapsed(every);
+        if full {
+            self.counts = counts;
+        }
         let read = if full {
             self.full(&members)
         } else {
@@ -282,7 +318,10 @@ impl NetWatch {
             };
             for &agent in agents_of.get(pid).map(Vec::as_slice).unwrap_or(&[]) {
                 let slot = &mut out[agent];
-                if slot.as_ref().is_some_and(|w| w.sent_ago_s >= wait.sent_ago_s) {
+                if slot
+                    .as_ref()
+                    .is_some_and(|w| w.sent_ago_s >= wait.sent_ago_s)
+                {
                     continue;
                 }
                 *slot = Some(NetWait {
@@ -424,7 +463,10 @@ mod tests {
         let s = sock(8, CLIENT, API, times(100, 900, true, false));
         assert_eq!(waiting(&s, &none, &[]), None);
         // No tcp_info.
-        assert_eq!(waiting(&sock(ESTABLISHED, CLIENT, API, None), &none, &[]), None);
+        assert_eq!(
+            waiting(&sock(ESTABLISHED, CLIENT, API, None), &none, &[]),
+            None
+        );
     }
 
     #[test]
@@ -449,7 +491,12 @@ mod tests {
         ];
         let l = Listening::of(&listeners);
         let answered = times(100, 900, true, true);
-        for local in ["10.0.0.5:8080", "127.0.0.1:9000", "[::ffff:10.0.0.5]:7000", "[::1]:7000"] {
+        for local in [
+            "10.0.0.5:8080",
+            "127.0.0.1:9000",
+            "[::ffff:10.0.0.5]:7000",
+            "[::1]:7000",
+        ] {
             let s = sock(ESTABLISHED, local, "10.0.0.9:40000", answered);
             assert_eq!(waiting(&s, &l, &[]), None, "{local}");
         }
@@ -461,14 +508,48 @@ mod tests {
     #[test]
     fn connections_to_the_emitters_own_listeners_do_not_wait() {
         let t = times(100, 900, true, false);
-        let own: Vec<SocketAddr> = vec!["127.0.0.1:4318".parse().expect("addr"), "0.0.0.0:9464".parse().expect("addr")];
+        let own: Vec<SocketAddr> = vec![
+            "127.0.0.1:4318".parse().expect("addr"),
+            "0.0.0.0:9464".parse().expect("addr"),
+        ];
         let l = Listening::default();
-        assert_eq!(waiting(&sock(ESTABLISHED, "127.0.0.1:5000", "127.0.0.1:4318", t), &l, &own), None);
-        assert_eq!(waiting(&sock(ESTABLISHED, "127.0.0.1:5000", "127.0.0.1:9464", t), &l, &own), None);
-        assert_eq!(waiting(&sock(ESTABLISHED, "10.0.0.5:5000", "10.0.0.5:9464", t), &l, &own), None);
+        assert_eq!(
+            waiting(
+                &sock(ESTABLISHED, "127.0.0.1:5000", "127.0.0.1:4318", t),
+                &l,
+                &own
+            ),
+            None
+        );
+        assert_eq!(
+            waiting(
+                &sock(ESTABLISHED, "127.0.0.1:5000", "127.0.0.1:9464", t),
+                &l,
+                &own
+            ),
+            None
+        );
+        assert_eq!(
+            waiting(
+                &sock(ESTABLISHED, "10.0.0.5:5000", "10.0.0.5:9464", t),
+                &l,
+                &own
+            ),
+            None
+        );
         // The same port on another host is someone else's.
-        assert!(waiting(&sock(ESTABLISHED, "10.0.0.5:5000", "10.0.0.9:9464", t), &l, &own).is_some());
-        assert!(waiting(&sock(ESTABLISHED, "127.0.0.1:5000", "127.0.0.1:4319", t), &l, &own).is_some());
+        assert!(waiting(
+            &sock(ESTABLISHED, "10.0.0.5:5000", "10.0.0.9:9464", t),
+            &l,
+            &own
+        )
+        .is_some());
+        assert!(waiting(
+            &sock(ESTABLISHED, "127.0.0.1:5000", "127.0.0.1:4319", t),
+            &l,
+            &own
+        )
+        .is_some());
     }
 
     #[test]
@@ -494,7 +575,8 @@ mod tests {
     fn between_dumps_the_agents_connections_are_looked_up() {
         use std::io::Write;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let mut client = std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let mut client =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
         let (_server, _) = listener.accept().expect("accept");
         client.write_all(b"GET / HTTP/1.1\r\n\r\n").expect("write");
         let me = i64::from(std::process::id());
@@ -503,8 +585,14 @@ mod tests {
         let first = w.waits(&[vec![me]]);
         assert_eq!(w.dumps, 1);
         let mine = |n: &Option<NetWait>| n.as_ref().map(|n| n.remote.clone());
-        assert!(w.tracked.iter().any(|(s, pid)| *pid == me && s.local == client.local_addr().expect("addr")));
-        assert!(first[0].is_some(), "this process waits on its own request: {first:?}");
+        assert!(w
+            .tracked
+            .iter()
+            .any(|(s, pid)| *pid == me && s.local == client.local_addr().expect("addr")));
+        assert!(
+            first[0].is_some(),
+            "this process waits on its own request: {first:?}"
+        );
         let again = w.waits(&[vec![me]]);
         assert_eq!((w.dumps, w.lookups > 0), (0, true));
         assert!(mine(&again[0]).is_some());
@@ -513,7 +601,21 @@ mod tests {
         drop(_server);
         let closed = w.waits(&[vec![me]]);
         assert_eq!(w.dumps, 0);
-        assert!(!w.tracked.iter().any(|(s, _)| s.remote == listener.local_addr().expect("addr")), "{closed:?}");
+        assert!(
+            !w.tracked
+                .iter()
+                .any(|(s, _)| s.remote == listener.local_addr().expect("addr")),
+            "{closed:?}"
+        );
+    }
+
+    #[test]
+    fn sockstat_counts() {
+        let text =
+            "sockets: used 290\nTCP: inuse 5 orphan 0 tw 2 alloc 7 mem 1\nUDP: inuse 1 mem 0\n";
+        assert_eq!(parse_sockstat(text), Some((5, 7)));
+        assert_eq!(parse_sockstat("TCP: inuse 5\n"), None);
+        assert_eq!(parse_sockstat(""), None);
     }
 
     #[test]
