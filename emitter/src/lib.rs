@@ -14,6 +14,7 @@
 pub mod clock;
 pub mod http;
 pub mod killswitch;
+pub mod net_wait;
 pub mod procfs;
 pub mod sections;
 pub mod snapshot;
@@ -50,6 +51,8 @@ pub async fn serve(
     // Beyond loopback without a token, anyone who reaches the port would
     // see file paths and peer addresses: the up-close view is then refused.
     let local = listener.local_addr().ok();
+    // A poll of this emitter is never an agent's net_wait.
+    let _own = local.map(net_wait::own_listener);
     let exposed = options.token.is_none() && !local.is_some_and(|a| a.ip().is_loopback());
     if exposed {
         tracing::warn!(

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use shared_schema::{Envelope, SECTIONS};
 
 use crate::clock::Clock;
+use crate::net_wait::NetWatch;
 use crate::procfs::ProcCache;
 use crate::sections::{agents, cost, errors, queue, reconciler, stages};
 use crate::Source;
@@ -21,6 +22,8 @@ pub struct Snapshotter {
     proc_root: PathBuf,
     /// What was learnt of `/proc`, kept between snapshots.
     procs: Arc<Mutex<ProcCache>>,
+    /// The netlink socket and socket holders of `net_wait`.
+    net: Arc<Mutex<NetWatch>>,
 }
 
 impl std::fmt::Debug for Snapshotter {
@@ -38,6 +41,7 @@ impl Snapshotter {
         Self {
             source,
             procs: Arc::new(Mutex::new(ProcCache::new(&proc_root))),
+            net: Arc::new(Mutex::new(NetWatch::new(&proc_root))),
             proc_root,
         }
     }
@@ -47,6 +51,16 @@ impl Snapshotter {
     pub fn with_proc_walk(self, walk: crate::procfs::Walk) -> Self {
         *self.procs.lock().unwrap_or_else(PoisonError::into_inner) =
             ProcCache::with_walk(&self.proc_root, walk);
+        self
+    }
+
+    /// Reads `net_wait` (the default) or leaves it `null` (benchmarks
+    /// measure its cost).
+    pub fn with_net_wait(self, on: bool) -> Self {
+        self.net
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .set_enabled(on);
         self
     }
 
@@ -65,7 +79,8 @@ impl Snapshotter {
         queue::collect(session, &mut env);
         {
             let mut procs = self.procs.lock().unwrap_or_else(PoisonError::into_inner);
-            agents::collect(session, &now, &mut procs, &mut env);
+            let mut net = self.net.lock().unwrap_or_else(PoisonError::into_inner);
+            agents::collect(session, &now, &mut procs, &mut net, &mut env);
         }
         cost::collect(session, &mut env);
         reconciler::collect(session, &mut env);

@@ -178,6 +178,8 @@ pub struct AgentProc {
     pub alive: Option<bool>,
     /// The kernel function it sleeps in; `None` when unreadable, empty or `0`.
     pub wchan: Option<String>,
+    /// The pid and its live descendants, the pid first (for `net_wait`).
+    pub tree: Vec<i64>,
 }
 
 /// One pass over `/proc`: every process's stat line and the children map.
@@ -347,6 +349,9 @@ pub(crate) fn tree_figures<'a>(
             .saturating_add(own.cstime),
         |sum, s| sum.saturating_add(s.utime).saturating_add(s.stime),
     );
+    let pids = std::iter::once(own.pid)
+        .chain(tree.clone().map(|s| s.pid))
+        .collect();
     let io = io_of(own.pid).map(|own_io| {
         tree.filter_map(|s| io_of(s.pid))
             .fold(own_io, |sum, io| Io {
@@ -363,6 +368,7 @@ pub(crate) fn tree_figures<'a>(
         state: Some(own.state.to_string()),
         alive: Some(true),
         wchan,
+        tree: pids,
     }
 }
 

@@ -10,6 +10,7 @@ use std::path::Path;
 use rusqlite::Connection;
 use shared_schema::{Agent, Envelope, Timestamp};
 
+use crate::net_wait::NetWatch;
 use crate::procfs::ProcCache;
 use crate::sql::{int, seconds_since, text};
 use crate::{SectionResult, Session};
@@ -19,28 +20,44 @@ pub(crate) fn collect(
     session: &mut dyn Session,
     now: &Timestamp,
     procs: &mut ProcCache,
+    net: &mut NetWatch,
     env: &mut Envelope,
 ) {
     let mut agents = match session.agents(now) {
         Ok(agents) => agents,
         Err(err) => return super::degrade(env, "agents", &err),
     };
-    fill_from(&mut agents, procs);
+    let trees = fill_from(&mut agents, procs);
+    fill_net_wait(&mut agents, &trees, net);
     env.agents = agents;
 }
 
-/// Sets every agent's `/proc` fields from a fresh table over `proc_root`.
+/// Sets every agent's `/proc` fields (and `net_wait`) from fresh tables
+/// over `proc_root`.
 pub fn fill_proc(agents: &mut [Agent], proc_root: &Path) {
-    fill_from(agents, &mut ProcCache::new(proc_root));
+    let trees = fill_from(agents, &mut ProcCache::new(proc_root));
+    fill_net_wait(agents, &trees, &mut NetWatch::new(proc_root));
 }
 
-/// Sets every agent's `/proc` fields, each process read once.
-pub fn fill_from(agents: &mut [Agent], procs: &mut ProcCache) {
+/// Sets every agent's `net_wait` from one dump of the host's TCP sockets;
+/// `trees` are the agents' process trees as [`fill_from`] gives them.
+pub fn fill_net_wait(agents: &mut [Agent], trees: &[Vec<i64>], net: &mut NetWatch) {
+    for (agent, wait) in agents.iter_mut().zip(net.waits(trees)) {
+        agent.net_wait = wait;
+    }
+}
+
+/// Sets every agent's `/proc` fields, each process read once; returns
+/// each agent's process tree (its pid first; empty when not alive).
+pub fn fill_from(agents: &mut [Agent], procs: &mut ProcCache) -> Vec<Vec<i64>> {
     let pids: Vec<Option<i64>> = agents.iter().map(|a| a.pid).collect();
+    let mut trees = Vec::with_capacity(agents.len());
     for (agent, p) in agents.iter_mut().zip(procs.agents(&pids)) {
         let Some(p) = p else {
+            trees.push(Vec::new());
             continue;
         };
+        trees.push(p.tree);
         agent.cpu_ticks = p.cpu_ticks;
         agent.start_ticks = p.start_ticks;
         agent.tree_cpu_ticks = p.tree_cpu_ticks;
@@ -55,6 +72,7 @@ pub fn fill_from(agents: &mut [Agent], procs: &mut ProcCache) {
             agent.runtime_s = agent.start_ticks.and_then(|s| procs.age_s(s));
         }
     }
+    trees
 }
 
 /// Jobs with status `running`, each with its newest run, oldest job first.

@@ -69,6 +69,9 @@ pub struct Host {
     tables: HashMap<String, HashMap<u64, TcpEntry>>,
     /// Fds still to be listed in this view, over all its processes.
     fd_budget: usize,
+    /// One `sock_diag` dump for the whole view (`tcp_info` times), read
+    /// at the first socket; `Some(None)` when the kernel refused.
+    tcp_info: Option<Option<HashMap<u64, crate::net_wait::TcpSocket>>>,
 }
 
 /// Fds listed per process at most; the rest are counted in `fds_omitted`.
@@ -89,6 +92,7 @@ impl Host {
             clk_tck: u64::try_from(tck).ok().filter(|&t| t > 0),
             tables: HashMap::new(),
             fd_budget: FDS_PER_VIEW,
+            tcp_info: None,
         }
     }
 
@@ -144,18 +148,25 @@ impl Host {
             }
             rows
         });
+        let times = self
+            .tcp_info
+            .get_or_insert_with(crate::net_wait::sockets_by_inode);
         inodes
             .iter()
             .filter_map(|&(fd, inode)| {
                 let row = table.get(&inode)?;
+                let (sent_ago_s, received_ago_s) = times
+                    .as_ref()
+                    .and_then(|t| t.get(&inode))
+                    .map_or((None, None), crate::net_wait::ages);
                 Some(SocketView {
                     fd,
                     proto: "tcp".to_owned(),
                     state: row.state.to_owned(),
                     local: row.local.clone(),
                     remote: row.remote.clone(),
-                    sent_ago_s: None,
-                    received_ago_s: None,
+                    sent_ago_s,
+                    received_ago_s,
                 })
             })
             .collect()
