@@ -188,8 +188,8 @@ fn start_otlp(
         );
         std::process::exit(2);
     }
-    let listener =
-        std::net::TcpListener::bind(addr).with_context(|| format!("binding --otlp-listen {addr}"))?;
+    let listener = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("binding --otlp-listen {addr}"))?;
     let telemetry = Telemetry::new(Arc::clone(&source), "/proc");
     let auth = token.is_some();
     let options = OtlpOptions {

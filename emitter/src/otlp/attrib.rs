@@ -65,15 +65,23 @@ impl Attributor {
     }
 
     /// Takes the running jobs a snapshot has just read.
-    pub fn note(&self, agents: &[Agent]) {
+    ///
+    /// `read_at` is when the snapshot's session started reading them.
+    pub fn note(&self, read_at: Instant, agents: &[Agent]) {
         let jobs: HashMap<i64, Option<i64>> = agents.iter().map(|a| (a.job_id, a.pid)).collect();
-        self.set(jobs);
+        self.set_at(read_at, jobs);
     }
 
-    fn set(&self, jobs: HashMap<i64, Option<i64>>) {
+    fn set_at(&self, read_at: Instant, jobs: HashMap<i64, Option<i64>>) {
         let ids: HashSet<i64> = jobs.keys().copied().collect();
-        *self.running.lock().unwrap_or_else(PoisonError::into_inner) =
-            (Some(Instant::now()), Arc::new(jobs));
+        {
+            let mut guard = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+            // An older read finishing late must not replace a newer one.
+            if guard.0.is_some_and(|at| at > read_at) {
+                return;
+            }
+            *guard = (Some(read_at), Arc::new(jobs));
+        }
         self.store.retain(&ids);
     }
 
@@ -84,26 +92,34 @@ impl Attributor {
 
     /// The running jobs, read again when stale or when `wanted` is missing.
     pub async fn running(&self, wanted: &[i64]) -> Running {
+        self.running_within(RUNNING_MAX_AGE, wanted).await
+    }
+
+    /// Reads the jobs again when they are older than `max_age`, or when one
+    /// of `wanted` is missing: then once they are [`MISS_REFRESH`] old, so a
+    /// job that started a moment ago is always found and a flood of unknown
+    /// ids costs at most ten reads a second.
+    async fn running_within(&self, max_age: Duration, wanted: &[i64]) -> Running {
         let asked = Instant::now();
-        let stale = |at: Option<Instant>, jobs: &Running| match at {
-            None => true,
-            Some(at) => {
-                let age = at.elapsed();
-                age > RUNNING_MAX_AGE
-                    || (age > MISS_REFRESH && wanted.iter().any(|j| !jobs.contains_key(j)))
-            }
-        };
         let (at, jobs) = self.current();
-        if !stale(at, &jobs) {
+        let missing = wanted.iter().any(|j| !jobs.contains_key(j));
+        let age = at.map(|at| at.elapsed());
+        if age.is_some_and(|age| age <= max_age) && !missing {
             return jobs;
         }
         let _one = self.refreshing.lock().await;
-        // Someone else may have read them while we waited.
+        // A read that started after we asked already answers us.
         let (at, jobs) = self.current();
-        if at.is_some_and(|at| at >= asked) || !stale(at, &jobs) {
+        if at.is_some_and(|at| at >= asked) {
             return jobs;
         }
+        if let Some(age) = at.map(|at| at.elapsed()) {
+            if age <= max_age && missing && age < MISS_REFRESH {
+                tokio::time::sleep(MISS_REFRESH - age).await;
+            }
+        }
         let source = Arc::clone(&self.source);
+        let started = Instant::now();
         let read = tokio::task::spawn_blocking(move || {
             source.session().agents(&Timestamp::now()).map(|agents| {
                 agents
@@ -114,12 +130,12 @@ impl Attributor {
         })
         .await;
         match read {
-            Ok(Ok(jobs)) => self.set(jobs),
+            Ok(Ok(jobs)) => self.set_at(started, jobs),
             Ok(Err(err)) => {
                 tracing::warn!(error = %err, "OTLP receiver cannot read the running jobs; keeping the last ones");
                 // Not again at once: the state is unavailable, not new.
                 let mut guard = self.running.lock().unwrap_or_else(PoisonError::into_inner);
-                guard.0 = Some(Instant::now());
+                guard.0 = Some(started);
             }
             Err(err) => tracing::error!(error = %err, "reading the running jobs failed"),
         }
@@ -134,13 +150,12 @@ impl Attributor {
         }
         let asked = Instant::now();
         let root = self.proc_root.clone();
-        let inode = tokio::task::spawn_blocking(move || {
-            socket::client_inode(&root, peer, server_port)
-        })
-        .await
-        .ok()
-        .flatten()?;
-        let running = self.running(&[]).await;
+        let inode =
+            tokio::task::spawn_blocking(move || socket::client_inode(&root, peer, server_port))
+                .await
+                .ok()
+                .flatten()?;
+        let mut running = self.running(&[]).await;
         let mut sockets = self.sockets.lock().await;
         let known = sockets.1.get(&inode).copied();
         // A map built after we asked already covers our connection.
@@ -151,6 +166,8 @@ impl Attributor {
                     tokio::time::sleep(MISS_REFRESH - age).await;
                 }
             }
+            // The sender may be an agent that has just started.
+            running = self.running_within(MISS_REFRESH, &[]).await;
             let agents: Vec<(i64, i64)> = running
                 .iter()
                 .filter_map(|(&job, &pid)| pid.filter(|p| *p > 0).map(|p| (job, p)))

@@ -131,8 +131,9 @@ where
     T: Message + Default + serde::de::DeserializeOwned,
 {
     match format {
-        Format::Protobuf => T::decode(body)
-            .map_err(|e| DecodeError::Bad(format!("the body is not an OTLP protobuf message: {e}"))),
+        Format::Protobuf => T::decode(body).map_err(|e| {
+            DecodeError::Bad(format!("the body is not an OTLP protobuf message: {e}"))
+        }),
         Format::Json => serde_json::from_slice(body)
             .map_err(|e| DecodeError::Bad(format!("the body is not OTLP/JSON: {e}"))),
     }
@@ -140,8 +141,27 @@ where
 
 /// The success answer, with a partial success when records were rejected.
 pub fn answer(signal: Signal, format: Format, rejected: u64, message: &str) -> Bytes {
+    if format == Format::Json {
+        // By hand: OTLP/JSON writes int64 as a string and leaves an absent
+        // partial success out, where serde would write a number and `null`.
+        let key = match signal {
+            Signal::Logs => "rejectedLogRecords",
+            Signal::Metrics => "rejectedDataPoints",
+            Signal::Traces => "rejectedSpans",
+        };
+        let body = if rejected == 0 {
+            serde_json::json!({})
+        } else {
+            serde_json::json!({"partialSuccess": {key: rejected.to_string(), "errorMessage": message}})
+        };
+        return Bytes::from(body.to_string());
+    }
     let rejected = i64::try_from(rejected).unwrap_or(i64::MAX);
-    let message = if rejected > 0 { message.to_owned() } else { String::new() };
+    let message = if rejected > 0 {
+        message.to_owned()
+    } else {
+        String::new()
+    };
     let partial = rejected > 0;
     match signal {
         Signal::Logs => encode(
@@ -211,9 +231,9 @@ pub fn status(format: Format, code: i32, message: &str) -> Bytes {
             }
             .encode_to_vec(),
         ),
-        Format::Json => Bytes::from(
-            serde_json::json!({ "code": code, "message": message }).to_string(),
-        ),
+        Format::Json => {
+            Bytes::from(serde_json::json!({ "code": code, "message": message }).to_string())
+        }
     }
 }
 
@@ -247,7 +267,10 @@ mod tests {
         assert!(bomb.len() < 10_000);
         assert_eq!(gunzip(&bomb, 1000), Err(DecodeError::TooLarge(1000)));
         assert_eq!(gunzip(&bomb, 1 << 20).map(|v| v.len()), Ok(1 << 20));
-        assert!(matches!(gunzip(b"not gzip", 1000), Err(DecodeError::Bad(_))));
+        assert!(matches!(
+            gunzip(b"not gzip", 1000),
+            Err(DecodeError::Bad(_))
+        ));
     }
 
     #[test]

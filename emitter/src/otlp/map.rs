@@ -440,8 +440,8 @@ fn event(ctx: &Context<'_>, names: &[Option<&str>], attrs: &[KeyValue]) -> Optio
             Dialect::Codex("api_request") => {
                 // The HTTP exchange; the request completes with its SSE event.
                 let status = find(attrs, "http.response.status_code").and_then(uint);
-                let failed = status.is_some_and(|s| s >= 400)
-                    || find(attrs, "error.message").is_some();
+                let failed =
+                    status.is_some_and(|s| s >= 400) || find(attrs, "error.message").is_some();
                 return failed.then_some(Fact::Error);
             }
             _ => {}

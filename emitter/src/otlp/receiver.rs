@@ -155,7 +155,11 @@ impl Receiver {
                 "Content-Type must be application/x-protobuf or application/json",
             );
         };
-        let gzip = match req.headers().get(CONTENT_ENCODING).map(HeaderValue::as_bytes) {
+        let gzip = match req
+            .headers()
+            .get(CONTENT_ENCODING)
+            .map(HeaderValue::as_bytes)
+        {
             None => false,
             Some(e) if e.eq_ignore_ascii_case(b"identity") => false,
             Some(e) if e.eq_ignore_ascii_case(b"gzip") => true,
@@ -259,11 +263,8 @@ impl Receiver {
         gzip: bool,
         peer: Option<std::net::SocketAddr>,
     ) -> Response<Body> {
-        let Ok(Ok(_slot)) = tokio::time::timeout(
-            DECODE_WAIT,
-            Arc::clone(&self.decoding).acquire_owned(),
-        )
-        .await
+        let Ok(Ok(_slot)) =
+            tokio::time::timeout(DECODE_WAIT, Arc::clone(&self.decoding).acquire_owned()).await
         else {
             return self.overloaded(StatusCode::SERVICE_UNAVAILABLE, format);
         };
@@ -284,7 +285,12 @@ impl Receiver {
             Ok(Err(DecodeError::Bad(why))) => {
                 self.answers.bad_request.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(signal = signal.name(), error = %why, "undecodable OTLP body");
-                return error(StatusCode::BAD_REQUEST, format, decode::INVALID_ARGUMENT, &why);
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format,
+                    decode::INVALID_ARGUMENT,
+                    &why,
+                );
             }
             Err(err) => {
                 tracing::error!(error = %err, "OTLP decoding task failed");
@@ -376,8 +382,8 @@ impl Receiver {
         let total = stats.unknown_job + stats.no_job;
         let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let last = self.logged_at.load(Ordering::Relaxed);
-        let due = last == 0
-            || now_ms.saturating_sub(last) >= UNATTRIBUTED_LOG_EVERY.as_millis() as u64;
+        let due =
+            last == 0 || now_ms.saturating_sub(last) >= UNATTRIBUTED_LOG_EVERY.as_millis() as u64;
         if total > self.logged_total.load(Ordering::Relaxed)
             && due
             && self

@@ -136,7 +136,8 @@ mod tests {
     fn finds_our_own_connection_and_that_we_hold_it() {
         let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
         let port = server.local_addr().map(|a| a.port()).unwrap_or(0);
-        let client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("{e}"));
+        let client =
+            std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("{e}"));
         let local = client.local_addr().unwrap_or_else(|e| panic!("{e}"));
         let inode = client_inode(Path::new("/proc"), local, port);
         let Some(inode) = inode else {

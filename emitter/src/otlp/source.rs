@@ -53,8 +53,9 @@ impl Session for ActivitySession<'_> {
     }
 
     fn agents(&mut self, now: &Timestamp) -> SectionResult<Vec<Agent>> {
+        let read_at = std::time::Instant::now();
         let mut agents = self.inner.agents(now)?;
-        self.telemetry.attributor.note(&agents);
+        self.telemetry.attributor.note(read_at, &agents);
         self.telemetry.store.fill(&mut agents);
         Ok(agents)
     }

@@ -180,11 +180,12 @@ impl Job {
         self.last_api_at = Some(now);
         if u.has_tokens {
             self.event_has_tokens = true;
-            for (sum, add) in self
-                .event_tokens
-                .iter_mut()
-                .zip([u.input, u.output, u.cache_read, u.cache_creation])
-            {
+            for (sum, add) in self.event_tokens.iter_mut().zip([
+                u.input,
+                u.output,
+                u.cache_read,
+                u.cache_creation,
+            ]) {
                 *sum = sum.saturating_add(add);
             }
         }
@@ -397,13 +398,22 @@ mod tests {
         };
         store.add(
             1,
-            &[rec(Some(Fact::Request(usage))), rec(Some(Fact::Request(usage))), rec(Some(Fact::Error))],
+            &[
+                rec(Some(Fact::Request(usage))),
+                rec(Some(Fact::Request(usage))),
+                rec(Some(Fact::Error)),
+            ],
             now(),
         );
         let a = store.activity(1).unwrap_or_default();
         assert_eq!((a.api_requests, a.api_errors), (2, 1));
         assert_eq!(
-            (a.input_tokens, a.output_tokens, a.cache_read_tokens, a.cache_creation_tokens),
+            (
+                a.input_tokens,
+                a.output_tokens,
+                a.cache_read_tokens,
+                a.cache_creation_tokens
+            ),
             (200, 40, 14, 6)
         );
         assert_eq!(a.cost_usd, Some(1.0));
