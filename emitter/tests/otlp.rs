@@ -795,3 +795,96 @@ fn refuses_to_listen_beyond_loopback_without_a_token() {
         "{err}"
     );
 }
+
+/// Posts every captured body of `dir` in its order, as the CLI did.
+async fn replay(stack: &Stack, dir: &str) {
+    let dir = format!("{FIXTURES}/captured/{dir}");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("-logs.") || n.contains("-metrics.") || n.contains("-traces."))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no captured bodies in {dir}");
+    for name in files {
+        let signal = ["logs", "metrics", "traces"]
+            .into_iter()
+            .find(|s| name.contains(&format!("-{s}.")))
+            .unwrap();
+        let ct = if name.contains(".pb") {
+            "application/x-protobuf"
+        } else {
+            "application/json"
+        };
+        let mut headers = vec![("content-type", ct)];
+        if name.ends_with(".gz") {
+            headers.push(("content-encoding", "gzip"));
+        }
+        let body = std::fs::read(format!("{dir}/{name}")).unwrap();
+        let a = post_with(stack.otlp_addr(), &format!("/v1/{signal}"), &headers, body).await;
+        assert_eq!(
+            a.status,
+            200,
+            "{name}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+    }
+}
+
+/// The bodies the tests crate captured from the real CLIs (copied from
+/// tests/fixtures/otlp/, see its READMEs), against what each CLI itself
+/// reported at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captured_runs_of_the_real_clis() {
+    let stack = Stack::start(OtlpOptions::default()).await;
+    stack.running_job(42, None);
+    // Claude Code, tools, protobuf + gzip: its result said $0.01866,
+    // 4800 / 160 / 1200 / 400 tokens over 4 requests and 3 tool calls.
+    replay(&stack, "claude-code/tools-protobuf-gzip").await;
+    let a = stack.activity(42).await;
+    assert_eq!(a["api_requests"], 4, "{a}");
+    assert_eq!(
+        [
+            &a["input_tokens"],
+            &a["output_tokens"],
+            &a["cache_read_tokens"],
+            &a["cache_creation_tokens"]
+        ],
+        [&json!(4800), &json!(160), &json!(1200), &json!(400)]
+    );
+    assert!(
+        (a["cost_usd"].as_f64().unwrap() - 0.01866).abs() < 1e-9,
+        "{a}"
+    );
+    assert_eq!(a["tool_calls"], 3);
+    assert_eq!(a["tool_repeat"], 1, "ls, echo, cat differ");
+    assert_eq!(a["session_id"], "645caca0-ff25-4479-bc8a-be611bec7795");
+    // Rate-limited: one api_error record after 3 failed attempts.
+    replay(&stack, "claude-code/rate-limit-429-json").await;
+    let a = stack.activity(42).await;
+    assert_eq!(a["api_errors"], 3, "{a}");
+    assert_eq!(a["api_requests"], 4);
+    // The loop: 53 identical `ls` calls in a row.
+    replay(&stack, "claude-code/loop-json").await;
+    let a = stack.activity(42).await;
+    assert_eq!(a["tool_calls"], 3 + 53);
+    assert_eq!(a["tool_repeat"], 53, "{a}");
+    assert_eq!(a["api_requests"], 4 + 53);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captured_codex_run() {
+    let stack = Stack::start(OtlpOptions::default()).await;
+    stack.running_job(42, None);
+    // Its turn.completed said 4800 input (1200 cached), 160 output tokens.
+    replay(&stack, "codex/tools-protobuf").await;
+    let a = stack.activity(42).await;
+    assert_eq!(a["service"], "codex_exec");
+    assert_eq!(a["input_tokens"], 4800, "{a}");
+    assert_eq!(a["cache_read_tokens"], 1200);
+    assert_eq!(a["output_tokens"], 160);
+    assert_eq!(a["cost_usd"], Value::Null);
+    assert_eq!(a["api_requests"], 4);
+    assert_eq!(a["tool_calls"], 3);
+    assert_eq!(a["last_tool"], "exec_command");
+}

@@ -64,8 +64,8 @@ pub enum JobAttr {
 pub enum Fact {
     /// A model API request that completed.
     Request(Usage),
-    /// A model API request that failed.
-    Error,
+    /// Model API requests that failed: this many attempts.
+    Error(u64),
     /// A tool call that completed.
     Tool {
         /// Its name.
@@ -432,7 +432,12 @@ fn event(ctx: &Context<'_>, names: &[Option<&str>], attrs: &[KeyValue]) -> Optio
         };
         match name {
             Dialect::Claude("api_request") => return Some(Fact::Request(claude_usage(attrs))),
-            Dialect::Claude("api_error") => return Some(Fact::Error),
+            Dialect::Claude("api_error") => {
+                // One record once the retries are exhausted; `attempt` says
+                // how many attempts failed.
+                let attempts = find(attrs, "attempt").and_then(uint).filter(|n| *n > 0);
+                return Some(Fact::Error(attempts.unwrap_or(1).min(1000)));
+            }
             Dialect::Claude("tool_result") | Dialect::Codex("tool_result") => {
                 return tool(attrs);
             }
@@ -442,7 +447,7 @@ fn event(ctx: &Context<'_>, names: &[Option<&str>], attrs: &[KeyValue]) -> Optio
                 let status = find(attrs, "http.response.status_code").and_then(uint);
                 let failed =
                     status.is_some_and(|s| s >= 400) || find(attrs, "error.message").is_some();
-                return failed.then_some(Fact::Error);
+                return failed.then_some(Fact::Error(1));
             }
             _ => {}
         }
@@ -481,7 +486,7 @@ fn claude_usage(attrs: &[KeyValue]) -> Usage {
 fn codex_sse(attrs: &[KeyValue]) -> Option<Fact> {
     let kind = find(attrs, "event.kind").and_then(as_str);
     if find(attrs, "error.message").is_some() || kind == Some("response.failed") {
-        return Some(Fact::Error);
+        return Some(Fact::Error(1));
     }
     // Codex sends `response.completed` twice: once timed, once with the
     // usage; only the one with the usage is the completed request.
@@ -525,7 +530,7 @@ fn genai(op: &Value, attrs: &[KeyValue], failed: bool) -> Option<Fact> {
     match op {
         "chat" | "text_completion" | "generate_content" | "embeddings" => {
             if failed {
-                return Some(Fact::Error);
+                return Some(Fact::Error(1));
             }
             let get = |k| find(attrs, k).and_then(uint);
             let (input, output, cache_read, cache_creation) = (

@@ -149,7 +149,7 @@ impl Job {
         match &r.fact {
             None => {}
             Some(Fact::Request(usage)) => self.request(usage, now),
-            Some(Fact::Error) => self.api_errors += 1,
+            Some(Fact::Error(n)) => self.api_errors = self.api_errors.saturating_add(*n),
             Some(Fact::Tool {
                 name,
                 failed,
@@ -401,7 +401,7 @@ mod tests {
             &[
                 rec(Some(Fact::Request(usage))),
                 rec(Some(Fact::Request(usage))),
-                rec(Some(Fact::Error)),
+                rec(Some(Fact::Error(1))),
             ],
             now(),
         );
