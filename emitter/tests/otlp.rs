@@ -100,7 +100,6 @@ impl Stack {
 struct Answer {
     status: u16,
     content_type: Option<String>,
-    retry_after: Option<String>,
     body: Vec<u8>,
 }
 
@@ -129,7 +128,6 @@ async fn post_with(
     Answer {
         status: resp.status().as_u16(),
         content_type: header("content-type"),
-        retry_after: header("retry-after"),
         body: resp.bytes().await.unwrap().to_vec(),
     }
 }

@@ -167,7 +167,7 @@ pub fn answer(signal: Signal, format: Format, rejected: u64, message: &str) -> B
         Signal::Logs => encode(
             format,
             &ExportLogsServiceResponse {
-                partial_success: partial.then(|| ExportLogsPartialSuccess {
+                partial_success: partial.then_some(ExportLogsPartialSuccess {
                     rejected_log_records: rejected,
                     error_message: message,
                 }),
@@ -176,7 +176,7 @@ pub fn answer(signal: Signal, format: Format, rejected: u64, message: &str) -> B
         Signal::Metrics => encode(
             format,
             &ExportMetricsServiceResponse {
-                partial_success: partial.then(|| ExportMetricsPartialSuccess {
+                partial_success: partial.then_some(ExportMetricsPartialSuccess {
                     rejected_data_points: rejected,
                     error_message: message,
                 }),
@@ -185,7 +185,7 @@ pub fn answer(signal: Signal, format: Format, rejected: u64, message: &str) -> B
         Signal::Traces => encode(
             format,
             &ExportTraceServiceResponse {
-                partial_success: partial.then(|| ExportTracePartialSuccess {
+                partial_success: partial.then_some(ExportTracePartialSuccess {
                     rejected_spans: rejected,
                     error_message: message,
                 }),

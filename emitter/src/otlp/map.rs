@@ -652,7 +652,7 @@ fn uint(v: &Value) -> Option<u64> {
         _ => {
             let f = num(v)?;
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            (f.is_finite() && f >= 0.0 && f < 1.8e19).then(|| f as u64)
+            (0.0..1.8e19).contains(&f).then_some(f as u64)
         }
     }
 }
