@@ -5,7 +5,8 @@
 //! pass over `/proc`. Every section is collected on its own: a failure
 //! degrades that section only, and the response is still 200.
 //! `GET /agents/{job_id}` shows one running agent's process tree up close
-//! (section 1, "One agent up close"), read on demand.
+//! (section 1, "One agent up close"), read on demand. With `--otlp-listen`,
+//! [`otlp`] receives the agents' own telemetry into `agents[i].activity`.
 //!
 //! [`serve`] takes a bound listener and a shutdown future so that the binary
 //! binds the real address and tests bind `127.0.0.1:0`; [`run`] gives it a
@@ -15,6 +16,7 @@ pub mod clock;
 pub mod http;
 pub mod killswitch;
 pub mod net_wait;
+pub mod otlp;
 pub mod procfs;
 pub mod sections;
 pub mod snapshot;

@@ -61,6 +61,9 @@ struct ServeArgs {
     /// After SIGTERM, requests in flight may finish within this; then the process exits anyway.
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     shutdown_grace: Dur,
+    /// Receive the agents' OpenTelemetry over OTLP/HTTP here, e.g. 127.0.0.1:4318 (off unless given).
+    #[arg(long, value_name = "ADDR")]
+    otlp_listen: Option<SocketAddr>,
 }
 
 impl SourceArgs {
@@ -129,15 +132,25 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .saturating_sub(emitter::RUNTIME_SHUTDOWN),
         ..ServeOptions::default()
     };
-    let source = Arc::new(args.source.source());
-    emitter::run(async move {
+    let sqlite = Arc::new(args.source.source());
+    let db_path = sqlite.path().to_owned();
+    let mut source: Arc<dyn emitter::Source> = sqlite;
+    let otlp = match args.otlp_listen {
+        Some(addr) => {
+            let (receiver, wrapped) = start_otlp(addr, options.token.clone(), source)?;
+            source = wrapped;
+            Some(receiver)
+        }
+        None => None,
+    };
+    let served = emitter::run(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("binding {}", args.listen))?;
         let local = listener.local_addr().context("reading the bound address")?;
         tracing::info!(
             listen = %local,
-            db = %source.path().display(),
+            db = %db_path.display(),
             auth = options.token.is_some(),
             rate_limit = %options.rate_limit.map_or_else(|| "none".to_owned(), |r| r.to_string()),
             kill_switch_on = !killswitch::enabled(),
@@ -152,7 +165,45 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         emitter::serve(listener, source, options, shutdown_signal()).await?;
         anyhow::Ok(())
     })
-    .context("starting the async runtime")?
+    .context("starting the async runtime")?;
+    if let Some(otlp) = otlp {
+        if let Err(err) = otlp.stop() {
+            tracing::warn!(error = %err, "the OTLP receiver ended with an error");
+        }
+    }
+    served
+}
+
+/// Binds and starts the OTLP receiver; the source whose agents carry its activity.
+fn start_otlp(
+    addr: SocketAddr,
+    token: Option<String>,
+    source: Arc<dyn emitter::Source>,
+) -> anyhow::Result<(emitter::otlp::Running, Arc<dyn emitter::Source>)> {
+    use emitter::otlp::{OtlpOptions, Telemetry, WithActivity};
+    if !addr.ip().is_loopback() && token.is_none() {
+        // A usage error, like a bad flag: clap's exit code.
+        eprintln!(
+            "error: --otlp-listen {addr} is beyond loopback: give --token-file so that senders must present the token"
+        );
+        std::process::exit(2);
+    }
+    let listener = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("binding --otlp-listen {addr}"))?;
+    let telemetry = Telemetry::new(Arc::clone(&source), "/proc");
+    let auth = token.is_some();
+    let options = OtlpOptions {
+        token,
+        ..OtlpOptions::default()
+    };
+    let running = emitter::otlp::spawn(listener, Arc::clone(&telemetry), options)
+        .context("starting the OTLP receiver")?;
+    tracing::info!(
+        otlp_listen = %running.local_addr,
+        auth,
+        "receiving OTLP/HTTP on POST /v1/logs, /v1/metrics, /v1/traces (protobuf or JSON; no gRPC)"
+    );
+    Ok((running, Arc::new(WithActivity::new(source, telemetry))))
 }
 
 /// Completes on SIGTERM or SIGINT.
