@@ -62,6 +62,9 @@ struct RunArgs {
     /// Keep pending/firing alerts and baselines in this file across restarts.
     #[arg(long, value_name = "FILE")]
     state_file: Option<PathBuf>,
+    /// TLS and basic auth of the metrics server (Prometheus exporter-toolkit format).
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    web_config_file: Option<PathBuf>,
     /// Print the effective config as TOML (secrets never shown) and exit.
     #[arg(long)]
     print_config: bool,
@@ -207,6 +210,7 @@ async fn run(a: RunArgs) -> i32 {
         alert_log: a.alert_log,
         state_file: a.state_file,
         record: a.record,
+        web_config_file: a.web_config_file,
     };
     if a.print_config {
         return match Config::load(&over) {

@@ -41,7 +41,14 @@ impl Webhook {
             url,
             batch: cfg.batch,
             limiter: cfg.rate.map(|r| RateLimiter::direct(r.quota())),
-            poster: Poster::new(name, cfg.timeout, cfg.max_retries, backoff, exporter)?,
+            poster: Poster::with_tls(
+                name,
+                cfg.timeout,
+                cfg.max_retries,
+                backoff,
+                exporter,
+                cfg.tls_config.as_ref(),
+            )?,
         })
     }
 
