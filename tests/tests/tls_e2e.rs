@@ -357,3 +357,223 @@ fn a_rotated_certificate_is_served_without_a_restart_and_bad_handshakes_do_not_w
         "the same process serves it"
     );
 }
+
+/// A process of the tests' own (prometheus, alertmanager) in `dir`.
+fn spawn(
+    name: &str,
+    bin: &Path,
+    dir: &Path,
+    args: Vec<String>,
+    addr: SocketAddr,
+) -> (Proc, PathBuf) {
+    let log = dir.join(format!("{name}.log"));
+    let file = std::fs::File::create(&log).unwrap();
+    let mut cmd = Command::new(bin);
+    cmd.args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(file.try_clone().unwrap()))
+        .stderr(Stdio::from(file));
+    let mut proc = Proc::spawn(name, &mut cmd).unwrap();
+    wait_listening(&mut proc, addr, &log);
+    (proc, log)
+}
+
+/// The watchdog with `toml` (its `listen` at `addr`); not waited for
+/// over HTTP, since it may speak TLS only.
+fn watchdog_tls(dir: &Path, toml: &str, addr: SocketAddr) -> (Proc, PathBuf) {
+    let bin = bins::locate("watchdog").unwrap();
+    std::fs::write(dir.join("watchdog.toml"), toml).unwrap();
+    let log = dir.join("watchdog.log");
+    let mut cmd = Command::new(bin);
+    cmd.arg("run")
+        .arg("--config")
+        .arg(dir.join("watchdog.toml"))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
+    let mut proc = Proc::spawn("watchdog", &mut cmd).unwrap();
+    wait_listening(&mut proc, addr, &log);
+    (proc, log)
+}
+
+#[test]
+fn prometheus_scrapes_the_watchdog_over_tls_with_basic_auth() {
+    let Some(prom_bin) = e2e::tools::require("prometheus", "apt-get install prometheus") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let ca = Pki::new();
+    ca.write_ca(&dir.join("ca.crt"));
+    ca.leaf(dir, "watchdog", &["localhost", "127.0.0.1"], false);
+    let hash = bcrypt::hash("scrape-pw", 4).unwrap();
+    std::fs::write(
+        dir.join("web.yml"),
+        format!("tls_server_config:\n  cert_file: watchdog.crt\n  key_file: watchdog.key\n  min_version: TLS12\nbasic_auth_users:\n  prometheus: {hash}\n"),
+    )
+    .unwrap();
+    let addr = net::free_addr().unwrap();
+    let down = net::free_addr().unwrap();
+    let (_watchdog, wlog) = watchdog_tls(
+        dir,
+        &format!("interval = \"1s\"\nlisten = \"{addr}\"\nweb_config_file = \"web.yml\"\n[[target]]\nname = \"gone\"\nurl = \"http://{down}\"\n"),
+        addr,
+    );
+    let prom_addr = net::free_addr().unwrap();
+    let ca_file = dir.join("ca.crt").display().to_string();
+    let job = |name: &str, pw: &str| {
+        format!(
+            "  - job_name: {name}\n    scheme: https\n    tls_config:\n      ca_file: {ca_file:?}\n      server_name: localhost\n    basic_auth:\n      username: prometheus\n      password: {pw}\n    static_configs:\n      - targets: [\"{addr}\"]\n"
+        )
+    };
+    let config = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n{}{}",
+        job("watchdog", "scrape-pw"),
+        job("wrong_password", "guess")
+    );
+    std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+    let (prom, plog) = spawn(
+        "prometheus",
+        &prom_bin,
+        dir,
+        vec![
+            format!("--config.file={}", dir.join("prometheus.yml").display()),
+            format!("--storage.tsdb.path={}", dir.join("data").display()),
+            format!("--web.listen-address={prom_addr}"),
+            "--log.level=warn".into(),
+        ],
+        prom_addr,
+    );
+    let query = |q: &str| -> Result<Vec<(serde_json::Value, f64)>, String> {
+        let body = net::client()
+            .get(format!("http://{prom_addr}/api/v1/query"))
+            .query(&[("query", q)])
+            .send()
+            .and_then(|r| r.text())
+            .map_err(|e| e.to_string())
+            .and_then(|t| {
+                serde_json::from_str::<serde_json::Value>(&t).map_err(|e| e.to_string())
+            })?;
+        Ok(body["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|r| Some((r["metric"].clone(), r["value"][1].as_str()?.parse().ok()?)))
+            .collect())
+    };
+    let ctx = || format!("prometheus:\n{}\nwatchdog:\n{}", tail(&plog), tail(&wlog));
+    net::wait_for(
+        "up == 1 over TLS with basic auth, and 0 with a wrong password",
+        Duration::from_secs(30),
+        Duration::from_millis(300),
+        || {
+            let good = query("up{job=\"watchdog\"}")?;
+            let bad = query("up{job=\"wrong_password\"}")?;
+            match (good.as_slice(), bad.as_slice()) {
+                ([(_, g)], [(_, b)]) if *g == 1.0 && *b == 0.0 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", ctx()));
+    // The gauges came through: the dead target is seen down.
+    net::wait_for(
+        "watchdog_target_up{target=\"gone\"} == 0 in Prometheus",
+        Duration::from_secs(30),
+        Duration::from_millis(300),
+        || match query("watchdog_target_up{target=\"gone\"}")?.as_slice() {
+            [(_, v)] if *v == 0.0 => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", ctx()));
+    drop(prom);
+}
+
+#[test]
+fn the_watchdog_pushes_to_alertmanager_over_tls() {
+    let Some(am_bin) = e2e::tools::require(
+        "prometheus-alertmanager",
+        "apt-get install prometheus-alertmanager",
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let ca = Pki::new();
+    ca.write_ca(&dir.join("ca.crt"));
+    ca.leaf(dir, "am", &["localhost"], false);
+    std::fs::write(
+        dir.join("am-web.yml"),
+        "tls_server_config:\n  cert_file: am.crt\n  key_file: am.key\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("am.yml"),
+        "route:\n  receiver: blackhole\n  group_wait: 1s\n  group_interval: 1s\nreceivers:\n  - name: blackhole\n",
+    )
+    .unwrap();
+    let am_addr = net::free_addr().unwrap();
+    let (_am, amlog) = spawn(
+        "alertmanager",
+        &am_bin,
+        dir,
+        vec![
+            format!("--config.file={}", dir.join("am.yml").display()),
+            format!("--storage.path={}", dir.join("am-data").display()),
+            format!("--web.listen-address={am_addr}"),
+            format!("--web.config.file={}", dir.join("am-web.yml").display()),
+            "--cluster.listen-address=".into(),
+            "--log.level=warn".into(),
+        ],
+        am_addr,
+    );
+    let addr = net::free_addr().unwrap();
+    let down = net::free_addr().unwrap();
+    let (_watchdog, wlog) = watchdog_tls(
+        dir,
+        &format!(
+            "interval = \"1s\"\nlisten = \"{addr}\"\n[[target]]\nname = \"gone\"\nurl = \"http://{down}\"\n[rules.target_down]\nfor = \"2s\"\n[notify.alertmanager]\nurl = \"https://127.0.0.1:{}\"\ntls_config = {{ ca_file = \"ca.crt\", server_name = \"localhost\" }}\n",
+            am_addr.port()
+        ),
+        addr,
+    );
+    let https = client(&dir.join("ca.crt"));
+    let url = format!(
+        "https://localhost:{}/api/v2/alerts?active=true",
+        am_addr.port()
+    );
+    let alert = net::wait_for(
+        "target_down in Alertmanager",
+        Duration::from_secs(40),
+        Duration::from_millis(300),
+        || {
+            let alerts: serde_json::Value = https
+                .get(&url)
+                .send()
+                .and_then(|r| r.text())
+                .map_err(|e| e.to_string())
+                .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))?;
+            alerts
+                .as_array()
+                .and_then(|a| {
+                    a.iter()
+                        .find(|a| a["labels"]["alertname"] == "target_down")
+                        .cloned()
+                })
+                .ok_or_else(|| format!("{alerts}"))
+        },
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e:#}\nalertmanager:\n{}\nwatchdog:\n{}",
+            tail(&amlog),
+            tail(&wlog)
+        )
+    });
+    assert_eq!(alert["labels"]["target"], "gone", "{alert}");
+    assert_eq!(alert["status"]["state"], "active", "{alert}");
+}
