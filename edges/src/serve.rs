@@ -133,7 +133,7 @@ struct Silent(VecDeque<Weak<Fresh>>);
 
 impl Silent {
     fn push(&mut self, fresh: &Arc<Fresh>, cap: usize) {
-        let gone = |w: &Weak<Fresh>| w.upgrade().is_none_or(|f| f.has_asked());
+        let gone = |w: &Weak<Fresh>| !w.upgrade().is_some_and(|f| !f.has_asked());
         while self.0.front().is_some_and(gone) {
             self.0.pop_front();
         }

@@ -20,13 +20,13 @@ use e2e::{bins, net};
 
 /// A CA that signs leaves.
 #[derive(Debug)]
-pub struct Pki {
+struct Pki {
     issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
     pem: String,
 }
 
 impl Pki {
-    pub fn new() -> Self {
+    fn new() -> Self {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         // Each CA its own name: a verifier finds the issuer by name.
@@ -45,7 +45,7 @@ impl Pki {
 
     /// Writes `NAME.crt`, `NAME.key` (for `names`) into `dir`; `expired`
     /// makes one that ended in 2021.
-    pub fn leaf(&self, dir: &Path, file: &str, names: &[&str], expired: bool) {
+    fn leaf(&self, dir: &Path, file: &str, names: &[&str], expired: bool) {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params = rcgen::CertificateParams::new(
             names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
@@ -60,7 +60,7 @@ impl Pki {
         std::fs::write(dir.join(format!("{file}.key")), key.serialize_pem()).unwrap();
     }
 
-    pub fn write_ca(&self, path: &Path) {
+    fn write_ca(&self, path: &Path) {
         std::fs::write(path, &self.pem).unwrap();
     }
 }
@@ -214,7 +214,7 @@ fn https_polls_with_a_client_certificate_and_certificate_errors_are_target_down(
         || {
             let text = watchdog.scrape()?;
             match sample(&text, "watchdog_target_up", &[("target", "good")]) {
-                Some(v) if v == 1.0 => Ok(()),
+                Some(1.0) => Ok(()),
                 other => Err(format!("{other:?}\n{}", tail(&watchdog.log))),
             }
         },
