@@ -12,3 +12,5 @@ pub mod redact;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod token_file;
+#[cfg(feature = "serve")]
+pub mod web_config;

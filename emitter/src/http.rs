@@ -77,6 +77,8 @@ pub struct ServeOptions {
     pub proc_root: PathBuf,
     /// Serve a snapshot again while it is younger than this (zero: never).
     pub reuse_snapshot: Duration,
+    /// `--web.config.file`: TLS, and basic auth that admits like the token.
+    pub web_config: Option<edges::web_config::WebConfig>,
 }
 
 impl std::fmt::Debug for ServeOptions {
@@ -91,6 +93,7 @@ impl std::fmt::Debug for ServeOptions {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("proc_root", &self.proc_root)
             .field("reuse_snapshot", &self.reuse_snapshot)
+            .field("web_config", &self.web_config)
             .finish()
     }
 }
@@ -107,6 +110,7 @@ impl Default for ServeOptions {
             shutdown_grace: limits.grace,
             proc_root: PathBuf::from("/proc"),
             reuse_snapshot: Duration::ZERO,
+            web_config: None,
         }
     }
 }
@@ -167,7 +171,12 @@ impl Gate {
     /// Why a request may not go on, if it may not.
     fn admit(&self, req: &Request<Incoming>) -> Result<(), Refusal> {
         if let Some(want) = &self.token {
-            if !bearer_matches(req, want) {
+            // Basic auth that verified at the edge (edges::serve) admits too.
+            let basic = req
+                .extensions()
+                .get::<edges::serve::Authenticated>()
+                .is_some();
+            if !basic && !bearer_matches(req, want) {
                 // Spends the unauthorised bucket only: never the budget of token holders.
                 if let Some(limiter) = &self.unauthorised {
                     check(limiter)?;

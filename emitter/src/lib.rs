@@ -55,7 +55,11 @@ pub async fn serve(
     let local = listener.local_addr().ok();
     // A poll of this emitter is never an agent's net_wait.
     let _own = local.map(net_wait::own_listener);
-    let exposed = options.token.is_none() && !local.is_some_and(|a| a.ip().is_loopback());
+    let basic = options
+        .web_config
+        .as_ref()
+        .is_some_and(edges::web_config::WebConfig::has_users);
+    let exposed = options.token.is_none() && !basic && !local.is_some_and(|a| a.ip().is_loopback());
     if exposed {
         tracing::warn!(
             listen = ?local,
@@ -63,10 +67,17 @@ pub async fn serve(
         );
     }
     let app = Arc::new(http::App::new(source, &options, exposed));
-    edges::serve::serve(
+    // With a token too, a failed basic auth goes on to the token check
+    // (401 there, before the rate limit); without one it is a 401 at the edge.
+    let guard = edges::serve::Guard {
+        defer_auth: options.token.is_some(),
+        web: options.web_config.clone(),
+    };
+    edges::serve::serve_guarded(
         listener,
         move |req| Arc::clone(&app).handle(req),
         options.limits(),
+        guard,
         shutdown,
     )
     .await

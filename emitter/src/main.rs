@@ -64,6 +64,9 @@ struct ServeArgs {
     /// Receive the agents' OpenTelemetry over OTLP/HTTP here, e.g. 127.0.0.1:4318 (off unless given).
     #[arg(long, value_name = "ADDR")]
     otlp_listen: Option<SocketAddr>,
+    /// TLS and basic auth (Prometheus exporter-toolkit format); basic auth admits like the token.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    web_config_file: Option<PathBuf>,
 }
 
 impl SourceArgs {
@@ -121,8 +124,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(path) => Some(edges::token_file::read(path)?),
         None => None,
     };
+    let web_config = args
+        .web_config_file
+        .as_deref()
+        .map(edges::web_config::WebConfig::load)
+        .transpose()?;
     let options = ServeOptions {
         token,
+        web_config,
         rate_limit: args.rate_limit,
         reuse_snapshot: args.reuse_snapshot.0,
         // The whole exit fits in the grace: draining, then leaving blocking tasks behind.
@@ -152,11 +161,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             listen = %local,
             db = %db_path.display(),
             auth = options.token.is_some(),
+            tls = options.web_config.as_ref().is_some_and(edges::web_config::WebConfig::is_tls),
+            basic_auth = options.web_config.as_ref().is_some_and(edges::web_config::WebConfig::has_users),
             rate_limit = %options.rate_limit.map_or_else(|| "none".to_owned(), |r| r.to_string()),
             kill_switch_on = !killswitch::enabled(),
             "serving GET /metrics and GET /agents/{{job_id}}"
         );
-        if !local.ip().is_loopback() && options.token.is_none() {
+        let basic = options.web_config.as_ref().is_some_and(edges::web_config::WebConfig::has_users);
+        if !local.ip().is_loopback() && options.token.is_none() && !basic {
             tracing::warn!(listen = %local, "listening beyond loopback without --token-file: anyone who can reach it can read the envelope");
         }
         if let Err(err) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {

@@ -219,8 +219,11 @@ fn every_command_line_flag_is_in_the_reference_and_the_other_way_round() {
     for (i, _) in ours.match_indices("--") {
         let word: String = ours[i + 2..]
             .chars()
-            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')
+            // `.` for Prometheus-style names (`--web.config.file`); not a
+            // sentence's full stop.
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '.')
             .collect();
+        let word = word.trim_end_matches('.');
         if word.is_empty() || !word.starts_with(|c: char| c.is_ascii_lowercase()) {
             continue;
         }

@@ -19,6 +19,7 @@ use crate::notify::NotifyConfig;
 use crate::record::{ByteSize, Rotation};
 use crate::rules::RuleSet;
 use crate::shard::Shard;
+use crate::tls::TlsConfig;
 
 /// Default poll interval.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
@@ -42,6 +43,8 @@ struct FileConfig {
     shard: Option<Shard>,
     #[serde(default)]
     target_files: Vec<String>,
+    /// TLS and basic auth of the listener (exporter-toolkit format).
+    web_config_file: Option<PathBuf>,
     #[serde(default)]
     target: Vec<FileTarget>,
     #[serde(default)]
@@ -56,6 +59,7 @@ struct FileTarget {
     name: Option<String>,
     url: String,
     token_file: Option<PathBuf>,
+    tls_config: Option<TlsConfig>,
 }
 
 /// What the command line may override.
@@ -83,6 +87,8 @@ pub struct Overrides {
     pub shard: Option<Shard>,
     /// `--record-keep`.
     pub record_keep: Option<u32>,
+    /// `--web.config.file`.
+    pub web_config_file: Option<PathBuf>,
 }
 
 /// One emitter to poll.
@@ -96,6 +102,8 @@ pub struct Target {
     pub token_file: Option<PathBuf>,
     /// The token itself (never printed).
     pub token: Option<String>,
+    /// `tls_config`, relative paths already anchored; none: system roots.
+    pub tls: Option<TlsConfig>,
 }
 
 impl fmt::Debug for Target {
@@ -105,6 +113,7 @@ impl fmt::Debug for Target {
             .field("url", &redact_userinfo(&self.url))
             .field("token_file", &self.token_file)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -141,6 +150,9 @@ pub struct Config {
     pub rules: RuleSet,
     /// `[notify]`.
     pub notify: NotifyConfig,
+    /// `web_config_file` (or `--web.config.file`): TLS and basic auth of
+    /// the listener, already checked once.
+    pub web_config_file: Option<PathBuf>,
 }
 
 /// A config that cannot be used, with the file and key named.
@@ -168,11 +180,17 @@ impl Config {
             .collect();
         let rules = RuleSet::build(&tables).map_err(|e| ConfigError(format!("{where_}: {e}")))?;
 
+        let base = source
+            .as_deref()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new(""));
         let mut targets = Vec::new();
         if over.targets.is_empty() {
             for t in file.target {
+                let tls = t.tls_config.map(|c| c.anchored(base));
                 targets.push(
                     make_target(t.name, &t.url, t.token_file)
+                        .and_then(|target| target.with_tls(tls))
                         .map_err(|e| ConfigError(format!("{where_}: [[target]] {e}")))?,
                 );
             }
@@ -198,10 +216,6 @@ impl Config {
             }
         }
 
-        let base = source
-            .as_deref()
-            .and_then(Path::parent)
-            .unwrap_or(Path::new(""));
         let mut target_files = Vec::new();
         for pattern in &file.target_files {
             crate::targets::check_pattern(pattern)
@@ -251,9 +265,25 @@ impl Config {
         }
         // `[notify]` is checked here, with everything else: a bad sink is a
         // config error (exit 2) in every command, not a failure of `run` later.
-        file.notify
+        let mut notify = file.notify;
+        notify.anchor_tls(base);
+        notify
             .validate()
             .map_err(|e| ConfigError(format!("{where_}: {e:#}")))?;
+        let web_config_file = match &over.web_config_file {
+            Some(p) => Some(p.clone()),
+            None => file.web_config_file.map(|p| base.join(p)),
+        };
+        if let Some(path) = &web_config_file {
+            edges::web_config::WebConfig::load(path).map_err(|e| {
+                let key = if over.web_config_file.is_some() {
+                    "--web.config.file".to_owned()
+                } else {
+                    format!("{where_}: key `web_config_file`")
+                };
+                ConfigError(format!("{key}: {e}"))
+            })?;
+        }
         Ok(Self {
             source,
             interval,
@@ -268,7 +298,8 @@ impl Config {
             targets,
             target_files,
             rules,
-            notify: file.notify,
+            notify,
+            web_config_file,
         })
     }
 
@@ -315,6 +346,8 @@ impl Config {
             shard: Option<Shard>,
             #[serde(skip_serializing_if = "<[String]>::is_empty")]
             target_files: &'a [String],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            web_config_file: Option<&'a Path>,
             target: Vec<OutTarget<'a>>,
             rules: toml::Table,
             notify: toml::Value,
@@ -325,6 +358,8 @@ impl Config {
             url: String,
             #[serde(skip_serializing_if = "Option::is_none")]
             token_file: Option<&'a Path>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            tls_config: Option<&'a TlsConfig>,
         }
         let mut notify =
             toml::Value::try_from(&self.notify).unwrap_or(toml::Value::Table(toml::Table::new()));
@@ -343,6 +378,7 @@ impl Config {
             record_keep: self.record_keep,
             shard: self.shard,
             target_files: &self.target_files,
+            web_config_file: self.web_config_file.as_deref(),
             target: self
                 .targets
                 .iter()
@@ -350,6 +386,7 @@ impl Config {
                     name: &t.name,
                     url: redact_userinfo(&t.url),
                     token_file: t.token_file.as_deref(),
+                    tls_config: t.tls.as_ref(),
                 })
                 .collect(),
             rules: rules_table(&self.rules),
@@ -423,21 +460,31 @@ pub(crate) fn make_target(
         url,
         token_file,
         token,
+        tls: None,
     })
 }
 
+impl Target {
+    /// The same target with `tls_config` set, its files checked now.
+    pub fn with_tls(mut self, tls: Option<TlsConfig>) -> Result<Self, String> {
+        if let Some(t) = &tls {
+            t.rustls().map_err(|e| format!("tls_config: {e}"))?;
+        }
+        self.tls = tls;
+        Ok(self)
+    }
+}
+
 /// The URL to poll: the emitter's base (`http://host:9464`, `/metrics` is
-/// added) or any explicit path (used as is). Checked at load: an http URL
-/// (this build has no TLS), a host, a port in 1-65535. Errors show the URL
-/// redacted.
+/// added) or any explicit path (used as is). Checked at load: an http or
+/// https URL, a host, a port in 1-65535. Errors show the URL redacted.
 pub fn poll_url(url: &str) -> Result<String, String> {
     let url = url.trim();
     let shown = redact_userinfo(url);
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("{shown:?} is not a URL: {e}"))?;
     match parsed.scheme() {
-        "http" => {}
-        "https" => return Err(format!("{shown:?}: https is not supported by this build (no TLS); poll over loopback or a local TLS-terminating proxy")),
-        other => return Err(format!("{shown:?}: scheme {other:?} is not http")),
+        "http" | "https" => {}
+        other => return Err(format!("{shown:?}: scheme {other:?} is not http or https")),
     }
     if parsed.host_str().map_or(true, str::is_empty) {
         return Err(format!("{shown:?} has no host"));
@@ -490,7 +537,6 @@ mod tests {
             ("http://u:hunter2@h:0/metrics", "port"),
             ("http://u:hunter2@/metrics", "host"),
             ("ftp://u:hunter2@h:1/metrics", "scheme"),
-            ("https://u:hunter2@h:1/metrics", "https"),
         ] {
             let err = poll_url(url).unwrap_err();
             assert!(!err.contains("hunter2"), "{err}");
@@ -500,6 +546,69 @@ mod tests {
             );
         }
         assert_eq!(poll_url("http://h:1").unwrap(), "http://h:1/metrics");
+        assert_eq!(poll_url("https://h:1").unwrap(), "https://h:1/metrics");
+    }
+
+    #[test]
+    fn tls_config_and_web_config_file_read_with_paths_from_the_config_files_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::write(dir.path().join("ca.crt"), cert.pem()).unwrap();
+        std::fs::write(dir.path().join("k.pem"), key.serialize_pem()).unwrap();
+        std::fs::write(
+            dir.path().join("web.yml"),
+            "tls_server_config:\n  cert_file: ca.crt\n  key_file: k.pem\n",
+        )
+        .unwrap();
+        let cfg = dir.path().join("watchdog.toml");
+        std::fs::write(
+            &cfg,
+            "web_config_file = \"web.yml\"\n[[target]]\nurl = \"https://orch:9464\"\ntls_config = { ca_file = \"ca.crt\", cert_file = \"ca.crt\", key_file = \"k.pem\", server_name = \"localhost\" }\n",
+        )
+        .unwrap();
+        let over = Overrides {
+            config: Some(cfg.clone()),
+            ..Overrides::default()
+        };
+        let c = Config::load(&over).unwrap();
+        let tls = c.targets[0].tls.as_ref().unwrap();
+        assert_eq!(
+            tls.ca_file.as_deref(),
+            Some(dir.path().join("ca.crt").as_path())
+        );
+        assert_eq!(
+            c.web_config_file.as_deref(),
+            Some(dir.path().join("web.yml").as_path())
+        );
+        assert!(
+            c.to_toml().contains("server_name = \"localhost\""),
+            "{}",
+            c.to_toml()
+        );
+        // A bad key or file names them.
+        std::fs::write(
+            &cfg,
+            "[[target]]\nurl = \"https://orch:9464\"\ntls_config = { ca_fil = \"x\" }\n",
+        )
+        .unwrap();
+        assert!(Config::load(&over).unwrap_err().0.contains("ca_fil"));
+        std::fs::write(
+            &cfg,
+            "[[target]]\nurl = \"https://orch:9464\"\ntls_config = { ca_file = \"nope.crt\" }\n",
+        )
+        .unwrap();
+        let e = Config::load(&over).unwrap_err().0;
+        assert!(e.contains("ca_file") && e.contains("nope.crt"), "{e}");
+        std::fs::write(&cfg, "web_config_file = \"nope.yml\"\n").unwrap();
+        let e = Config::load(&over).unwrap_err().0;
+        assert!(
+            e.contains("web_config_file") && e.contains("nope.yml"),
+            "{e}"
+        );
     }
     use std::io::Write;
 

@@ -3,7 +3,7 @@
 //! turns), and for people and scripts `GET /` (the status page) and
 //! `GET /api/v1/alerts` ([`crate::web`]); loopback by default.
 //!
-//! Small on purpose: four routes, GET only, no body read. The accept loop is
+//! Small on purpose: four routes, GET (and so HEAD) only, no body read. The accept loop is
 //! the one both servers share, [`edges::serve`]: a slow client gets a
 //! header-read timeout, connections are capped, an error on one connection
 //! never reaches the server, and shutdown stops accepting, lets open
@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use edges::serve::Limits;
+use edges::serve::{Guard, Limits};
+use edges::web_config::WebConfig;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
@@ -128,6 +129,19 @@ pub async fn serve_with_board(
     board: Board,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_guarded(listener, exporter, health, board, None, shutdown).await
+}
+
+/// [`serve_with_board`] with TLS and basic auth from `web_config_file`
+/// (every route, `/healthz` too, as exporter-toolkit does).
+pub async fn serve_guarded(
+    listener: TcpListener,
+    exporter: Exporter,
+    health: Health,
+    board: Board,
+    web: Option<WebConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let limits = Limits {
         max_connections: MAX_CONNECTIONS,
         header_read_timeout: HEADER_READ_TIMEOUT,
@@ -136,7 +150,11 @@ pub async fn serve_with_board(
     };
     let service =
         move |req: Request<Incoming>| std::future::ready(respond(&req, &exporter, &health, &board));
-    edges::serve::serve(listener, service, limits, shutdown).await
+    let guard = Guard {
+        web,
+        defer_auth: false,
+    };
+    edges::serve::serve_guarded(listener, service, limits, guard, shutdown).await
 }
 
 /// Routes one request; never fails.

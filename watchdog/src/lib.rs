@@ -32,6 +32,7 @@ pub mod state;
 pub mod stderr;
 pub mod stdout;
 pub mod targets;
+pub mod tls;
 pub mod up_close;
 pub mod validate_cmd;
 pub mod web;

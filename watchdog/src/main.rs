@@ -73,6 +73,9 @@ struct RunArgs {
     /// Watch only shard I of N of the targets (Prometheus' hashmod of the target name), e.g. 0/3.
     #[arg(long, value_name = "I/N")]
     shard: Option<watchdog::shard::Shard>,
+    /// TLS and basic auth of the metrics server (Prometheus exporter-toolkit format).
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    web_config_file: Option<PathBuf>,
     /// Print the effective config as TOML (secrets never shown) and exit.
     #[arg(long)]
     print_config: bool,
@@ -265,6 +268,7 @@ async fn run(a: RunArgs) -> i32 {
         record_max_bytes: a.record_max_bytes,
         record_keep: a.record_keep,
         shard: a.shard,
+        web_config_file: a.web_config_file,
     };
     if a.print_config {
         return match Config::load(&over) {

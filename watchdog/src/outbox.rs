@@ -114,7 +114,7 @@ impl Outbox {
                 .clone();
             tokio::spawn(fetch(
                 Ask {
-                    up_close: self.up_close.clone(),
+                    up_close: self.up_close.for_target(t),
                     target: t.name.clone(),
                     url: t.url.clone(),
                     token: t.token.clone(),
@@ -342,6 +342,7 @@ mod tests {
             url: url.into(),
             token_file: None,
             token: None,
+            tls: None,
         }
     }
 

@@ -11,6 +11,7 @@ use shared_schema::Timestamp;
 
 use crate::config::{redact_userinfo, Target};
 use crate::engine::Observation;
+use crate::tls::TlsConfig;
 
 /// The largest body accepted.
 pub const BODY_CAP: usize = 32 * 1024 * 1024;
@@ -48,15 +49,31 @@ pub struct Polled {
 impl Poller {
     /// A poller for `target` with request timeout `timeout`.
     pub fn new(target: &Target, timeout: Duration) -> anyhow::Result<Self> {
-        Self::for_url(&target.url, target.token.clone(), timeout)
+        Self::build(
+            &target.url,
+            target.token.clone(),
+            timeout,
+            target.tls.as_ref(),
+            &target.name,
+        )
     }
 
-    /// A poller for a bare URL.
+    /// A poller for a bare URL (https with the system's roots).
     pub fn for_url(url: &str, token: Option<String>, timeout: Duration) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
+        Self::build(url, token, timeout, None, url)
+    }
+
+    fn build(
+        url: &str,
+        token: Option<String>,
+        timeout: Duration,
+        tls: Option<&TlsConfig>,
+        who: &str,
+    ) -> anyhow::Result<Self> {
+        let client = crate::tls::client_builder(tls, who)
+            .map_err(|e| anyhow::anyhow!("tls_config: {e}"))?
             .timeout(timeout)
             .connect_timeout(timeout)
-            .user_agent(concat!("watchdog/", env!("CARGO_PKG_VERSION")))
             // One request per interval gains nothing from keep-alive, and a
             // pooled connection the emitter closed while idle (it does after
             // a few seconds) would race into a spurious failed poll.
@@ -145,8 +162,11 @@ impl Poller {
     }
 }
 
-/// A reqwest error in words, without the URL (it is logged with its own field).
-fn describe(e: reqwest::Error) -> String {
+/// A reqwest error in words, without the URL (it is logged with its own
+/// field): the root cause included, so a certificate problem reads as one
+/// ("invalid peer certificate: UnknownIssuer", "certificate expired",
+/// "certificate not valid for name ...").
+pub(crate) fn describe(e: reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {

@@ -213,19 +213,30 @@ pub async fn run(over: Overrides) -> anyhow::Result<()> {
         found_tx,
     );
 
+    let web = config
+        .web_config_file
+        .as_deref()
+        .map(edges::web_config::WebConfig::load)
+        .transpose()?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding the metrics server to {}", config.listen))?;
-    tracing::info!(listen = %listener.local_addr().unwrap_or(config.listen), "metrics server listening");
+    tracing::info!(
+        listen = %listener.local_addr().unwrap_or(config.listen),
+        tls = web.as_ref().is_some_and(edges::web_config::WebConfig::is_tls),
+        basic_auth = web.as_ref().is_some_and(edges::web_config::WebConfig::has_users),
+        "metrics server listening"
+    );
     let health = Health::default();
     let board = Board::default();
     board.set_interval(config.interval);
     let (server_stop, mut server_stop_rx) = watch::channel(false);
-    let server = tokio::spawn(http::serve_with_board(
+    let server = tokio::spawn(http::serve_guarded(
         listener,
         exporter.clone(),
         health.clone(),
         board.clone(),
+        web,
         async move {
             let _ = server_stop_rx.wait_for(|s| *s).await;
         },

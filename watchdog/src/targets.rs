@@ -15,6 +15,14 @@
 //! `[[target]]` key is; other labels are ignored, as relabelling is not
 //! this tool's business.
 //!
+//! TLS (file_sd has no per-target TLS in Prometheus, so these are labels
+//! of this tool, in the manner of `token_file`): `__scheme__` = `https`
+//! polls `https://host:port/metrics` (Prometheus' own label for it; a
+//! target written `https://host:port` does the same), and the labels
+//! `tls_ca_file`, `tls_cert_file`, `tls_key_file`, `tls_server_name`,
+//! `tls_insecure_skip_verify` (`true`/`false`) are the keys of
+//! `tls_config` ([`crate::tls`]), paths relative to the targets file.
+//!
 //! As in Prometheus, only the last path component of a pattern may hold
 //! wildcards (`*` any run of characters, `?` one); a relative pattern is
 //! taken from the config file's directory.
@@ -70,13 +78,24 @@ pub fn parse(text: &str, file: &Path) -> Result<Vec<Target>, String> {
             ));
         }
         let token_file = g.labels.get("token_file").map(|t| dir.join(t));
+        let tls = crate::tls::from_labels(&g.labels, dir).map_err(|e| format!("group {i}: {e}"))?;
+        let scheme = match g.labels.get("__scheme__").map(String::as_str) {
+            None | Some("http") => "http",
+            Some("https") => "https",
+            Some(other) => {
+                return Err(format!(
+                    "group {i}: label `__scheme__` is {other:?}, not http or https"
+                ))
+            }
+        };
         for t in &g.targets {
             let url = if t.contains("://") {
                 t.clone()
             } else {
-                format!("http://{t}")
+                format!("{scheme}://{t}")
             };
             let target = make_target(name.clone(), &url, token_file.clone())
+                .and_then(|target| target.with_tls(tls.clone()))
                 .map_err(|e| format!("group {i}, target {t:?}: {e}"))?;
             out.push(target);
         }

@@ -14,9 +14,14 @@
 //! does not end in `/metrics` gets `agents/7` appended to its path. Query
 //! and fragment belong to `/metrics` and are dropped.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::Url;
+
+use crate::config::Target;
+use crate::tls::TlsConfig;
 use shared_schema::{AgentView, SCHEMA_VERSION};
 
 /// The bound on one fetch, connect to last byte.
@@ -30,6 +35,8 @@ pub const BODY_CAP: usize = 1024 * 1024;
 pub struct UpClose {
     client: reqwest::Client,
     deadline: Duration,
+    /// One client per `tls_config` met, built on first use.
+    by_tls: Arc<Mutex<HashMap<TlsConfig, reqwest::Client>>>,
 }
 
 impl std::fmt::Debug for UpClose {
@@ -48,15 +55,52 @@ impl UpClose {
 
     /// A fetcher bounded by `deadline` (tests, and a shorter poll interval).
     pub fn with_deadline(deadline: Duration) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
+        let client = Self::client(None, deadline)?;
+        Ok(Self {
+            client,
+            deadline,
+            by_tls: Arc::default(),
+        })
+    }
+
+    fn client(tls: Option<&TlsConfig>, deadline: Duration) -> anyhow::Result<reqwest::Client> {
+        Ok(crate::tls::client_builder(tls, "up-close")
+            .map_err(|e| anyhow::anyhow!("tls_config: {e}"))?
             .timeout(deadline)
             .connect_timeout(deadline)
-            .user_agent(concat!("watchdog/", env!("CARGO_PKG_VERSION")))
             // Asked once per firing alert: nothing to gain from an idle
             // connection the emitter may close under us.
             .pool_max_idle_per_host(0)
-            .build()?;
-        Ok(Self { client, deadline })
+            .build()?)
+    }
+
+    /// The fetcher for `target`: its `tls_config` (client certificate, CA)
+    /// is the poll's. A client that cannot be built (its files changed
+    /// since the config was checked) leaves the default one, whose fetch
+    /// then fails like any other.
+    pub fn for_target(&self, target: &Target) -> Self {
+        let Some(tls) = &target.tls else {
+            return self.clone();
+        };
+        let mut by_tls = self.by_tls.lock().unwrap_or_else(|p| p.into_inner());
+        let client = match by_tls.get(tls) {
+            Some(c) => c.clone(),
+            None => match Self::client(Some(tls), self.deadline) {
+                Ok(c) => {
+                    by_tls.insert(tls.clone(), c.clone());
+                    c
+                }
+                Err(e) => {
+                    tracing::debug!(target = %target.name, error = %e, "no up-close client");
+                    return self.clone();
+                }
+            },
+        };
+        Self {
+            client,
+            deadline: self.deadline,
+            by_tls: Arc::clone(&self.by_tls),
+        }
     }
 
     /// The bound on one fetch.

@@ -135,12 +135,13 @@ impl Alertmanager {
         Ok(Self {
             name: name.to_owned(),
             endpoint,
-            poster: Poster::new(
+            poster: Poster::with_tls(
                 name,
                 cfg.timeout,
                 cfg.max_retries,
                 backoff,
                 exporter.clone(),
+                cfg.tls_config.as_ref(),
             )?,
             exporter,
             resend: cfg.resend_interval,

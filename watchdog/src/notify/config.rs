@@ -23,6 +23,7 @@
 //! resend_interval = "1m"
 //! heartbeat = true         # or an interval, e.g. "30s"
 //! generator_url = "http://watchdog.example:9465/metrics"
+//! tls_config = { ca_file = "am-ca.crt" }   # any sink; see crate::tls
 //! ```
 
 use std::fmt;
@@ -34,6 +35,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::delivery::{Delivery, Unknown};
 use super::group::Grouping;
+use crate::tls::TlsConfig;
 
 /// `[notify]`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -65,6 +67,9 @@ pub struct WebhookConfig {
     /// Where to POST.
     #[serde(serialize_with = "redacted_webhook_url")]
     pub url: String,
+    /// TLS settings for an https `url`; none: the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_config: Option<TlsConfig>,
     /// POST a JSON array of up to this many lines instead of one object each.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<usize>,
@@ -89,6 +94,9 @@ pub struct AlertmanagerConfig {
         serialize_with = "redacted_base_urls"
     )]
     pub url: Vec<String>,
+    /// TLS settings for https URLs; none: the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_config: Option<TlsConfig>,
     /// Firing alerts are re-sent at least this often.
     #[serde(default = "default_resend", with = "humantime_serde")]
     pub resend_interval: Duration,
@@ -214,6 +222,18 @@ impl fmt::Display for Rate {
 }
 
 impl NotifyConfig {
+    /// Takes relative `tls_config` paths from `base` (the config file's directory).
+    pub fn anchor_tls(&mut self, base: &std::path::Path) {
+        let sinks = self
+            .webhook
+            .iter_mut()
+            .map(|w| &mut w.tls_config)
+            .chain(self.alertmanager.iter_mut().map(|a| &mut a.tls_config));
+        for tls in sinks {
+            *tls = tls.take().map(|t| t.anchored(base));
+        }
+    }
+
     /// Checks what serde cannot: URLs, sizes, intervals, unique names.
     pub fn validate(&self) -> anyhow::Result<()> {
         let mut names = std::collections::HashSet::new();
@@ -228,6 +248,8 @@ impl NotifyConfig {
             check_url(&w.url, true).map_err(|e| anyhow::anyhow!("{table}: {e}"))?;
             w.delivery.validate(&table)?;
             w.grouping.validate(&table)?;
+            check_tls(w.tls_config.as_ref())
+                .map_err(|e| anyhow::anyhow!("{table}: tls_config: {e}"))?;
             anyhow::ensure!(
                 w.batch != Some(0),
                 "notify.webhook {name}: batch must be at least 1"
@@ -257,6 +279,8 @@ impl NotifyConfig {
             for url in &am.url {
                 check_url(url, false).map_err(|e| anyhow::anyhow!("notify.alertmanager: {e}"))?;
             }
+            check_tls(am.tls_config.as_ref())
+                .map_err(|e| anyhow::anyhow!("notify.alertmanager: tls_config: {e}"))?;
             anyhow::ensure!(
                 !am.resend_interval.is_zero(),
                 "notify.alertmanager: resend_interval must be above 0s"
@@ -279,7 +303,7 @@ impl NotifyConfig {
 impl WebhookConfig {
     /// Every key of the table, the delivery and grouping keys included.
     pub fn keys() -> Vec<&'static str> {
-        let own = ["name", "url", "batch"];
+        let own = ["name", "url", "tls_config", "batch"];
         super::delivery::all_keys(&own)
     }
 
@@ -288,6 +312,7 @@ impl WebhookConfig {
         Self {
             name: None,
             url: url.into(),
+            tls_config: None,
             batch: None,
             delivery: Delivery::default(),
             grouping: Grouping::default(),
@@ -308,6 +333,7 @@ impl AlertmanagerConfig {
     pub fn new(urls: Vec<String>) -> Self {
         Self {
             url: urls,
+            tls_config: None,
             resend_interval: default_resend(),
             heartbeat: Heartbeat::default(),
             generator_url: None,
@@ -333,16 +359,17 @@ pub(crate) fn check_url(url: &str, path_is_secret: bool) -> Result<reqwest::Url,
         ));
     }
     match parsed.scheme() {
-        "http" => Ok(parsed),
-        "https" => Err(format!(
-            "{}: https is not supported by this build (no TLS); use http:// to a local relay",
-            redact(url, path_is_secret)
-        )),
+        "http" | "https" => Ok(parsed),
         other => Err(format!(
             "{}: unsupported scheme {other:?}",
             redact(url, path_is_secret)
         )),
     }
+}
+
+/// Reads every file a `tls_config` names, so a bad one fails at start.
+fn check_tls(tls: Option<&TlsConfig>) -> Result<(), String> {
+    tls.map_or(Ok(()), |t| t.rustls().map(drop))
 }
 
 /// `url` for a log line or `--print-config`: the one redaction of `edges`
@@ -520,9 +547,17 @@ mod tests {
     #[test]
     fn validation_names_the_problem() {
         let https = parse("[[webhook]]\nurl = \"https://chat.example/hook/secret\"\n").unwrap();
-        let err = https.validate().unwrap_err().to_string();
-        assert!(err.contains("no TLS"), "{err}");
+        https.validate().unwrap();
+        let bad_ca = parse("[[webhook]]\nurl = \"https://chat.example/hook/secret\"\ntls_config = { ca_file = \"/nonexistent/ca.crt\" }\n").unwrap();
+        let err = bad_ca.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("tls_config") && err.contains("/nonexistent/ca.crt"),
+            "{err}"
+        );
         assert!(!err.contains("secret"), "{err}");
+        let ftp = parse("[[webhook]]\nurl = \"ftp://chat.example/hook/secret\"\n").unwrap();
+        let err = ftp.validate().unwrap_err().to_string();
+        assert!(err.contains("scheme") && !err.contains("secret"), "{err}");
         let dup = parse("[[webhook]]\nname = \"a\"\nurl = \"http://x/\"\n[[webhook]]\nname = \"a\"\nurl = \"http://y/\"\n").unwrap();
         assert!(dup.validate().is_err());
         let none = parse("[alertmanager]\nurl = []\n").unwrap();

@@ -15,6 +15,7 @@ use reqwest::{StatusCode, Url};
 use super::backoff::Backoff;
 use super::delivery::MAX_RETRY_AFTER;
 use crate::exporter::Exporter;
+use crate::tls::TlsConfig;
 
 /// Why a POST was given up.
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +52,8 @@ pub struct Poster {
 }
 
 impl Poster {
-    /// A client with `timeout` per request, counting retries as `sink`.
+    /// A client with `timeout` per request, counting retries as `sink`;
+    /// https with the system's roots.
     pub fn new(
         sink: &str,
         timeout: Duration,
@@ -59,10 +61,22 @@ impl Poster {
         backoff: Backoff,
         exporter: Exporter,
     ) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
+        Self::with_tls(sink, timeout, max_retries, backoff, exporter, None)
+    }
+
+    /// [`Poster::new`] with the sink's `tls_config`.
+    pub fn with_tls(
+        sink: &str,
+        timeout: Duration,
+        max_retries: u32,
+        backoff: Backoff,
+        exporter: Exporter,
+        tls: Option<&TlsConfig>,
+    ) -> anyhow::Result<Self> {
+        let client = crate::tls::client_builder(tls, sink)
+            .map_err(|e| anyhow::anyhow!("{sink}: tls_config: {e}"))?
             .timeout(timeout)
             .connect_timeout(timeout)
-            .user_agent(concat!("watchdog/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self {
             client,
@@ -94,7 +108,7 @@ impl Poster {
             let (err, asked) = match sent {
                 Ok(resp) if resp.status().is_success() => return Ok(()),
                 Ok(resp) => (PostError::Status(resp.status()), retry_after(&resp)),
-                Err(e) => (PostError::Transport(e.without_url().to_string()), None),
+                Err(e) => (PostError::Transport(crate::poll::describe(e)), None),
             };
             if !err.is_retryable() || attempt >= self.max_retries {
                 return Err(err);

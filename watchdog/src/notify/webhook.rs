@@ -38,7 +38,14 @@ impl Webhook {
             url,
             batch: cfg.batch,
             limiter: d.rate.map(|r| RateLimiter::direct(r.quota())),
-            poster: Poster::new(name, d.timeout.0, d.max_retries, d.backoff(), exporter)?,
+            poster: Poster::with_tls(
+                name,
+                d.timeout.0,
+                d.max_retries,
+                d.backoff(),
+                exporter,
+                cfg.tls_config.as_ref(),
+            )?,
         })
     }
 
