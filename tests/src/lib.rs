@@ -5,11 +5,15 @@
 //! SQLite state database, real agent processes, the real `emitter` and
 //! `watchdog` binaries, and the external tools (Prometheus, Alertmanager).
 
+pub mod agent_cli;
+pub mod agent_cli_capture;
 pub mod agents;
 pub mod am_cluster;
 pub mod bins;
 pub mod contract;
 pub mod ext;
+pub mod fake_model;
+pub mod fake_model_http;
 pub mod field;
 pub mod harness;
 pub mod lab;
