@@ -229,3 +229,149 @@ impl ClaudeResult {
         })
     }
 }
+
+/// The model the tests ask Codex for.
+pub const CODEX_MODEL: &str = "gpt-5-codex";
+
+/// One Codex CLI run: `codex exec <prompt> --json` with its own
+/// `CODEX_HOME` whose `config.toml` names the fake provider and, when
+/// given, the `[otel]` exporters.
+#[derive(Debug, Clone)]
+pub struct CodexRun {
+    /// The binary ([`crate::tools::codex`]).
+    pub bin: PathBuf,
+    /// `HOME` and, below it, `CODEX_HOME` (`.codex`).
+    pub home: PathBuf,
+    /// Working directory.
+    pub workdir: PathBuf,
+    /// The provider's `base_url` (`http://127.0.0.1:<port>/v1`).
+    pub model_url: String,
+    /// The prompt.
+    pub prompt: String,
+    /// The telemetry export, if any.
+    pub otlp: Option<OtlpExport>,
+    /// Export traces too (Codex's spans are many: about 800 kB of JSON for
+    /// one short answer).
+    pub traces: bool,
+    /// The provider's `request_max_retries` and `stream_max_retries`.
+    pub retries: u32,
+    /// Extra environment.
+    pub env: Vec<(String, String)>,
+}
+
+impl CodexRun {
+    /// A run in `dir` (it makes `dir/home/.codex` and `dir/work`).
+    pub fn new(bin: &Path, dir: &Path, model_url: &str, prompt: &str) -> std::io::Result<Self> {
+        let home = dir.join("home");
+        let workdir = dir.join("work");
+        std::fs::create_dir_all(home.join(".codex"))?;
+        std::fs::create_dir_all(&workdir)?;
+        Ok(Self {
+            bin: bin.to_owned(),
+            home,
+            workdir,
+            model_url: model_url.to_owned(),
+            prompt: prompt.to_owned(),
+            otlp: None,
+            traces: false,
+            retries: 0,
+            env: Vec::new(),
+        })
+    }
+
+    /// With telemetry exported as `otlp` says.
+    pub fn with_otlp(mut self, otlp: OtlpExport) -> Self {
+        self.otlp = Some(otlp);
+        self
+    }
+
+    /// `CODEX_HOME`.
+    pub fn codex_home(&self) -> PathBuf {
+        self.home.join(".codex")
+    }
+
+    /// The `config.toml` this run writes.
+    pub fn config_toml(&self) -> String {
+        let mut text = format!(
+            r#"model = "{CODEX_MODEL}"
+model_provider = "fake"
+approval_policy = "never"
+sandbox_mode = "danger-full-access"
+
+[model_providers.fake]
+name = "fake"
+base_url = "{url}"
+wire_api = "responses"
+env_key = "FAKE_OPENAI_API_KEY"
+request_max_retries = {retries}
+stream_max_retries = {retries}
+"#,
+            url = self.model_url,
+            retries = self.retries,
+        );
+        if let Some(otlp) = &self.otlp {
+            let protocol = match otlp.protocol {
+                OtlpProtocol::Protobuf => "binary",
+                OtlpProtocol::Json => "json",
+            };
+            let e = otlp.endpoint.trim_end_matches('/');
+            text.push_str(&format!(
+                r#"
+[otel]
+environment = "test"
+log_user_prompt = false
+exporter = {{ otlp-http = {{ endpoint = "{e}/v1/logs", protocol = "{protocol}" }} }}
+metrics_exporter = {{ otlp-http = {{ endpoint = "{e}/v1/metrics", protocol = "{protocol}" }} }}
+"#
+            ));
+            if self.traces {
+                text.push_str(&format!(
+                    "trace_exporter = {{ otlp-http = {{ endpoint = \"{e}/v1/traces\", protocol = \"{protocol}\" }} }}\n"
+                ));
+            }
+        }
+        text
+    }
+
+    /// Writes the config and returns the command (stdin null).
+    pub fn command(&self) -> std::io::Result<Command> {
+        std::fs::write(self.codex_home().join("config.toml"), self.config_toml())?;
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("exec")
+            .arg("--json")
+            .arg("--skip-git-repo-check")
+            .arg("--ephemeral")
+            .arg(&self.prompt)
+            .current_dir(&self.workdir)
+            .stdin(Stdio::null())
+            .env_clear()
+            .env(
+                "PATH",
+                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+            )
+            .env("HOME", &self.home)
+            .env("CODEX_HOME", self.codex_home())
+            .env("TMPDIR", std::env::temp_dir())
+            .env("TERM", "dumb")
+            .env("LANG", "C.UTF-8")
+            .env("SHELL", "/bin/bash")
+            .env("FAKE_OPENAI_API_KEY", "test")
+            .env("NO_PROXY", "*");
+        if let Some(otlp) = &self.otlp {
+            let interval = otlp.interval_ms.to_string();
+            cmd.env("OTEL_METRIC_EXPORT_INTERVAL", &interval)
+                .env("OTEL_BLRP_SCHEDULE_DELAY", &interval)
+                .env("OTEL_BSP_SCHEDULE_DELAY", &interval);
+            if let Some(job) = otlp.job_id {
+                cmd.env(
+                    "OTEL_RESOURCE_ATTRIBUTES",
+                    format!("orchestrator.job_id={job}"),
+                );
+            }
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        Ok(cmd)
+    }
+}

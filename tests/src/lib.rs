@@ -14,6 +14,7 @@ pub mod contract;
 pub mod ext;
 pub mod fake_model;
 pub mod fake_model_http;
+pub mod fake_model_openai;
 pub mod field;
 pub mod harness;
 pub mod lab;
