@@ -7,6 +7,8 @@
 
 pub mod agent_cli;
 pub mod agent_cli_capture;
+pub mod agent_cli_lab;
+pub mod agent_cli_procfs;
 pub mod agents;
 pub mod am_cluster;
 pub mod bins;
