@@ -28,6 +28,12 @@ pub const GAUGES: &[&str] = &[
     "watchdog_polls_total",
     "watchdog_notifications_total",
     "watchdog_build_info",
+    // New in page 3.
+    "watchdog_agent_cost_usd",
+    "watchdog_agent_api_requests_total",
+    "watchdog_agent_tool_calls_total",
+    "watchdog_agent_tool_repeat",
+    "watchdog_agent_net_wait_seconds",
 ];
 
 /// Families that are histograms (their series carry `_bucket`, `_sum`, `_count`).

@@ -88,6 +88,9 @@ fn every_alerting_rule_names_contract_gauges_and_has_a_unit_test() {
         "AgentGone",
         "AgentNoPid",
         "RunCostHigh",
+        "AgentLooping",
+        "AgentWaitingForReply",
+        "AgentApiErrors",
     ] {
         assert!(alerts.iter().any(|a| a == must), "missing alert {must}");
         assert!(
@@ -242,6 +245,11 @@ fn grafana_dashboard_is_valid_json_over_contract_gauges() {
         "watchdog_reconciler_invariant_violations",
         "watchdog_cost_usd",
         "watchdog_alerts_firing",
+        "watchdog_agent_cost_usd",
+        "watchdog_agent_api_requests_total",
+        "watchdog_agent_tool_calls_total",
+        "watchdog_agent_tool_repeat",
+        "watchdog_agent_net_wait_seconds",
     ] {
         assert!(used.contains(must), "the dashboard shows no {must}");
     }

@@ -179,7 +179,10 @@ fn every_command_line_flag_is_in_the_reference_and_the_other_way_round() {
     let doc = reference();
     let mut all = BTreeSet::new();
     for (name, subcommands) in [
-        ("watchdog", &["run", "check", "validate", "replay"][..]),
+        (
+            "watchdog",
+            &["run", "check", "validate", "replay", "backtest"][..],
+        ),
         ("emitter", &["serve", "snapshot"][..]),
     ] {
         let bin = bins::locate(name).unwrap();

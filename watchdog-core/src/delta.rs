@@ -220,6 +220,8 @@ pub enum AgentStatus {
         tree: Ticks,
         /// Whether `io_rchar + io_wchar` grew; `None` when not known.
         io_grew: Option<bool>,
+        /// By how many bytes it grew; `None` when not known (or it went down).
+        io_bytes: Option<u64>,
         /// Whether the I/O counters went down.
         io_went_down: bool,
     },
@@ -240,6 +242,8 @@ pub enum Reading {
         dt_s: f64,
         /// Whether the I/O counters grew; `None` when not known.
         io_grew: Option<bool>,
+        /// By how many bytes they grew; `None` when not known.
+        io_bytes: Option<u64>,
     },
 }
 
@@ -255,6 +259,7 @@ impl AgentStatus {
                 cpu,
                 tree,
                 io_grew,
+                io_bytes,
                 io_went_down,
             } => {
                 let ticks = match (use_tree, tree) {
@@ -270,6 +275,7 @@ impl AgentStatus {
                             fraction: t as f64 / tck as f64 / dt_s,
                             dt_s,
                             io_grew,
+                            io_bytes,
                         },
                         None => Reading::Missing,
                     },
@@ -522,12 +528,14 @@ fn compare(prev: &Baseline, now: &Baseline, clk_tck: Option<u64>) -> AgentStatus
         (Some(x), Some(y)) => (Some(y > x), y < x),
         _ => (None, false),
     };
+    let io_bytes = prev.io.zip(now.io).and_then(|(x, y)| y.checked_sub(x));
     AgentStatus::Sample {
         dt_s: dt,
         clk_tck,
         cpu,
         tree,
         io_grew,
+        io_bytes,
         io_went_down,
     }
 }

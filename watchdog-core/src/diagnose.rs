@@ -28,7 +28,17 @@
 //!    (or only waits on network);
 //! 6. a descendant (not one the agent waits for) is blocked reading stdin or
 //!    a terminal;
-//! 7. established TCP sockets and nothing above: **waiting on network**.
+//! 7. a descendant **waits for a child** of its own: an agent CLI (whose
+//!    event loop sleeps in `epoll`, never in `do_wait`) running a tool, e.g.
+//!    Claude Code's `bash -c 'sleep 20'`: the tool is what it waits on, not
+//!    the model;
+//! 8. a TCP connection is **waiting for a reply** (page 3): established,
+//!    and data was sent after anything was last received (`sent_ago_s` <
+//!    `received_ago_s`, or nothing ever received), the longest-waiting one
+//!    named: `waiting 4m12s for a reply from 160.79.104.10:443 (request
+//!    sent, nothing received since)`. An idle keep-alive connection
+//!    (received after sent) is not waiting;
+//! 9. established TCP sockets and nothing above: **waiting on network**.
 //!
 //! A wait for a child (`do_wait`, `kernel_wait4`) is never a cause by
 //! itself: the sentence follows the child (recursively, a few levels deep,
@@ -86,6 +96,14 @@ pub fn diagnose(view: &AgentView) -> Option<String> {
             };
             offer(rank, format!("{name} {}", cause.text()));
         }
+        // A descendant waiting for its own child: a tool the agent runs.
+        if !is_root && waits_for_child(p) {
+            let found = tree.follow_children(p, 1, &mut HashSet::from([p.pid]));
+            offer(
+                found.rank.max(7),
+                format!("{} {}", tree.who_with_parent(p), found.text),
+            );
+        }
     }
     best.map(|(_, text)| text)
 }
@@ -114,6 +132,7 @@ enum Cause {
     StdinPipe,
     Tty(Option<String>),
     CloseWait(Vec<String>),
+    NetWait { remote: String, sent_ago_s: f64 },
     Network(Vec<String>),
 }
 
@@ -126,7 +145,8 @@ impl Cause {
             Self::Uninterruptible(_) => 2,
             Self::StdinPipe | Self::Tty(_) => 3,
             Self::CloseWait(_) => 4,
-            Self::Network(_) => 7,
+            Self::NetWait { .. } => 8,
+            Self::Network(_) => 9,
         }
     }
 
@@ -151,6 +171,10 @@ impl Cause {
                 "has a connection in CLOSE_WAIT with {}: the peer closed it and this side never did{}",
                 remotes[0],
                 more(remotes.len(), "in CLOSE_WAIT")
+            ),
+            Self::NetWait { remote, sent_ago_s } => format!(
+                "is waiting {} for a reply from {remote} (request sent, nothing received since)",
+                crate::dur::human_secs(*sent_ago_s).replace(' ', "")
             ),
             Self::Network(remotes) => format!(
                 "is waiting on network, connected to {}{}",
@@ -298,6 +322,12 @@ fn cause(p: &ProcessView) -> Option<Cause> {
     if !close_wait.is_empty() {
         return Some(Cause::CloseWait(close_wait));
     }
+    if let Some(w) = waiting_for_reply(&p.sockets) {
+        return Some(Cause::NetWait {
+            remote: w.remote.clone(),
+            sent_ago_s: w.sent_ago_s.unwrap_or(0.0),
+        });
+    }
     let established = remotes(&p.sockets, "ESTABLISHED");
     if !established.is_empty() {
         return Some(Cause::Network(established));
@@ -337,6 +367,23 @@ fn reads_tty(wchan: &str, sockets: &[SocketView]) -> bool {
 fn waits_for_child(p: &ProcessView) -> bool {
     let wchan = p.wchan.as_deref().unwrap_or("");
     wchan == "do_wait" || wchan.contains("wait4") || wchan.contains("waitid")
+}
+
+/// The established connection that has waited longest for a reply: data
+/// went out after anything last came in (or nothing ever came in).
+fn waiting_for_reply(sockets: &[SocketView]) -> Option<&SocketView> {
+    sockets
+        .iter()
+        .filter(|s| s.state == "ESTABLISHED")
+        .filter(|s| match (s.sent_ago_s, s.received_ago_s) {
+            (Some(sent), Some(received)) => sent.is_finite() && sent < received,
+            (Some(sent), None) => sent.is_finite(),
+            (None, _) => false,
+        })
+        .max_by(|a, b| {
+            let key = |s: &SocketView| s.sent_ago_s.unwrap_or(0.0);
+            key(a).total_cmp(&key(b))
+        })
 }
 
 /// The distinct remote addresses of the sockets in `state`, in fd order.
@@ -594,6 +641,84 @@ mod tests {
         assert!(
             d.contains("waiting for terminal input on /dev/pts/3"),
             "{d}"
+        );
+    }
+
+    fn timed(remote: &str, sent: f64, received: Option<f64>) -> SocketView {
+        SocketView {
+            sent_ago_s: Some(sent),
+            received_ago_s: received,
+            ..socket(30, "ESTABLISHED", remote)
+        }
+    }
+
+    #[test]
+    fn a_request_with_no_reply_is_waiting_for_a_reply_and_beats_waiting_on_network() {
+        let mut agent = process(10, 1, "claude", "S", "do_epoll_wait");
+        agent.sockets = vec![
+            // An idle keep-alive: the reply came after the request.
+            timed("1.2.3.4:443", 300.0, Some(299.0)),
+            timed("160.79.104.10:443", 252.3, Some(260.1)),
+            timed("160.79.104.11:443", 10.0, None),
+        ];
+        let d = diagnose(&view(vec![agent.clone()])).unwrap_or_default();
+        assert_eq!(
+            d,
+            "claude (pid 10) is waiting 4m12s for a reply from 160.79.104.10:443 \
+             (request sent, nothing received since)"
+        );
+        // Only keep-alives: the generic phrase.
+        agent.sockets = vec![timed("1.2.3.4:443", 300.0, Some(299.0))];
+        let d = diagnose(&view(vec![agent.clone()])).unwrap_or_default();
+        assert!(
+            d.contains("waiting on network, connected to 1.2.3.4:443"),
+            "{d}"
+        );
+        // An emitter without tcp_info times: the generic phrase too.
+        agent.sockets = vec![socket(30, "ESTABLISHED", "160.79.104.10:443")];
+        let d = diagnose(&view(vec![agent.clone()])).unwrap_or_default();
+        assert!(d.contains("waiting on network"), "{d}");
+        // CLOSE_WAIT is still the surer cause.
+        agent.sockets = vec![
+            timed("160.79.104.10:443", 252.3, None),
+            socket(31, "CLOSE_WAIT", "93.184.216.34:443"),
+        ];
+        let d = diagnose(&view(vec![agent])).unwrap_or_default();
+        assert!(d.contains("CLOSE_WAIT with 93.184.216.34:443"), "{d}");
+    }
+
+    #[test]
+    fn an_agent_cli_running_a_tool_is_waiting_for_that_child_not_for_the_model() {
+        // Claude Code running `sleep 20` through its Bash tool: node in
+        // epoll, its shell in do_wait; a telemetry POST happens to be in flight.
+        let mut agent = process(10, 1, "claude", "S", "do_epoll_wait");
+        agent.sockets = vec![
+            timed("160.79.104.10:443", 30.0, Some(29.0)),
+            timed("127.0.0.1:4318", 0.2, Some(5.0)),
+        ];
+        let d = diagnose(&view(vec![
+            agent,
+            process(11, 10, "bash", "S", "do_wait"),
+            process(12, 11, "sleep", "S", "hrtimer_nanosleep"),
+        ]))
+        .unwrap_or_default();
+        assert_eq!(
+            d,
+            "bash (pid 11, child of claude pid 10) is waiting for child sleep (pid 12), \
+             which is sleeping in hrtimer_nanosleep"
+        );
+    }
+
+    #[test]
+    fn a_child_waiting_for_a_reply_is_named_through_the_wait() {
+        let mut curl = process(11, 10, "curl", "S", "do_poll");
+        curl.sockets = vec![timed("10.0.0.9:8080", 61.0, None)];
+        let d =
+            diagnose(&view(vec![process(10, 1, "sh", "S", "do_wait"), curl])).unwrap_or_default();
+        assert_eq!(
+            d,
+            "sh (pid 10) is waiting for child curl (pid 11), which is waiting 1m1s for a reply \
+             from 10.0.0.9:8080 (request sent, nothing received since)"
         );
     }
 

@@ -29,8 +29,9 @@ use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
-use shared_schema::{Envelope, Timestamp, SECTIONS};
+use shared_schema::{Agent, Envelope, Timestamp, SECTIONS};
 
+use crate::rules::spend::{self, Source};
 use crate::view::{AgentSample, PollOutcome, PollView};
 
 /// Buckets of `watchdog_poll_duration_seconds`: a local poll takes
@@ -44,6 +45,7 @@ const POLL_BUCKETS: &[f64] = &[
 pub const NOTIFICATION_OUTCOMES: [&str; 3] = ["delivered", "retried", "dropped"];
 
 const AGENT: &[&str] = &["agent", "job_id", "run_id", "pid"];
+const AGENT_SOURCE: &[&str] = &["agent", "job_id", "run_id", "pid", "source"];
 
 /// One per-target gauge family: its name, help, labels after `target`, and
 /// the envelope section it comes from (`None`: from the poll itself).
@@ -80,8 +82,14 @@ const GAUGES: &[Def] = &[
     def("watchdog_section_degraded", "1 when the section is listed in the envelope's degraded list, else 0.", &["section"], Some("")),
     def("watchdog_agent_cpu_fraction", "CPU used by the agent over the last poll interval, in cores (absent until two samples).", AGENT, Some("agents")),
     def("watchdog_agent_runtime_seconds", "Seconds since the agent's job started.", AGENT, Some("agents")),
-    def("watchdog_agent_idle_seconds", "Seconds the agent has stayed below the CPU floor without I/O (as stuck_agent counts them).", AGENT, Some("agents")),
+    def("watchdog_agent_idle_seconds", "Seconds the agent has been idle as stuck_agent counts them: CPU below cpu_floor and I/O below io_floor over its for window, no reported request or tool call.", AGENT, Some("agents")),
     def("watchdog_agents_running", "Agents (running jobs) in the last envelope.", &[], Some("agents")),
+    def("watchdog_agent_cost_usd", "What the agent's run has spent so far, USD: the orchestrator's cost_usd when known, else the agent's own telemetry (see watchdog_agent_cost_source).", AGENT, Some("agents")),
+    def("watchdog_agent_cost_source", "1 for the source of watchdog_agent_cost_usd: db (agent_runs.cost_usd) or telemetry (the agent's OTLP cost records).", AGENT_SOURCE, Some("agents")),
+    def("watchdog_agent_api_requests_total", "Model API requests the agent reported as completed (its OTLP telemetry).", AGENT, Some("agents")),
+    def("watchdog_agent_tool_calls_total", "Tool calls the agent reported as completed (its OTLP telemetry).", AGENT, Some("agents")),
+    def("watchdog_agent_tool_repeat", "Consecutive identical tool calls, ending with the newest (as agent_looping reads it).", AGENT, Some("agents")),
+    def("watchdog_agent_net_wait_seconds", "Seconds the agent's longest-waiting TCP connection has waited for a reply since its request (absent when none waits).", AGENT, Some("agents")),
     def("watchdog_stage_tasks", "Active tasks per stage.", &["stage"], Some("stages")),
     def("watchdog_stage_oldest_age_seconds", "Age in stage of the oldest task of the stage.", &["stage"], Some("stages")),
     def("watchdog_queue_jobs", "Jobs per status.", &["status"], Some("queue")),
@@ -93,6 +101,7 @@ const GAUGES: &[Def] = &[
     def("watchdog_reconciler_invariant_violations", "Invariant violations reported by the newest reconciler tick.", &[], Some("reconciler")),
     def("watchdog_error_events", "Cumulative error events per subsystem, as counted by the orchestrator.", &["subsystem"], Some("errors")),
     def("watchdog_cost_usd", "Total cost over all agent runs, in US dollars.", &[], Some("cost")),
+    def("watchdog_cost_by_source_usd", "The spend cost_budget judges, by source: db (cost.aggregate) and telemetry (running runs whose database cost is still null).", &["source"], Some("cost")),
     def("watchdog_tokens", "Total tokens over all agent runs, by kind.", &["kind"], Some("cost")),
 ];
 
@@ -201,6 +210,7 @@ impl TargetSeries {
             self.set("watchdog_agent_runtime_seconds", rows(|a| a.runtime_s));
             self.set("watchdog_agent_idle_seconds", rows(|a| a.idle_s));
             self.scalar("watchdog_agents_running", Some(e.agents.len() as f64));
+            self.agent_telemetry(agents, &labels, e);
         }
 
         if known("stages") {
@@ -283,6 +293,19 @@ impl TargetSeries {
         if known("cost") {
             let agg = e.cost.as_ref().and_then(|c| c.aggregate.as_ref());
             self.scalar("watchdog_cost_usd", agg.and_then(|a| a.cost_usd));
+            let db = agg.and_then(|a| a.cost_usd);
+            let (live, _) = spend::telemetry_not_in_db(e);
+            self.set(
+                "watchdog_cost_by_source_usd",
+                db.map(|db| {
+                    [
+                        (vec![Source::Db.as_str().to_owned()], db),
+                        (vec![Source::Telemetry.as_str().to_owned()], live),
+                    ]
+                })
+                .into_iter()
+                .flatten(),
+            );
             let kinds = agg.map(|a| {
                 [
                     ("input", a.input_tokens),
@@ -299,6 +322,69 @@ impl TargetSeries {
                     .filter_map(|(kind, n)| n.map(|n| (vec![kind.to_owned()], n as f64))),
             );
         }
+    }
+}
+
+impl TargetSeries {
+    /// The page-3 per-agent families: spend, and what the agent reported of
+    /// itself (`activity`) or the kernel of its connections (`net_wait`).
+    /// Rows come from the envelope, labelled as the delta's agents are (the
+    /// same shared label values); a missing value means no series.
+    fn agent_telemetry(&mut self, agents: &[AgentSample], labels: &[Labels], e: &Envelope) {
+        let by_id: HashMap<(i64, Option<i64>, Option<i64>), &Labels> = agents
+            .iter()
+            .zip(labels)
+            .map(|(a, l)| ((a.job_id, a.run_id, a.pid), l))
+            .collect();
+        let rows = |pick: &dyn Fn(&Agent) -> Option<f64>| {
+            e.agents
+                .iter()
+                .filter_map(|a| {
+                    let l = by_id.get(&(a.job_id, a.run_id, a.pid))?;
+                    pick(a).map(|v| (Labels::clone(l), v))
+                })
+                .collect::<Vec<_>>()
+        };
+        let act = |a: &Agent, f: fn(&shared_schema::Activity) -> u64| {
+            a.activity.as_ref().map(|x| f(x) as f64)
+        };
+        self.set(
+            "watchdog_agent_cost_usd",
+            rows(&|a| spend::of_agent(e, a).map(|s| s.usd)),
+        );
+        self.set(
+            "watchdog_agent_api_requests_total",
+            rows(&|a| act(a, |x| x.api_requests)),
+        );
+        self.set(
+            "watchdog_agent_tool_calls_total",
+            rows(&|a| act(a, |x| x.tool_calls)),
+        );
+        self.set(
+            "watchdog_agent_tool_repeat",
+            rows(&|a| act(a, |x| x.tool_repeat)),
+        );
+        self.set(
+            "watchdog_agent_net_wait_seconds",
+            rows(&|a| {
+                a.net_wait
+                    .as_ref()
+                    .map(|w| w.sent_ago_s)
+                    .filter(|s| s.is_finite())
+            }),
+        );
+        let sources: Vec<(Labels, f64)> = e
+            .agents
+            .iter()
+            .filter_map(|a| {
+                let l = by_id.get(&(a.job_id, a.run_id, a.pid))?;
+                let s = spend::of_agent(e, a)?;
+                let mut values = l.to_vec();
+                values.push(s.source.as_str().to_owned());
+                Some((Labels::from(values), 1.0))
+            })
+            .collect();
+        self.set("watchdog_agent_cost_source", sources);
     }
 }
 
@@ -804,6 +890,86 @@ mod tests {
         assert!(!text.contains("target=\"t2\""), "{text}");
     }
 
+    /// The page-3 families: telemetry and net_wait per agent, spend by source.
+    #[test]
+    fn agent_telemetry_gauges_follow_the_envelope_and_go_with_the_agent() {
+        let x = Exporter::new();
+        let mut e = envelope(&[(7, "dev"), (8, "rev")]);
+        e.agents[0].activity = Some(shared_schema::Activity {
+            api_requests: 12,
+            tool_calls: 40,
+            tool_repeat: 37,
+            cost_usd: Some(1.39),
+            ..shared_schema::Activity::default()
+        });
+        e.agents[0].net_wait = Some(shared_schema::NetWait {
+            remote: "160.79.104.10:443".into(),
+            sent_ago_s: 252.3,
+            received_ago_s: Some(260.1),
+            pid: Some(107),
+        });
+        e.cost = Some(shared_schema::Cost {
+            running: vec![shared_schema::RunningCost {
+                job_id: Some(8),
+                cost_usd: Some(2.5),
+                ..shared_schema::RunningCost::default()
+            }],
+            aggregate: Some(shared_schema::CostAggregate {
+                cost_usd: Some(10.0),
+                ..shared_schema::CostAggregate::default()
+            }),
+        });
+        observe(&x, "t1", &PollOutcome::Ok, Some(&e));
+        let text = x.encode();
+        let dev = "agent=\"dev\",job_id=\"7\",pid=\"107\",run_id=\"\",target=\"t1\"";
+        let rev = "agent=\"rev\",job_id=\"8\",pid=\"108\",run_id=\"\",target=\"t1\"";
+        assert_eq!(
+            lines(&text, "watchdog_agent_cost_usd"),
+            [
+                format!("watchdog_agent_cost_usd{{{dev}}} 1.39"),
+                format!("watchdog_agent_cost_usd{{{rev}}} 2.5"),
+            ]
+        );
+        assert_eq!(
+            lines(&text, "watchdog_agent_cost_source"),
+            [
+                "watchdog_agent_cost_source{agent=\"dev\",job_id=\"7\",pid=\"107\",run_id=\"\",source=\"telemetry\",target=\"t1\"} 1",
+                "watchdog_agent_cost_source{agent=\"rev\",job_id=\"8\",pid=\"108\",run_id=\"\",source=\"db\",target=\"t1\"} 1",
+            ]
+        );
+        // Telemetry only where the agent reported some: no series for rev.
+        for (name, v) in [
+            ("watchdog_agent_api_requests_total", "12"),
+            ("watchdog_agent_tool_calls_total", "40"),
+            ("watchdog_agent_tool_repeat", "37"),
+            ("watchdog_agent_net_wait_seconds", "252.3"),
+        ] {
+            assert_eq!(
+                lines(&text, name),
+                [format!("{name}{{{dev}}} {v}")],
+                "{text}"
+            );
+        }
+        assert_eq!(
+            lines(&text, "watchdog_cost_by_source_usd"),
+            [
+                "watchdog_cost_by_source_usd{source=\"db\",target=\"t1\"} 10",
+                "watchdog_cost_by_source_usd{source=\"telemetry\",target=\"t1\"} 1.39",
+            ]
+        );
+        // dev leaves: every one of its series goes.
+        let mut e2 = e.clone();
+        e2.agents.remove(0);
+        observe(&x, "t1", &PollOutcome::Ok, Some(&e2));
+        let text = x.encode();
+        assert!(!text.contains("job_id=\"7\""), "{text}");
+        assert!(
+            lines(&text, "watchdog_agent_tool_repeat").is_empty(),
+            "{text}"
+        );
+        assert_eq!(lines(&text, "watchdog_agent_cost_usd").len(), 1, "{text}");
+    }
+
     #[test]
     fn every_gauge_is_rendered_with_its_contract_name() {
         // CONTRACT.md section 4 names; the collector knows each one.
@@ -829,6 +995,11 @@ mod tests {
             "watchdog_cost_usd",
             "watchdog_tokens",
             "watchdog_alerts_firing",
+            "watchdog_agent_cost_usd",
+            "watchdog_agent_api_requests_total",
+            "watchdog_agent_tool_calls_total",
+            "watchdog_agent_tool_repeat",
+            "watchdog_agent_net_wait_seconds",
         ] {
             assert!(GAUGES.iter().any(|d| d.name == name), "{name}");
         }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dur::Dur;
 use crate::notify::NotifyConfig;
+use crate::record::{ByteSize, Rotation};
 use crate::rules::RuleSet;
 
 /// Default poll interval.
@@ -34,6 +35,9 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     alert_log: Option<PathBuf>,
     state_file: Option<PathBuf>,
+    record: Option<PathBuf>,
+    record_max_bytes: Option<ByteSize>,
+    record_keep: Option<u32>,
     #[serde(default)]
     target_files: Vec<String>,
     #[serde(default)]
@@ -71,6 +75,10 @@ pub struct Overrides {
     pub state_file: Option<PathBuf>,
     /// `--record`.
     pub record: Option<PathBuf>,
+    /// `--record-max-bytes`.
+    pub record_max_bytes: Option<ByteSize>,
+    /// `--record-keep`.
+    pub record_keep: Option<u32>,
 }
 
 /// One emitter to poll.
@@ -114,6 +122,10 @@ pub struct Config {
     pub state_file: Option<PathBuf>,
     /// Where polled envelopes are recorded.
     pub record: Option<PathBuf>,
+    /// The cap of one recording file (`record_max_bytes`); `None`: no cap.
+    pub record_max_bytes: Option<u64>,
+    /// Rotated recording files kept (`record_keep`).
+    pub record_keep: u32,
     /// The targets of `[[target]]` (or `--target`).
     pub targets: Vec<Target>,
     /// `target_files`: patterns of `file_sd` files ([`crate::targets`]),
@@ -215,6 +227,22 @@ impl Config {
                 .parse()
                 .map_err(|_| ConfigError("bad default listen address".into()))?,
         };
+        let record_max_bytes = over.record_max_bytes.or(file.record_max_bytes).map(|b| b.0);
+        if record_max_bytes == Some(0) {
+            return Err(ConfigError(format!(
+                "{where_}: key `record_max_bytes` must be larger than 0"
+            )));
+        }
+        let record_keep = over
+            .record_keep
+            .or(file.record_keep)
+            .unwrap_or(crate::record::DEFAULT_KEEP);
+        if record_keep > crate::record::MAX_KEEP {
+            return Err(ConfigError(format!(
+                "{where_}: key `record_keep` must be at most {}",
+                crate::record::MAX_KEEP
+            )));
+        }
         // `[notify]` is checked here, with everything else: a bad sink is a
         // config error (exit 2) in every command, not a failure of `run` later.
         file.notify
@@ -227,7 +255,9 @@ impl Config {
             listen,
             alert_log: over.alert_log.clone().or(file.alert_log),
             state_file: over.state_file.clone().or(file.state_file),
-            record: over.record.clone(),
+            record: over.record.clone().or(file.record),
+            record_max_bytes,
+            record_keep,
             targets,
             target_files,
             rules,
@@ -242,6 +272,14 @@ impl Config {
             .unwrap_or(crate::engine::DEFAULT_REPEAT_INTERVAL)
     }
 
+    /// How `--record` rotates.
+    pub fn record_rotation(&self) -> Rotation {
+        Rotation {
+            max_bytes: self.record_max_bytes,
+            keep: self.record_keep,
+        }
+    }
+
     /// The effective config as TOML, secrets left out (`--print-config`).
     pub fn to_toml(&self) -> String {
         #[derive(Serialize)]
@@ -253,6 +291,11 @@ impl Config {
             alert_log: Option<&'a Path>,
             #[serde(skip_serializing_if = "Option::is_none")]
             state_file: Option<&'a Path>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            record: Option<&'a Path>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            record_max_bytes: Option<u64>,
+            record_keep: u32,
             #[serde(skip_serializing_if = "<[String]>::is_empty")]
             target_files: &'a [String],
             target: Vec<OutTarget<'a>>,
@@ -278,6 +321,9 @@ impl Config {
             listen: self.listen.to_string(),
             alert_log: self.alert_log.as_deref(),
             state_file: self.state_file.as_deref(),
+            record: self.record.as_deref(),
+            record_max_bytes: self.record_max_bytes,
+            record_keep: self.record_keep,
             target_files: &self.target_files,
             target: self
                 .targets
@@ -551,6 +597,45 @@ repeat_interval = "1h 30m"
             e.contains("target_files") && e.contains("last path component"),
             "{e}"
         );
+    }
+
+    /// Issue 21: the rotation keys of `--record`, as numbers or with units;
+    /// flags win; nonsense names the key.
+    #[test]
+    fn record_rotation_keys_read_and_flags_override_them() {
+        let f = write(
+            "record = \"/var/lib/w/rec.jsonl\"\nrecord_max_bytes = \"64MiB\"\nrecord_keep = 3\n",
+        );
+        let c = load_file(&f).unwrap();
+        assert_eq!(c.record.as_deref(), Some(Path::new("/var/lib/w/rec.jsonl")));
+        assert_eq!(c.record_max_bytes, Some(64 << 20));
+        assert_eq!(c.record_keep, 3);
+        assert!(
+            c.to_toml().contains("record_max_bytes = 67108864"),
+            "{}",
+            c.to_toml()
+        );
+        let c = Config::load(&Overrides {
+            config: Some(f.path().to_owned()),
+            record: Some("/tmp/other.jsonl".into()),
+            record_max_bytes: Some(ByteSize(1000)),
+            record_keep: Some(0),
+            ..Overrides::default()
+        })
+        .unwrap();
+        assert_eq!((c.record_max_bytes, c.record_keep), (Some(1000), 0));
+        assert_eq!(c.record.as_deref(), Some(Path::new("/tmp/other.jsonl")));
+        let c = load_file(&write("")).unwrap();
+        assert_eq!(c.record_rotation(), Rotation::default());
+        for (text, key) in [
+            ("record_max_bytes = 0\n", "record_max_bytes"),
+            ("record_max_bytes = \"lots\"\n", "record_max_bytes"),
+            ("record_keep = 5000\n", "record_keep"),
+            ("record_keep = -1\n", "record_keep"),
+        ] {
+            let e = load_file(&write(text)).unwrap_err().0;
+            assert!(e.contains(key), "{text}: {e}");
+        }
     }
 
     #[test]

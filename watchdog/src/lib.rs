@@ -12,6 +12,7 @@
 //! or clocks, and Cargo keeps I/O out of it.
 
 pub mod alert_log;
+pub mod backtest;
 pub mod check;
 pub mod collector;
 pub mod config;
@@ -25,6 +26,7 @@ pub mod reference;
 pub mod replay;
 pub mod run;
 pub mod sd;
+pub mod shard;
 pub mod state;
 pub mod stderr;
 pub mod stdout;

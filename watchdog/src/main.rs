@@ -31,8 +31,10 @@ enum Command {
     Check(CheckArgs),
     /// Check an envelope (URL, FILE or - for stdin) against the contract.
     Validate(ValidateArgs),
-    /// Feed a --record file through the rules and print the alert lines.
+    /// Feed --record files through the rules and print the alert lines.
     Replay(ReplayArgs),
+    /// Report what a config (and a second one, against it) would have fired over --record files.
+    Backtest(BacktestArgs),
 }
 
 #[derive(Debug, Args)]
@@ -56,9 +58,15 @@ struct RunArgs {
     /// Append alert lines to this file too.
     #[arg(long, value_name = "FILE")]
     alert_log: Option<PathBuf>,
-    /// Append each polled envelope to this file (input of `replay`).
+    /// Append each polled envelope to this file (input of `replay` and `backtest`).
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
+    /// Rotate the --record file before it passes this size (e.g. 64MiB); no cap by default.
+    #[arg(long, value_name = "SIZE")]
+    record_max_bytes: Option<watchdog::record::ByteSize>,
+    /// Rotated --record files kept (FILE.1 ... FILE.N; default 5).
+    #[arg(long, value_name = "N")]
+    record_keep: Option<u32>,
     /// Keep pending/firing alerts and baselines in this file across restarts.
     #[arg(long, value_name = "FILE")]
     state_file: Option<PathBuf>,
@@ -100,11 +108,52 @@ struct ValidateArgs {
 #[derive(Debug, Args)]
 #[deny(missing_docs)]
 struct ReplayArgs {
-    /// A file written by `run --record`.
-    file: PathBuf,
+    /// Files written by `run --record`, or patterns (`rec.jsonl*`); a file brings its rotated FILE.N along, oldest first.
+    #[arg(required = true, value_name = "FILE")]
+    file: Vec<PathBuf>,
     /// TOML config file (for [rules.*] and [notify] repeat_interval).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[deny(missing_docs)]
+struct BacktestArgs {
+    /// Files written by `run --record`, or patterns (`rec.jsonl*`); a file brings its rotated FILE.N along, oldest first.
+    #[arg(required = true, value_name = "FILE")]
+    file: Vec<PathBuf>,
+    /// Config A: the rules in force.
+    #[arg(long, value_name = "A.toml")]
+    config: PathBuf,
+    /// Config B, compared with A: the alerts it adds, removes, fires earlier or later.
+    #[arg(long, value_name = "B.toml")]
+    against: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+    /// Exit 1 when B adds alerts, removes some, or either or fires any at another time.
+    #[arg(long, value_enum, requires = "against")]
+    fail_on: Option<FailOnArg>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Format {
+    /// Aligned columns for a terminal.
+    Text,
+    /// One JSON object (docs/REFERENCE.md).
+    Json,
+    /// One self-contained HTML page with a timeline per rule.
+    Html,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum FailOnArg {
+    /// B fires an alert A does not.
+    Added,
+    /// A fires an alert B does not.
+    Removed,
+    /// Added, removed, or a shared alert fired at another time.
+    Any,
 }
 
 fn main() -> ExitCode {
@@ -194,6 +243,7 @@ async fn dispatch(command: Command) -> i32 {
             watchdog::validate_cmd::validate(&a.input, token, a.timeout.0).await
         }
         Command::Replay(a) => replay(a),
+        Command::Backtest(a) => backtest(a),
     }
 }
 
@@ -207,6 +257,8 @@ async fn run(a: RunArgs) -> i32 {
         alert_log: a.alert_log,
         state_file: a.state_file,
         record: a.record,
+        record_max_bytes: a.record_max_bytes,
+        record_keep: a.record_keep,
     };
     if a.print_config {
         return match Config::load(&over) {
@@ -244,10 +296,10 @@ fn replay(a: ReplayArgs) -> i32 {
             return 2;
         }
     };
-    let file = match std::fs::File::open(&a.file) {
+    let files = match watchdog::replay::inputs(&a.file) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("watchdog: cannot open {}: {e}", a.file.display());
+            eprintln!("watchdog: {e}");
             return 1;
         }
     };
@@ -255,10 +307,11 @@ fn replay(a: ReplayArgs) -> i32 {
     let mut engine = Engine::new(rules, config.repeat_interval());
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    match watchdog::replay::replay(std::io::BufReader::new(file), &mut engine, &mut out) {
+    match watchdog::replay::replay_files(&files, &mut engine, &mut out) {
         Ok(stats) => {
             let _ = out.flush();
             tracing::info!(
+                files = files.len(),
                 records = stats.records,
                 skipped = stats.skipped,
                 alerts = stats.alerts,
@@ -266,11 +319,74 @@ fn replay(a: ReplayArgs) -> i32 {
             );
             0
         }
-        Err(e) => {
-            eprintln!("watchdog: replay of {} failed: {e}", a.file.display());
+        Err((path, e)) => {
+            eprintln!("watchdog: replay of {} failed: {e}", path.display());
             1
         }
     }
+}
+
+/// Exit 0, or 1 with `--fail-on` when such a difference exists; 2 for a
+/// usage or config error and for input that cannot be read (1 is taken).
+fn backtest(a: BacktestArgs) -> i32 {
+    use watchdog::backtest::{self, FailOn, Side};
+    let side = |path: &PathBuf| -> Result<Side, String> {
+        let config = Config::load(&Overrides {
+            config: Some(path.clone()),
+            ..Overrides::default()
+        })
+        .map_err(|e| e.to_string())?;
+        let repeat_interval = config.repeat_interval();
+        Ok(Side {
+            name: path.display().to_string(),
+            rules: config.rules,
+            repeat_interval,
+        })
+    };
+    let sides = side(&a.config).and_then(|s| Ok((s, a.against.as_ref().map(side).transpose()?)));
+    let (side_a, side_b) = match sides {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("watchdog: {e}");
+            return 2;
+        }
+    };
+    let files = match watchdog::replay::inputs(&a.file) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("watchdog: {e}");
+            return 2;
+        }
+    };
+    let report = match backtest::backtest(&files, side_a, side_b) {
+        Ok(r) => r,
+        Err((path, e)) => {
+            eprintln!("watchdog: cannot read {}: {e}", path.display());
+            return 2;
+        }
+    };
+    let text = match a.format {
+        Format::Text => backtest::text::render(&report),
+        Format::Json => backtest::json::render(&report),
+        Format::Html => backtest::html::render(&report),
+    };
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        eprintln!("watchdog: cannot write the report: {e}");
+        return 2;
+    }
+    tracing::info!(
+        files = files.len(),
+        records = report.replayed.records,
+        skipped = report.replayed.skipped,
+        "backtested"
+    );
+    let fail_on = a.fail_on.map(|f| match f {
+        FailOnArg::Added => FailOn::Added,
+        FailOnArg::Removed => FailOn::Removed,
+        FailOnArg::Any => FailOn::Any,
+    });
+    i32::from(fail_on.is_some_and(|f| report.fails_on(f)))
 }
 
 /// One glibc malloc arena instead of one per thread that ever allocated:

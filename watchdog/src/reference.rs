@@ -183,6 +183,19 @@ fn full_envelope(now: Timestamp) -> Envelope {
         agent: Some("dev".into()),
         pid: Some(1234),
         runtime_s: Some(60.0),
+        activity: Some(shared_schema::Activity {
+            api_requests: 3,
+            tool_calls: 5,
+            tool_repeat: 1,
+            cost_usd: Some(0.25),
+            ..shared_schema::Activity::default()
+        }),
+        net_wait: Some(shared_schema::NetWait {
+            remote: "160.79.104.10:443".into(),
+            sent_ago_s: 4.0,
+            received_ago_s: Some(5.0),
+            pid: Some(1234),
+        }),
         ..Agent::default()
     }];
     e.stages = vec![Stage {
@@ -246,6 +259,14 @@ pub fn config_keys() -> BTreeMap<&'static str, Vec<String>> {
         (
             "notify.alertmanager",
             "[notify.alertmanager]\nurl = \"http://h:1\"\nzz_unknown = 1\n",
+        ),
+        (
+            "notify.slack",
+            "[[notify.slack]]\nurl = \"http://h:1/x\"\nzz_unknown = 1\n",
+        ),
+        (
+            "notify.pagerduty",
+            "[[notify.pagerduty]]\nrouting_key = \"k\"\nurl = \"http://h:1/x\"\nzz_unknown = 1\n",
         ),
     ];
     let dir = std::env::temp_dir().join(format!("watchdog-reference-{}", std::process::id()));

@@ -232,7 +232,7 @@ pub async fn run(over: Overrides) -> anyhow::Result<()> {
         over,
         engine,
         log: AlertLog::new(config.alert_log.clone(), Some(stdout)),
-        recorder: config.record.clone().map(Recorder::new),
+        recorder: Recorder::from_config(&config),
         exporter,
         notifier: Some(notifier),
         outbox,
@@ -572,6 +572,9 @@ impl Runner {
             self.log.retarget(config.alert_log.clone());
         }
         self.state_file = config.state_file.clone();
+        if let Some(rec) = self.recorder.as_mut() {
+            rec.set_rotation(config.record_rotation());
+        }
         self.interval = config.interval;
         self.health.set_max_age(stuck_after(config.interval));
         self.timeout = config.timeout;

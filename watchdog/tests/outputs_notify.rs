@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use edges::dur::Dur;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -38,6 +39,10 @@ struct State {
     /// Every request is counted here, including failed ones.
     attempts: AtomicUsize,
     fail_next: AtomicUsize,
+    /// Answer this many requests with 429 and `Retry-After: 1`.
+    throttle_next: AtomicUsize,
+    /// When each request arrived.
+    arrivals: Mutex<Vec<Instant>>,
     always_fail: AtomicBool,
     delay_ms: AtomicU64,
 }
@@ -92,6 +97,14 @@ impl Receiver {
         self.state.fail_next.store(n, Ordering::SeqCst);
     }
 
+    fn throttle_next(&self, n: usize) {
+        self.state.throttle_next.store(n, Ordering::SeqCst);
+    }
+
+    fn arrivals(&self) -> Vec<Instant> {
+        self.state.arrivals.lock().unwrap().clone()
+    }
+
     fn always_fail(&self) {
         self.state.always_fail.store(true, Ordering::SeqCst);
     }
@@ -105,6 +118,7 @@ impl Receiver {
 
 async fn handle(req: Request<hyper::body::Incoming>, state: &State) -> Response<Full<Bytes>> {
     state.attempts.fetch_add(1, Ordering::SeqCst);
+    state.arrivals.lock().unwrap().push(Instant::now());
     let delay = state.delay_ms.load(Ordering::SeqCst);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -123,6 +137,16 @@ async fn handle(req: Request<hyper::body::Incoming>, state: &State) -> Response<
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
     let mut resp = Response::new(Full::new(Bytes::new()));
+    let throttled = state
+        .throttle_next
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    if throttled {
+        *resp.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        resp.headers_mut()
+            .insert("retry-after", hyper::header::HeaderValue::from_static("1"));
+        return resp;
+    }
     if failing {
         *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
         return resp;
@@ -188,9 +212,9 @@ fn line(event: AlertEvent, job: u32) -> AlertLine {
 
 fn webhook(url: String) -> WebhookConfig {
     let mut cfg = WebhookConfig::new(url);
-    cfg.timeout = Duration::from_secs(5);
-    cfg.backoff = Duration::from_millis(5);
-    cfg.backoff_max = Duration::from_millis(20);
+    cfg.delivery.timeout = Dur::secs(5);
+    cfg.delivery.backoff = Dur(Duration::from_millis(5));
+    cfg.delivery.backoff_max = Dur(Duration::from_millis(20));
     cfg
 }
 
@@ -280,7 +304,7 @@ async fn failures_are_retried_with_backoff_until_delivered() {
     let rx_server = Receiver::start().await;
     rx_server.fail_next(2);
     let mut cfg = webhook(rx_server.url("/"));
-    cfg.max_retries = 3;
+    cfg.delivery.max_retries = 3;
     let (notifier, exporter, mut dropped) = start(webhooks(vec![cfg]));
     notifier.publish(&line(AlertEvent::Firing, 7));
     wait_for("delivery after retries", || rx_server.requests().len() == 1).await;
@@ -299,7 +323,7 @@ async fn an_event_still_failing_after_its_retries_comes_back_dropped() {
     let rx_server = Receiver::start().await;
     rx_server.always_fail();
     let mut cfg = webhook(rx_server.url("/"));
-    cfg.max_retries = 2;
+    cfg.delivery.max_retries = 2;
     let (notifier, exporter, mut dropped) = start(webhooks(vec![cfg]));
     let event = line(AlertEvent::Firing, 7);
     notifier.publish(&event);
@@ -349,7 +373,7 @@ async fn the_rate_limit_holds_and_the_excess_is_dropped() {
     let rx_server = Receiver::start().await;
     let mut cfg = webhook(rx_server.url("/"));
     // A burst of 3, then one every 20 s: the test never sees a refill.
-    cfg.rate = Some("3/min".parse().unwrap());
+    cfg.delivery.rate = Some("3/min".parse().unwrap());
     let (notifier, exporter, mut dropped) = start(webhooks(vec![cfg]));
     for job in 0..10 {
         notifier.publish(&line(AlertEvent::Firing, job));
@@ -373,7 +397,7 @@ async fn a_full_queue_drops_at_once_and_publish_never_waits() {
     let rx_server = Receiver::start().await;
     rx_server.answer_after(Duration::from_millis(200));
     let mut cfg = webhook(rx_server.url("/"));
-    cfg.queue = 2;
+    cfg.delivery.queue = 2;
     let (notifier, exporter, mut dropped) = start(webhooks(vec![cfg]));
     let started = Instant::now();
     // Published without yielding: the worker has not taken anything yet.
@@ -408,7 +432,7 @@ async fn a_dead_sink_delays_nothing_else() {
     slow.answer_after(Duration::from_secs(30));
     let fast = Receiver::start().await;
     let mut dead = webhook(slow.url("/"));
-    dead.timeout = Duration::from_secs(60);
+    dead.delivery.timeout = Dur::secs(60);
     let mut live = webhook(fast.url("/"));
     live.name = Some("chat".into());
     let (notifier, exporter, _dropped) = start(webhooks(vec![dead, live]));
@@ -445,7 +469,7 @@ async fn shutdown_flushes_what_it_can_and_drops_the_rest() {
     let stuck = Receiver::start().await;
     stuck.answer_after(Duration::from_secs(30));
     let mut cfg = webhook(stuck.url("/"));
-    cfg.timeout = Duration::from_secs(60);
+    cfg.delivery.timeout = Dur::secs(60);
     let (notifier, exporter, mut dropped) = start(webhooks(vec![cfg]));
     for job in 0..4 {
         notifier.publish(&line(AlertEvent::Firing, job));
@@ -782,4 +806,292 @@ async fn a_diagnosis_reaches_the_webhook_and_alertmanager_as_an_annotation() {
     wait_for("the second alert", || am_alerts(&am).len() == 2).await;
     assert!(am_alerts(&am)[1]["annotations"].get("diagnosis").is_none());
     notifier.shutdown(Duration::from_secs(1)).await;
+}
+
+/// Slack's documented shape of an incoming-webhook message: `text` and/or
+/// `blocks` (at most 50), sections with a text object of at most 3000
+/// characters, context blocks with 1-10 text elements.
+fn check_slack_message(body: &Value) -> Result<(), String> {
+    let obj = body.as_object().ok_or("not an object")?;
+    let allowed = [
+        "text",
+        "blocks",
+        "attachments",
+        "thread_ts",
+        "mrkdwn",
+        "username",
+        "icon_emoji",
+        "icon_url",
+        "channel",
+    ];
+    if let Some(k) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(format!("unknown key {k}"));
+    }
+    let text_ok = obj
+        .get("text")
+        .and_then(Value::as_str)
+        .is_some_and(|t| !t.is_empty());
+    let blocks = obj.get("blocks").and_then(Value::as_array);
+    if !text_ok && blocks.is_none() {
+        return Err("needs text or blocks".into());
+    }
+    let text_object = |t: &Value| -> Result<(), String> {
+        let kind = t["type"].as_str().ok_or("text object without type")?;
+        if !["mrkdwn", "plain_text"].contains(&kind) {
+            return Err(format!("text type {kind}"));
+        }
+        let text = t["text"].as_str().ok_or("text object without text")?;
+        if text.is_empty() || text.chars().count() > 3000 {
+            return Err(format!("text of {} characters", text.chars().count()));
+        }
+        Ok(())
+    };
+    for block in blocks.into_iter().flatten() {
+        match block["type"].as_str() {
+            Some("section") => text_object(&block["text"])?,
+            Some("context") => {
+                let els = block["elements"]
+                    .as_array()
+                    .ok_or("context without elements")?;
+                if els.is_empty() || els.len() > 10 {
+                    return Err(format!("context with {} elements", els.len()));
+                }
+                for e in els {
+                    text_object(e)?;
+                }
+            }
+            other => return Err(format!("block type {other:?}")),
+        }
+    }
+    if blocks.is_some_and(|b| b.len() > 50) {
+        return Err("more than 50 blocks".into());
+    }
+    Ok(())
+}
+
+/// PagerDuty Events API v2's documented shape of an event.
+fn check_pagerduty_event(body: &Value) -> Result<(), String> {
+    let key = body["routing_key"].as_str().ok_or("routing_key")?;
+    if key.is_empty() {
+        return Err("empty routing_key".into());
+    }
+    let action = body["event_action"].as_str().ok_or("event_action")?;
+    let dedup = body["dedup_key"].as_str().ok_or("dedup_key")?;
+    if dedup.is_empty() || dedup.len() > 255 {
+        return Err(format!("dedup_key of {} bytes", dedup.len()));
+    }
+    match action {
+        "trigger" => {
+            let p = body["payload"]
+                .as_object()
+                .ok_or("trigger without payload")?;
+            let summary = p
+                .get("summary")
+                .and_then(Value::as_str)
+                .ok_or("payload.summary")?;
+            if summary.is_empty() || summary.chars().count() > 1024 {
+                return Err("payload.summary length".into());
+            }
+            if p.get("source")
+                .and_then(Value::as_str)
+                .map_or(true, str::is_empty)
+            {
+                return Err("payload.source".into());
+            }
+            let sev = p
+                .get("severity")
+                .and_then(Value::as_str)
+                .ok_or("payload.severity")?;
+            if !["critical", "error", "warning", "info"].contains(&sev) {
+                return Err(format!("payload.severity {sev}"));
+            }
+            if let Some(ts) = p.get("timestamp") {
+                Timestamp::parse(ts.as_str().ok_or("payload.timestamp")?)
+                    .map_err(|e| e.to_string())?;
+            }
+            if p.get("custom_details").is_some_and(|d| !d.is_object()) {
+                return Err("payload.custom_details".into());
+            }
+        }
+        "acknowledge" | "resolve" => {}
+        other => return Err(format!("event_action {other}")),
+    }
+    Ok(())
+}
+
+fn receivers(slack_url: String, pd_url: String) -> NotifyConfig {
+    let fast =
+        |t: &str| format!("{t}timeout = \"5s\"\nbackoff = \"5ms\"\nbackoff_max = \"20ms\"\n");
+    let text = format!(
+        "[[slack]]\nurl = {slack_url:?}\n{}[[pagerduty]]\nrouting_key = \"R0UT1NGKEY0123456789abcdefABCDEF\"\nurl = {pd_url:?}\n{}",
+        fast(""),
+        fast("")
+    );
+    let cfg: NotifyConfig = toml::from_str(&text).unwrap();
+    cfg.validate().unwrap();
+    cfg
+}
+
+#[tokio::test]
+async fn slack_and_pagerduty_get_their_own_documented_bodies() {
+    let slack = Receiver::start().await;
+    let pd = Receiver::start().await;
+    let (notifier, exporter, mut dropped) = start(receivers(
+        slack.url("/services/T000/B000/x"),
+        pd.url("/v2/enqueue"),
+    ));
+    let mut hostile = line(AlertEvent::Firing, 7);
+    hostile.summary = "agent <!channel> & co (job 7) used 0.0% CPU".into();
+    let events = [
+        hostile,
+        line(AlertEvent::Repeat, 7),
+        line(AlertEvent::Resolved, 7),
+    ];
+    for e in &events {
+        notifier.publish(e);
+    }
+    wait_for("3 slack messages", || slack.requests().len() == 3).await;
+    wait_for("3 pagerduty events", || pd.requests().len() == 3).await;
+
+    for r in slack.requests() {
+        assert_eq!(r.content_type, "application/json");
+        check_slack_message(&r.body).unwrap_or_else(|e| panic!("slack body {}: {e}", r.body));
+    }
+    let first = slack.requests()[0].body.to_string();
+    assert!(!first.contains("<!channel>"), "escaped: {first}");
+    let texts: Vec<String> = slack
+        .requests()
+        .iter()
+        .map(|r| r.body["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        texts[0].starts_with("FIRING stuck_agent (warning) on orch-1: agent &lt;!channel&gt;"),
+        "{texts:?}"
+    );
+    assert!(texts[1].starts_with("STILL FIRING"), "{texts:?}");
+    assert!(texts[2].starts_with("RESOLVED"), "{texts:?}");
+
+    let got: Vec<Value> = pd.requests().into_iter().map(|r| r.body).collect();
+    for e in &got {
+        check_pagerduty_event(e).unwrap_or_else(|err| panic!("pagerduty body {e}: {err}"));
+    }
+    let actions: Vec<&str> = got
+        .iter()
+        .map(|e| e["event_action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["trigger", "trigger", "resolve"]);
+    let keys: Vec<&str> = got
+        .iter()
+        .map(|e| e["dedup_key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["stuck_agent|orch-1|job=7"; 3]);
+    assert_eq!(
+        got[0]["payload"]["custom_details"]["key"],
+        "stuck_agent|orch-1|job=7"
+    );
+
+    assert_eq!(counted(&exporter, "slack[0]", "delivered"), 3.0);
+    assert_eq!(counted(&exporter, "pagerduty[0]", "delivered"), 3.0);
+    notifier.shutdown(Duration::from_secs(1)).await;
+    assert!(dropped.try_recv().is_err(), "nothing dropped");
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_is_waited_out_then_delivered() {
+    let slack = Receiver::start().await;
+    let pd = Receiver::start().await;
+    pd.throttle_next(1);
+    let (notifier, _exporter, mut dropped) =
+        start(receivers(slack.url("/hook"), pd.url("/v2/enqueue")));
+    notifier.publish(&line(AlertEvent::Firing, 9));
+    wait_for("the event after the 429", || pd.requests().len() == 1).await;
+    let at = pd.arrivals();
+    assert_eq!(at.len(), 2, "one 429, one accepted");
+    let waited = at[1] - at[0];
+    // The sink's own backoff is at most 20 ms here: only Retry-After explains a second.
+    assert!(
+        waited >= Duration::from_millis(990),
+        "retried after {waited:?}, not after Retry-After: 1"
+    );
+    assert_eq!(pd.requests()[0].body["event_action"], "trigger");
+    notifier.shutdown(Duration::from_secs(1)).await;
+    assert!(dropped.try_recv().is_err(), "nothing dropped");
+}
+
+/// The storm of the fleet issue: the model API is down and every agent
+/// hangs at once. With grouping on, each sink gets one message per group.
+#[tokio::test]
+async fn a_storm_of_ten_thousand_alerts_is_one_message_per_group() {
+    let hook = Receiver::start().await;
+    let slack = Receiver::start().await;
+    let pd = Receiver::start().await;
+    let grouped = "group_by = [\"rule\"]\ngroup_wait = \"300ms\"\ngroup_interval = \"300ms\"\n";
+    let text = format!(
+        "[[webhook]]\nurl = {:?}\n{grouped}[[slack]]\nurl = {:?}\n{grouped}[[pagerduty]]\nrouting_key = \"R0UT1NGKEY\"\nurl = {:?}\n{grouped}",
+        hook.url("/hook"),
+        slack.url("/slack"),
+        pd.url("/v2/enqueue"),
+    );
+    let config: NotifyConfig = toml::from_str(&text).unwrap();
+    config.validate().unwrap();
+    let (notifier, exporter, mut dropped) = start(config);
+    for job in 0..10_000 {
+        notifier.publish(&line(AlertEvent::Firing, job));
+    }
+    wait_for("one grouped webhook message", || hook.requests().len() == 1).await;
+    wait_for("one slack message", || slack.requests().len() == 1).await;
+    wait_for("one pagerduty event", || pd.requests().len() == 1).await;
+    let body = &hook.requests()[0].body;
+    assert_eq!(body["group_key"], "rule=stuck_agent");
+    assert_eq!(body["firing"], 10_000);
+    assert_eq!(body["alerts"].as_array().unwrap().len(), 100);
+    assert_eq!(body["truncated"], 9_900);
+    let s = &slack.requests()[0].body;
+    check_slack_message(s).unwrap_or_else(|e| panic!("slack body {s}: {e}"));
+    assert_eq!(s["text"], "FIRING 10000 firing, 0 resolved: stuck_agent");
+    let p = &pd.requests()[0].body;
+    check_pagerduty_event(p).unwrap_or_else(|e| panic!("pagerduty body {p}: {e}"));
+    assert_eq!(p["event_action"], "trigger");
+    assert_eq!(p["dedup_key"], "group|rule=stuck_agent");
+    wait_for("10000 counted as delivered", || {
+        counted(&exporter, "webhook[0]", "delivered") == 10_000.0
+    })
+    .await;
+
+    for job in 0..10_000 {
+        notifier.publish(&line(AlertEvent::Resolved, job));
+    }
+    wait_for("the resolving webhook message", || {
+        hook.requests().len() == 2
+    })
+    .await;
+    wait_for("the resolving pagerduty event", || pd.requests().len() == 2).await;
+    let body = &hook.requests()[1].body;
+    assert_eq!(
+        (body["firing"].as_u64(), body["resolved"].as_u64()),
+        (Some(0), Some(10_000))
+    );
+    let p = &pd.requests()[1].body;
+    assert_eq!(
+        (p["event_action"].as_str(), p["dedup_key"].as_str()),
+        (Some("resolve"), Some("group|rule=stuck_agent"))
+    );
+    notifier.shutdown(Duration::from_secs(1)).await;
+    assert!(dropped.try_recv().is_err(), "nothing dropped");
+    assert_eq!(hook.requests().len(), 2, "no message per alert");
+}
+
+#[tokio::test]
+async fn grouped_events_still_queued_at_shutdown_go_out() {
+    let hook = Receiver::start().await;
+    let mut cfg = webhook(hook.url("/hook"));
+    cfg.grouping.group_wait = Some(Dur::secs(3600));
+    let (notifier, _exporter, mut dropped) = start(webhooks(vec![cfg]));
+    notifier.publish(&line(AlertEvent::Firing, 1));
+    notifier.publish(&line(AlertEvent::Firing, 2));
+    notifier.shutdown(Duration::from_secs(5)).await;
+    let got = hook.requests();
+    assert_eq!(got.len(), 1, "one message for the group");
+    assert_eq!(got[0].body["firing"], 2);
+    assert!(dropped.try_recv().is_err(), "nothing dropped");
 }

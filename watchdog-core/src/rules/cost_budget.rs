@@ -1,5 +1,11 @@
 //! `cost_budget`: total spend above `max_usd`, or spend growing faster than
 //! `max_usd_per_hour` over `window`. Off unless one of the two is set.
+//!
+//! The total is `cost.aggregate.cost_usd` (the orchestrator's database)
+//! plus, for each running run whose database cost is still null (the
+//! aggregate counts it as 0), what the agent itself reported over OTLP
+//! (page 3, [`super::spend`]); the summary says how much of it came from
+//! telemetry.
 
 use serde::{Deserialize, Serialize};
 use shared_schema::Severity;
@@ -56,13 +62,20 @@ impl Rule for Settings {
         let Some(env) = ctx.section("cost") else {
             return Outcome::Unknown;
         };
-        let Some(total) = env
+        let Some(db) = env
             .cost
             .as_ref()
             .and_then(|c| c.aggregate.as_ref())
             .and_then(|a| a.cost_usd)
         else {
             return Outcome::Unknown;
+        };
+        let (live, runs) = super::spend::telemetry_not_in_db(env);
+        let total = db + live;
+        let source = match runs {
+            0 => String::new(),
+            1 => format!("; ${live:.2} of it from the telemetry of 1 running run"),
+            n => format!("; ${live:.2} of it from the telemetry of {n} running runs"),
         };
         let growth = spent.push(ctx.clock_s, total, window.as_secs_f64());
         let mut out = Vec::new();
@@ -72,7 +85,10 @@ impl Rule for Settings {
                     "budget=total".to_owned(),
                     Verdict::Firing(Finding {
                         labels: labels([("budget", "total".to_owned())]),
-                        summary: format!("{} has spent ${total:.2} (budget ${max:.2})", ctx.target),
+                        summary: format!(
+                            "{} has spent ${total:.2} (budget ${max:.2}{source})",
+                            ctx.target
+                        ),
                         value: Some(total),
                         threshold: Some(max),
                         already_held_s: None,
@@ -91,7 +107,7 @@ impl Rule for Settings {
                     Verdict::Firing(Finding {
                         labels: labels([("budget", "per_hour".to_owned())]),
                         summary: format!(
-                            "{} burns ${rate:.2}/h over {window} (budget ${max:.2}/h)",
+                            "{} burns ${rate:.2}/h over {window} (budget ${max:.2}/h{source})",
                             ctx.target
                         ),
                         value: Some((rate * 1000.0).round() / 1000.0),

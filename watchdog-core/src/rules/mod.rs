@@ -33,7 +33,9 @@ use crate::delta::{AgentId, Deltas};
 use crate::dur::Dur;
 use crate::view::PollOutcome;
 
+pub mod agent_api_errors;
 pub mod agent_gone;
+pub mod agent_looping;
 pub mod agent_no_pid;
 pub mod agent_runtime;
 pub mod breaker_open;
@@ -47,6 +49,7 @@ pub mod reconciler_slow;
 pub mod run_cost;
 pub mod schema_incompatible;
 pub mod section_degraded;
+pub mod spend;
 pub mod stage_age;
 pub mod stuck_agent;
 pub mod target_down;
@@ -58,6 +61,8 @@ pub const ALL: &[Entry] = &[
     entry::<agent_runtime::Settings>(),
     entry::<agent_gone::Settings>(),
     entry::<agent_no_pid::Settings>(),
+    entry::<agent_looping::Settings>(),
+    entry::<agent_api_errors::Settings>(),
     entry::<stage_age::Settings>(),
     entry::<queue_depth::Settings>(),
     entry::<queue_stalled::Settings>(),
@@ -252,12 +257,16 @@ struct Override<R> {
 #[derive(Debug, Clone)]
 pub struct PerAgent<R> {
     by_name: BTreeMap<String, Override<R>>,
+    /// The rule's own `for`: a rule that judges over its `for` window
+    /// (`stuck_agent`) asks [`PerAgent::for_by_name`].
+    base_for: Dur,
 }
 
 impl<R> Default for PerAgent<R> {
     fn default() -> Self {
         Self {
             by_name: BTreeMap::new(),
+            base_for: Dur::secs(0),
         }
     }
 }
@@ -282,6 +291,11 @@ impl<R> PerAgent<R> {
     /// The `for` override of an agent name.
     fn for_of(&self, name: &str) -> Option<Dur> {
         self.by_name.get(name).and_then(|o| o.for_)
+    }
+
+    /// The `for` in force for agents named `name`: its override, else the rule's.
+    pub fn for_by_name(&self, name: Option<&str>) -> Dur {
+        name.and_then(|n| self.for_of(n)).unwrap_or(self.base_for)
     }
 }
 
@@ -409,7 +423,10 @@ fn build<R: Rule>(table: Option<&Value>) -> Result<Box<dyn DynRule>, String> {
     let settings: R = own(Value::Object(rest.clone()))?;
     settings.check()?;
 
-    let mut per_agent = PerAgent::default();
+    let mut per_agent = PerAgent {
+        base_for: common.for_,
+        ..PerAgent::default()
+    };
     match per_agent_table {
         None => {}
         Some(Value::Object(names)) => {
@@ -661,3 +678,6 @@ impl RuleSet {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+pub(crate) mod testkit;

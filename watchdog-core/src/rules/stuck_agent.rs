@@ -1,21 +1,34 @@
-//! `stuck_agent`: an agent that has run long enough, used almost no CPU and
-//! did no I/O for `for`. The one alert an orchestrator cannot raise itself:
-//! a hung agent looks "running" in its own tables.
+//! `stuck_agent`: an agent that has run long enough and, over its whole
+//! `for` window, used almost no CPU, did (almost) no I/O and, when it
+//! reports telemetry, completed no model request and no tool call. The one
+//! alert an orchestrator cannot raise itself: a hung agent looks "running"
+//! in its own tables.
 //!
 //! The rule owns idleness: the delta engine reports neutral facts per agent
-//! (ticks, Δt, I/O growth, why a delta could not be taken) and this rule
-//! keeps an idle timer per agent identity. The condition of one poll is "the
-//! last delta was idle"; the timer restarts (and the rule says "false") when
-//! the process behind the pid changed, its counters went down or the host
-//! rebooted. The first sample, a delta with an unknown counter, or an
-//! emitter clock that did not advance is "not enough data". `per_agent`
-//! overrides any key (and `for`) by agent name. A gone or zombie process is
-//! never stuck (it is `agent_gone`'s).
+//! (ticks, Δt, I/O bytes, why a delta could not be taken) and this rule
+//! keeps, per agent identity, the samples of the last `for` and an idle
+//! timer. Why a window and not the last delta (CONTRACT.md section 3, page
+//! 3): an agent CLI blocked on a model reply keeps its event loop ticking
+//! (Claude Code 2.1: 0 to 12 ticks and about 90 bytes every 2 s), so one
+//! poll in a few reads as busy and any I/O at all as work. Over the window
+//! the ticks average out below `cpu_floor`, and I/O counts only above
+//! `io_floor` bytes per minute.
+//!
+//! The condition of one poll is "the window is idle". When it turns idle
+//! the idle span is dated back to the window's start (the whole window was
+//! judged), so an agent that hangs fires `for` after it last did something;
+//! while it stays idle the span grows by each Δt. The timer and the window
+//! restart (and the rule says "false") when the process behind the pid
+//! changed, its counters went down or the host rebooted. The first sample,
+//! a delta with an unknown counter, or an emitter clock that did not
+//! advance is "not enough data". `per_agent` overrides any key (and `for`)
+//! by agent name. A gone or zombie process is never stuck (it is
+//! `agent_gone`'s).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
-use shared_schema::Severity;
+use shared_schema::{Activity, Agent, Severity, Timestamp};
 
 use super::{
     agent_labels, agent_phrase, agent_subject, AgentFigures, Ctx, Outcome, PerAgent, Rule, Verdict,
@@ -24,12 +37,32 @@ use crate::alerts::Finding;
 use crate::delta::{AgentId, AgentMap, AgentStatus, IdHash, Reading, ResetReason};
 use crate::dur::{human_secs, Dur};
 
+#[cfg(test)]
+mod tests;
+
+/// The default `io_floor`, bytes per minute. An idle Claude Code 2.1 event
+/// loop moves about 90 bytes of `rchar + wchar` every 2 s (2.7 KB/min);
+/// 64 KiB/min is 24 times that, and still far below what any agent that
+/// reads files, writes logs or streams a model reply moves.
+pub const IO_FLOOR: f64 = 65_536.0;
+
+/// At most this many samples are kept per agent: past it the two adjacent
+/// ones that span the least time are merged, so a long `for` at a short
+/// interval costs bounded memory (16 bytes a sample: 10,000 agents x 16
+/// samples is 2.6 MB). A 10m window at a 2 s interval then judges CPU and
+/// I/O in buckets of about 40 s, which moves its far edge by at most that
+/// much; reported requests and tool calls are timed apart, to the poll.
+const MAX_SAMPLES: usize = 16;
+
 /// `[rules.stuck_agent]`'s own keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
-    /// Below this CPU fraction (CPU seconds per second) the agent is idle.
+    /// Below this CPU fraction (CPU seconds per second, over the window) the agent is idle.
     pub cpu_floor: f64,
+    /// I/O (`io_rchar + io_wchar`) up to this many bytes per minute, over
+    /// the window, does not count as work.
+    pub io_floor: f64,
     /// Agents younger than this are never stuck.
     pub min_runtime: Dur,
     /// Prefer `tree_cpu_ticks` (the whole process tree) over `cpu_ticks`.
@@ -40,6 +73,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             cpu_floor: 0.02,
+            io_floor: IO_FLOOR,
             min_runtime: Dur::secs(120),
             use_tree: true,
         }
@@ -59,11 +93,14 @@ impl Rule for Settings {
         if !(self.cpu_floor.is_finite() && self.cpu_floor >= 0.0) {
             return Err("key `cpu_floor`: must be a non-negative number".into());
         }
+        if !(self.io_floor.is_finite() && self.io_floor >= 0.0) {
+            return Err("key `io_floor`: must be a non-negative number (bytes per minute)".into());
+        }
         Ok(())
     }
 
     fn evaluate(&self, ctx: &Ctx<'_>, idle: &mut Self::State, per: &PerAgent<Self>) -> Outcome {
-        let Some(_) = ctx.section("agents") else {
+        let Some(env) = ctx.section("agents") else {
             return Outcome::Unknown;
         };
         let mut out = Vec::new();
@@ -72,21 +109,27 @@ impl Rule for Settings {
         for fact in &ctx.deltas.agents {
             let agent = fact.agent;
             let settings = per.get(self, agent);
+            let window_s = per.for_by_name(agent.agent.as_deref()).as_secs_f64();
             let reading = fact.status.reading(settings.use_tree);
-            let timer = idle
+            let mut timer = idle
                 .by_agent
                 .remove(&fact.id)
                 .filter(|_| fact.status != AgentStatus::First)
-                .unwrap_or_default()
-                .advance(reading, settings.cpu_floor);
-            next.insert(fact.id, timer);
+                .unwrap_or_default();
+            let judged = timer.advance(
+                reading,
+                agent,
+                env.generated_at,
+                settings,
+                window_s,
+                fact.status == AgentStatus::First,
+            );
             // A process that is gone or a zombie is not stuck: it is
             // `agent_gone`'s, whose summary says which (a zombie's counters
             // stand still and would read as 0% CPU here).
-            if matches!(super::agent_gone::gone(agent), Some(Some(_))) {
-                continue;
-            }
+            let gone = matches!(super::agent_gone::gone(agent), Some(Some(_)));
             let verdict = match (reading, agent.runtime_s) {
+                _ if gone => None,
                 (_, None) | (Reading::Missing, _) => Some(Verdict::Unknown),
                 (_, Some(r)) if r < settings.min_runtime.as_secs_f64() => None,
                 // The emitter's clock stood still: nothing was measured, so
@@ -94,36 +137,11 @@ impl Rule for Settings {
                 (Reading::Reset(ResetReason::ClockStill), _) => Some(Verdict::Unknown),
                 // Another process, or another boot: the old one is not stuck.
                 (Reading::Reset(_), _) => None,
-                (
-                    Reading::Fraction {
-                        fraction, io_grew, ..
-                    },
-                    Some(_),
-                ) => {
-                    let is_idle = fraction < settings.cpu_floor && io_grew != Some(true);
-                    is_idle.then(|| {
-                        let mean = timer.mean_fraction().unwrap_or(fraction);
-                        let io = if io_grew.is_some() {
-                            " and did no I/O"
-                        } else {
-                            ""
-                        };
-                        Verdict::Firing(Finding {
-                            labels: agent_labels(agent),
-                            summary: format!(
-                                "{} used {:.1}% CPU{io} for {}",
-                                agent_phrase(agent),
-                                mean * 100.0,
-                                human_secs(timer.idle_s.unwrap_or(0.0))
-                            ),
-                            value: Some(round(mean)),
-                            threshold: Some(settings.cpu_floor),
-                            // The idle span began at the baseline, before this poll.
-                            already_held_s: timer.idle_s,
-                        })
-                    })
-                }
+                (Reading::Fraction { .. }, Some(_)) => judged.filter(|j| j.idle).map(|j| {
+                    Verdict::Firing(finding(agent, &timer, &j, settings, env.generated_at))
+                }),
             };
+            next.insert(fact.id, timer);
             if let Some(v) = verdict {
                 out.push((agent_subject(agent), v));
             }
@@ -141,6 +159,63 @@ impl Rule for Settings {
     }
 }
 
+fn finding(
+    agent: &Agent,
+    timer: &IdleTimer,
+    j: &Judged,
+    settings: &Settings,
+    now: Timestamp,
+) -> Finding {
+    let mean = timer.mean_fraction().unwrap_or(j.cpu);
+    let io = match j.io_per_min {
+        None => String::new(),
+        Some(b) if b <= 0.0 => " and did no I/O".to_owned(),
+        Some(b) => format!(" and did only {} of I/O a minute", bytes(b)),
+    };
+    let told = match agent.activity.as_ref().and_then(last_progress_at) {
+        Some(at) => format!(
+            "; its last model reply or tool result was {} ago",
+            human_secs(now.seconds_since(&at))
+        ),
+        None if agent.activity.is_some() => {
+            "; it has reported no model reply or tool result".into()
+        }
+        None => String::new(),
+    };
+    Finding {
+        labels: agent_labels(agent),
+        summary: format!(
+            "{} used {:.1}% CPU{io} for {}{told}",
+            agent_phrase(agent),
+            mean * 100.0,
+            human_secs(timer.idle_s.unwrap_or(0.0))
+        ),
+        value: Some(round(mean)),
+        threshold: Some(settings.cpu_floor),
+        // The idle span began at the window's start, before this poll.
+        already_held_s: timer.idle_s,
+    }
+}
+
+/// `2.7 KiB`, `512 B`.
+fn bytes(b: f64) -> String {
+    if b >= 1024.0 * 1024.0 {
+        format!("{:.1} MiB", b / 1024.0 / 1024.0)
+    } else if b >= 1024.0 {
+        format!("{:.1} KiB", b / 1024.0)
+    } else {
+        format!("{b:.0} B")
+    }
+}
+
+/// The newest completed request or tool call the agent reported.
+fn last_progress_at(a: &Activity) -> Option<Timestamp> {
+    match (a.last_api_at, a.last_tool_at) {
+        (Some(x), Some(y)) => Some(if x > y { x } else { y }),
+        (x, y) => x.or(y),
+    }
+}
+
 /// Each agent's idle timer, by identity (a reused pid is another agent).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Idle {
@@ -148,8 +223,35 @@ pub struct Idle {
     by_agent: AgentMap<IdleTimer>,
 }
 
-/// How long one agent has been idle, and how idle.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+/// One delta of one agent, as the window keeps it (`f32`: a window of a
+/// few dozen sums needs no more, and 10,000 agents keep one each).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Seconds it spans.
+    pub dt_s: f32,
+    /// CPU seconds used in it.
+    pub cpu_s: f32,
+    /// Bytes of I/O in it; `None` when not known.
+    pub io: Option<f32>,
+}
+
+impl Sample {
+    fn merge(self, later: Self) -> Self {
+        Self {
+            dt_s: self.dt_s + later.dt_s,
+            cpu_s: self.cpu_s + later.cpu_s,
+            io: match (self.io, later.io) {
+                (Some(a), Some(b)) => Some(a + b),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// How long one agent has been idle, and the window it is judged over.
+/// The keys after `fraction` are new in page 3; a state file without them
+/// restores with an empty window (judged over the samples that follow).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct IdleTimer {
     /// Seconds idle so far; `Some(0)` when busy; `None` when not running
     /// (first sample, after a reset).
@@ -159,37 +261,178 @@ pub struct IdleTimer {
     /// The CPU fraction of the last delta (with this rule's `use_tree`).
     #[serde(default)]
     pub fraction: Option<f64>,
+    /// The samples of the last `for`, oldest first.
+    #[serde(default)]
+    pub window: VecDeque<Sample>,
+    /// `api_requests` and `tool_calls` as last seen.
+    #[serde(default)]
+    pub counts: Option<(u64, u64)>,
+    /// Seconds since those counts last grew (kept apart from the samples,
+    /// whose merged buckets would blur when that was).
+    #[serde(default)]
+    pub since_progress_s: Option<f64>,
+}
+
+/// The verdict on one agent's window after a delta.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Judged {
+    idle: bool,
+    /// CPU fraction over the window.
+    cpu: f64,
+    /// I/O bytes per minute over the window; `None` when not known.
+    io_per_min: Option<f64>,
 }
 
 impl IdleTimer {
-    /// The timer after one more reading.
-    fn advance(self, reading: Reading, cpu_floor: f64) -> Self {
+    /// Takes one more reading in; judges the window when it was a delta.
+    fn advance(
+        &mut self,
+        reading: Reading,
+        agent: &Agent,
+        now: Timestamp,
+        s: &Settings,
+        window_s: f64,
+        first: bool,
+    ) -> Option<Judged> {
+        let counts = agent
+            .activity
+            .as_ref()
+            .map(|a| (a.api_requests, a.tool_calls));
         match reading {
-            // Unknown counters: the timer neither restarts nor advances.
-            Reading::Missing => Self {
-                fraction: None,
-                ..self
-            },
-            Reading::Reset(_) => Self::default(),
+            // Unknown counters: the timer neither restarts nor advances,
+            // and the activity seen so far waits for the next delta.
+            Reading::Missing => {
+                self.fraction = None;
+                if first {
+                    self.counts = counts;
+                }
+                None
+            }
+            Reading::Reset(_) => {
+                *self = Self {
+                    counts,
+                    ..Self::default()
+                };
+                None
+            }
             Reading::Fraction {
                 fraction,
                 dt_s,
-                io_grew,
+                io_bytes,
+                ..
             } => {
-                if fraction < cpu_floor && io_grew != Some(true) {
-                    Self {
-                        idle_s: Some(self.idle_s.unwrap_or(0.0) + dt_s),
-                        idle_cpu_s: self.idle_cpu_s + fraction * dt_s,
-                        fraction: Some(fraction),
+                // Growth of a counter that went down (an emitter restart) is unknown, not progress.
+                let progress = matches!((self.counts, counts),
+                    (Some((r0, t0)), Some((r1, t1))) if r1 > r0 || t1 > t0);
+                self.counts = counts;
+                self.since_progress_s = if progress {
+                    Some(0.0)
+                } else {
+                    self.since_progress_s.map(|x| x + dt_s)
+                };
+                self.push(Sample {
+                    dt_s: dt_s as f32,
+                    cpu_s: (fraction * dt_s) as f32,
+                    io: io_bytes.map(|b| b as f32),
+                });
+                self.trim(window_s);
+                // For a `for` of 0s, the last delta is the window.
+                let j = self.judge(s, agent.activity.as_ref(), now, window_s.max(dt_s));
+                self.fraction = Some(fraction);
+                if j.idle {
+                    match self.idle_s {
+                        Some(x) if x > 0.0 => {
+                            self.idle_s = Some(x + dt_s);
+                            self.idle_cpu_s += fraction * dt_s;
+                        }
+                        // Just turned idle: the whole window was judged idle.
+                        _ => {
+                            self.idle_s = Some(self.span());
+                            self.idle_cpu_s = self.window.iter().map(|x| f64::from(x.cpu_s)).sum();
+                        }
                     }
                 } else {
-                    Self {
-                        idle_s: Some(0.0),
-                        idle_cpu_s: 0.0,
-                        fraction: Some(fraction),
-                    }
+                    self.idle_s = Some(0.0);
+                    self.idle_cpu_s = 0.0;
                 }
+                Some(j)
             }
+        }
+    }
+
+    fn push(&mut self, sample: Sample) {
+        // Merged before the push, so the deque never holds (nor allocates
+        // room for) more than MAX_SAMPLES.
+        if self.window.len() >= MAX_SAMPLES {
+            // The adjacent pair spanning the least time: the window keeps
+            // an even resolution and its total is unchanged.
+            let i = (0..self.window.len() - 1)
+                .min_by(|&a, &b| {
+                    let da = self.window[a].dt_s + self.window[a + 1].dt_s;
+                    let db = self.window[b].dt_s + self.window[b + 1].dt_s;
+                    da.total_cmp(&db)
+                })
+                .unwrap_or(0);
+            if let Some(later) = self.window.remove(i + 1) {
+                self.window[i] = self.window[i].merge(later);
+            }
+        }
+        self.window.push_back(sample);
+    }
+
+    /// Drops the samples the window no longer needs: it keeps covering at
+    /// least `window_s` once the history is that long.
+    fn trim(&mut self, window_s: f64) {
+        let mut total = self.span();
+        while self.window.len() > 1 {
+            let oldest = f64::from(self.window[0].dt_s);
+            if total - oldest < window_s {
+                break;
+            }
+            total -= oldest;
+            self.window.pop_front();
+        }
+    }
+
+    /// Seconds the window spans.
+    fn span(&self) -> f64 {
+        self.window.iter().map(|x| f64::from(x.dt_s)).sum()
+    }
+
+    fn judge(
+        &self,
+        s: &Settings,
+        activity: Option<&Activity>,
+        now: Timestamp,
+        window_s: f64,
+    ) -> Judged {
+        let span = self.span();
+        let cpu_s: f64 = self.window.iter().map(|x| f64::from(x.cpu_s)).sum();
+        let cpu = if span > 0.0 { cpu_s / span } else { 0.0 };
+        let (io, io_span) = self
+            .window
+            .iter()
+            .filter_map(|x| x.io.map(|b| (f64::from(b), f64::from(x.dt_s))))
+            .fold((None::<f64>, 0.0), |(sum, t), (b, dt)| {
+                (Some(sum.unwrap_or(0.0) + b), t + dt)
+            });
+        let io_per_min = io.map(|b| {
+            if io_span > 0.0 {
+                b / io_span * 60.0
+            } else {
+                0.0
+            }
+        });
+        // A completed request or tool call reported within the last `for`
+        // (to the poll: the samples' span may exceed it by a merged bucket).
+        let reported = self.since_progress_s.is_some_and(|x| x < window_s)
+            || activity
+                .and_then(last_progress_at)
+                .is_some_and(|at| now.seconds_since(&at) <= window_s);
+        Judged {
+            idle: cpu < s.cpu_floor && io_per_min.map_or(true, |r| r <= s.io_floor) && !reported,
+            cpu,
+            io_per_min,
         }
     }
 

@@ -32,6 +32,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::delivery::{Delivery, Unknown};
+use super::group::Grouping;
+
 /// `[notify]`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,39 +48,35 @@ pub struct NotifyConfig {
     /// `[notify.alertmanager]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alertmanager: Option<AlertmanagerConfig>,
+    /// `[[notify.slack]]` (page 3): Slack incoming webhooks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slack: Vec<super::slack::SlackConfig>,
+    /// `[[notify.pagerduty]]` (page 3): PagerDuty Events API v2.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pagerduty: Vec<super::pagerduty::PagerDutyConfig>,
 }
 
 /// One `[[notify.webhook]]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// Name in metrics and `dropped` lines; `webhook[<index>]` when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// Where to POST (http only: this build has no TLS).
+    /// Where to POST.
     #[serde(serialize_with = "redacted_webhook_url")]
     pub url: String,
-    /// At most this many requests; past it events are dropped. Unset: no limit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate: Option<Rate>,
-    /// Per request.
-    #[serde(default = "default_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-    /// Retries after the first attempt (5xx, 429, connect errors, timeouts).
-    #[serde(default = "default_max_retries")]
-    pub max_retries: u32,
-    /// Events waiting for this sink at most; past it events are dropped.
-    #[serde(default = "default_queue")]
-    pub queue: usize,
     /// POST a JSON array of up to this many lines instead of one object each.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<usize>,
-    /// First retry waits up to this long (full jitter), doubling each time.
-    #[serde(default = "default_backoff", with = "humantime_serde")]
-    pub backoff: Duration,
-    /// Retries never wait longer than this.
-    #[serde(default = "default_backoff_max", with = "humantime_serde")]
-    pub backoff_max: Duration,
+    /// `rate`, `timeout`, `max_retries`, `queue`, `backoff`, `backoff_max`.
+    #[serde(flatten)]
+    pub delivery: Delivery,
+    /// `group_by`, `group_wait`, `group_interval`.
+    #[serde(flatten)]
+    pub grouping: Grouping,
+    /// Keys no field took: an error at start.
+    #[serde(flatten, skip_serializing_if = "Unknown::is_empty")]
+    pub unknown: Unknown,
 }
 
 /// `[notify.alertmanager]`.
@@ -224,14 +223,30 @@ impl NotifyConfig {
                 names.insert(name.clone()),
                 "notify.webhook: two webhooks are named {name:?}"
             );
-            check_url(&w.url, true).map_err(|e| anyhow::anyhow!("notify.webhook {name}: {e}"))?;
-            anyhow::ensure!(
-                w.queue > 0,
-                "notify.webhook {name}: queue must be at least 1"
-            );
+            let table = format!("notify.webhook {name}");
+            w.unknown.reject(&table, &WebhookConfig::keys())?;
+            check_url(&w.url, true).map_err(|e| anyhow::anyhow!("{table}: {e}"))?;
+            w.delivery.validate(&table)?;
+            w.grouping.validate(&table)?;
             anyhow::ensure!(
                 w.batch != Some(0),
                 "notify.webhook {name}: batch must be at least 1"
+            );
+        }
+        for (i, s) in self.slack.iter().enumerate() {
+            s.resolve_url(i)?;
+            anyhow::ensure!(
+                names.insert(s.sink_name(i)),
+                "notify.slack: two sinks are named {:?}",
+                s.sink_name(i)
+            );
+        }
+        for (i, p) in self.pagerduty.iter().enumerate() {
+            p.resolve(i)?;
+            anyhow::ensure!(
+                names.insert(p.sink_name(i)),
+                "notify.pagerduty: two sinks are named {:?}",
+                p.sink_name(i)
             );
         }
         if let Some(am) = &self.alertmanager {
@@ -262,18 +277,21 @@ impl NotifyConfig {
 }
 
 impl WebhookConfig {
+    /// Every key of the table, the delivery and grouping keys included.
+    pub fn keys() -> Vec<&'static str> {
+        let own = ["name", "url", "batch"];
+        super::delivery::all_keys(&own)
+    }
+
     /// A webhook for `url` with every default.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             name: None,
             url: url.into(),
-            rate: None,
-            timeout: default_timeout(),
-            max_retries: default_max_retries(),
-            queue: default_queue(),
             batch: None,
-            backoff: default_backoff(),
-            backoff_max: default_backoff_max(),
+            delivery: Delivery::default(),
+            grouping: Grouping::default(),
+            unknown: Unknown::default(),
         }
     }
 
@@ -302,7 +320,7 @@ impl AlertmanagerConfig {
     }
 }
 
-fn check_url(url: &str, path_is_secret: bool) -> Result<reqwest::Url, String> {
+pub(crate) fn check_url(url: &str, path_is_secret: bool) -> Result<reqwest::Url, String> {
     let parsed = reqwest::Url::parse(url)
         .map_err(|e| format!("invalid url {:?}: {e}", redact(url, path_is_secret)))?;
     if parsed.host_str().map_or(true, str::is_empty) {
@@ -452,11 +470,11 @@ mod tests {
         .unwrap();
         cfg.validate().unwrap();
         assert_eq!(cfg.repeat_interval, Some(Duration::from_secs(4 * 3600)));
-        assert_eq!(cfg.webhook[0].rate.unwrap().to_string(), "10/min");
+        assert_eq!(cfg.webhook[0].delivery.rate.unwrap().to_string(), "10/min");
         assert_eq!(cfg.webhook[0].sink_name(0), "webhook[0]");
         assert_eq!(cfg.webhook[1].sink_name(1), "ops");
-        assert_eq!(cfg.webhook[1].timeout, Duration::from_secs(2));
-        assert_eq!(cfg.webhook[1].max_retries, 3);
+        assert_eq!(cfg.webhook[1].delivery.timeout.0, Duration::from_secs(2));
+        assert_eq!(cfg.webhook[1].delivery.max_retries, 3);
         let am = cfg.alertmanager.as_ref().unwrap();
         assert_eq!(am.url.len(), 2);
         assert_eq!(am.resend_interval, Duration::from_secs(60));
@@ -489,7 +507,12 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_errors() {
-        assert!(parse("[[webhook]]\nurl = \"http://x/\"\nrat = \"1/s\"\n").is_err());
+        let typo = parse("[[webhook]]\nurl = \"http://x/\"\nrat = \"1/s\"\n").unwrap();
+        let err = typo.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("unknown field `rat`, expected one of `name`, `url`"),
+            "{err}"
+        );
         assert!(parse("[alertmanager]\nurl = \"http://x\"\nresend = \"1m\"\n").is_err());
         assert!(parse("webhooks = []\n").is_err());
     }

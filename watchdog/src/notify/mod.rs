@@ -6,22 +6,28 @@
 //!
 //! Layout: `config` (the `[notify]` table), `sink` (the trait), `queue`
 //! (queue + worker, counting, `dropped` lines), `post` + `backoff` (one
-//! JSON POST with retries), and one file per sink: `webhook`,
-//! `alertmanager`. Adding a sink is one new file plus one line in
+//! JSON POST with retries), `delivery` (the delivery keys every HTTP sink
+//! shares, and its endpoint), and one file per sink: `webhook`,
+//! `alertmanager`, `slack`, `pagerduty`. Adding a sink is one new file plus one line in
 //! [`Notifier::start`].
 
 pub mod alertmanager;
 pub mod backoff;
 pub mod config;
+pub mod delivery;
+pub mod group;
+pub mod pagerduty;
 pub mod post;
 pub mod queue;
 pub mod sink;
+pub mod slack;
 pub mod webhook;
 
 use shared_schema::{AlertEvent, AlertLine};
 use tokio::sync::mpsc;
 
 pub use config::NotifyConfig;
+pub use group::Grouping;
 pub use sink::Sink;
 
 use crate::exporter::Exporter;
@@ -44,26 +50,59 @@ impl Notifier {
     ) -> anyhow::Result<Self> {
         config.validate()?;
         let mut sinks = Vec::new();
-        let mut add = |name: &str, sink: Box<dyn Sink>, capacity: usize| {
-            tracing::info!(sink = name, capacity, "notification sink started");
-            sinks.push(SinkQueue::spawn(
-                name,
-                sink,
-                capacity,
-                exporter.clone(),
-                dropped.clone(),
-            ));
-        };
+        let mut add =
+            |name: &str, sink: Box<dyn Sink>, capacity: usize, grouping: Option<&Grouping>| {
+                tracing::info!(
+                    sink = name,
+                    capacity,
+                    grouped = grouping.is_some_and(Grouping::is_on),
+                    "notification sink started"
+                );
+                sinks.push(SinkQueue::spawn(
+                    name,
+                    sink,
+                    capacity,
+                    grouping,
+                    exporter.clone(),
+                    dropped.clone(),
+                ));
+            };
         for (i, cfg) in config.webhook.iter().enumerate() {
             let name = cfg.sink_name(i);
             let sink = webhook::Webhook::new(&name, cfg, exporter.clone())?;
-            add(&name, Box::new(sink), cfg.queue);
+            add(
+                &name,
+                Box::new(sink),
+                cfg.delivery.queue,
+                Some(&cfg.grouping),
+            );
+        }
+        for (i, cfg) in config.slack.iter().enumerate() {
+            let (name, url) = (cfg.sink_name(i), cfg.resolve_url(i)?);
+            let sink = slack::Slack::new(&name, url, cfg, exporter.clone())?;
+            add(
+                &name,
+                Box::new(sink),
+                cfg.delivery.queue,
+                Some(&cfg.grouping),
+            );
+        }
+        for (i, cfg) in config.pagerduty.iter().enumerate() {
+            let (name, (url, key)) = (cfg.sink_name(i), cfg.resolve(i)?);
+            let sink = pagerduty::PagerDuty::new(&name, url, key, cfg, exporter.clone())?;
+            add(
+                &name,
+                Box::new(sink),
+                cfg.delivery.queue,
+                Some(&cfg.grouping),
+            );
         }
         if let Some(cfg) = &config.alertmanager {
             for (i, url) in cfg.url.iter().enumerate() {
                 let name = format!("alertmanager[{i}]");
                 let sink = alertmanager::Alertmanager::new(&name, url, cfg, exporter.clone())?;
-                add(&name, Box::new(sink), cfg.queue);
+                // Alertmanager groups by itself.
+                add(&name, Box::new(sink), cfg.queue, None);
             }
         }
         Ok(Self { sinks })

@@ -13,6 +13,7 @@ use reqwest::header::CONTENT_TYPE;
 use reqwest::{StatusCode, Url};
 
 use super::backoff::Backoff;
+use super::delivery::MAX_RETRY_AFTER;
 use crate::exporter::Exporter;
 
 /// Why a POST was given up.
@@ -90,15 +91,21 @@ impl Poster {
                 .body(body.clone())
                 .send()
                 .await;
-            let err = match sent {
+            let (err, asked) = match sent {
                 Ok(resp) if resp.status().is_success() => return Ok(()),
-                Ok(resp) => PostError::Status(resp.status()),
-                Err(e) => PostError::Transport(e.without_url().to_string()),
+                Ok(resp) => (PostError::Status(resp.status()), retry_after(&resp)),
+                Err(e) => (PostError::Transport(e.without_url().to_string()), None),
             };
             if !err.is_retryable() || attempt >= self.max_retries {
                 return Err(err);
             }
-            let wait = self.backoff.delay(attempt);
+            // A receiver that says when to come back (Slack, PagerDuty and
+            // Alertmanager behind a proxy do, on 429 and 503) is believed,
+            // up to a bound: past it a late page is worse than a `dropped`.
+            if asked.is_some_and(|d| d > MAX_RETRY_AFTER) {
+                return Err(err);
+            }
+            let wait = self.backoff.delay(attempt).max(asked.unwrap_or_default());
             attempt += 1;
             self.exporter.notification(&self.sink, "retried");
             tracing::debug!(sink = %self.sink, attempt, wait_ms = wait.as_millis() as u64, error = %err, "retrying");
@@ -108,4 +115,12 @@ impl Poster {
             }
         }
     }
+}
+
+/// `Retry-After` in seconds (RFC 9110 `delay-seconds`); the HTTP-date form
+/// is rare from these receivers and read as absent (plain backoff).
+fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    let value = resp.headers().get(reqwest::header::RETRY_AFTER)?;
+    let secs: u64 = value.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs))
 }

@@ -11,12 +11,14 @@
 //! everything still queued become `dropped` lines.
 
 use std::future::pending;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use shared_schema::{AlertLine, Timestamp};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::group::{Group, Grouper, Grouping};
 use super::sink::Sink;
 use crate::exporter::Exporter;
 
@@ -42,10 +44,27 @@ impl Reporter {
     }
 }
 
+/// A sink's groups, shared by its publishing side (which adds events at
+/// once, so a storm of ten thousand alerts costs one entry per alert, not
+/// a queue slot per event) and its worker (which sends what is due).
+#[derive(Debug)]
+struct Groups {
+    grouper: Mutex<Grouper>,
+    changed: Notify,
+}
+
+impl Groups {
+    fn lock(&self) -> MutexGuard<'_, Grouper> {
+        // The grouper holds plain data; a panic elsewhere leaves it usable.
+        self.grouper.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// The publishing side of one sink's queue.
 #[derive(Debug)]
 pub struct SinkQueue {
     events: mpsc::Sender<AlertLine>,
+    groups: Option<Arc<Groups>>,
     firing: mpsc::UnboundedSender<Vec<AlertLine>>,
     abandon: watch::Sender<bool>,
     worker: JoinHandle<()>,
@@ -53,11 +72,13 @@ pub struct SinkQueue {
 }
 
 impl SinkQueue {
-    /// Spawns the worker of `sink` with a queue of `capacity` events.
+    /// Spawns the worker of `sink` with a queue of `capacity` events,
+    /// grouping its messages when `grouping` is on.
     pub fn spawn(
         name: &str,
         sink: Box<dyn Sink>,
         capacity: usize,
+        grouping: Option<&Grouping>,
         exporter: Exporter,
         dropped: mpsc::UnboundedSender<AlertLine>,
     ) -> Self {
@@ -70,9 +91,16 @@ impl SinkQueue {
         let (events, events_rx) = mpsc::channel(capacity.max(1));
         let (firing, firing_rx) = mpsc::unbounded_channel();
         let (abandon, abandon_rx) = watch::channel(false);
+        let groups = grouping.filter(|g| g.is_on()).map(|g| {
+            Arc::new(Groups {
+                grouper: Mutex::new(Grouper::new(g.clone())),
+                changed: Notify::new(),
+            })
+        });
         let worker = tokio::spawn(
             Worker {
                 sink,
+                groups: groups.clone(),
                 events: events_rx,
                 firing: firing_rx,
                 abandon: abandon_rx,
@@ -82,6 +110,7 @@ impl SinkQueue {
         );
         Self {
             events,
+            groups,
             firing,
             abandon,
             worker,
@@ -96,6 +125,14 @@ impl SinkQueue {
 
     /// Queues one event without waiting; a full queue drops it (reported).
     pub fn push(&self, line: &AlertLine) {
+        if let Some(groups) = &self.groups {
+            if self.events.is_closed() {
+                return self.reporter.dropped(line, "sink worker stopped");
+            }
+            groups.lock().add(vec![line.clone()], Instant::now());
+            groups.changed.notify_one();
+            return;
+        }
         match self.events.try_send(line.clone()) {
             Ok(()) => self.report_depth(),
             Err(mpsc::error::TrySendError::Full(line)) => {
@@ -124,6 +161,7 @@ impl SinkQueue {
     pub async fn shutdown(self, deadline: Instant) {
         let Self {
             events,
+            groups: _,
             firing,
             abandon,
             mut worker,
@@ -147,6 +185,8 @@ impl SinkQueue {
 
 struct Worker {
     sink: Box<dyn Sink>,
+    /// Holds events for grouped messages; `None`: one message per event.
+    groups: Option<Arc<Groups>>,
     events: mpsc::Receiver<AlertLine>,
     firing: mpsc::UnboundedReceiver<Vec<AlertLine>>,
     abandon: watch::Receiver<bool>,
@@ -155,10 +195,19 @@ struct Worker {
 
 enum Step {
     Events(Vec<AlertLine>),
+    Regroup,
     Firing(Vec<AlertLine>),
     Tick,
     Closed,
     Abandon,
+}
+
+/// Completes when an event joined a group; never for an ungrouped sink.
+async fn changed(groups: Option<&Groups>) {
+    match groups {
+        Some(g) => g.changed.notified().await,
+        None => pending::<()>().await,
+    }
 }
 
 /// Completes when the owner says to abandon; never when it just went away.
@@ -171,7 +220,11 @@ async fn abandoned(rx: &mut watch::Receiver<bool>) {
 impl Worker {
     async fn run(mut self) {
         loop {
-            let tick = self.sink.next_tick();
+            let groups_due = self.groups.as_ref().and_then(|g| g.lock().next_due());
+            let tick = match (self.sink.next_tick(), groups_due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             // A far deadline stands in for "no tick" (the branch is disabled anyway).
             let tick_at =
                 tick.unwrap_or_else(|| Instant::now() + std::time::Duration::from_secs(86_400));
@@ -179,6 +232,7 @@ impl Worker {
                 biased;
                 _ = abandoned(&mut self.abandon) => Step::Abandon,
                 Some(firing) = self.firing.recv() => Step::Firing(firing),
+                _ = changed(self.groups.as_deref()) => Step::Regroup,
                 line = self.events.recv() => match line {
                     Some(first) => Step::Events(self.batch(first)),
                     None => Step::Closed,
@@ -188,20 +242,41 @@ impl Worker {
             match step {
                 Step::Events(batch) => {
                     self.report_depth();
-                    if !self.deliver(batch).await {
+                    if let Some(groups) = &self.groups {
+                        groups.lock().add(batch, Instant::now());
+                    } else if !self.deliver(batch).await {
                         return self.drain_as_dropped();
                     }
                 }
                 Step::Firing(firing) => self.sink.sync_firing(firing),
+                // A new group may be due sooner: the loop recomputes when.
+                Step::Regroup => {}
                 Step::Tick => {
-                    let Self { sink, abandon, .. } = &mut self;
-                    tokio::select! {
-                        biased;
-                        _ = abandoned(abandon) => return self.drain_as_dropped(),
-                        _ = sink.tick() => {}
+                    let now = Instant::now();
+                    let due = self.groups.as_ref().map(|g| g.lock().take_due(now));
+                    if !self.deliver_groups(due.unwrap_or_default()).await {
+                        return self.drain_as_dropped();
+                    }
+                    if self.sink.next_tick().is_some_and(|t| t <= now) {
+                        let Self { sink, abandon, .. } = &mut self;
+                        tokio::select! {
+                            biased;
+                            _ = abandoned(abandon) => return self.drain_as_dropped(),
+                            _ = sink.tick() => {}
+                        }
                     }
                 }
-                Step::Closed => return,
+                Step::Closed => {
+                    // The queue is closed: what the groups hold goes out now.
+                    let rest = self
+                        .groups
+                        .as_ref()
+                        .map(|g| g.lock().take_all(Instant::now()));
+                    if !self.deliver_groups(rest.unwrap_or_default()).await {
+                        self.drain_as_dropped();
+                    }
+                    return;
+                }
                 Step::Abandon => return self.drain_as_dropped(),
             }
         }
@@ -251,7 +326,54 @@ impl Worker {
         true
     }
 
+    /// Delivers grouped messages; false when told to abandon midway (the
+    /// rest is then reported as dropped).
+    async fn deliver_groups(&mut self, groups: Vec<Group>) -> bool {
+        let mut groups = groups.into_iter();
+        while let Some(group) = groups.next() {
+            let total = group.lines.len();
+            let copy = group.lines.clone();
+            let Self {
+                sink,
+                abandon,
+                reporter,
+                ..
+            } = self;
+            let undelivered = tokio::select! {
+                biased;
+                _ = abandoned(abandon) => {
+                    for line in copy.iter().chain(groups.flat_map(|g| g.lines).collect::<Vec<_>>().iter()) {
+                        reporter.dropped(line, "shutdown deadline");
+                    }
+                    return false;
+                }
+                undelivered = sink.deliver_group(group) => undelivered,
+            };
+            let delivered = total.saturating_sub(undelivered.len());
+            if delivered > 0 {
+                reporter
+                    .exporter
+                    .notifications(&reporter.sink, "delivered", delivered as u64);
+            }
+            for line in &undelivered {
+                reporter.dropped(line, "not delivered");
+            }
+        }
+        true
+    }
+
     fn drain_as_dropped(mut self) {
+        let left = self
+            .groups
+            .as_ref()
+            .map(|g| g.lock().take_all(Instant::now()));
+        {
+            for group in left.unwrap_or_default() {
+                for line in &group.lines {
+                    self.reporter.dropped(line, "shutdown deadline");
+                }
+            }
+        }
         self.events.close();
         while let Ok(line) = self.events.try_recv() {
             self.reporter.dropped(&line, "shutdown deadline");

@@ -10,6 +10,8 @@ use std::pin::Pin;
 use shared_schema::AlertLine;
 use tokio::time::Instant;
 
+use super::group::Group;
+
 /// A boxed future, so [`Sink`] stays object safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -24,6 +26,12 @@ pub trait Sink: Send + 'static {
     /// Delivers `lines` (in order) and returns those it gave up on; the
     /// worker turns them into `dropped` lines.
     fn deliver(&mut self, lines: Vec<AlertLine>) -> BoxFuture<'_, Vec<AlertLine>>;
+
+    /// Delivers one group's message (sinks with grouping on); by default
+    /// the group's lines one by one, as [`Sink::deliver`] would.
+    fn deliver_group(&mut self, group: Group) -> BoxFuture<'_, Vec<AlertLine>> {
+        self.deliver(group.lines)
+    }
 
     /// The full set of alerts firing now (after a restart or a reload).
     fn sync_firing(&mut self, firing: Vec<AlertLine>) {

@@ -11,8 +11,8 @@ use governor::{DefaultDirectRateLimiter, RateLimiter};
 use reqwest::Url;
 use shared_schema::AlertLine;
 
-use super::backoff::Backoff;
 use super::config::{redact, WebhookConfig};
+use super::group::Group;
 use super::post::Poster;
 use super::sink::{BoxFuture, Sink};
 use crate::exporter::Exporter;
@@ -32,16 +32,13 @@ impl Webhook {
     pub fn new(name: &str, cfg: &WebhookConfig, exporter: Exporter) -> anyhow::Result<Self> {
         let url = Url::parse(&cfg.url)
             .map_err(|e| anyhow::anyhow!("{name}: invalid url {}: {e}", redact(&cfg.url, true)))?;
-        let backoff = Backoff {
-            base: cfg.backoff,
-            cap: cfg.backoff_max,
-        };
+        let d = &cfg.delivery;
         Ok(Self {
             name: name.to_owned(),
             url,
             batch: cfg.batch,
-            limiter: cfg.rate.map(|r| RateLimiter::direct(r.quota())),
-            poster: Poster::new(name, cfg.timeout, cfg.max_retries, backoff, exporter)?,
+            limiter: d.rate.map(|r| RateLimiter::direct(r.quota())),
+            poster: Poster::new(name, d.timeout.0, d.max_retries, d.backoff(), exporter)?,
         })
     }
 
@@ -53,9 +50,35 @@ impl Webhook {
     }
 }
 
+/// Alert lines one grouped message carries at most; the rest are counted.
+const GROUP_CAP: usize = 100;
+
 impl Sink for Webhook {
     fn max_batch(&self) -> usize {
         self.batch.unwrap_or(1)
+    }
+
+    fn deliver_group(&mut self, group: Group) -> BoxFuture<'_, Vec<AlertLine>> {
+        Box::pin(async move {
+            if let Some(limiter) = &self.limiter {
+                if limiter.check().is_err() {
+                    tracing::warn!(sink = %self.name, group = %group.key, "over the rate limit");
+                    return group.lines;
+                }
+            }
+            let body = Bytes::from(group.to_json(GROUP_CAP).to_string());
+            match self
+                .poster
+                .post_json(&self.url, body, self.limiter.as_ref())
+                .await
+            {
+                Ok(()) => Vec::new(),
+                Err(err) => {
+                    tracing::warn!(sink = %self.name, group = %group.key, error = %err, "webhook failed");
+                    group.lines
+                }
+            }
+        })
     }
 
     fn deliver(&mut self, lines: Vec<AlertLine>) -> BoxFuture<'_, Vec<AlertLine>> {
