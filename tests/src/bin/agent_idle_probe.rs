@@ -29,7 +29,7 @@ enum Scenario {
     Hang,
     /// The same Bash `ls` forever.
     Loop,
-    /// Bash `sleep 600`: the agent waits on a busy-free child.
+    /// Bash `sleep 55`: the agent waits on an idle child.
     SleepTool,
     /// A long answer streamed one word every 3 s.
     SlowStream,
@@ -65,7 +65,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::Hang => Script::Hang,
         Scenario::Loop => Script::SameTool(ToolCall::bash("ls")),
         Scenario::SleepTool => Script::Tools {
-            calls: vec![ToolCall::bash("sleep 600")],
+            calls: vec![ToolCall::bash("sleep 55")],
             then: "slept".into(),
         },
         Scenario::SlowStream => Script::SlowAnswer {
