@@ -13,6 +13,9 @@
 //! | alert log on a full disk (`/dev/full`) | stdout keeps every line, the process keeps polling |
 //! | webhook down | polling goes on; the undelivered notification is a `dropped` line |
 //! | state file corrupt | starts fresh, says so on stderr, keeps polling |
+//! | restart with a target removed and a rule disabled (state file) | their saved firing alerts resolve: a line each, the webhook told |
+//! | wall-clock step on an emitter without `monotonic_ms` | no delta over the step, no false `stuck_agent` |
+//! | state file a FIFO | refused at start by name (exit 2), not a hang |
 #![allow(clippy::unwrap_used)]
 
 use e2e::harness::{bin, free_port, wait_until, write_json, Guard, HttpStub};
@@ -221,6 +224,10 @@ fn has_alert(lines: &[String], event: &str, rule: &str) -> bool {
         .any(|a| a["event"] == event && a["rule"] == rule)
 }
 
+/// The rules of [`Watchdog::start`]: both fire at once.
+const DEFAULT_RULES: &str =
+    "[rules.target_down]\nfor = \"0s\"\n\n[rules.breaker_open]\nfor = \"0s\"\n";
+
 /// A running `watchdog run` with its config, pipes and metrics address.
 struct Watchdog {
     guard: Guard,
@@ -235,6 +242,11 @@ impl Watchdog {
     /// (interval 200ms, timeout 1s, target `orch` at `url`, target_down and
     /// breaker_open with `for = "0s"`).
     fn start(url: &str, extra_toml: &str) -> Self {
+        Self::start_with_rules(url, extra_toml, DEFAULT_RULES)
+    }
+
+    /// Like [`Watchdog::start`] with `rules_toml` in place of [`DEFAULT_RULES`].
+    fn start_with_rules(url: &str, extra_toml: &str, rules_toml: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let config = dir.path().join("watchdog.toml");
@@ -248,11 +260,7 @@ listen = "{listen}"
 name = "orch"
 url = "{url}"
 
-[rules.target_down]
-for = "0s"
-
-[rules.breaker_open]
-for = "0s"
+{rules_toml}
 "#
         );
         std::fs::write(&config, toml).unwrap();
@@ -317,6 +325,17 @@ for = "0s"
             .filter(|l| l.starts_with("watchdog_polls_total"))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
+    }
+
+    /// SIGTERM, then waits (bounded) for a clean exit.
+    fn stop(&mut self) {
+        let pid = libc::pid_t::try_from(self.guard.0.id()).unwrap();
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let exited = wait_until(Duration::from_secs(15), || {
+            matches!(self.guard.0.try_wait(), Ok(Some(_)))
+        });
+        assert!(exited, "no exit after SIGTERM:\n{}", self.stderr_text());
     }
 
     fn stdout(&self) -> Vec<String> {
@@ -679,4 +698,216 @@ fn fault_run_kill_switch_is_disabled_not_down() {
     assert!(wait_until(Duration::from_secs(5), || w
         .gauge("watchdog_target_enabled{")
         == Some(1.0)));
+}
+
+/// Issue 24 item 6: a restart with a target removed and a rule disabled
+/// ends the firing alerts restored from `state_file` for them with one
+/// `resolved` line each, as SIGHUP with the same change does; the alerts
+/// still configured stay firing without a second `firing` line.
+#[test]
+fn fault_restart_resolves_saved_alerts_of_a_removed_target_and_a_disabled_rule() {
+    let target = FakeTarget::start(Reply::Good { breaker_open: true });
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let dead = format!("http://127.0.0.1:{}/metrics", free_port());
+    let with_gone = format!(
+        "state_file = \"{}\"\n\n[[target]]\nname = \"gone\"\nurl = \"{dead}\"\n",
+        state.display()
+    );
+    let mut w = Watchdog::start(&target.url(), &with_gone);
+    w.wait_stdout(
+        "breaker_open on orch and target_down on gone firing",
+        Duration::from_secs(15),
+        |l| has_alert(l, "firing", "breaker_open") && has_alert(l, "firing", "target_down"),
+    );
+    // The state file is written after each burst of polls; one more poll
+    // later it holds both alerts.
+    let polls = w.polls();
+    assert!(wait_until(Duration::from_secs(10), || w.polls() >= polls + 2.0));
+    w.stop();
+
+    // Restart: `gone` removed, breaker_open disabled, target_down kept.
+    let hook = e2e::am_cluster::Receiver::start();
+    let mut again = Watchdog::start_with_rules(
+        &target.url(),
+        &format!(
+            "state_file = \"{}\"\n\n[[notify.webhook]]\nurl = \"{}\"\n",
+            state.display(),
+            hook.url()
+        ),
+        "[rules.target_down]\nfor = \"0s\"\n\n[rules.breaker_open]\nenabled = false\n",
+    );
+    again.wait_stdout(
+        "resolved lines for breaker_open and for gone's target_down",
+        Duration::from_secs(15),
+        |l| has_alert(l, "resolved", "breaker_open") && has_alert(l, "resolved", "target_down"),
+    );
+    let hits = target.hits();
+    assert!(wait_until(Duration::from_secs(10), || target.hits() >= hits + 3));
+    let lines = alerts(&again.stdout());
+    let mut seen: Vec<(String, String, String)> = lines
+        .iter()
+        .map(|a| {
+            (
+                a["event"].as_str().unwrap_or("").to_owned(),
+                a["rule"].as_str().unwrap_or("").to_owned(),
+                a["target"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    let expect = |e: &str, r: &str, t: &str| (e.to_owned(), r.to_owned(), t.to_owned());
+    assert_eq!(
+        seen,
+        [
+            expect("resolved", "breaker_open", "orch"),
+            expect("resolved", "target_down", "gone")
+        ],
+        "exactly one resolved line each, nothing fires again:\n{}",
+        again.stdout().join("\n")
+    );
+    // The sinks hear of it too.
+    let notified = wait_until(Duration::from_secs(10), || {
+        let got: Vec<(String, String)> = hook
+            .all()
+            .iter()
+            .map(|n| {
+                (
+                    n.body["event"].as_str().unwrap_or("").to_owned(),
+                    n.body["rule"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect();
+        got.contains(&("resolved".into(), "breaker_open".into()))
+            && got.contains(&("resolved".into(), "target_down".into()))
+    });
+    assert!(notified, "the webhook got {:?}", hook.all());
+    let _ = &again.dir;
+}
+
+/// Issue 24 item 7: an emitter without `monotonic_ms` whose wall clock is
+/// stepped an hour ahead. Its agent keeps burning half a core; the Δt of
+/// `generated_at` (1 h) disagrees with the watchdog's own between the two
+/// receipts (~200 ms), so no delta is made of it: no `stuck_agent`
+/// ("used 0.0% CPU ... for 1h"), before or after the step.
+#[test]
+fn fault_wall_clock_step_without_monotonic_is_no_stuck_agent() {
+    use std::sync::atomic::AtomicI64;
+    let origin = Instant::now();
+    let offset_ms = Arc::new(AtomicI64::new(0));
+    let polls = Arc::new(AtomicUsize::new(0));
+    let stub = {
+        let (offset_ms, polls) = (offset_ms.clone(), polls.clone());
+        HttpStub::start(move |head, conn| {
+            if !head.starts_with("GET /metrics") {
+                let _ = conn.write_all(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+                return;
+            }
+            polls.fetch_add(1, Ordering::SeqCst);
+            let wall = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64
+                + offset_ms.load(Ordering::SeqCst);
+            // Half a core at 100 Hz: 50 ticks a second of real time.
+            let ticks = origin.elapsed().as_millis() as u64 / 20;
+            let mut env = envelope(false, origin);
+            let map = env.as_object_mut().unwrap();
+            map.remove("monotonic_ms");
+            map["generated_at"] = json!(shared_schema::Timestamp::from_unix_ms(wall)
+                .unwrap()
+                .to_string());
+            map["agents"] = json!([{
+                "agent": "dev", "job_id": 7, "run_id": 42, "pid": 4242, "repo": "app",
+                "runtime_s": 3600.0, "cpu_ticks": ticks, "tree_cpu_ticks": ticks,
+                "start_ticks": 1000, "io_rchar": 4096, "io_wchar": 0, "state": "R",
+                "alive": true
+            }]);
+            write_json(conn, env.to_string().as_bytes());
+        })
+    };
+    let url = format!("http://{}/metrics", stub.addr());
+    let mut w = Watchdog::start_with_rules(&url, "", "[rules.stuck_agent]\nfor = \"0s\"\n");
+    let stuck = |w: &Watchdog| has_alert(&w.stdout(), "firing", "stuck_agent");
+    let at = polls.load(Ordering::SeqCst);
+    assert!(wait_until(Duration::from_secs(15), || polls
+        .load(Ordering::SeqCst)
+        >= at + 5));
+    w.assert_alive();
+    assert!(
+        !stuck(&w),
+        "busy before the step:\n{}",
+        w.stdout().join("\n")
+    );
+    let busy = w.gauge("watchdog_agent_cpu_fraction{").unwrap_or(0.0);
+    assert!(busy > 0.2, "the agent reads busy: {busy}");
+
+    offset_ms.store(3_600_000, Ordering::SeqCst);
+    let at = polls.load(Ordering::SeqCst);
+    assert!(wait_until(Duration::from_secs(15), || polls
+        .load(Ordering::SeqCst)
+        >= at + 10));
+    w.assert_alive();
+    assert!(
+        !stuck(&w),
+        "a wall-clock step made a busy agent stuck:\n{}",
+        w.stdout().join("\n")
+    );
+    // After the step, deltas are made again from the new baseline.
+    let busy = w.gauge("watchdog_agent_cpu_fraction{").unwrap_or(0.0);
+    assert!(busy > 0.2, "the agent reads busy after the step: {busy}");
+}
+
+/// Issue 24: a `state_file` that is a FIFO used to hang the start (the
+/// open waits for a writer: no listener, no polls). It is refused at once,
+/// exit 2, with an error naming the file.
+#[test]
+fn fault_state_file_fifo_is_refused_at_start_not_a_hang() {
+    let target = FakeTarget::start(Reply::Good {
+        breaker_open: false,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("state.fifo");
+    let c = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).unwrap();
+    // SAFETY: `c` is a valid NUL-terminated path for the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let config = dir.path().join("watchdog.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\nstate_file = \"{}\"\n[[target]]\nname = \"orch\"\nurl = \"{}\"\n",
+            fifo.display(),
+            target.url()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(bin("watchdog"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut guard = Guard(child);
+    let stderr = collect(guard.0.stderr.take().unwrap());
+    let mut status = None;
+    let exited = wait_until(Duration::from_secs(15), || {
+        status = guard.0.try_wait().unwrap();
+        status.is_some()
+    });
+    let err = stderr.lock().unwrap().join("\n");
+    assert!(exited, "still running (hung on the FIFO?); stderr:\n{err}");
+    assert_eq!(status.and_then(|s| s.code()), Some(2), "{err}");
+    let collected = wait_until(Duration::from_secs(5), || {
+        stderr.lock().unwrap().join("\n").contains("a FIFO")
+    });
+    let err = stderr.lock().unwrap().join("\n");
+    assert!(
+        collected && err.contains(&fifo.display().to_string()),
+        "the error names the file and says why:\n{err}"
+    );
 }

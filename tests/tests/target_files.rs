@@ -262,3 +262,97 @@ fn a_name_given_twice_at_start_is_a_config_error() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("\"fixed\"") && err.contains("t.json"), "{err}");
 }
+
+/// Issue 24 item 2: a target moved from `z.json` to `a.json` the way a
+/// config manager does it (first added to `a.json`, then removed from
+/// `z.json`) is polled throughout, its alert never resolves, and `a.json`,
+/// refused while both named it, is taken up without being touched again.
+#[test]
+fn a_target_moved_to_another_file_keeps_polling_and_firing() {
+    let emitter_bin = bins::locate("emitter").unwrap();
+    let watchdog_bin = bins::locate("watchdog").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("x.db");
+    let conn = statedb::create(&db).unwrap();
+    statedb::set_worker_state(&conn, "breaker_state", "open").unwrap();
+    let edir = dir.path().join("ex");
+    std::fs::create_dir_all(&edir).unwrap();
+    let emitter = Emitter::start(&emitter_bin, &db, &edir).unwrap();
+    let targets = dir.path().join("targets");
+    std::fs::create_dir_all(&targets).unwrap();
+    let (a, z) = (targets.join("a.json"), targets.join("z.json"));
+    let group = |name: &str| {
+        format!(
+            r#"{{"targets": ["{}"], "labels": {{"name": "{name}"}}}}"#,
+            emitter.addr
+        )
+    };
+    write_atomically(&a, &format!("[{}]", group("orch-a")));
+    write_atomically(&z, &format!("[{}]", group("orch-x")));
+    let w = Watchdog::start_with(
+        &watchdog_bin,
+        dir.path(),
+        |listen, alert_log| {
+            format!(
+                "interval = \"1s\"\ntimeout = \"2s\"\nlisten = \"{listen}\"\nalert_log = {alert_log:?}\ntarget_files = [\"targets/*.json\"]\n"
+            )
+        },
+        None,
+    )
+    .unwrap();
+    let fired = w
+        .wait_line("breaker_open firing on orch-x", WAIT, |l| {
+            l.target == "orch-x" && l.rule == "breaker_open" && l.event == AlertEvent::Firing
+        })
+        .unwrap();
+    let gauge = |w: &Watchdog, file: &Path| {
+        let text = w.scrape().unwrap_or_default();
+        sample(
+            &text,
+            "watchdog_target_file_errors",
+            &[("file", &file.display().to_string())],
+        )
+    };
+
+    write_atomically(&a, &format!("[{}, {}]", group("orch-a"), group("orch-x")));
+    wait_for(
+        "a.json refused while z.json names orch-x",
+        WAIT,
+        EVERY,
+        || match gauge(&w, &a) {
+            Some(1.0) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .unwrap();
+    write_atomically(&z, "[]");
+    wait_for(
+        "a.json taken up once z.json lets go",
+        WAIT,
+        EVERY,
+        || match gauge(&w, &a) {
+            Some(0.0) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .unwrap();
+    let before = polls(&w, "orch-x");
+    wait_for("orch-x polled on after the move", WAIT, EVERY, || {
+        let now = polls(&w, "orch-x");
+        (now >= before + 3.0)
+            .then_some(())
+            .ok_or(format!("{before} -> {now}"))
+    })
+    .unwrap();
+    let events: Vec<AlertEvent> = w
+        .lines()
+        .iter()
+        .filter(|l| l.key == fired.key && l.event != AlertEvent::Repeat)
+        .map(|l| l.event)
+        .collect();
+    assert_eq!(
+        events,
+        [AlertEvent::Firing],
+        "orch-x's alert never resolved"
+    );
+}

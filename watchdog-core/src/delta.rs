@@ -136,6 +136,25 @@ impl Hasher for IdHasher {
 /// A map keyed by agent identity, with the cheap [`IdHash`].
 pub type AgentMap<V> = HashMap<AgentId, V, IdHash>;
 
+/// The watchdog's own monotonic clock when it received an envelope,
+/// handed in as data (the core reads no clock): the live loop reads
+/// `CLOCK_MONOTONIC`, `replay` takes the record's `received_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// Which run of that clock (readings of two runs are not compared):
+    /// a hash of the watchdog host's `boot_id`, or a fixed value in a replay.
+    pub epoch: u64,
+    /// Milliseconds on that clock.
+    pub ms: u64,
+}
+
+/// A wall-clock Δt of the emitter is trusted when it is within this many
+/// seconds of the watchdog's own Δt between the two receipts...
+pub const STEP_TOLERANCE_S: f64 = 5.0;
+/// ... plus this fraction of the watchdog's Δt (a poll's latency varies by
+/// up to its timeout; an NTP slew is far below this).
+pub const STEP_TOLERANCE_FRACTION: f64 = 0.25;
+
 /// One reading of the emitter's clocks.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Instant {
@@ -145,6 +164,9 @@ pub struct Instant {
     pub mono_ms: Option<u64>,
     /// Which boot this was on (an index of the boot ids seen), when `boot_id` is known.
     pub boot: Option<u64>,
+    /// When the watchdog received the envelope, when it said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received: Option<Receipt>,
 }
 
 impl Instant {
@@ -161,6 +183,32 @@ impl Instant {
             _ => Some(self.wall.seconds_since(&prev.wall)),
         }
     }
+
+    /// The same instant, received by the watchdog at `received`.
+    pub fn received_at(self, received: Option<Receipt>) -> Self {
+        Self { received, ..self }
+    }
+
+    /// Whether the Δt from `prev` comes from `generated_at` (no
+    /// `monotonic_ms` on both sides of one boot) and disagrees with the
+    /// watchdog's own Δt between the two receipts beyond the tolerance: the
+    /// emitter's wall clock was stepped, so that Δt measures nothing.
+    /// `false` when the watchdog's Δt is unknown (no receipts, two runs of
+    /// its clock, or a clock that did not advance).
+    pub fn stepped_since(&self, prev: &Instant) -> bool {
+        let monotonic = matches!((prev.boot, self.boot), (Some(a), Some(b)) if a == b)
+            && prev.mono_ms.is_some()
+            && self.mono_ms.is_some();
+        let (Some(a), Some(b)) = (prev.received, self.received) else {
+            return false;
+        };
+        if monotonic || a.epoch != b.epoch || b.ms <= a.ms {
+            return false;
+        }
+        let watchdog = (b.ms - a.ms) as f64 / 1000.0;
+        let emitter = self.wall.seconds_since(&prev.wall);
+        (emitter - watchdog).abs() > STEP_TOLERANCE_S + STEP_TOLERANCE_FRACTION * watchdog
+    }
 }
 
 /// Why an agent's delta was not computed and its idle timer restarted.
@@ -172,7 +220,9 @@ pub enum ResetReason {
     CounterWentDown,
     /// `boot_id` changed.
     Reboot,
-    /// The clock did not advance (Δt ≤ 0).
+    /// The emitter's clock gives no usable Δt: it did not advance (Δt ≤ 0),
+    /// or its wall clock was stepped (its Δt disagrees with the watchdog's
+    /// own, [`Instant::stepped_since`]). Either way nothing was measured.
     ClockStill,
 }
 
@@ -429,6 +479,7 @@ impl TargetHistory {
             wall: env.generated_at,
             mono_ms: env.monotonic_ms,
             boot,
+            received: None,
         }
     }
 
@@ -516,7 +567,7 @@ fn compare(prev: &Baseline, now: &Baseline, clk_tck: Option<u64>) -> AgentStatus
     {
         return AgentStatus::Reset(ResetReason::PidReused);
     }
-    if dt <= 0.0 {
+    if dt <= 0.0 || now.at.stepped_since(&prev.at) {
         return AgentStatus::Reset(ResetReason::ClockStill);
     }
     let cpu = Ticks::of(prev.cpu, now.cpu);
@@ -650,6 +701,90 @@ mod tests {
         );
         assert_eq!(d.agents[0].cpu_fraction(), Some(0.01));
         assert_eq!(d.clock_advanced, Some(true));
+    }
+
+    /// Issue 24 item 7: without `monotonic_ms`, a step of the emitter's
+    /// wall clock gives a Δt the watchdog's own receipts contradict: no
+    /// fraction (the timer restarts), instead of 0.2% over an hour.
+    #[test]
+    fn a_wall_clock_step_without_monotonic_is_told_by_the_watchdogs_receipts() {
+        let seen = |ms: u64| {
+            Some(Receipt {
+                epoch: 9,
+                ms: 1_000_000 + ms,
+            })
+        };
+        let step = |h: &mut TargetHistory, at_s: f64, ticks: u64, received: Option<Receipt>| {
+            let e: &'static Envelope =
+                Box::leak(Box::new(env(at_s, None, "b", vec![agent(ticks, 1, 0)])));
+            let now = h.instant_of(e).received_at(received);
+            h.observe(e, now).agents[0].status
+        };
+        // 50% CPU, polled every 15 s; the emitter's clock jumps 1h ahead.
+        let mut h = TargetHistory::default();
+        step(&mut h, 0.0, 0, seen(0));
+        assert!(
+            matches!(step(&mut h, 15.0, 750, seen(15_000)), AgentStatus::Sample { dt_s, .. } if dt_s == 15.0)
+        );
+        assert_eq!(
+            step(&mut h, 3630.0, 1500, seen(30_000)),
+            AgentStatus::Reset(ResetReason::ClockStill)
+        );
+        // From the new baseline on, deltas are right again.
+        let after = step(&mut h, 3645.0, 2250, seen(45_000));
+        assert!(
+            matches!(after, AgentStatus::Sample { dt_s, .. } if dt_s == 15.0),
+            "{after:?}"
+        );
+        assert_eq!(
+            after.reading(true),
+            Reading::Fraction {
+                fraction: 0.5,
+                dt_s: 15.0,
+                io_grew: Some(false),
+                io_bytes: Some(0),
+            }
+        );
+        // A step back smaller than Δt (Δt stays > 0) is told too.
+        assert_eq!(
+            step(&mut h, 3650.0, 3000, seen(60_000)),
+            AgentStatus::Reset(ResetReason::ClockStill)
+        );
+        // Latency jitter within the tolerance is not a step.
+        assert!(matches!(
+            step(&mut h, 3668.0, 3750, seen(75_000)),
+            AgentStatus::Sample { .. }
+        ));
+
+        // Receipts of two runs of the watchdog's clock are not compared;
+        // without receipts it is as before (and monotonic_ms is trusted).
+        let mut h = TargetHistory::default();
+        step(&mut h, 0.0, 0, seen(0));
+        let other_run = Some(Receipt {
+            epoch: 1,
+            ms: 15_000,
+        });
+        assert!(
+            matches!(step(&mut h, 3615.0, 750, other_run), AgentStatus::Sample { dt_s, .. } if dt_s == 3615.0)
+        );
+        assert!(matches!(
+            step(&mut h, 7230.0, 1500, None),
+            AgentStatus::Sample { .. }
+        ));
+        let a = Instant {
+            wall: Timestamp::parse("2026-11-22T10:00:00Z").unwrap(),
+            mono_ms: Some(0),
+            boot: Some(0),
+            received: seen(0),
+        };
+        let b = Instant {
+            wall: a.wall.plus_seconds(3615.0),
+            mono_ms: Some(15_000),
+            received: seen(15_000),
+            ..a
+        };
+        assert!(!b.stepped_since(&a), "monotonic_ms is immune to steps");
+        assert!(Instant { mono_ms: None, ..b }.stepped_since(&a));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use shared_schema::{read_value, AlertEvent, AlertLine, Envelope, ReadError, Reading, Timestamp};
 
 use crate::alerts::{Alert, Observed, Phase, Step, Timing};
-use crate::delta::{Deltas, TargetHistory};
+use crate::delta::{Deltas, Receipt, TargetHistory};
 use crate::rules::{AgentFigures, Clock, Ctx, DynRule, Outcome, RuleSet, RuleStates, Verdict};
 use crate::view::{AgentSample, FiringCount, PollOutcome};
 
@@ -167,17 +167,33 @@ impl Engine {
         &self.rules
     }
 
-    /// Evaluates one observation of `target`.
+    /// Evaluates one observation of `target`, with no receipt of the
+    /// watchdog's own clock (an emitter's wall-clock step is then not told).
     pub fn observe(&mut self, target: &str, obs: &Observation) -> Evaluation {
+        self.observe_received(target, obs, None)
+    }
+
+    /// Evaluates one observation of `target` received at `received` on the
+    /// watchdog's monotonic clock: a Δt of the emitter's wall clock that
+    /// disagrees with the watchdog's own is not trusted (no delta, the idle
+    /// timers restart, the running clock advances by the watchdog's Δt).
+    pub fn observe_received(
+        &mut self,
+        target: &str,
+        obs: &Observation,
+        received: Option<Receipt>,
+    ) -> Evaluation {
         let state = self.targets.entry(target.to_owned()).or_default();
         let env = obs.envelope.as_ref();
 
-        let instant = env.map(|e| state.history.instant_of(e));
+        let instant = env.map(|e| state.history.instant_of(e).received_at(received));
         let emitter_dt = match (instant, state.history.last) {
-            (Some(now), Some(prev)) if state.last_had_envelope => Some(
-                now.seconds_since(&prev)
-                    .unwrap_or_else(|| now.wall.seconds_since(&prev.wall)),
-            ),
+            (Some(now), Some(prev)) if state.last_had_envelope && !now.stepped_since(&prev) => {
+                Some(
+                    now.seconds_since(&prev)
+                        .unwrap_or_else(|| now.wall.seconds_since(&prev.wall)),
+                )
+            }
             _ => None,
         };
         let watchdog_dt = state.last_watchdog.map(|w| obs.now.seconds_since(&w));
@@ -526,16 +542,11 @@ impl Engine {
         serde_json::to_vec(&saved).unwrap_or_default()
     }
 
-    /// Takes over a saved state; alerts of rules that are not enabled are dropped.
+    /// Takes over a saved state; alerts of rules that are not enabled are
+    /// dropped without a line (for tests and fuzzing; a restart uses
+    /// [`Engine::restore_for`], which resolves them).
     pub fn restore(&mut self, bytes: &[u8]) -> Result<usize, String> {
-        let saved: Saved = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-        if saved.version != SAVED_VERSION {
-            return Err(format!(
-                "state file version {} is not {SAVED_VERSION}",
-                saved.version
-            ));
-        }
-        let mut targets = saved.targets;
+        let mut targets = parse_saved(bytes)?;
         for state in targets.values_mut() {
             let rules = &self.rules;
             state
@@ -546,6 +557,63 @@ impl Engine {
         self.targets = targets;
         Ok(alerts)
     }
+
+    /// Takes over a saved state at a restart, as a reload would take over
+    /// the running one: the firing alerts of targets `watched` no longer
+    /// names, and of rules no longer enabled, end with a `resolved` line at
+    /// `now` (so sinks are not left with ghosts); pending ones end silently.
+    pub fn restore_for(
+        &mut self,
+        bytes: &[u8],
+        watched: impl Fn(&str) -> bool,
+        now: Timestamp,
+    ) -> Result<Restored, String> {
+        let mut targets = parse_saved(bytes)?;
+        let rules = &self.rules;
+        let severity = |a: &Alert| {
+            rules
+                .get(&a.rule)
+                .map_or(shared_schema::Severity::Warning, |r| r.common().severity)
+        };
+        let mut resolved = Vec::new();
+        targets.retain(|name, state| {
+            let keep = watched(name);
+            state.alerts.retain(|_, a| {
+                if keep && rules.get(&a.rule).is_some_and(|r| r.common().enabled) {
+                    return true;
+                }
+                if a.phase == Phase::Firing {
+                    resolved.push(a.line(AlertEvent::Resolved, severity(a), now));
+                }
+                false
+            });
+            keep
+        });
+        let alerts = targets.values().map(|s| s.alerts.len()).sum();
+        self.targets = targets;
+        Ok(Restored { alerts, resolved })
+    }
+}
+
+/// What a restart made of a saved state ([`Engine::restore_for`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Restored {
+    /// Pending and firing alerts taken over.
+    pub alerts: usize,
+    /// A `resolved` line for each firing alert whose target or rule is gone.
+    pub resolved: Vec<AlertLine>,
+}
+
+/// Reads a state file's body.
+fn parse_saved(bytes: &[u8]) -> Result<BTreeMap<String, TargetState>, String> {
+    let saved: Saved = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    if saved.version != SAVED_VERSION {
+        return Err(format!(
+            "state file version {} is not {SAVED_VERSION}",
+            saved.version
+        ));
+    }
+    Ok(saved.targets)
 }
 
 #[derive(Serialize)]
@@ -703,6 +771,72 @@ mod tests {
         assert!(engine.alerts_of("t").is_empty());
         assert_eq!(engine.targets().count(), 0);
         assert!(engine.retire_target("t", later).is_empty());
+    }
+
+    /// Issue 24 item 6: a restart with a target removed or a rule disabled
+    /// resolves the saved firing alerts they had, as a reload does.
+    #[test]
+    fn a_restore_resolves_saved_alerts_of_targets_and_rules_gone() {
+        let mut engine = Engine::new(RuleSet::defaults(), Duration::from_secs(60));
+        let t0 = Timestamp::parse("2026-11-22T10:00:00Z").unwrap();
+        let mut e = Envelope::new(t0);
+        e.queue = Some(shared_schema::Queue {
+            depth: Some(80),
+            breaker: Some(shared_schema::Breaker {
+                state: Some("open".into()),
+                ..shared_schema::Breaker::default()
+            }),
+            ..shared_schema::Queue::default()
+        });
+        let obs = Observation {
+            now: t0,
+            outcome: PollOutcome::Ok,
+            envelope: Some(e),
+        };
+        for t in ["kept", "gone"] {
+            let ev = engine.observe(t, &obs);
+            assert!(ev.lines.iter().any(|l| l.rule == "breaker_open"));
+        }
+        let saved = engine.save();
+        let later = t0.plus_seconds(30.0);
+
+        // Same config: everything is taken over, nothing resolves.
+        let mut same = Engine::new(RuleSet::defaults(), Duration::from_secs(60));
+        let r = same.restore_for(&saved, |_| true, later).unwrap();
+        assert_eq!((r.alerts, r.resolved.len()), (4, 0), "{r:?}");
+
+        // `gone` removed: its firing alert resolves, its pending one ends silently.
+        let mut fewer = Engine::new(RuleSet::defaults(), Duration::from_secs(60));
+        let r = fewer.restore_for(&saved, |t| t == "kept", later).unwrap();
+        assert_eq!(r.alerts, 2);
+        let resolved: Vec<(&str, &str, AlertEvent)> = r
+            .resolved
+            .iter()
+            .map(|l| (l.target.as_str(), l.rule.as_str(), l.event))
+            .collect();
+        assert_eq!(resolved, [("gone", "breaker_open", AlertEvent::Resolved)]);
+        assert_eq!(r.resolved[0].ts, later);
+        assert_eq!(r.resolved[0].since, t0);
+        assert_eq!(fewer.targets().collect::<Vec<_>>(), ["kept"]);
+
+        // breaker_open disabled: it resolves on both targets, with its severity.
+        let off = RuleSet::build(
+            &[(
+                "breaker_open".to_owned(),
+                serde_json::json!({"enabled": false}),
+            )]
+            .into_iter()
+            .collect(),
+        )
+        .unwrap();
+        let mut disabled = Engine::new(off, Duration::from_secs(60));
+        let r = disabled.restore_for(&saved, |_| true, later).unwrap();
+        assert_eq!(r.alerts, 2, "queue_depth stays pending");
+        assert_eq!(r.resolved.len(), 2, "{r:?}");
+        assert!(r.resolved.iter().all(|l| l.rule == "breaker_open"
+            && l.event == AlertEvent::Resolved
+            && l.severity == shared_schema::Severity::Critical));
+        assert_eq!(disabled.firing_total(), 0);
     }
 
     proptest! {

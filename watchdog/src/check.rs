@@ -31,46 +31,68 @@ pub const CRITICAL: i32 = 2;
 pub const UNKNOWN: i32 = 3;
 
 /// Runs the check; prints its lines on stdout and returns the exit code.
+/// A stdout that cannot be written (closed, full) is UNKNOWN: the result
+/// never reached the monitoring system, which must not read it as OK.
 pub async fn check(over: Overrides, interval: Duration) -> i32 {
+    let mut out = Vec::new();
+    let code = evaluate(over, interval, &mut out).await;
+    let mut text = out.join("\n");
+    text.push('\n');
+    match crate::stdout::print_all(&text) {
+        Ok(()) => code,
+        Err(e) => {
+            crate::stdout::note_unwritable(&e);
+            UNKNOWN
+        }
+    }
+}
+
+/// The check itself: its lines go to `out`, in order.
+async fn evaluate(over: Overrides, interval: Duration, out: &mut Vec<String>) -> i32 {
     let mut config = match Config::load(&over) {
         Ok(c) => c,
         Err(e) => {
-            println!("UNKNOWN: {e}");
+            out.push(format!("UNKNOWN: {e}"));
             return UNKNOWN;
         }
     };
     let Some(target) = config.targets.first().cloned() else {
-        println!("UNKNOWN: no target given");
+        out.push("UNKNOWN: no target given".to_owned());
         return UNKNOWN;
     };
     let poller = match Poller::new(&target, config.timeout) {
         Ok(p) => p,
         Err(e) => {
-            println!("UNKNOWN: {e}");
+            out.push(format!("UNKNOWN: {e}"));
             return UNKNOWN;
         }
     };
     let rules = std::mem::replace(&mut config.rules, RuleSet::defaults());
     let mut engine = Engine::new(rules, Duration::ZERO).with_for_met();
     let first = poller.poll().await;
-    engine.observe(&target.name, &first.observation);
+    let received = crate::receipt::now();
+    engine.observe_received(&target.name, &first.observation, received);
     tokio::time::sleep(interval).await;
     let second = poller.poll().await;
-    let eval = engine.observe(&target.name, &second.observation);
+    let received = crate::receipt::now();
+    let eval = engine.observe_received(&target.name, &second.observation, received);
 
     match &second.observation.outcome {
         PollOutcome::Failed { reason } => {
-            println!("UNKNOWN: target {} unreachable: {reason}", target.name);
+            out.push(format!(
+                "UNKNOWN: target {} unreachable: {reason}",
+                target.name
+            ));
             return UNKNOWN;
         }
         // A newer schema is its own condition, the critical
         // `schema_incompatible` rule, evaluated below like any other.
         PollOutcome::SchemaIncompatible { .. } => {}
         PollOutcome::Disabled => {
-            println!(
+            out.push(format!(
                 "UNKNOWN: target {} is disabled (kill-switch off)",
                 target.name
-            );
+            ));
             return UNKNOWN;
         }
         PollOutcome::Ok => {}
@@ -115,7 +137,7 @@ pub async fn check(over: Overrides, interval: Duration) -> i32 {
             .and_then(|q| q.depth),
     };
     let found = diagnoses(&engine, &alerts, &target).await;
-    println!("{}", status_line(code, &target.name, &perf));
+    out.push(status_line(code, &target.name, &perf));
     for (alert, severity) in &alerts {
         let word = match severity {
             Severity::Critical => "CRITICAL",
@@ -126,16 +148,16 @@ pub async fn check(over: Overrides, interval: Duration) -> i32 {
         if let Some(d) = found.get(&alert.key) {
             summary = format!("{summary}: {d}");
         }
-        println!("{word} {}: {summary} [{}]", alert.rule, alert.key);
+        out.push(format!("{word} {}: {summary} [{}]", alert.rule, alert.key));
     }
     if let (true, PollOutcome::SchemaIncompatible { found }) =
         (alerts.is_empty(), &second.observation.outcome)
     {
-        println!(
+        out.push(format!(
             "UNKNOWN: target {} speaks schema_version {found}; this watchdog reads {}",
             target.name,
             shared_schema::SCHEMA_VERSION
-        );
+        ));
     }
     code
 }

@@ -18,6 +18,7 @@ use crate::dur::Dur;
 use crate::notify::NotifyConfig;
 use crate::record::{ByteSize, Rotation};
 use crate::rules::RuleSet;
+use crate::shard::Shard;
 
 /// Default poll interval.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
@@ -38,6 +39,7 @@ struct FileConfig {
     record: Option<PathBuf>,
     record_max_bytes: Option<ByteSize>,
     record_keep: Option<u32>,
+    shard: Option<Shard>,
     #[serde(default)]
     target_files: Vec<String>,
     #[serde(default)]
@@ -77,6 +79,8 @@ pub struct Overrides {
     pub record: Option<PathBuf>,
     /// `--record-max-bytes`.
     pub record_max_bytes: Option<ByteSize>,
+    /// `--shard i/n`.
+    pub shard: Option<Shard>,
     /// `--record-keep`.
     pub record_keep: Option<u32>,
 }
@@ -126,6 +130,8 @@ pub struct Config {
     pub record_max_bytes: Option<u64>,
     /// Rotated recording files kept (`record_keep`).
     pub record_keep: u32,
+    /// `shard = "i/n"`: only the targets of this shard are watched.
+    pub shard: Option<Shard>,
     /// The targets of `[[target]]` (or `--target`).
     pub targets: Vec<Target>,
     /// `target_files`: patterns of `file_sd` files ([`crate::targets`]),
@@ -258,6 +264,7 @@ impl Config {
             record: over.record.clone().or(file.record),
             record_max_bytes,
             record_keep,
+            shard: over.shard.or(file.shard),
             targets,
             target_files,
             rules,
@@ -270,6 +277,14 @@ impl Config {
         self.notify
             .repeat_interval
             .unwrap_or(crate::engine::DEFAULT_REPEAT_INTERVAL)
+    }
+
+    /// The targets of `all` this watchdog's shard owns (all without a shard).
+    pub fn my_share(&self, all: Vec<Target>) -> Vec<Target> {
+        match self.shard {
+            None => all,
+            Some(shard) => all.into_iter().filter(|t| shard.owns(&t.name)).collect(),
+        }
     }
 
     /// How `--record` rotates.
@@ -296,6 +311,8 @@ impl Config {
             #[serde(skip_serializing_if = "Option::is_none")]
             record_max_bytes: Option<u64>,
             record_keep: u32,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            shard: Option<Shard>,
             #[serde(skip_serializing_if = "<[String]>::is_empty")]
             target_files: &'a [String],
             target: Vec<OutTarget<'a>>,
@@ -324,6 +341,7 @@ impl Config {
             record: self.record.as_deref(),
             record_max_bytes: self.record_max_bytes,
             record_keep: self.record_keep,
+            shard: self.shard,
             target_files: &self.target_files,
             target: self
                 .targets

@@ -21,6 +21,7 @@ pub mod http;
 pub mod notify;
 pub mod outbox;
 pub mod poll;
+pub mod receipt;
 pub mod record;
 pub mod reference;
 pub mod replay;

@@ -70,6 +70,9 @@ struct RunArgs {
     /// Keep pending/firing alerts and baselines in this file across restarts.
     #[arg(long, value_name = "FILE")]
     state_file: Option<PathBuf>,
+    /// Watch only shard I of N of the targets (Prometheus' hashmod of the target name), e.g. 0/3.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<watchdog::shard::Shard>,
     /// Print the effective config as TOML (secrets never shown) and exit.
     #[arg(long)]
     print_config: bool,
@@ -236,7 +239,9 @@ async fn dispatch(command: Command) -> i32 {
             {
                 Ok(t) => t,
                 Err(e) => {
-                    println!("$: cannot read the token file: {e}");
+                    let _ = watchdog::validate_cmd::print(&format!(
+                        "$: cannot read the token file: {e}\n"
+                    ));
                     return 1;
                 }
             };
@@ -259,13 +264,18 @@ async fn run(a: RunArgs) -> i32 {
         record: a.record,
         record_max_bytes: a.record_max_bytes,
         record_keep: a.record_keep,
+        shard: a.shard,
     };
     if a.print_config {
         return match Config::load(&over) {
-            Ok(c) => {
-                print!("{}", c.to_toml());
-                0
-            }
+            // A closed or full stdout is exit 1, never a panic.
+            Ok(c) => match watchdog::stdout::print_all(&c.to_toml()) {
+                Ok(()) => 0,
+                Err(e) => {
+                    watchdog::stdout::note_unwritable(&e);
+                    1
+                }
+            },
             Err(e) => {
                 eprintln!("watchdog: {e}");
                 2

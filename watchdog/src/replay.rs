@@ -26,6 +26,7 @@ use shared_schema::{RecordLine, Recorded};
 
 use crate::engine::{Engine, Observation};
 use crate::record::rotation_number;
+use watchdog_core::delta::Receipt;
 
 /// What a replay went through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -158,7 +159,7 @@ pub fn in_order(files: Vec<PathBuf>) -> Vec<PathBuf> {
     out
 }
 
-/// Calls `each(target, observation)` for every record line of `input`
+/// Calls `each(target, observation, receipt)` for every record line of `input`
 /// (`file` names it in warnings), in order; counts records and skipped
 /// lines into `stats`. `Err` for an I/O error reading `input` or one that
 /// `each` returns; a bad line is never one.
@@ -166,7 +167,7 @@ pub fn for_each_record(
     mut input: impl BufRead,
     file: &str,
     stats: &mut Replayed,
-    mut each: impl FnMut(&str, &Observation) -> std::io::Result<()>,
+    mut each: impl FnMut(&str, &Observation, Option<Receipt>) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
     let mut number = 0usize;
@@ -193,7 +194,8 @@ pub fn for_each_record(
             Recorded::Envelope(body) => Observation::from_body(record.received_at, body),
             Recorded::Failed(why) => Observation::failed(record.received_at, why),
         };
-        each(&record.target, &obs)?;
+        let received = crate::receipt::recorded(record.received_at);
+        each(&record.target, &obs, received)?;
         stats.records += 1;
     }
     Ok(())
@@ -248,8 +250,8 @@ fn replay_into(
     stats: &mut Replayed,
 ) -> std::io::Result<()> {
     let mut alerts = 0;
-    for_each_record(input, file, stats, |target, obs| {
-        let eval = engine.observe(target, obs);
+    for_each_record(input, file, stats, |target, obs, received| {
+        let eval = engine.observe_received(target, obs, received);
         for l in &eval.lines {
             writeln!(out, "{}", l.to_json_line())?;
         }

@@ -44,6 +44,8 @@ const NOTIFY_DRAIN: Duration = Duration::from_secs(5);
 struct Msg {
     target: String,
     polled: Polled,
+    /// The watchdog's monotonic clock when the poll ended.
+    received: Option<watchdog_core::delta::Receipt>,
 }
 
 /// A running poll loop.
@@ -104,10 +106,12 @@ async fn poll_loop(
         }
         // A poll in flight is finished even when a stop arrives meanwhile.
         let polled = poller.poll().await;
+        let received = crate::receipt::now();
         if tx
             .send(Msg {
                 target: name.clone(),
                 polled,
+                received,
             })
             .await
             .is_err()
@@ -145,6 +149,8 @@ struct Runner {
     files: TargetFiles,
     /// The targets of `[[target]]`/`--target` (the files' come on top).
     fixed: Vec<Target>,
+    /// `shard`: only its targets are polled.
+    shard: Option<crate::shard::Shard>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -174,8 +180,10 @@ pub async fn run(over: Overrides) -> anyhow::Result<()> {
             crate::config::ConfigError(format!("{}: {}", dup.file.display(), dup.error)).into(),
         );
     }
+    let all = std::mem::take(&mut config.targets);
+    config.targets = config.my_share(all);
     let fixed = config.targets.clone();
-    config.targets.extend(files.targets());
+    config.targets.extend(config.my_share(files.targets()));
     exporter.config_loaded(true, Timestamp::now());
     let stdout = StdoutLines::start(exporter.registry()).context("starting the stdout writer")?;
     // Past RLIMIT_FSIZE a write must fail (EFBIG, handled like a full disk),
@@ -185,20 +193,16 @@ pub async fn run(over: Overrides) -> anyhow::Result<()> {
 
     let rules = std::mem::replace(&mut config.rules, RuleSet::defaults());
     let mut engine = Engine::new(rules, config.repeat_interval());
-    if let Some(path) = &config.state_file {
-        state::load(&mut engine, path);
-        // A target dropped from the config while we were down is not watched
-        // any more: its saved alerts and baselines go.
-        let stale: Vec<String> = engine
-            .targets()
-            .filter(|t| !config.targets.iter().any(|c| c.name == *t))
-            .map(str::to_owned)
-            .collect();
-        for t in stale {
-            tracing::info!(target = %t, "saved state of a target no longer configured dropped");
-            engine.forget_target(&t);
+    // A target or rule dropped from the config while we were down ends its
+    // saved alerts as a reload would: with `resolved` lines, sent below.
+    let restored_resolved = match &config.state_file {
+        Some(path) => {
+            let watched = |t: &str| config.targets.iter().any(|c| c.name == t);
+            state::load(&mut engine, path, watched, Timestamp::now())
+                .map_err(crate::config::ConfigError)?
         }
-    }
+        None => Vec::new(),
+    };
     let (dropped_tx, mut dropped_rx) = mpsc::unbounded_channel();
     let notifier = Notifier::start(&config.notify, exporter.clone(), dropped_tx.clone())
         .context("starting notification sinks")?;
@@ -249,6 +253,7 @@ pub async fn run(over: Overrides) -> anyhow::Result<()> {
         board,
         files,
         fixed,
+        shard: config.shard,
     };
     for t in &config.targets {
         let l = spawn_loop(
@@ -265,6 +270,11 @@ pub async fn run(over: Overrides) -> anyhow::Result<()> {
     let saved: Vec<String> = runner.engine.targets().map(str::to_owned).collect();
     for name in saved {
         runner.refresh_alerts(&name);
+    }
+    if !restored_resolved.is_empty() {
+        runner.send(&restored_resolved);
+        runner.state_dirty = true;
+        runner.settle();
     }
     health.set_max_age(stuck_after(runner.interval));
     health.set(true);
@@ -373,7 +383,7 @@ impl Runner {
         if let Some(rec) = self.recorder.as_mut() {
             rec.record(&msg.target, obs, msg.polled.body.as_deref());
         }
-        let eval = self.engine.observe(&msg.target, obs);
+        let eval = self.engine.observe_received(&msg.target, obs, msg.received);
         // Lines that want a diagnosis wait for it (bounded) in the outbox.
         let ready = self.outbox.push(&msg.target, Some(&l.spec.0), &eval);
         send(
@@ -503,14 +513,20 @@ impl Runner {
         if config.targets.is_empty() && config.target_files.is_empty() {
             anyhow::bail!("the new config has no target");
         }
+        if let Some(path) = &config.state_file {
+            state::check(path).map_err(anyhow::Error::msg)?;
+        }
         self.files.set_patterns(config.target_files.clone());
         let (_, errors) = self.files.scan(&names(&config.targets));
         if let Some(dup) = errors.iter().find(|e| e.duplicate) {
             // Only that file is refused: the rest of the config holds.
             tracing::warn!(file = %dup.file.display(), error = %dup.error, "targets file refused");
         }
+        let all = std::mem::take(&mut config.targets);
+        config.targets = config.my_share(all);
         self.fixed = config.targets.clone();
-        config.targets.extend(self.files.targets());
+        config.targets.extend(config.my_share(self.files.targets()));
+        self.shard = config.shard;
         // Everything that can fail is built before anything changes.
         let notifier = Notifier::start(
             &config.notify,
@@ -632,7 +648,11 @@ impl Runner {
         }
         let now = Timestamp::now();
         let mut desired = self.fixed.clone();
-        desired.extend(self.files.targets());
+        let theirs = self.files.targets();
+        desired.extend(match self.shard {
+            Some(shard) => theirs.into_iter().filter(|t| shard.owns(&t.name)).collect(),
+            None => theirs,
+        });
         let gone: Vec<String> = self
             .loops
             .keys()

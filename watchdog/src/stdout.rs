@@ -28,6 +28,29 @@ const BATCH_LINES: usize = 256;
 /// The name of the counter of dropped lines (CONTRACT section 4).
 pub const DROPPED_METRIC: &str = "watchdog_stdout_dropped_lines_total";
 
+/// Writes the whole output of a one-shot command (`check`, `validate`,
+/// `run --print-config`) to stdout and flushes it. A stdout that is closed
+/// (`| head -0`: EPIPE) or full (`>/dev/full`: ENOSPC) is an error for the
+/// caller to turn into an exit code, never a panic (`println!` panics).
+pub fn print_all(text: &str) -> std::io::Result<()> {
+    write_all_to(&mut std::io::stdout().lock(), text)
+}
+
+/// [`print_all`] on any writer.
+pub fn write_all_to(out: &mut impl Write, text: &str) -> std::io::Result<()> {
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
+/// Says on stderr that stdout could not be written (ignoring a stderr that
+/// cannot be written either: there is nobody left to tell).
+pub fn note_unwritable(error: &std::io::Error) {
+    let _ = writeln!(
+        std::io::stderr(),
+        "watchdog: cannot write to stdout: {error}"
+    );
+}
+
 /// What the writer thread gets.
 #[derive(Debug)]
 enum Msg {

@@ -24,7 +24,10 @@
 //! how config managers write). A file that cannot be read or parsed, or
 //! that names a target already named elsewhere, is reported (a log line and
 //! `watchdog_target_file_errors{file} 1`) and its previous targets are kept:
-//! a half-written file never stops the polling of anything.
+//! a half-written file never stops the polling of anything. Names are
+//! judged from the latest text of all files together at every scan, so a
+//! file refused as a duplicate is taken up as soon as the other file lets
+//! go of the name, without being touched again.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read as _;
@@ -171,11 +174,46 @@ fn read(path: &Path) -> Result<String, String> {
     Ok(text)
 }
 
-#[derive(Debug, Default)]
+/// Why a file's latest text is not used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Problem {
+    error: String,
+    duplicate: bool,
+}
+
+#[derive(Debug)]
 struct FileState {
     signature: Option<Signature>,
+    /// What the file said when last read: its targets, or why they cannot be used.
+    latest: Result<Vec<Target>, Problem>,
+    /// The targets in use: `latest` unless it was refused, then the previous ones.
     targets: Vec<Target>,
-    error: Option<String>,
+    /// The problem of this scan, if any.
+    problem: Option<Problem>,
+    /// The problem of the scan before (one is reported when it starts or changes).
+    reported: Option<Problem>,
+    /// Read again in this scan (its problem, if any, is reported afresh).
+    reread: bool,
+}
+
+impl Default for FileState {
+    fn default() -> Self {
+        Self {
+            signature: None,
+            latest: Ok(Vec::new()),
+            targets: Vec::new(),
+            problem: None,
+            reported: None,
+            reread: false,
+        }
+    }
+}
+
+impl FileState {
+    /// Its latest text asks for something other than what is in use.
+    fn wants_change(&self) -> bool {
+        self.latest.as_ref().is_ok_and(|t| *t != self.targets)
+    }
 }
 
 /// What a scan found wrong with one file (its previous targets are kept).
@@ -248,6 +286,12 @@ impl TargetFiles {
     /// the `[[target]]` targets, which a file may not take. Returns whether
     /// the set of targets changed, and the errors met this time (each file's
     /// error is reported once, until it changes).
+    ///
+    /// The targets in use are judged from all files together, every scan:
+    /// a file refused for naming a target another file names is taken up
+    /// at the first scan where that other file no longer does, so a target
+    /// moved from one file to another (added to its new file first) is
+    /// never dropped.
     pub fn scan(&mut self, fixed: &BTreeSet<String>) -> (bool, Vec<FileError>) {
         let mut now: BTreeSet<PathBuf> = BTreeSet::new();
         for p in &self.patterns {
@@ -269,78 +313,126 @@ impl TargetFiles {
                 let _ = g.remove_label_values(&[&f.to_string_lossy()]);
             }
         }
-        let mut errors = Vec::new();
         for file in now {
-            let sig = signature(&file);
             let state = self.files.entry(file.clone()).or_default();
-            let unchanged = match (&sig, &state.signature) {
-                (Ok(s), Some(old)) => s == old,
-                (Err(_), None) => state.error.is_some(),
-                _ => false,
-            };
-            if unchanged {
-                continue;
-            }
-            state.signature = sig.as_ref().ok().copied();
-            // Names taken by [[target]] and by the other files.
-            let taken: BTreeSet<String> = fixed
-                .iter()
-                .cloned()
-                .chain(
-                    self.files
-                        .iter()
-                        .filter(|(f, _)| **f != file)
-                        .flat_map(|(_, s)| s.targets.iter().map(|t| t.name.clone())),
-                )
-                .collect();
-            let mut duplicate = false;
-            let read = sig
-                .and_then(|_| read(&file))
-                .and_then(|text| parse(&text, &file))
-                .and_then(|targets| unique(targets, &taken).inspect_err(|_| duplicate = true));
-            let state = self.files.entry(file.clone()).or_default();
-            match read {
-                Ok(targets) => {
-                    if state.error.take().is_some() {
-                        tracing::info!(file = %file.display(), "targets file reads again");
-                    }
-                    changed |= targets != state.targets;
-                    tracing::info!(file = %file.display(), targets = targets.len(), "targets file read");
-                    state.targets = targets;
-                }
-                Err(error) => {
-                    tracing::error!(file = %file.display(), error = %error, kept = state.targets.len(),
+            refresh(&file, state);
+        }
+        changed |= self.judge(fixed);
+        let mut errors = Vec::new();
+        for (file, state) in &mut self.files {
+            let reread = std::mem::take(&mut state.reread);
+            if let Some(p) = &state.problem {
+                if reread || state.reported.as_ref() != Some(p) {
+                    tracing::error!(file = %file.display(), error = %p.error, kept = state.targets.len(),
                         "targets file not used; its previous targets are kept");
-                    state.error = Some(error.clone());
                     errors.push(FileError {
                         file: file.clone(),
-                        error,
-                        duplicate,
+                        error: p.error.clone(),
+                        duplicate: p.duplicate,
                     });
                 }
+            } else if state.reported.is_some() {
+                tracing::info!(file = %file.display(), targets = state.targets.len(), "targets file used again");
             }
+            state.reported = state.problem.clone();
             if let Some(g) = &self.gauge {
                 if let Ok(g) = g.get_metric_with_label_values(&[&file.to_string_lossy()]) {
-                    g.set(if state.error.is_some() { 1.0 } else { 0.0 });
+                    g.set(if state.problem.is_some() { 1.0 } else { 0.0 });
                 }
             }
         }
         (changed, errors)
     }
+
+    /// Decides which targets each file gives, from every file's latest
+    /// text; returns whether that changed anything. Names are taken by
+    /// `fixed` first, then by the files whose targets in use stand as they
+    /// are, then by the files that ask for a change, in name order: a file
+    /// that would take a name already taken is refused and keeps its
+    /// previous targets (less any name taken meanwhile).
+    fn judge(&mut self, fixed: &BTreeSet<String>) -> bool {
+        let mut order: Vec<&PathBuf> = self.files.keys().collect();
+        // Stable: name order within each half.
+        order.sort_by_key(|f| self.files.get(*f).is_some_and(FileState::wants_change));
+        let order: Vec<PathBuf> = order.into_iter().cloned().collect();
+        let mut taken = fixed.clone();
+        let mut changed = false;
+        for file in order {
+            let Some(state) = self.files.get_mut(&file) else {
+                continue;
+            };
+            let (targets, problem) = match &state.latest {
+                Ok(latest) => match clash(latest, &taken) {
+                    None => (latest.clone(), None),
+                    Some(name) => (
+                        without(&state.targets, &taken),
+                        Some(Problem {
+                            error: format!(
+                                "two targets are named {name:?} (here and in [[target]] or another targets file); give them distinct names"
+                            ),
+                            duplicate: true,
+                        }),
+                    ),
+                },
+                Err(p) => (without(&state.targets, &taken), Some(p.clone())),
+            };
+            taken.extend(targets.iter().map(|t| t.name.clone()));
+            if targets != state.targets {
+                changed = true;
+                tracing::info!(file = %file.display(), targets = targets.len(), "targets file used");
+            }
+            state.targets = targets;
+            state.problem = problem;
+        }
+        changed
+    }
 }
 
-/// The targets of one file, when none takes a name already taken.
-fn unique(targets: Vec<Target>, taken: &BTreeSet<String>) -> Result<Vec<Target>, String> {
-    let mut seen = BTreeSet::new();
-    for t in &targets {
-        if taken.contains(&t.name) || !seen.insert(t.name.as_str()) {
-            return Err(format!(
-                "two targets are named {:?}; give them distinct names",
-                t.name
-            ));
-        }
+/// Reads `file` again when it changed since `state` was made.
+fn refresh(file: &Path, state: &mut FileState) {
+    let sig = signature(file);
+    let unchanged = match (&sig, &state.signature) {
+        (Ok(s), Some(old)) => s == old,
+        (Err(_), None) => state.latest.is_err(),
+        _ => false,
+    };
+    if unchanged {
+        return;
     }
-    Ok(targets)
+    state.signature = sig.as_ref().ok().copied();
+    state.reread = true;
+    state.latest = sig
+        .and_then(|_| read(file))
+        .and_then(|text| parse(&text, file))
+        .map_err(|error| Problem {
+            error,
+            duplicate: false,
+        })
+        .and_then(|targets| match clash(&targets, &BTreeSet::new()) {
+            None => Ok(targets),
+            Some(name) => Err(Problem {
+                error: format!("two targets are named {name:?}; give them distinct names"),
+                duplicate: true,
+            }),
+        });
+}
+
+/// The first name of `targets` already in `taken` or given twice.
+fn clash(targets: &[Target], taken: &BTreeSet<String>) -> Option<String> {
+    let mut seen = BTreeSet::new();
+    targets
+        .iter()
+        .find(|t| taken.contains(&t.name) || !seen.insert(t.name.as_str()))
+        .map(|t| t.name.clone())
+}
+
+/// `targets` less those whose name is taken.
+fn without(targets: &[Target], taken: &BTreeSet<String>) -> Vec<Target> {
+    targets
+        .iter()
+        .filter(|t| !taken.contains(&t.name))
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]
@@ -453,5 +545,81 @@ mod tests {
         std::fs::remove_file(&a).unwrap();
         assert_eq!(files.scan(&fixed), (true, vec![]));
         assert!(files.targets().is_empty());
+    }
+
+    /// Issue 24 item 2: a target moved from one file to another (first
+    /// added to its new file, then removed from its old one) is never
+    /// dropped, and the file refused meanwhile is taken up again at the
+    /// next scan, with no change of its own.
+    #[test]
+    fn a_target_moved_between_files_stays_and_the_refused_file_is_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let pattern = dir.path().join("*.json").to_string_lossy().into_owned();
+        let mut files = TargetFiles::new(vec![pattern], None);
+        let fixed = BTreeSet::new();
+        let a = dir.path().join("a.json");
+        let z = dir.path().join("z.json");
+        std::fs::write(
+            &a,
+            r#"[{"targets": ["h:1"], "labels": {"name": "orch-a"}}]"#,
+        )
+        .unwrap();
+        std::fs::write(
+            &z,
+            r#"[{"targets": ["h:9"], "labels": {"name": "orch-x"}}]"#,
+        )
+        .unwrap();
+        assert_eq!(files.scan(&fixed), (true, vec![]));
+        let names =
+            |f: &TargetFiles| -> Vec<String> { f.targets().into_iter().map(|t| t.name).collect() };
+
+        // a.json takes orch-x while z.json still names it: a.json is
+        // refused, and both targets stay.
+        std::fs::write(
+            &a,
+            r#"[{"targets": ["h:1"], "labels": {"name": "orch-a"}},
+                {"targets": ["h:9"], "labels": {"name": "orch-x"}}]"#,
+        )
+        .unwrap();
+        let (changed, errors) = files.scan(&fixed);
+        assert!(!changed);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].file, a);
+        assert!(
+            errors[0].duplicate && errors[0].error.contains("orch-x"),
+            "{errors:?}"
+        );
+        assert_eq!(names(&files), ["orch-a", "orch-x"]);
+
+        // z.json lets go of it: a.json now holds, without being touched.
+        let tmp = dir.path().join("z.tmp");
+        std::fs::write(&tmp, "[]").unwrap();
+        std::fs::rename(&tmp, &z).unwrap();
+        let (_, errors) = files.scan(&fixed);
+        assert_eq!(errors, vec![]);
+        assert_eq!(names(&files), ["orch-a", "orch-x"], "orch-x never dropped");
+        assert_eq!(files.targets()[1].url, "http://h:9/metrics");
+        assert_eq!(files.scan(&fixed), (false, vec![]));
+
+        // A refused file is retried every scan: z.json takes orch-x back
+        // (refused: a.json has it); a.json drops it; z.json then holds.
+        std::fs::write(
+            &z,
+            r#"[{"targets": ["h:9"], "labels": {"name": "orch-x"}}]"#,
+        )
+        .unwrap();
+        let (changed, errors) = files.scan(&fixed);
+        assert!(
+            !changed && errors.len() == 1 && errors[0].file == z,
+            "{errors:?}"
+        );
+        std::fs::write(
+            &a,
+            r#"[{"targets": ["h:1"], "labels": {"name": "orch-a"}}]"#,
+        )
+        .unwrap();
+        let (_, errors) = files.scan(&fixed);
+        assert_eq!(errors, vec![]);
+        assert_eq!(names(&files), ["orch-a", "orch-x"]);
     }
 }

@@ -5,31 +5,47 @@
 //! reader sets aside is listed too (`shared_schema::validate`), so a clean
 //! `validate` means a clean live poll.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::time::Duration;
 
 use crate::config::poll_url;
 use crate::poll::Poller;
 
-/// Validates `input`; prints the problems and returns the exit code.
+/// Validates `input`; prints the problems and returns the exit code. A
+/// stdout that cannot be written (closed, full) exits 1 too: the verdict
+/// did not get out.
 pub async fn validate(input: &str, token: Option<String>, timeout: Duration) -> i32 {
     let bytes = match read(input, token, timeout).await {
         Ok(b) => b,
         Err(e) => {
-            println!("$: cannot read {input}: {e}");
+            print(&format!("$: cannot read {input}: {e}\n"));
             return 1;
         }
     };
     let problems = shared_schema::validate(&bytes);
-    for p in &problems {
-        println!("{p}");
+    let text: String = problems.iter().map(|p| format!("{p}\n")).collect();
+    if !print(&text) {
+        return 1;
     }
+    // The summary is for people; a stderr nobody reads does not change the verdict.
+    let mut err = std::io::stderr();
     if problems.is_empty() {
-        eprintln!("{input}: the envelope fits the contract");
+        let _ = writeln!(err, "{input}: the envelope fits the contract");
         0
     } else {
-        eprintln!("{input}: {} problem(s)", problems.len());
+        let _ = writeln!(err, "{input}: {} problem(s)", problems.len());
         1
+    }
+}
+
+/// Prints `text` on stdout; false (and said on stderr) when it could not.
+pub fn print(text: &str) -> bool {
+    match crate::stdout::print_all(text) {
+        Ok(()) => true,
+        Err(e) => {
+            crate::stdout::note_unwritable(&e);
+            false
+        }
     }
 }
 

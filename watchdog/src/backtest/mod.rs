@@ -179,10 +179,10 @@ pub fn backtest(
             std::io::BufReader::new(file),
             &name,
             &mut replayed,
-            |target, obs: &Observation| {
+            |target, obs: &Observation, received| {
                 // One parse, one observation, every engine.
                 for side in &mut sides {
-                    let eval = side.engine.observe(target, obs);
+                    let eval = side.engine.observe_received(target, obs, received);
                     alerts += eval.lines.len();
                     for l in &eval.lines {
                         side.tracker.line(l);

@@ -13,8 +13,17 @@
 //! A failed POST of a new event is reported (a `dropped` line), and the
 //! state still reaches Alertmanager at the next re-send: a firing alert
 //! stays in the set, a resolved one is kept until a send succeeds.
+//!
+//! What an Alertmanager has accepted is remembered per endpoint past the
+//! sink that sent it ([`Accepted`]): a reload builds new sinks, and these
+//! must not re-post what is already there (700 SIGHUPs made 218 posts).
+//! A new sink re-sends an alert at once only when Alertmanager has not
+//! accepted it with the same labels and `startsAt`; the rest, and the
+//! heartbeat, keep the rhythm of the sink before.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -41,6 +50,36 @@ fn after(at: Instant, d: Duration) -> Instant {
 fn seconds(d: Duration) -> f64 {
     const CENTURY_S: f64 = 100.0 * 365.25 * 86_400.0;
     d.as_secs_f64().min(CENTURY_S)
+}
+
+/// What one Alertmanager endpoint has accepted from this process.
+#[derive(Debug, Default, Clone)]
+struct Accepted {
+    /// Firing alerts by key, with the [`identity`] they were accepted with.
+    firing: BTreeMap<String, u64>,
+    /// When the whole firing set was last re-sent.
+    resent: Option<Instant>,
+    /// When the heartbeat was last accepted.
+    heartbeat: Option<Instant>,
+}
+
+/// [`Accepted`] by endpoint URL, for the life of the process.
+fn accepted() -> &'static Mutex<HashMap<String, Accepted>> {
+    static ACCEPTED: OnceLock<Mutex<HashMap<String, Accepted>>> = OnceLock::new();
+    ACCEPTED.get_or_init(Mutex::default)
+}
+
+/// What makes Alertmanager see a new alert: its labels and `startsAt`
+/// (annotations such as the summary change with every line and wait for
+/// the next re-send).
+fn identity(line: &AlertLine) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    line.rule.hash(&mut h);
+    line.severity.as_str().hash(&mut h);
+    line.target.hash(&mut h);
+    line.labels.hash(&mut h);
+    line.since.unix_ms().hash(&mut h);
+    h.finish()
 }
 
 /// `alertname` of the always-firing heartbeat.
@@ -82,6 +121,17 @@ impl Alertmanager {
         };
         let now = Instant::now();
         let heartbeat = cfg.heartbeat_interval();
+        // A sink that replaces one (a reload) keeps its rhythm.
+        let before = remembered(&endpoint);
+        let next_resend = before.resent.map_or(after(now, cfg.resend_interval), |at| {
+            after(at, cfg.resend_interval)
+        });
+        let next_heartbeat = match (heartbeat, before.heartbeat) {
+            (Some(every), Some(at)) => Some(after(at, every)),
+            // The first heartbeat goes out at once, so a fresh watchdog is seen alive.
+            (Some(_), None) => Some(now),
+            (None, _) => None,
+        };
         Ok(Self {
             name: name.to_owned(),
             endpoint,
@@ -101,10 +151,16 @@ impl Alertmanager {
             started: Timestamp::now(),
             firing: BTreeMap::new(),
             unsent_resolved: BTreeMap::new(),
-            next_resend: after(now, cfg.resend_interval),
-            // The first heartbeat goes out at once, so a fresh watchdog is seen alive.
-            next_heartbeat: heartbeat.map(|_| now),
+            next_resend,
+            next_heartbeat,
         })
+    }
+
+    /// Notes what Alertmanager accepted in one successful POST.
+    fn note_accepted(&self, update: impl FnOnce(&mut Accepted)) {
+        if let Ok(mut all) = accepted().lock() {
+            update(all.entry(self.endpoint.to_string()).or_default());
+        }
     }
 
     /// The Alertmanager form of one alert line.
@@ -208,11 +264,26 @@ impl Sink for Alertmanager {
             if alerts.is_empty() {
                 return Vec::new();
             }
+            let sent: Vec<(String, Option<u64>)> = newest
+                .values()
+                .map(|l| {
+                    let firing = matches!(l.event, AlertEvent::Firing | AlertEvent::Repeat);
+                    (l.key.clone(), firing.then(|| identity(l)))
+                })
+                .collect();
             match self.post(alerts).await {
                 Ok(()) => {
                     for key in keys {
                         self.unsent_resolved.remove(&key);
                     }
+                    self.note_accepted(|a| {
+                        for (key, id) in sent {
+                            match id {
+                                Some(id) => a.firing.insert(key, id),
+                                None => a.firing.remove(&key),
+                            };
+                        }
+                    });
                     Vec::new()
                 }
                 Err(err) => {
@@ -223,8 +294,10 @@ impl Sink for Alertmanager {
         })
     }
 
-    /// Replaces the firing set. An alert new to this sink is sent at once;
-    /// one that left the set without a `resolved` event reaching us (e.g.
+    /// Replaces the firing set. An alert Alertmanager has not accepted
+    /// (with these labels and `startsAt`) is sent at once; the others wait
+    /// for the next re-send, so a reload that changes nothing posts nothing.
+    /// One that left the set without a `resolved` event reaching us (e.g.
     /// dropped on a full queue) is no longer re-sent and expires at its
     /// `endsAt`, at most 4 × `resend_interval` later.
     fn sync_firing(&mut self, firing: Vec<AlertLine>) {
@@ -233,7 +306,19 @@ impl Sink for Alertmanager {
             .filter(|l| matches!(l.event, AlertEvent::Firing | AlertEvent::Repeat))
             .map(|l| (l.key.clone(), l))
             .collect();
-        if fresh.keys().any(|k| !self.firing.contains_key(k)) {
+        let urgent = match accepted().lock() {
+            Ok(all) => {
+                let known = all.get(self.endpoint.as_str());
+                fresh.iter().any(|(k, l)| {
+                    let id = identity(l);
+                    // New to this sink (or changed), and not already there.
+                    self.firing.get(k).map(identity) != Some(id)
+                        && known.and_then(|a| a.firing.get(k)) != Some(&id)
+                })
+            }
+            Err(_) => fresh.keys().any(|k| !self.firing.contains_key(k)),
+        };
+        if urgent {
             self.next_resend = Instant::now();
         }
         self.firing = fresh;
@@ -252,7 +337,10 @@ impl Sink for Alertmanager {
             let now = Timestamp::now();
             let mut alerts = Vec::new();
             let mut resolved = Vec::new();
+            let mut resent = false;
+            let mut beat = false;
             if at >= self.next_resend {
+                resent = true;
                 self.next_resend = after(at, self.resend);
                 alerts.extend(self.firing.values().map(|l| self.alert(l, now)));
                 // Past the horizon Alertmanager has expired the alert on its own.
@@ -270,6 +358,7 @@ impl Sink for Alertmanager {
                 if at >= due {
                     self.next_heartbeat = Some(after(at, every));
                     alerts.push(self.heartbeat_alert(every, now));
+                    beat = true;
                 }
             }
             if alerts.is_empty() {
@@ -279,6 +368,21 @@ impl Sink for Alertmanager {
             match self.post(alerts).await {
                 Ok(()) => {
                     self.exporter.notifications(&self.name, "resent", n);
+                    let firing: BTreeMap<String, u64> = self
+                        .firing
+                        .iter()
+                        .map(|(k, l)| (k.clone(), identity(l)))
+                        .collect();
+                    self.note_accepted(|a| {
+                        if resent {
+                            // The whole set went: it is what Alertmanager holds now.
+                            a.firing = firing;
+                            a.resent = Some(at);
+                        }
+                        if beat {
+                            a.heartbeat = Some(at);
+                        }
+                    });
                     for key in resolved {
                         self.unsent_resolved.remove(&key);
                     }
@@ -290,6 +394,15 @@ impl Sink for Alertmanager {
             }
         })
     }
+}
+
+/// What the Alertmanager at `endpoint` accepted so far.
+fn remembered(endpoint: &Url) -> Accepted {
+    accepted()
+        .lock()
+        .ok()
+        .and_then(|all| all.get(endpoint.as_str()).cloned())
+        .unwrap_or_default()
 }
 
 /// `{base}/api/v2/alerts`, keeping a path prefix of `base`.
