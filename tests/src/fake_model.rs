@@ -124,6 +124,11 @@ impl FakeModel {
         self.server.base_url()
     }
 
+    /// `127.0.0.1:<port>`.
+    pub fn addr_string(&self) -> String {
+        self.server.addr().to_string()
+    }
+
     /// The port (what `net_wait.remote` names).
     pub fn port(&self) -> u16 {
         self.server.addr().port()

@@ -7,6 +7,7 @@
 
 pub mod agent_cli;
 pub mod agent_cli_capture;
+pub mod agent_cli_demo;
 pub mod agent_cli_lab;
 pub mod agent_cli_procfs;
 pub mod agents;
