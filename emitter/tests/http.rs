@@ -67,7 +67,7 @@ async fn other_paths_are_404_and_other_methods_405() {
             .await
             .unwrap();
         assert_eq!(resp.status(), 405, "{method}");
-        assert_eq!(resp.headers()["allow"], "GET");
+        assert_eq!(resp.headers()["allow"], "GET, HEAD");
     }
 }
 

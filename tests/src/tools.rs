@@ -1,5 +1,6 @@
 //! External tools the tests drive (`promtool`, `prometheus`,
-//! `prometheus-alertmanager`, `amtool`, `systemd-analyze`).
+//! `prometheus-alertmanager`, `amtool`, `systemd-analyze`, and the real
+//! agent CLIs `claude` and `codex`).
 //!
 //! Where a tool is missing a developer gets a printed note and the test
 //! returns; under `CI=true` a missing tool is a failure, never a silent skip
@@ -40,4 +41,56 @@ pub fn optional(name: &str, hint: &str) -> Option<PathBuf> {
         eprintln!("note: `{name}` not found on PATH, skipping ({hint})");
     }
     found
+}
+
+/// The pinned Claude Code version the tests and `.ci/run` use.
+pub const CLAUDE_CODE_VERSION: &str = "2.1.328";
+/// The pinned Codex CLI version.
+pub const CODEX_VERSION: &str = "0.171.0";
+
+/// The real Claude Code binary: `$CLAUDE_BIN`, else `claude` on PATH.
+/// Missing: a failure under CI, else a note and `None`.
+pub fn claude() -> Option<PathBuf> {
+    agent_cli(
+        "claude",
+        "CLAUDE_BIN",
+        &format!(
+            "npm install @anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}, then put \
+             node_modules/@anthropic-ai/claude-code-linux-x64/claude on PATH or in $CLAUDE_BIN \
+             (.ci/run does this)"
+        ),
+    )
+}
+
+/// The real Codex CLI binary: `$CODEX_BIN`, else `codex` on PATH.
+/// Missing: a failure under CI, else a note and `None`.
+pub fn codex() -> Option<PathBuf> {
+    agent_cli(
+        "codex",
+        "CODEX_BIN",
+        &format!(
+            "npm install @openai/codex@{CODEX_VERSION}, then put the native \
+             vendor/<target>/bin/codex of @openai/codex-linux-x64 on PATH or in $CODEX_BIN \
+             (.ci/run does this)"
+        ),
+    )
+}
+
+/// An agent CLI from `$var` (which must then be a file) or PATH.
+fn agent_cli(name: &str, var: &str, hint: &str) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(var) {
+        let path = PathBuf::from(path);
+        if path.is_file() {
+            return Some(path);
+        }
+        if in_ci() {
+            panic!("${var} = {} is not a file ({hint})", path.display());
+        }
+        eprintln!(
+            "note: ${var} = {} is not a file, skipping ({hint})",
+            path.display()
+        );
+        return None;
+    }
+    require(name, hint)
 }

@@ -34,6 +34,8 @@ fn processes_under(dir: &str) -> Vec<String> {
 fn demo_tells_the_story_and_cleans_up_on_sigint() {
     let demo = env!("CARGO_BIN_EXE_demo");
     let emitter = bins::locate("emitter").unwrap();
+    let emitter_path = emitter.clone();
+    let otlp = e2e::agent_cli_demo::emitter_has_otlp(&emitter_path);
     let watchdog = bins::locate("watchdog").unwrap();
     let mut cmd = Command::new(demo);
     cmd.args([
@@ -81,14 +83,17 @@ fn demo_tells_the_story_and_cleans_up_on_sigint() {
     let has = |pred: &dyn Fn(&str) -> bool| out.lock().unwrap().iter().any(|l| pred(l));
 
     net::wait_for(
-        "the resolved stuck_agent line",
+        "the resolved stuck_agent line (and, with OTLP, the looper's and the hung agent's alerts)",
         Duration::from_secs(90),
         Duration::from_millis(200),
         || {
             if let Ok(Some(status)) = proc.try_wait() {
                 return Err(format!("demo exited early with {status}"));
             }
-            if has(&|l: &str| l.contains("RESOLVED") && l.contains("stuck_agent")) {
+            let cli_story = !otlp
+                || (has(&|l: &str| l.contains("FIRING") && l.contains("agent=hung"))
+                    && has(&|l: &str| l.contains("FIRING") && l.contains("agent_looping")));
+            if cli_story && has(&|l: &str| l.contains("RESOLVED") && l.contains("stuck_agent")) {
                 Ok(())
             } else {
                 Err("not yet".into())
@@ -107,9 +112,15 @@ fn demo_tells_the_story_and_cleans_up_on_sigint() {
         "{all}"
     );
     assert!(all.contains(">>> waking agent idle"), "{all}");
+    // Of the simulated orchestrator's four agents, only the idle one is stuck.
     let stuck: Vec<&str> = all
         .lines()
         .filter(|l| l.contains("FIRING") && l.contains("stuck_agent"))
+        .filter(|l| {
+            ["busy", "idle", "io", "busy-child"]
+                .iter()
+                .any(|a| l.contains(&format!("agent={a} ")))
+        })
         .collect();
     assert_eq!(
         stuck.len(),
@@ -117,6 +128,36 @@ fn demo_tells_the_story_and_cleans_up_on_sigint() {
         "stuck_agent fired once, for the idle agent only:\n{all}"
     );
     assert!(stuck[0].contains("agent=idle"), "{all}");
+    // With the emitter's OTLP receiver, the agent-CLI look-alikes tell
+    // their story too (within the run's first two minutes).
+    if otlp {
+        assert!(
+            all.lines().any(|l| l.contains("FIRING")
+                && l.contains("agent_looping")
+                && l.contains("agent=looper")
+                && l.contains("same Bash call")
+                && l.contains('$')),
+            "agent_looping with its count and cost:\n{all}"
+        );
+        let hung = || {
+            all.lines().any(|l| {
+                l.contains("FIRING")
+                    && l.contains("stuck_agent")
+                    && l.contains("agent=hung")
+                    && l.contains("for a reply from")
+            })
+        };
+        assert!(
+            hung(),
+            "stuck_agent for the hung agent with the reply diagnosis:\n{all}"
+        );
+        assert!(
+            !all.lines().any(|l| l.contains("FIRING")
+                && l.contains("stuck_agent")
+                && l.contains("agent=looper")),
+            "the looper is busy, not stuck:\n{all}"
+        );
+    }
     let dir = all
         .lines()
         .find_map(|l| l.trim().strip_prefix("directory"))

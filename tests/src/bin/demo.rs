@@ -12,10 +12,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
+use e2e::agent_cli::{ClaudeRun, OtlpExport, OtlpProtocol};
+use e2e::agent_cli_demo::{self, DemoAgents};
+use e2e::agent_cli_lab::OtlpEmitter;
 use e2e::agents::AgentKind;
+use e2e::fake_model::{FakeModel, Script as ModelScript, ToolCall};
 use e2e::lab::Lab;
 use e2e::orchestrator::Script;
+use e2e::procs::Proc;
 use e2e::stack::{self, Emitter, Watchdog, WatchdogOptions};
+use e2e::statedb::RunningJob;
 use e2e::{bins, ext, tools};
 use shared_schema::{AlertEvent, AlertLine};
 
@@ -54,12 +60,25 @@ struct Args {
     /// and have the watchdog send its alerts there.
     #[arg(long)]
     with_alertmanager: bool,
+    /// Also run the real Claude Code (`claude` on PATH or $CLAUDE_BIN)
+    /// against the demo's own fake model API, looping on one tool call and
+    /// reporting over OTLP.
+    #[arg(long)]
+    with_claude_code: bool,
+    /// Internal: play the hung agent (send a model request to ADDR and
+    /// wait for the reply forever).
+    #[arg(long, hide = true, value_name = "ADDR")]
+    hung_client: Option<String>,
 }
 
 const TARGET: &str = "demo";
 
 fn main() {
     let args = Args::parse();
+    if let Some(addr) = &args.hung_client {
+        let _ = e2e::agent_cli_demo::hung_client(addr);
+        return;
+    }
     match run(&args) {
         Ok(()) => {}
         Err(e) => {
@@ -132,7 +151,32 @@ fn run(args: &Args) -> anyhow::Result<()> {
     } else {
         None
     };
-    let emitter = Emitter::start(&emitter_bin, &db, &dir)?;
+    // The agent-CLI look-alikes need the emitter's OTLP receiver.
+    let otlp = agent_cli_demo::emitter_has_otlp(&emitter_bin);
+    let (emitter, otlp_emitter) = if otlp {
+        let e = OtlpEmitter::start(&emitter_bin, &db, &dir, &[])?;
+        (None, Some(e))
+    } else {
+        (Some(Emitter::start(&emitter_bin, &db, &dir)?), None)
+    };
+    let (emitter_url, emitter_pid) = match (&emitter, &otlp_emitter) {
+        (Some(e), _) => (e.url(), e.proc.pid()),
+        (_, Some(e)) => (e.url(), e.proc.pid()),
+        _ => anyhow::bail!("no emitter"),
+    };
+    let conn = e2e::statedb::open(&db)?;
+    let cli_agents = match &otlp_emitter {
+        Some(e) => Some(
+            DemoAgents::start(&conn, &e.otlp_endpoint(), &std::env::current_exe()?, &dir)
+                .context("starting the agent-CLI look-alikes")?,
+        ),
+        None => None,
+    };
+    let claude = match (&otlp_emitter, args.with_claude_code) {
+        (Some(e), true) => Some(start_claude(&conn, &e.otlp_endpoint(), &dir)?),
+        (None, true) => anyhow::bail!("--with-claude-code: this emitter has no --otlp-listen"),
+        _ => None,
+    };
     let options = WatchdogOptions {
         interval: args.interval.clone(),
         stuck_for: args.stuck_for.clone(),
@@ -145,7 +189,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         &watchdog_bin,
         &dir,
         TARGET,
-        &emitter.url(),
+        &emitter_url,
         &options,
         Some(tx),
     )?;
@@ -163,8 +207,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     println!("  state database     {}", db.display());
     println!(
         "  emitter  /metrics  {}   (the raw JSON envelope; pid {})",
-        emitter.url(),
-        emitter.proc.pid()
+        emitter_url, emitter_pid
     );
     println!(
         "  watchdog /metrics  {}   (Prometheus gauges; pid {})",
@@ -183,6 +226,31 @@ fn run(args: &Args) -> anyhow::Result<()> {
             describe(agent.kind)
         );
     }
+    if let Some(c) = &cli_agents {
+        println!(
+            "    {:<11} job {:<2} pid {:<7} keeps making the same Bash call, reporting it over OTLP (agent_looping)",
+            "looper",
+            c.looper.1.job_id,
+            c.looper.0.pid()
+        );
+        println!(
+            "    {:<11} job {:<2} pid {:<7} waits forever for a model reply from {} (stuck_agent, net_wait)",
+            "hung",
+            c.hung.1.job_id,
+            c.hung.0.pid(),
+            c.model.addr_string()
+        );
+    } else {
+        println!("    (this emitter has no --otlp-listen: the agent-CLI look-alikes are left out)");
+    }
+    if let Some((proc, job, _)) = &claude {
+        println!(
+            "    {:<11} job {:<2} pid {:<7} the real Claude Code, looping on Bash ls against the demo's fake model API",
+            "claude-code",
+            job.job_id,
+            proc.pid()
+        );
+    }
     let idle_job = agents
         .iter()
         .find(|(a, _)| a.kind == AgentKind::Idle)
@@ -193,7 +261,10 @@ fn run(args: &Args) -> anyhow::Result<()> {
         args.min_runtime, args.stuck_for
     );
     println!("  also scripted: an invariant violation at ~40s, the breaker open at ~70s.");
-    println!("  try:  curl -s {} | head -c 600", emitter.url());
+    if cli_agents.is_some() {
+        println!("  expect also: agent_looping for `looper` (count and cost), stuck_agent for `hung` \"waiting ... for a reply from\".");
+    }
+    println!("  try:  curl -s {} | head -c 600", emitter_url);
     println!(
         "        curl -s {} | grep -E 'watchdog_(agent_cpu_fraction|alerts_firing)'",
         watchdog.metrics_url()
@@ -296,8 +367,14 @@ fn run(args: &Args) -> anyhow::Result<()> {
     }
 
     // Stop in reverse order of dependence; Drop does the same if we bail.
-    let count =
-        2 + agents.len() + usize::from(prometheus.is_some()) + usize::from(alertmanager.is_some());
+    let count = 2
+        + agents.len()
+        + usize::from(prometheus.is_some())
+        + usize::from(alertmanager.is_some())
+        + if cli_agents.is_some() { 2 } else { 0 }
+        + usize::from(claude.is_some());
+    drop(claude);
+    drop(cli_agents);
     drop(prometheus);
     let _ = watchdog.proc.stop(Duration::from_secs(5));
     drop(watchdog);
@@ -342,6 +419,44 @@ fn prometheus_config(watchdog: std::net::SocketAddr) -> String {
 }
 
 /// The demo's extra rules: short `for`s so the scripted incidents show.
+/// The real Claude Code, looping on `ls` against a fake model of its own,
+/// exporting to the emitter's receiver with its job id.
+fn start_claude(
+    conn: &rusqlite::Connection,
+    otlp: &str,
+    dir: &std::path::Path,
+) -> anyhow::Result<(Proc, RunningJob, FakeModel)> {
+    let bin =
+        tools::claude().context("--with-claude-code: no `claude` on PATH or in $CLAUDE_BIN")?;
+    let model = FakeModel::start(ModelScript::SameTool(ToolCall::bash("ls")))?;
+    let cdir = dir.join("claude-code");
+    std::fs::create_dir_all(&cdir)?;
+    let tx = conn.unchecked_transaction()?;
+    let job = e2e::statedb::insert_running_job(
+        &tx,
+        "claude-code",
+        std::process::id(),
+        "app",
+        "implement",
+    )?;
+    tx.execute(
+        "UPDATE agent_runs SET cost_usd = NULL WHERE id = ?1",
+        [job.run_id],
+    )?;
+    tx.commit()?;
+    let run = ClaudeRun::new(&bin, &cdir, &model.base_url(), "Keep listing the files.")?
+        .with_otlp(OtlpExport::new(otlp, OtlpProtocol::Json).job(job.job_id));
+    let mut cmd = run.command();
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let proc = Proc::spawn("claude-code", &mut cmd)?;
+    conn.execute(
+        "UPDATE jobs SET pid = ?2 WHERE id = ?1",
+        rusqlite::params![job.job_id, proc.pid()],
+    )?;
+    Ok((proc, job, model))
+}
+
 const DEMO_RULES: &str = r#"
 [rules.breaker_open]
 for = "3s"
@@ -352,6 +467,9 @@ for = "10s"
 
 [rules.queue_stalled]
 for = "30s"
+
+[rules.agent_looping]
+max_repeats = 5
 "#;
 
 fn describe(kind: AgentKind) -> &'static str {

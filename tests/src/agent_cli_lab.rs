@@ -1,0 +1,334 @@
+//! The real-agent lab: a state database, the real emitter with its OTLP
+//! receiver (`--otlp-listen`), and real agent CLIs recorded as running jobs
+//! the way an orchestrator records them (the job first, then its pid once
+//! the process is started), each against a fake model API on loopback.
+//! The `real_claude_*` and `real_codex_*` tests and the demo build on it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rusqlite::{params, Connection};
+use serde_json::Value;
+
+use crate::agent_cli::ClaudeResult;
+use crate::net;
+use crate::procs::Proc;
+use crate::stack::tail;
+use crate::statedb;
+
+/// A running `emitter serve --otlp-listen`.
+#[derive(Debug)]
+pub struct OtlpEmitter {
+    /// The process.
+    pub proc: Proc,
+    /// `/metrics` and `/agents/{id}` listen here.
+    pub addr: SocketAddr,
+    /// The OTLP receiver listens here.
+    pub otlp_addr: SocketAddr,
+    /// Its stderr.
+    pub log: PathBuf,
+}
+
+impl OtlpEmitter {
+    /// Starts `bin serve --db db --listen <free> --otlp-listen <free>` plus
+    /// `extra` arguments, and waits until `/metrics` answers and the
+    /// receiver accepts connections.
+    pub fn start(bin: &Path, db: &Path, dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        let addr = net::free_addr()?;
+        let otlp_addr = net::free_addr()?;
+        let log = dir.join("emitter.log");
+        let mut cmd = Command::new(bin);
+        cmd.arg("serve")
+            .arg("--db")
+            .arg(db)
+            .arg("--listen")
+            .arg(addr.to_string())
+            .arg("--otlp-listen")
+            .arg(otlp_addr.to_string())
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env_remove("ORCH_METRICS_ENABLED")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(std::fs::File::create(dir.join("emitter.out"))?))
+            .stderr(Stdio::from(std::fs::File::create(&log)?));
+        let mut proc = Proc::spawn("emitter", &mut cmd)?;
+        let url = format!("http://{addr}/metrics");
+        let ready = net::wait_for(
+            "the emitter's /metrics and OTLP receiver",
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            || {
+                if let Ok(Some(status)) = proc.try_wait() {
+                    return Err(format!("emitter exited with {status}"));
+                }
+                match net::get(&url) {
+                    Ok((200, _)) => {}
+                    Ok((status, body)) => return Err(format!("HTTP {status}: {body}")),
+                    Err(e) => return Err(e),
+                }
+                std::net::TcpStream::connect_timeout(&otlp_addr, Duration::from_millis(200))
+                    .map(|_| ())
+                    .map_err(|e| format!("OTLP receiver {otlp_addr}: {e}"))
+            },
+        );
+        if let Err(e) = ready {
+            anyhow::bail!("{e}\nemitter stderr:\n{}", tail(&log));
+        }
+        Ok(Self {
+            proc,
+            addr,
+            otlp_addr,
+            log,
+        })
+    }
+
+    /// `http://<addr>/metrics`.
+    pub fn url(&self) -> String {
+        format!("http://{}/metrics", self.addr)
+    }
+
+    /// `http://<otlp addr>`: an agent's `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub fn otlp_endpoint(&self) -> String {
+        format!("http://{}", self.otlp_addr)
+    }
+
+    /// The envelope.
+    pub fn envelope(&self) -> Result<Value, String> {
+        net::get_json(&self.url())
+    }
+
+    /// `agents[i]` of `job_id` in a fresh envelope.
+    pub fn agent(&self, job_id: i64) -> Result<Value, String> {
+        let env = self.envelope()?;
+        env.get("agents")
+            .and_then(Value::as_array)
+            .and_then(|a| {
+                a.iter()
+                    .find(|x| x.get("job_id").and_then(Value::as_i64) == Some(job_id))
+            })
+            .cloned()
+            .ok_or_else(|| format!("job {job_id} is not among the envelope's agents: {env}"))
+    }
+
+    /// `agents[i].activity` of `job_id`, once it is not null.
+    pub fn activity(&self, job_id: i64) -> Result<Value, String> {
+        let agent = self.agent(job_id)?;
+        match agent.get("activity") {
+            Some(a) if !a.is_null() => Ok(a.clone()),
+            _ => Err(format!("job {job_id} has no activity yet: {agent}")),
+        }
+    }
+
+    /// `GET /agents/{job_id}`.
+    pub fn up_close(&self, job_id: i64) -> Result<Value, String> {
+        net::get_json(&format!("http://{}/agents/{job_id}", self.addr))
+    }
+
+    /// The last lines of its stderr.
+    pub fn log_tail(&self) -> String {
+        tail(&self.log)
+    }
+}
+
+/// One job row set as an orchestrator writes it before the agent starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Job {
+    /// `jobs.id`.
+    pub job_id: i64,
+    /// `agent_runs.id`.
+    pub run_id: i64,
+}
+
+/// A state database and the emitter (with its receiver) reading it.
+#[derive(Debug)]
+pub struct AgentLab {
+    /// Where everything lives (removed on drop).
+    pub dir: tempfile::TempDir,
+    /// The database file.
+    pub db: PathBuf,
+    /// A writer connection.
+    pub conn: Connection,
+    /// The emitter.
+    pub emitter: OtlpEmitter,
+}
+
+impl AgentLab {
+    /// A new database and `emitter` (the binary) serving it with `extra` flags.
+    pub fn start(emitter: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("agent-lab-").tempdir()?;
+        let db = dir.path().join("state.db");
+        let conn = statedb::create(&db)?;
+        let emitter = OtlpEmitter::start(emitter, &db, dir.path(), extra)?;
+        Ok(Self {
+            dir,
+            db,
+            conn,
+            emitter,
+        })
+    }
+
+    /// A directory of its own for one agent (`dir/<name>`).
+    pub fn agent_dir(&self, name: &str) -> std::io::Result<PathBuf> {
+        let d = self.dir.path().join(name);
+        std::fs::create_dir_all(&d)?;
+        Ok(d)
+    }
+
+    /// Records a task, a `running` job without a pid yet, and its run with
+    /// every cost and token column null (the seed orchestrator fills them
+    /// when the CLI exits), as an orchestrator does just before it starts
+    /// the agent.
+    pub fn add_job(&self, agent: &str) -> rusqlite::Result<Job> {
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute(
+            "INSERT INTO tasks (work_item_id, repo, stage, stage_entered_at)
+             VALUES (?1, 'app', 'implement', datetime('now'))",
+            params![format!("WI-{agent}")],
+        )?;
+        let task_id = tx.last_insert_rowid();
+        tx.execute(
+            "INSERT INTO jobs (task_id, agent, repo, status, attempts, pid, model, effort, created_at, started_at)
+             VALUES (?1, ?2, 'app', 'running', 1, NULL, 'sonnet', 'medium', datetime('now'), datetime('now'))",
+            params![task_id, agent],
+        )?;
+        let job_id = tx.last_insert_rowid();
+        tx.execute(
+            "INSERT INTO agent_runs (job_id, agent, started_at) VALUES (?1, ?2, datetime('now'))",
+            params![job_id, agent],
+        )?;
+        let run_id = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(Job { job_id, run_id })
+    }
+
+    /// Records the started agent's pid.
+    pub fn set_pid(&self, job: Job, pid: u32) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "UPDATE jobs SET pid = ?2 WHERE id = ?1",
+            params![job.job_id, pid],
+        )?;
+        Ok(())
+    }
+
+    /// Starts `cmd` (an agent CLI) for `job`: stdout and stderr go to
+    /// files in `dir`, and the pid is recorded at once.
+    pub fn spawn(
+        &self,
+        job: Job,
+        name: &str,
+        mut cmd: Command,
+        dir: &Path,
+    ) -> anyhow::Result<AgentProc> {
+        let stdout = dir.join("stdout");
+        let stderr = dir.join("stderr");
+        cmd.stdout(Stdio::from(std::fs::File::create(&stdout)?))
+            .stderr(Stdio::from(std::fs::File::create(&stderr)?));
+        let proc = Proc::spawn(name, &mut cmd)?;
+        self.set_pid(job, proc.pid())?;
+        Ok(AgentProc {
+            proc,
+            job,
+            started: Instant::now(),
+            stdout,
+            stderr,
+        })
+    }
+}
+
+/// A started agent CLI.
+#[derive(Debug)]
+pub struct AgentProc {
+    /// The process (killed with its group on drop).
+    pub proc: Proc,
+    /// Its job.
+    pub job: Job,
+    /// When it was started.
+    pub started: Instant,
+    /// Its stdout file.
+    pub stdout: PathBuf,
+    /// Its stderr file.
+    pub stderr: PathBuf,
+}
+
+impl AgentProc {
+    /// The pid.
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
+    /// Waits for the CLI to exit on its own within `timeout`; its stdout.
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.proc.try_wait()? {
+                let out = std::fs::read_to_string(&self.stdout).unwrap_or_default();
+                anyhow::ensure!(
+                    status.success(),
+                    "{} exited with {status}\nstdout: {out}\nstderr: {}",
+                    self.proc.name(),
+                    tail(&self.stderr)
+                );
+                return Ok(out);
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!(
+                    "{} did not exit within {timeout:?}\nstderr: {}",
+                    self.proc.name(),
+                    tail(&self.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for Claude Code to exit and parses its `--output-format json`
+    /// result, which must not be an error.
+    pub fn claude_result(&mut self, timeout: Duration) -> anyhow::Result<ClaudeResult> {
+        let out = self.wait_exit(timeout)?;
+        let result = ClaudeResult::parse(&out).context("claude's result")?;
+        anyhow::ensure!(!result.is_error, "claude reported an error: {}", result.raw);
+        Ok(result)
+    }
+}
+
+/// A watchdog config polling `emitter_url` every second with `rules`
+/// (TOML text of `[rules.*]` tables) and nothing else switched off.
+pub fn watchdog_toml(
+    emitter_url: &str,
+    listen: SocketAddr,
+    alert_log: &Path,
+    rules: &str,
+) -> String {
+    format!(
+        r#"# generated by the e2e crate (agent_cli_lab)
+interval = "1s"
+timeout = "2s"
+listen = "{listen}"
+alert_log = {alert_log:?}
+
+[[target]]
+name = "lab"
+url = "{emitter_url}"
+
+[rules.target_down]
+for = "10s"
+
+[rules.agent_no_pid]
+for = "1m"
+
+{rules}
+
+[notify]
+repeat_interval = "1h"
+"#,
+        alert_log = alert_log.display().to_string(),
+    )
+}
+
+/// A number at a JSON pointer, for assertions.
+pub fn num(v: &Value, pointer: &str) -> Option<f64> {
+    v.pointer(pointer).and_then(Value::as_f64)
+}
