@@ -259,8 +259,11 @@ pub(crate) struct App {
 
 /// Up-close reads (of distinct jobs) running at once at most: each holds
 /// a blocking thread and takes the source's lock, and `/metrics` must not
-/// wait behind a flood of them. More get 503 with `Retry-After: 1`.
-pub const UP_CLOSE_READS: usize = 2;
+/// wait behind a flood of them. More get 503 with `Retry-After: 1`. Eight,
+/// not fewer: when several agents hang at once the watchdog asks for each
+/// one's view within its 2 s diagnosis deadline, and a 503 there is a lost
+/// diagnosis.
+pub const UP_CLOSE_READS: usize = 8;
 
 /// One up-close read in flight.
 #[derive(Clone)]
