@@ -19,8 +19,11 @@ use serde::{Deserialize, Serialize};
 
 use super::backoff::Backoff;
 use super::config::Rate;
+use super::group::Group;
 use super::post::{PostError, Poster};
 use crate::exporter::Exporter;
+use crate::tls::TlsConfig;
+use shared_schema::AlertLine;
 
 /// The delivery keys of one sink.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,23 +128,26 @@ pub enum SendError {
 }
 
 impl Endpoint {
-    /// The endpoint `url` of the sink `name`, delivering as `delivery` says.
+    /// The endpoint `url` of the sink `name`, delivering as `delivery` says,
+    /// over TLS as `tls` says (system roots when `None`).
     pub fn new(
         name: &str,
         url: Url,
         delivery: &Delivery,
+        tls: Option<&TlsConfig>,
         exporter: Exporter,
     ) -> anyhow::Result<Self> {
         Ok(Self {
             name: name.to_owned(),
             url,
             limiter: delivery.rate.map(|r| RateLimiter::direct(r.quota())),
-            poster: Poster::new(
+            poster: Poster::with_tls(
                 name,
                 delivery.timeout.0,
                 delivery.max_retries,
                 delivery.backoff(),
                 exporter,
+                tls,
             )?,
         })
     }
@@ -163,6 +169,37 @@ impl Endpoint {
             .post_json(&self.url, body, self.limiter.as_ref())
             .await?;
         Ok(())
+    }
+
+    /// Sends one JSON body per line (`None`: that event has no message);
+    /// gives back the lines not delivered, for `dropped` lines.
+    pub async fn send_each(
+        &self,
+        lines: Vec<AlertLine>,
+        body: impl Fn(&AlertLine) -> Option<serde_json::Value>,
+    ) -> Vec<AlertLine> {
+        let mut failed = Vec::new();
+        for line in lines {
+            let Some(body) = body(&line) else {
+                continue;
+            };
+            if let Err(err) = self.send(Bytes::from(body.to_string())).await {
+                tracing::warn!(sink = %self.name, key = %line.key, error = %err, "not delivered");
+                failed.push(line);
+            }
+        }
+        failed
+    }
+
+    /// Sends one group's message; gives back its lines when not delivered.
+    pub async fn send_group(&self, group: Group, body: serde_json::Value) -> Vec<AlertLine> {
+        match self.send(Bytes::from(body.to_string())).await {
+            Ok(()) => Vec::new(),
+            Err(err) => {
+                tracing::warn!(sink = %self.name, group = %group.key, error = %err, "not delivered");
+                group.lines
+            }
+        }
     }
 }
 

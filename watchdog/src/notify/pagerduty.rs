@@ -16,7 +16,6 @@
 
 use std::path::PathBuf;
 
-use bytes::Bytes;
 use reqwest::Url;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{json, Value};
@@ -53,6 +52,9 @@ pub struct PagerDutyConfig {
     /// The Events API v2 endpoint.
     #[serde(default = "default_url")]
     pub url: String,
+    /// TLS settings for the https URL; none: the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_config: Option<crate::tls::TlsConfig>,
     /// `rate`, `timeout`, `max_retries`, `queue`, `backoff`, `backoff_max`.
     #[serde(flatten)]
     pub delivery: Delivery,
@@ -78,7 +80,13 @@ fn redacted<S: Serializer>(key: &Option<String>, s: S) -> Result<S::Ok, S::Error
 impl PagerDutyConfig {
     /// Every key of the table, the delivery and grouping keys included.
     pub fn keys() -> Vec<&'static str> {
-        let own = ["name", "routing_key", "routing_key_file", "url"];
+        let own = [
+            "name",
+            "routing_key",
+            "routing_key_file",
+            "url",
+            "tls_config",
+        ];
         super::delivery::all_keys(&own)
     }
 
@@ -95,6 +103,10 @@ impl PagerDutyConfig {
         self.unknown.reject(&table, &Self::keys())?;
         self.delivery.validate(&table)?;
         self.grouping.validate(&table)?;
+        if let Some(tls) = &self.tls_config {
+            tls.rustls()
+                .map_err(|e| anyhow::anyhow!("{table}: tls_config: {e}"))?;
+        }
         let key = secret(
             &table,
             "routing_key",
@@ -124,7 +136,7 @@ impl PagerDuty {
         exporter: Exporter,
     ) -> anyhow::Result<Self> {
         Ok(Self {
-            endpoint: Endpoint::new(name, url, &cfg.delivery, exporter)?,
+            endpoint: Endpoint::new(name, url, &cfg.delivery, cfg.tls_config.as_ref(), exporter)?,
             routing_key,
         })
     }
@@ -136,30 +148,16 @@ const GROUP_CAP: usize = 50;
 impl Sink for PagerDuty {
     fn deliver_group(&mut self, group: Group) -> BoxFuture<'_, Vec<AlertLine>> {
         Box::pin(async move {
-            let body = Bytes::from(group_event(&self.routing_key, &group).to_string());
-            match self.endpoint.send(body).await {
-                Ok(()) => Vec::new(),
-                Err(err) => {
-                    tracing::warn!(sink = %self.endpoint.name(), group = %group.key, error = %err, "pagerduty failed");
-                    group.lines
-                }
-            }
+            let body = group_event(&self.routing_key, &group);
+            self.endpoint.send_group(group, body).await
         })
     }
 
     fn deliver(&mut self, lines: Vec<AlertLine>) -> BoxFuture<'_, Vec<AlertLine>> {
         Box::pin(async move {
-            let mut failed = Vec::new();
-            for line in lines {
-                let Some(event) = event(&self.routing_key, &line) else {
-                    continue;
-                };
-                if let Err(err) = self.endpoint.send(Bytes::from(event.to_string())).await {
-                    tracing::warn!(sink = %self.endpoint.name(), key = %line.key, error = %err, "pagerduty failed");
-                    failed.push(line);
-                }
-            }
-            failed
+            self.endpoint
+                .send_each(lines, |l| event(&self.routing_key, l))
+                .await
         })
     }
 }
@@ -343,6 +341,7 @@ mod tests {
         full.name = Some("pd".into());
         full.routing_key_file = Some("/f".into());
         full.delivery.rate = "1/s".parse().ok();
+        full.tls_config = Some(crate::tls::TlsConfig::default());
         full.grouping.group_wait = Some(edges::dur::Dur::secs(1));
         full.grouping.group_interval = Some(edges::dur::Dur::secs(1));
         let written = toml::Value::try_from(&full).unwrap();

@@ -19,7 +19,6 @@
 
 use std::path::PathBuf;
 
-use bytes::Bytes;
 use reqwest::Url;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{json, Value};
@@ -50,6 +49,9 @@ pub struct SlackConfig {
     /// A file holding the URL, so the secret stays out of the config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url_file: Option<PathBuf>,
+    /// TLS settings for the https URL; none: the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_config: Option<crate::tls::TlsConfig>,
     /// `rate`, `timeout`, `max_retries`, `queue`, `backoff`, `backoff_max`.
     #[serde(flatten)]
     pub delivery: Delivery,
@@ -71,7 +73,7 @@ fn redacted<S: Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error
 impl SlackConfig {
     /// Every key of the table, the delivery and grouping keys included.
     pub fn keys() -> Vec<&'static str> {
-        let own = ["name", "url", "url_file"];
+        let own = ["name", "url", "url_file", "tls_config"];
         super::delivery::all_keys(&own)
     }
 
@@ -88,6 +90,10 @@ impl SlackConfig {
         self.unknown.reject(&table, &Self::keys())?;
         self.delivery.validate(&table)?;
         self.grouping.validate(&table)?;
+        if let Some(tls) = &self.tls_config {
+            tls.rustls()
+                .map_err(|e| anyhow::anyhow!("{table}: tls_config: {e}"))?;
+        }
         let text = secret(&table, "url", self.url.as_deref(), self.url_file.as_deref())?;
         super::config::check_url(&text, true).map_err(|e| anyhow::anyhow!("{table}: {e}"))
     }
@@ -108,7 +114,7 @@ impl Slack {
         exporter: Exporter,
     ) -> anyhow::Result<Self> {
         Ok(Self {
-            endpoint: Endpoint::new(name, url, &cfg.delivery, exporter)?,
+            endpoint: Endpoint::new(name, url, &cfg.delivery, cfg.tls_config.as_ref(), exporter)?,
         })
     }
 }
@@ -119,29 +125,13 @@ const GROUP_LIST: usize = 10;
 impl Sink for Slack {
     fn deliver_group(&mut self, group: Group) -> BoxFuture<'_, Vec<AlertLine>> {
         Box::pin(async move {
-            let body = Bytes::from(group_message(&group).to_string());
-            match self.endpoint.send(body).await {
-                Ok(()) => Vec::new(),
-                Err(err) => {
-                    tracing::warn!(sink = %self.endpoint.name(), group = %group.key, error = %err, "slack failed");
-                    group.lines
-                }
-            }
+            let body = group_message(&group);
+            self.endpoint.send_group(group, body).await
         })
     }
 
     fn deliver(&mut self, lines: Vec<AlertLine>) -> BoxFuture<'_, Vec<AlertLine>> {
-        Box::pin(async move {
-            let mut failed = Vec::new();
-            for line in lines {
-                let body = Bytes::from(message(&line).to_string());
-                if let Err(err) = self.endpoint.send(body).await {
-                    tracing::warn!(sink = %self.endpoint.name(), key = %line.key, error = %err, "slack failed");
-                    failed.push(line);
-                }
-            }
-            failed
-        })
+        Box::pin(async move { self.endpoint.send_each(lines, |l| Some(message(l))).await })
     }
 }
 
@@ -359,6 +349,7 @@ mod tests {
         full.name = Some("ops".into());
         full.url_file = Some("/f".into());
         full.delivery.rate = "1/s".parse().ok();
+        full.tls_config = Some(crate::tls::TlsConfig::default());
         full.grouping.group_wait = Some(edges::dur::Dur::secs(1));
         full.grouping.group_interval = Some(edges::dur::Dur::secs(1));
         let written = toml::Value::try_from(&full).unwrap();

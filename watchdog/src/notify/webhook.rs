@@ -7,24 +7,20 @@
 //! alert log. Retries wait for the limiter, so they never break it either.
 
 use bytes::Bytes;
-use governor::{DefaultDirectRateLimiter, RateLimiter};
 use reqwest::Url;
 use shared_schema::AlertLine;
 
 use super::config::{redact, WebhookConfig};
+use super::delivery::Endpoint;
 use super::group::Group;
-use super::post::Poster;
 use super::sink::{BoxFuture, Sink};
 use crate::exporter::Exporter;
 
 /// One `[[notify.webhook]]`.
 #[derive(Debug)]
 pub struct Webhook {
-    name: String,
-    url: Url,
+    endpoint: Endpoint,
     batch: Option<usize>,
-    limiter: Option<DefaultDirectRateLimiter>,
-    poster: Poster,
 }
 
 impl Webhook {
@@ -32,20 +28,9 @@ impl Webhook {
     pub fn new(name: &str, cfg: &WebhookConfig, exporter: Exporter) -> anyhow::Result<Self> {
         let url = Url::parse(&cfg.url)
             .map_err(|e| anyhow::anyhow!("{name}: invalid url {}: {e}", redact(&cfg.url, true)))?;
-        let d = &cfg.delivery;
         Ok(Self {
-            name: name.to_owned(),
-            url,
+            endpoint: Endpoint::new(name, url, &cfg.delivery, cfg.tls_config.as_ref(), exporter)?,
             batch: cfg.batch,
-            limiter: d.rate.map(|r| RateLimiter::direct(r.quota())),
-            poster: Poster::with_tls(
-                name,
-                d.timeout.0,
-                d.max_retries,
-                d.backoff(),
-                exporter,
-                cfg.tls_config.as_ref(),
-            )?,
         })
     }
 
@@ -67,50 +52,24 @@ impl Sink for Webhook {
 
     fn deliver_group(&mut self, group: Group) -> BoxFuture<'_, Vec<AlertLine>> {
         Box::pin(async move {
-            if let Some(limiter) = &self.limiter {
-                if limiter.check().is_err() {
-                    tracing::warn!(sink = %self.name, group = %group.key, "over the rate limit");
-                    return group.lines;
-                }
-            }
-            let body = Bytes::from(group.to_json(GROUP_CAP).to_string());
-            match self
-                .poster
-                .post_json(&self.url, body, self.limiter.as_ref())
-                .await
-            {
-                Ok(()) => Vec::new(),
-                Err(err) => {
-                    tracing::warn!(sink = %self.name, group = %group.key, error = %err, "webhook failed");
-                    group.lines
-                }
-            }
+            let body = group.to_json(GROUP_CAP);
+            self.endpoint.send_group(group, body).await
         })
     }
 
     fn deliver(&mut self, lines: Vec<AlertLine>) -> BoxFuture<'_, Vec<AlertLine>> {
         Box::pin(async move {
-            if let Some(limiter) = &self.limiter {
-                if limiter.check().is_err() {
-                    tracing::warn!(sink = %self.name, events = lines.len(), "over the rate limit");
-                    return lines;
-                }
-            }
             let body = match self.body(&lines) {
                 Ok(body) => Bytes::from(body),
                 Err(err) => {
-                    tracing::error!(sink = %self.name, error = %err, "alert line not serialisable");
+                    tracing::error!(sink = %self.endpoint.name(), error = %err, "alert line not serialisable");
                     return lines;
                 }
             };
-            match self
-                .poster
-                .post_json(&self.url, body, self.limiter.as_ref())
-                .await
-            {
+            match self.endpoint.send(body).await {
                 Ok(()) => Vec::new(),
                 Err(err) => {
-                    tracing::warn!(sink = %self.name, events = lines.len(), error = %err, "webhook failed");
+                    tracing::warn!(sink = %self.endpoint.name(), events = lines.len(), error = %err, "webhook failed");
                     lines
                 }
             }
