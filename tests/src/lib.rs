@@ -13,6 +13,7 @@ pub mod agent_cli_procfs;
 pub mod agents;
 pub mod am_cluster;
 pub mod bins;
+pub mod browser;
 pub mod contract;
 pub mod ext;
 pub mod fake_model;

@@ -14,13 +14,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use e2e::agents::AgentKind;
-use e2e::bins;
 use e2e::lab::Lab;
 use e2e::procs::Proc;
 use e2e::stack::{Emitter, Watchdog, WatchdogOptions};
+use e2e::{bins, browser};
 use e2e::{statedb, tools};
 use serde_json::Value;
 use shared_schema::{AlertEvent, AlertLine, RecordLine};
@@ -432,50 +432,6 @@ fn backtest_under_changed_rules_equals_two_replays_alert_for_alert() {
     drop(lab);
 }
 
-/// Runs chromium headless on `url` with `mode` (`--dump-dom` or
-/// `--screenshot=FILE`), a fresh profile, nothing fetched in the
-/// background; returns its stdout. Bounded: a hung browser is killed.
-fn chromium(bin: &Path, profile: &Path, mode: &str, url: &str) -> String {
-    let out = profile.with_extension("out");
-    let err = profile.with_extension("err");
-    let mut cmd = Command::new(bin);
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1280,1400",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()))
-    .arg(mode)
-    .arg(url)
-    .stdin(Stdio::null())
-    .stdout(Stdio::from(std::fs::File::create(&out).unwrap()))
-    .stderr(Stdio::from(std::fs::File::create(&err).unwrap()));
-    let mut proc = Proc::spawn("chromium", &mut cmd).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = proc.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "chromium {mode} did not finish in 60 s:\n{}",
-            std::fs::read_to_string(&err).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(
-        status.success(),
-        "chromium {mode}: {status}\n{}",
-        std::fs::read_to_string(&err).unwrap_or_default()
-    );
-    std::fs::read_to_string(&out).unwrap()
-}
-
 #[test]
 fn the_html_report_renders_in_chromium_and_holds_no_unescaped_input() {
     let Some(browser) = tools::require("chromium", "apt-get install chromium") else {
@@ -599,12 +555,14 @@ fn the_html_report_renders_in_chromium_and_holds_no_unescaped_input() {
     let html = artefacts.join("report.html");
     std::fs::write(&html, &page).unwrap();
     let url = format!("file://{}", html.display());
-    let dom = chromium(
+    let dom = browser::chromium(
         &browser,
         &dir.path().join("profile-dom"),
         "--dump-dom",
         &url,
-    );
+        1400,
+    )
+    .unwrap();
     // The browser built no script element and shows the name as text.
     assert!(!dom.to_ascii_lowercase().contains("<script"), "{dom}");
     assert!(
@@ -624,12 +582,14 @@ fn the_html_report_renders_in_chromium_and_holds_no_unescaped_input() {
     );
 
     let shot = artefacts.join("report.png");
-    chromium(
+    browser::chromium(
         &browser,
         &dir.path().join("profile-shot"),
         &format!("--screenshot={}", shot.display()),
         &url,
-    );
+        1400,
+    )
+    .unwrap();
     let png = std::fs::read(&shot).unwrap();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
     assert!(png.len() > 10_000, "screenshot of {} bytes", png.len());

@@ -7,60 +7,15 @@
 //! fails (`.ci/run` installs it).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use e2e::bins;
 use e2e::net::wait_for;
 use e2e::procs::Proc;
 use e2e::stack::{Emitter, Watchdog, WatchdogOptions};
+use e2e::{bins, browser};
 use e2e::{statedb, tools};
 use shared_schema::AlertEvent;
-
-/// Runs chromium headless on `url` with `mode` (`--dump-dom` or
-/// `--screenshot=FILE`), a fresh profile and nothing fetched in the
-/// background; returns its stdout. Bounded: a hung browser is killed.
-fn chromium(bin: &Path, profile: &Path, mode: &str, url: &str) -> String {
-    let out = profile.with_extension("out");
-    let err = profile.with_extension("err");
-    let mut cmd = Command::new(bin);
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1280,1024",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()))
-    .arg(mode)
-    .arg(url)
-    .stdin(Stdio::null())
-    .stdout(Stdio::from(std::fs::File::create(&out).unwrap()))
-    .stderr(Stdio::from(std::fs::File::create(&err).unwrap()));
-    let mut proc = Proc::spawn("chromium", &mut cmd).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = proc.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "chromium {mode} did not finish in 60 s:\n{}",
-            std::fs::read_to_string(&err).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(
-        status.success(),
-        "chromium {mode}: {status}\n{}",
-        std::fs::read_to_string(&err).unwrap_or_default()
-    );
-    std::fs::read_to_string(&out).unwrap()
-}
 
 #[test]
 fn a_real_browser_shows_the_target_the_agent_and_the_firing_alert() {
@@ -110,12 +65,14 @@ fn a_real_browser_shows_the_target_the_agent_and_the_firing_alert() {
     )
     .unwrap();
 
-    let dom = chromium(
+    let dom = browser::chromium(
         &browser,
         &dir.path().join("profile-dom"),
         "--dump-dom",
         &page_url,
-    );
+        1024,
+    )
+    .unwrap();
     // The target, its name escaped (it holds `<` and `>`), up.
     assert!(
         dom.contains("<td>orch-&lt;1&gt;</td><td><span class=\"up\">up</span></td><td>yes</td>"),
@@ -150,12 +107,14 @@ fn a_real_browser_shows_the_target_the_agent_and_the_firing_alert() {
     }
 
     let shot = dir.path().join("status.png");
-    chromium(
+    browser::chromium(
         &browser,
         &dir.path().join("profile-shot"),
         &format!("--screenshot={}", shot.display()),
         &page_url,
-    );
+        1024,
+    )
+    .unwrap();
     let png = std::fs::read(&shot).unwrap();
     // To look at it: STATUS_PAGE_SCREENSHOT=/tmp/status.png cargo test ...
     if let Some(keep) = std::env::var_os("STATUS_PAGE_SCREENSHOT") {
