@@ -443,3 +443,27 @@ fn a_reopened_job_shows_after_a_recount_and_deleted_history_at_once() {
     run(&ops, false);
     run(&ops, true);
 }
+
+/// Found by the property test in CI: a job re-opened before the first
+/// snapshot sits live in the recent window; when every job is then deleted
+/// and given its id again, the live copy kept across the unfold must be
+/// replaced by the row read at that id, not counted beside it.
+#[test]
+fn a_live_row_unfolded_and_read_again_is_counted_once() {
+    let ops = vec![
+        Op::Bulk { table: 0, n: 129 },
+        Op::Update {
+            table: 0,
+            pick: 10,
+            value: 0,
+        },
+        Op::Snapshot,
+        Op::ReuseTop {
+            table: 0,
+            n: 163,
+            status: 3,
+        },
+    ];
+    run(&ops, false);
+    run(&ops, true);
+}

@@ -161,10 +161,13 @@ impl<T: Tally, L: PartialEq + Clone> Table<T, L> {
 
     /// A row read by the range above the anchor.
     pub fn put(&mut self, id: i64, fp: u64, entry: Entry<T::Row, L>) {
+        // A live row kept from before (unfolded, or folded above a boundary
+        // that was lowered) is this row's old self: it is replaced here,
+        // wherever the row goes now, or it would be counted twice.
+        self.live.remove(&id);
         if self.folded.is_some_and(|f| id <= f) {
             // Between the anchor and the window: a live row re-read, or a
             // row new here (no frozen row is counted above the anchor).
-            self.live.remove(&id);
             self.fold(id, fp, entry);
         } else {
             self.recent.insert(id, (fp, entry));
