@@ -35,7 +35,8 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use super::{
-    in_parallel, is_thread, parse_io, parse_stat, read_all, read_file, AgentProc, Io, Stat,
+    in_parallel, is_thread, parse_io, parse_stat, parse_wchan, read_all, read_file, AgentProc, Io,
+    Stat,
 };
 
 /// Remembered processes re-read per snapshot in case their pid was reused.
@@ -623,12 +624,6 @@ fn gone(err: &std::io::Error) -> Option<bool> {
     } else {
         None
     }
-}
-
-/// `/proc/<pid>/wchan`: `None` when empty or `0` (running, or hidden).
-pub fn parse_wchan(text: &str) -> Option<String> {
-    let t = text.trim();
-    (!t.is_empty() && t != "0").then(|| t.to_owned())
 }
 
 /// Whether this kernel has `task/<tid>/children` (`CONFIG_PROC_CHILDREN`).

@@ -90,6 +90,12 @@ pub fn parse_stat(line: &str) -> Option<Stat> {
     })
 }
 
+/// `/proc/<pid>/wchan`: `None` when empty or `0` (running, or hidden).
+pub fn parse_wchan(text: &str) -> Option<String> {
+    let t = text.trim();
+    (!t.is_empty() && t != "0").then(|| t.to_owned())
+}
+
 /// The state to report for a process whose stat says `Z` while it still
 /// has other threads: its main thread called `pthread_exit` and the rest
 /// run on, so it is not "exited, not reaped". The state of its most active

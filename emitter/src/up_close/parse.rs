@@ -1,62 +1,12 @@
-//! Pure parsers for the up-close view: `/proc/<pid>/stat`, `wchan`,
-//! `fdinfo`, fd link targets and the `/proc/net/tcp{,6}` tables. Each takes
-//! a `&str` and returns `None` (or leaves the line out) for what it cannot
-//! read, so every one is tested without a `/proc`.
+//! Pure parsers for the up-close view: `fdinfo`, fd link targets and the
+//! `/proc/net/tcp{,6}` tables. Each takes a `&str` and returns `None` (or
+//! leaves the line out) for what it cannot read, so every one is tested
+//! without a `/proc`. `stat` and `wchan` go through the one parser in
+//! [`crate::procfs`], shared with the envelope.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use shared_schema::{FdKind, FdMode};
-
-/// The fields of `/proc/<pid>/stat` the view shows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stat {
-    /// Field 2 without its parentheses.
-    pub comm: String,
-    /// Field 3, the state letter.
-    pub state: char,
-    /// Field 4.
-    pub ppid: i64,
-    /// Fields 14 + 15.
-    pub cpu_ticks: u64,
-    /// Field 20.
-    pub threads: u64,
-    /// Field 22, ticks after boot.
-    pub starttime: u64,
-}
-
-/// Parses one stat line. The name may hold spaces and parentheses, so the
-/// fields after it are taken after the LAST `") "`.
-pub fn stat(line: &str) -> Option<Stat> {
-    let open = line.find(" (")?;
-    let close = line.rfind(") ")?;
-    if close < open {
-        return None;
-    }
-    let comm = line.get(open + 2..close)?.to_owned();
-    // `rest[0]` is field 3, so field N is `rest[N - 3]`.
-    let rest: Vec<&str> = line.get(close + 2..)?.split_ascii_whitespace().collect();
-    let field = |n: usize| rest.get(n - 3).copied();
-    let mut letters = field(3)?.chars();
-    let state = letters.next()?;
-    if letters.next().is_some() {
-        return None;
-    }
-    let number = |n: usize| field(n)?.parse::<u64>().ok();
-    Some(Stat {
-        comm,
-        state,
-        ppid: field(4)?.parse().ok()?,
-        cpu_ticks: number(14)?.checked_add(number(15)?)?,
-        threads: number(20)?,
-        starttime: number(22)?,
-    })
-}
-
-/// `/proc/<pid>/wchan`: `None` when empty or `0` (running, or hidden).
-pub fn wchan(text: &str) -> Option<String> {
-    let name = text.trim();
-    (!name.is_empty() && name != "0").then(|| name.to_owned())
-}
 
 /// The access mode from an fdinfo file's `flags:` line (octal; `O_ACCMODE`).
 pub fn fd_mode(fdinfo: &str) -> Option<FdMode> {
@@ -195,28 +145,6 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn stat_reads_threads_and_a_hostile_name() {
-        let line = "4242 (a) b (c) S 1 4242 4242 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 5 0 12345 1000 100 0 0";
-        let s = stat(line).expect("parses");
-        assert_eq!(s.comm, "a) b (c");
-        assert_eq!(s.state, 'S');
-        assert_eq!(s.ppid, 1);
-        assert_eq!(s.cpu_ticks, 10);
-        assert_eq!(s.threads, 5);
-        assert_eq!(s.starttime, 12345);
-        assert_eq!(stat("4242 (x) S 1 2"), None);
-        assert_eq!(stat(""), None);
-    }
-
-    #[test]
-    fn wchan_zero_and_empty_are_unknown() {
-        assert_eq!(wchan("do_epoll_wait"), Some("do_epoll_wait".into()));
-        assert_eq!(wchan("0"), None);
-        assert_eq!(wchan(""), None);
-        assert_eq!(wchan(" \n"), None);
-    }
-
-    #[test]
     fn modes_from_fdinfo_flags() {
         let info = |flags: &str| format!("pos:\t0\nflags:\t{flags}\nmnt_id:\t15\nino:\t1\n");
         assert_eq!(fd_mode(&info("0100000")), Some(FdMode::Read));
@@ -275,7 +203,6 @@ mod tests {
     proptest! {
         #[test]
         fn parsers_never_panic(s in ".*") {
-            let _ = stat(&s);
             let _ = tcp_table(&s);
             let _ = fd_mode(&s);
             let _ = fd_kind(&s);

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use shared_schema::{FdKind, FdView, ProcessView, SocketView, Timestamp};
 
 use super::parse::{self, TcpEntry};
+use crate::procfs::{parse_stat, parse_wchan};
 
 /// Reads `path` as text; `None` when it cannot be read (gone, denied, ...).
 fn text(path: &Path) -> Option<String> {
@@ -30,7 +31,7 @@ pub fn tree(root: &Path, pid: i64) -> Vec<i64> {
             else {
                 continue;
             };
-            let Some(stat) = text(&entry.path().join("stat")).and_then(|t| parse::stat(&t)) else {
+            let Some(stat) = text(&entry.path().join("stat")).and_then(|t| parse_stat(&t)) else {
                 continue;
             };
             alive |= p == pid;
@@ -99,7 +100,7 @@ impl Host {
     /// One process up close; `None` when it is gone (or went while read).
     pub fn process(&mut self, pid: i64) -> Option<ProcessView> {
         let dir = self.root.join(pid.to_string());
-        let stat = parse::stat(&text(&dir.join("stat"))?)?;
+        let stat = parse_stat(&text(&dir.join("stat"))?)?;
         let cap = self.fd_budget.min(FDS_PER_PROCESS);
         let (fds, fds_omitted, inodes) = fds(&dir, cap);
         self.fd_budget -= fds.len();
@@ -113,8 +114,8 @@ impl Host {
             ppid: Some(stat.ppid),
             comm: Some(stat.comm),
             state: Some(stat.state.to_string()),
-            wchan: text(&dir.join("wchan")).and_then(|t| parse::wchan(&t)),
-            cpu_ticks: Some(stat.cpu_ticks),
+            wchan: text(&dir.join("wchan")).and_then(|t| parse_wchan(&t)),
+            cpu_ticks: stat.utime.checked_add(stat.stime),
             age_s: self.age_s(stat.starttime),
             threads: Some(stat.threads),
             fds,
@@ -122,7 +123,7 @@ impl Host {
             sockets,
         };
         // Gone, or the pid now names another process: leave it out.
-        let again = parse::stat(&text(&dir.join("stat"))?)?;
+        let again = parse_stat(&text(&dir.join("stat"))?)?;
         (again.starttime == stat.starttime).then_some(view)
     }
 
