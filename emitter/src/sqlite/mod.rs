@@ -711,15 +711,19 @@ where
         table.lower_fold(max);
     }
     let start = table.anchor().map(|(id, _)| id);
-    let known = table.known_above(start);
-    let mut read = std::collections::HashSet::new();
+    // Only the rows known before are tracked (the window and the live
+    // ones, a few hundred): a set of every row read would grow to the whole
+    // history on the first snapshot, and its rehashes alone held one read
+    // transaction for 20 ms at 10^6 rows.
+    let mut unseen: std::collections::BTreeSet<i64> =
+        table.known_above(start).into_iter().collect();
     let mut cursor = start;
     loop {
         let rows = scan::after(conn, kind, cursor, BATCH)?;
         let n = rows.len();
         for (id, fp, entry) in rows {
             seen(id, Some(&entry));
-            read.insert(id);
+            unseen.remove(&id);
             table.put(id, fp, entry);
             cursor = Some(id);
         }
@@ -729,11 +733,9 @@ where
         }
         tx.slice()?;
     }
-    for id in known {
-        if !read.contains(&id) {
-            seen(id, None);
-            table.forget(id);
-        }
+    for id in unseen {
+        seen(id, None);
+        table.forget(id);
     }
     let live: Vec<i64> = match start {
         Some(s) => table.live.range(..=s).map(|(id, _)| *id).collect(),
