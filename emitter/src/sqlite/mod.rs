@@ -55,22 +55,26 @@
 //! snapshot. A table whose read failed degrades the sections built on it.
 
 pub mod open;
+mod recount;
 pub mod scan;
 pub mod tally;
+mod tx;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode};
+use rusqlite::Connection;
 use shared_schema::{Agent, Cost, Errors, Queue, Reconciler, Stage, Timestamp};
 
 use crate::sections::{queue, reconciler, stages};
 use crate::{SectionError, SectionResult, Session, Source};
 use open::{FileId, Mode};
+use recount::recount_loop;
 use scan::Kind;
 use tally::{block_of, block_range, Entry, State, Table, Tally};
+use tx::{is_lock, needs_reopen, Tx};
 
 pub use open::open_read_only;
 
@@ -253,111 +257,6 @@ impl SqliteSource {
     }
 }
 
-/// Paces recount steps until the source is dropped.
-fn recount_loop(inner: &Weak<Mutex<Inner>>, terminal: &[String]) {
-    loop {
-        let pause = {
-            let Some(inner) = inner.upgrade() else {
-                return;
-            };
-            let mut inner = inner.lock().unwrap_or_else(PoisonError::into_inner);
-            inner.recount_step(terminal);
-            // Paced by the steps the last pass took (a step covers at least
-            // one page of rows, so empty id ranges cost nothing); the first
-            // pass goes at the fastest pace.
-            let steps = u32::try_from(inner.recount.last_pass_steps.max(1)).unwrap_or(u32::MAX);
-            let per_step = RECOUNT_PASS / steps;
-            per_step.clamp(Duration::from_millis(20), Duration::from_secs(1))
-        };
-        std::thread::sleep(pause);
-    }
-}
-
-/// One read transaction, committed and begun again when its slice is used up.
-struct Tx<'c> {
-    conn: &'c Connection,
-    since: Instant,
-    open: bool,
-    /// The read lock was taken (a wait for it is not counted as holding it).
-    holding: bool,
-    stats: &'c mut ReadStats,
-}
-
-impl<'c> Tx<'c> {
-    fn begin(conn: &'c Connection, stats: &'c mut ReadStats) -> rusqlite::Result<Self> {
-        let mut tx = Self {
-            conn,
-            since: Instant::now(),
-            open: false,
-            holding: false,
-            stats,
-        };
-        tx.start()?;
-        Ok(tx)
-    }
-
-    fn start(&mut self) -> rusqlite::Result<()> {
-        self.conn.execute_batch("BEGIN DEFERRED")?;
-        self.open = true;
-        // Take the read lock now (this is where a writer's lock is waited
-        // for), so that the slice and `longest` count only time holding it.
-        self.holding = false;
-        self.conn
-            .query_row("PRAGMA schema_version", [], |_| Ok(()))?;
-        self.holding = true;
-        self.since = Instant::now();
-        self.stats.transactions += 1;
-        Ok(())
-    }
-
-    fn finish(&mut self) -> rusqlite::Result<()> {
-        if self.open {
-            self.open = false;
-            if self.holding {
-                let took = self.since.elapsed();
-                self.stats.longest = self.stats.longest.max(took);
-            }
-            self.conn.execute_batch("COMMIT")?;
-        }
-        Ok(())
-    }
-
-    /// Ends the transaction and begins another when this one is old enough.
-    fn slice(&mut self) -> rusqlite::Result<()> {
-        if self.since.elapsed() >= SLICE {
-            self.finish()?;
-            self.start()?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Tx<'_> {
-    fn drop(&mut self) {
-        if self.open && !self.conn.is_autocommit() {
-            if self.holding {
-                let took = self.since.elapsed();
-                self.stats.longest = self.stats.longest.max(took);
-            }
-            if let Err(err) = self.conn.execute_batch("ROLLBACK") {
-                tracing::debug!(error = %err, "ending a read transaction");
-            }
-        }
-    }
-}
-
-fn is_lock(err: &rusqlite::Error) -> bool {
-    matches!(err, rusqlite::Error::SqliteFailure(e, _)
-        if matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
-}
-
-/// A failure that a fresh connection might not have (I/O, a replaced or
-/// corrupt file); not a plain SQL error such as a missing table.
-fn needs_reopen(err: &rusqlite::Error) -> bool {
-    matches!(err, rusqlite::Error::SqliteFailure(e, _)
-        if !matches!(e.code, ErrorCode::Unknown | ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
-}
-
 const TABLES: [&str; 5] = [
     "jobs",
     "agent_runs",
@@ -491,154 +390,6 @@ impl Inner {
         built.data_version = failed.is_empty().then_some(data);
         built.failed = failed;
         finished
-    }
-
-    /// Re-reads the next page of the next table; false when there is nothing to recount.
-    fn recount_step(&mut self, terminal: &[String]) -> bool {
-        let (Some(cached), Some(built)) = (self.conn.as_ref(), self.built.as_mut()) else {
-            return false;
-        };
-        if cached.mode == Mode::Immutable {
-            return false;
-        }
-        let conn = &cached.conn;
-        let _ = conn.busy_timeout(Duration::ZERO);
-        let state = &mut built.state;
-        let table = self.recount.table;
-        let cursor = self.recount.cursor;
-        self.recount.steps += 1;
-        let mut done_to = None;
-        let mut changed = false;
-        let result = (|| -> rusqlite::Result<()> {
-            let mut tx = Tx::begin(conn, &mut self.stats)?;
-            match table {
-                0 => {
-                    (changed, done_to) =
-                        recount_page(conn, &scan::Jobs, &mut state.jobs, cursor, |_, _| {})?;
-                    state.sync_job_runs();
-                }
-                1 => {
-                    let State { runs, job_runs, .. } = state;
-                    (changed, done_to) =
-                        recount_page(conn, &scan::Runs, runs, cursor, |range, rows| {
-                            forget_runs(job_runs, range);
-                            for (id, _, entry) in rows {
-                                note_run(job_runs, *id, Some(entry));
-                            }
-                        })?;
-                }
-                2 => {
-                    (changed, done_to) = recount_page(
-                        conn,
-                        &scan::Tasks { terminal },
-                        &mut state.tasks,
-                        cursor,
-                        |_, _| {},
-                    )?;
-                }
-                3 => {
-                    if let Some(t) = &mut state.errors {
-                        (changed, done_to) =
-                            recount_page(conn, &scan::ErrorEvents, t, cursor, |_, _| {})?;
-                    }
-                }
-                _ => {
-                    if let Some(t) = &mut state.ticks {
-                        (changed, done_to) =
-                            recount_page(conn, &scan::Ticks, t, cursor, |_, _| {})?;
-                    }
-                }
-            }
-            tx.finish()
-        })();
-        let _ = conn.busy_timeout(DEFAULT_BUSY_TIMEOUT);
-        if changed {
-            // What is derived from the rows (newest runs, their figures, the
-            // newest tick) is read again at the next snapshot.
-            built.data_version = None;
-        }
-        match result {
-            Ok(()) => {
-                match done_to {
-                    Some(to) => self.recount.cursor = Some(to),
-                    None => self.recount.advance_table(&mut self.stats),
-                }
-                true
-            }
-            Err(err) => {
-                // Busy: try the same page next time.
-                tracing::debug!(error = %err, "recount step skipped");
-                true
-            }
-        }
-    }
-}
-
-/// Rows per recount page; the page is then completed to the end of the
-/// block its last row is in, so that whole blocks are replaced.
-const PAGE: usize = 256;
-
-/// One recount step of one table: the next [`PAGE`] rows above `cursor`
-/// (keyset: empty id ranges are skipped however wide), completed to the end
-/// of their last block, replace what is known of the folded part between.
-/// Gives whether anything changed and where the next step starts (`None`:
-/// the table is done).
-fn recount_page<K: Kind, T: Tally<Row = K::Frozen>>(
-    conn: &Connection,
-    kind: &K,
-    table: &mut Table<T, K::Live>,
-    cursor: Option<i64>,
-    mut seen: impl FnMut((i64, i64), &[scan::Read<K>]),
-) -> rusqlite::Result<(bool, Option<i64>)>
-where
-    K::Live: Clone,
-{
-    let Some(folded) = table.folded else {
-        return Ok((false, None));
-    };
-    if cursor.is_some_and(|c| c >= folded) {
-        return Ok((false, None));
-    }
-    let lo = cursor.map_or(i64::MIN, |c| c + 1);
-    let mut rows = scan::after(conn, kind, cursor, PAGE)?;
-    let full = rows.len() == PAGE;
-    rows.retain(|(id, _, _)| *id <= folded);
-    let hi = match rows.last() {
-        Some(&(last, _, _)) if full && last < folded => {
-            let (_, end) = block_range(block_of(last));
-            let end = end.min(folded);
-            if last < end {
-                rows.extend(scan::range(conn, kind, last + 1, end)?);
-            }
-            end
-        }
-        _ => folded,
-    };
-    seen((lo, hi), &rows);
-    let changed = table.replace_range(lo, hi, rows);
-    Ok((changed, (hi < folded).then_some(hi)))
-}
-
-/// Forgets the run ids of a rowid range before it is re-read.
-fn forget_runs(job_runs: &mut HashMap<i64, std::collections::BTreeSet<i64>>, (lo, hi): (i64, i64)) {
-    for set in job_runs.values_mut() {
-        let stale: Vec<i64> = set.range(lo..=hi).copied().collect();
-        for id in stale {
-            set.remove(&id);
-        }
-    }
-}
-
-impl Recount {
-    fn advance_table(&mut self, stats: &mut ReadStats) {
-        self.cursor = None;
-        self.table += 1;
-        if self.table >= TABLES.len() {
-            self.table = 0;
-            stats.recount_passes += 1;
-            self.last_pass_steps = self.steps;
-            self.steps = 0;
-        }
     }
 }
 
