@@ -286,7 +286,7 @@ async fn run(a: RunArgs) -> i32 {
             }
         };
     }
-    match watchdog::run::run(over).await {
+    match serve(over).await {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("watchdog: {e:#}");
@@ -297,6 +297,42 @@ async fn run(a: RunArgs) -> i32 {
             }
         }
     }
+}
+
+/// Loads the config, binds the metrics listener and wires the signals
+/// into [`watchdog::run::run`]: SIGHUP reloads, SIGTERM/SIGINT stop.
+async fn serve(over: Overrides) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use tokio::signal::unix::{signal, SignalKind};
+    let config = Config::load(&over)?;
+    watchdog::run::check(&config)?;
+    // Past RLIMIT_FSIZE a write must fail (EFBIG, handled like a full disk),
+    // not kill the process: a handler replaces SIGXFSZ's default action.
+    let _xfsz =
+        signal(SignalKind::from_raw(libc::SIGXFSZ)).context("installing the SIGXFSZ handler")?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding the metrics server to {}", config.listen))?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            // A reload already queued covers this SIGHUP too.
+            if let Err(tokio::sync::mpsc::error::TrySendError::Closed(())) = reload_tx.try_send(())
+            {
+                break;
+            }
+        }
+    });
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
+            _ = int.recv() => tracing::info!(signal = "SIGINT", "shutting down"),
+        }
+    };
+    watchdog::run::run(over, config, listener, reload_rx, shutdown).await
 }
 
 fn replay(a: ReplayArgs) -> i32 {

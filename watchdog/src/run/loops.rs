@@ -1,0 +1,250 @@
+//! The poll loops: one task per target, and [`Loops::reconcile`], the one
+//! place that starts, stops and restarts them (at start-up, on a reload and
+//! when the targets files change).
+//!
+//! Each loop polls every `interval` (bounded by `timeout`) and sends what it
+//! read to the evaluation loop over one channel, so a slow or dead target
+//! never delays another.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::Target;
+use crate::poll::{Polled, Poller};
+
+/// One poll, on its way to the evaluation loop.
+#[derive(Debug)]
+pub struct Msg {
+    /// The target's name.
+    pub target: String,
+    /// What the poll read.
+    pub polled: Polled,
+    /// The watchdog's monotonic clock when the poll ended.
+    pub received: Option<watchdog_core::delta::Receipt>,
+}
+
+/// What a loop was started with: a change in any of it restarts the loop.
+#[derive(Debug, Clone, PartialEq)]
+struct Spec {
+    target: Target,
+    interval: Duration,
+    timeout: Duration,
+}
+
+/// A running poll loop and what the evaluation loop knows of it.
+#[derive(Debug)]
+pub struct TargetLoop {
+    spec: Spec,
+    stop: watch::Sender<bool>,
+    handle: JoinHandle<()>,
+    started: Instant,
+    /// When its last poll was evaluated.
+    pub last_report: Option<Instant>,
+    /// Whether its last poll was answered.
+    pub up: bool,
+}
+
+impl TargetLoop {
+    /// The target it polls.
+    pub fn target(&self) -> &Target {
+        &self.spec.target
+    }
+
+    fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// What to do with a target whose poller cannot be built (a bad TLS file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Change nothing and return the error (a reload is refused whole).
+    Refuse,
+    /// Log it and leave that target as it was (one bad entry in a targets
+    /// file must not hold back the others).
+    Skip,
+}
+
+/// What a reconcile changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Targets that got a new loop (new ones and restarted ones).
+    pub started: Vec<String>,
+    /// Targets no longer watched: their loops are stopped.
+    pub stopped: Vec<String>,
+}
+
+/// Every poll loop, by target name.
+#[derive(Debug)]
+pub struct Loops {
+    loops: BTreeMap<String, TargetLoop>,
+    tx: mpsc::Sender<Msg>,
+    /// Whether polls keep the raw body (only `--record` needs it).
+    keep_body: bool,
+}
+
+impl Loops {
+    /// No loop yet; their polls will arrive on `tx`.
+    pub fn new(tx: mpsc::Sender<Msg>, keep_body: bool) -> Self {
+        Self {
+            loops: BTreeMap::new(),
+            tx,
+            keep_body,
+        }
+    }
+
+    /// Makes the running loops exactly `desired` at this pace: new targets
+    /// start, missing ones stop, changed ones (or loops that ended) restart,
+    /// and unchanged ones keep their timers.
+    pub fn reconcile(
+        &mut self,
+        desired: Vec<Target>,
+        interval: Duration,
+        timeout: Duration,
+        on_error: OnError,
+    ) -> anyhow::Result<Reconciled> {
+        // Everything that can fail is built before anything changes.
+        let mut fresh = Vec::new();
+        for target in &desired {
+            let spec = Spec {
+                target: target.clone(),
+                interval,
+                timeout,
+            };
+            let unchanged = self
+                .loops
+                .get(&target.name)
+                .is_some_and(|l| l.spec == spec && !l.handle.is_finished());
+            if unchanged {
+                continue;
+            }
+            match Poller::new(target, timeout) {
+                Ok(p) => fresh.push((spec, p.keeping_body(self.keep_body))),
+                Err(e) if on_error == OnError::Refuse => return Err(e),
+                Err(e) => {
+                    tracing::error!(target = %target.name, error = %e, "cannot poll the target");
+                }
+            }
+        }
+        let stopped: Vec<String> = self
+            .loops
+            .keys()
+            .filter(|k| !desired.iter().any(|t| t.name == **k))
+            .cloned()
+            .collect();
+        for name in &stopped {
+            if let Some(l) = self.loops.remove(name) {
+                l.stop();
+            }
+        }
+        let mut started = Vec::new();
+        for (spec, poller) in fresh {
+            let name = spec.target.name.clone();
+            let l = self.spawn(spec, poller);
+            if let Some(old) = self.loops.insert(name.clone(), l) {
+                old.stop();
+            }
+            started.push(name);
+        }
+        Ok(Reconciled { started, stopped })
+    }
+
+    fn spawn(&self, spec: Spec, poller: Poller) -> TargetLoop {
+        let (stop, stop_rx) = watch::channel(false);
+        let handle = tokio::spawn(poll_loop(
+            spec.target.name.clone(),
+            poller,
+            spec.interval,
+            self.tx.clone(),
+            stop_rx,
+        ));
+        tracing::info!(target = %spec.target.name, url = %crate::config::redact_userinfo(&spec.target.url), interval = %humantime::format_duration(spec.interval), "polling");
+        TargetLoop {
+            spec,
+            stop,
+            handle,
+            started: Instant::now(),
+            last_report: None,
+            up: false,
+        }
+    }
+
+    /// The loop of `name`, if it is watched.
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut TargetLoop> {
+        self.loops.get_mut(name)
+    }
+
+    /// The watched targets' names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.loops.keys().map(String::as_str)
+    }
+
+    /// How many targets are watched.
+    pub fn len(&self) -> usize {
+        self.loops.len()
+    }
+
+    /// Whether no target is watched.
+    pub fn is_empty(&self) -> bool {
+        self.loops.is_empty()
+    }
+
+    /// How many answered their last poll.
+    pub fn up(&self) -> usize {
+        self.loops.values().filter(|l| l.up).count()
+    }
+
+    /// Every loop is running and reported within `grace` (or started within it).
+    pub fn healthy(&self, grace: Duration) -> bool {
+        self.loops.values().all(|l| {
+            !l.handle.is_finished() && l.last_report.unwrap_or(l.started).elapsed() <= grace
+        })
+    }
+
+    /// Stops every loop (a poll in flight is finished and sent) and drops
+    /// our sender, so the channel closes once the last of them is done.
+    pub fn stop_all(&mut self) {
+        for l in self.loops.values() {
+            l.stop();
+        }
+        self.tx = mpsc::channel(1).0;
+    }
+}
+
+async fn poll_loop(
+    name: String,
+    poller: Poller,
+    interval: Duration,
+    tx: mpsc::Sender<Msg>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            _ = ticker.tick() => {}
+        }
+        if *stop.borrow() {
+            break;
+        }
+        // A poll in flight is finished even when a stop arrives meanwhile.
+        let polled = poller.poll().await;
+        let received = crate::receipt::now();
+        if tx
+            .send(Msg {
+                target: name.clone(),
+                polled,
+                received,
+            })
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+}
