@@ -13,6 +13,9 @@ use crate::alerts::Finding;
 use crate::delta::CounterWindow;
 use crate::dur::Dur;
 
+#[cfg(test)]
+mod tests;
+
 /// `[rules.error_rate]`'s own keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

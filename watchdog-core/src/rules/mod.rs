@@ -680,4 +680,4 @@ impl RuleSet {
 mod tests;
 
 #[cfg(test)]
-pub(crate) mod testkit;
+pub(crate) mod test_kit;

@@ -1,12 +1,15 @@
 //! `stuck_agent` on agents as they really run (page 3): a CLI blocked on a
 //! model reply whose event loop keeps ticking, I/O below `io_floor`, and
 //! telemetry that says it is (not) working. The page-1 and page-2 cases
-//! (`sleep`, `cat` on a pipe, resets, gaps, restore) are in `rules/tests.rs`.
+//! (`sleep`, `cat` on a pipe, resets, gaps, restore) are in `tests/page1.rs`.
 
 use shared_schema::{AlertEvent, Envelope};
 
 use super::*;
-use crate::rules::testkit::{activity, agent, at, drive, engine, env, of_rule, t0};
+use crate::rules::test_kit::{activity, agent, at, drive, engine, env, of_rule, t0};
+
+/// The page-1 cases, on the calm envelope of `test_kit::calm_env`.
+mod page1;
 
 /// Claude Code 2.1 hung on its model call, polled every 2 s: 0 to 12 ticks
 /// a poll (1% of a CPU on average, up to 6% in one poll) and about 90
@@ -234,8 +237,8 @@ fn the_window_survives_a_restart_and_an_old_state_file_still_restores() {
     let mut older = engine("");
     older.restore(&old).unwrap();
     let ev = older.observe(
-        crate::rules::testkit::T,
-        &crate::rules::testkit::obs(hung_cli(302.0)),
+        crate::rules::test_kit::T,
+        &crate::rules::test_kit::obs(hung_cli(302.0)),
     );
     assert_eq!(ev.agents[0].idle_s.map(f64::round), Some(302.0));
 }
@@ -308,7 +311,7 @@ proptest::proptest! {
             let mut a = agent(600.0 + s, ticks, io);
             a.activity = act.map(|(r, t)| activity(r, t));
             e.agents = vec![a];
-            let ev = en.observe(crate::rules::testkit::T, &crate::rules::testkit::obs(e));
+            let ev = en.observe(crate::rules::test_kit::T, &crate::rules::test_kit::obs(e));
             for x in &ev.agents {
                 if let Some(i) = x.idle_s {
                     proptest::prop_assert!(i >= 0.0 && i.is_finite());
