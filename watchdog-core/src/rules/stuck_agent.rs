@@ -36,6 +36,7 @@ use super::{
 use crate::alerts::Finding;
 use crate::delta::{AgentId, AgentMap, AgentStatus, IdHash, Reading, ResetReason};
 use crate::dur::{human_secs, Dur};
+use crate::error::SettingError;
 
 #[cfg(test)]
 mod tests;
@@ -89,12 +90,18 @@ impl Rule for Settings {
     const DIAGNOSE: bool = true;
     type State = Idle;
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), SettingError> {
         if !(self.cpu_floor.is_finite() && self.cpu_floor >= 0.0) {
-            return Err("key `cpu_floor`: must be a non-negative number".into());
+            return Err(SettingError::key(
+                "cpu_floor",
+                "must be a non-negative number",
+            ));
         }
         if !(self.io_floor.is_finite() && self.io_floor >= 0.0) {
-            return Err("key `io_floor`: must be a non-negative number (bytes per minute)".into());
+            return Err(SettingError::key(
+                "io_floor",
+                "must be a non-negative number (bytes per minute)",
+            ));
         }
         Ok(())
     }

@@ -20,10 +20,13 @@ fn unknown_rule_and_unknown_key_are_rejected_by_name() {
             .into_iter()
             .collect(),
     )
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("stuck_agnt"), "{err}");
     let t = serde_json::json!({"cpu_flor": 0.1});
-    let err = RuleSet::build(&[("stuck_agent".to_owned(), t)].into_iter().collect()).unwrap_err();
+    let err = RuleSet::build(&[("stuck_agent".to_owned(), t)].into_iter().collect())
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("cpu_flor") && err.contains("[rules.stuck_agent]"),
         "{err}"
@@ -33,7 +36,9 @@ fn unknown_rule_and_unknown_key_are_rejected_by_name() {
 #[test]
 fn per_agent_key_the_rule_does_not_have_is_an_error_naming_rule_agent_and_key() {
     let t = serde_json::json!({"per_agent": {"reviewer": {"cpu_flor": 0.1}}});
-    let err = RuleSet::build(&[("stuck_agent".to_owned(), t)].into_iter().collect()).unwrap_err();
+    let err = RuleSet::build(&[("stuck_agent".to_owned(), t)].into_iter().collect())
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("[rules.stuck_agent]")
             && err.contains("per_agent.reviewer")
@@ -42,7 +47,9 @@ fn per_agent_key_the_rule_does_not_have_is_an_error_naming_rule_agent_and_key() 
     );
     // A rule that does not take per_agent rejects the key itself.
     let t = serde_json::json!({"per_agent": {"reviewer": {"max": 1}}});
-    let err = RuleSet::build(&[("queue_depth".to_owned(), t)].into_iter().collect()).unwrap_err();
+    let err = RuleSet::build(&[("queue_depth".to_owned(), t)].into_iter().collect())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("per_agent"), "{err}");
 }
 
@@ -195,4 +202,81 @@ fn complete_appends_the_sentence_once() {
         "agent dev (job 7, pid 1) used 0.0% CPU for 10m: cat (pid 1) is stopped"
     );
     assert_eq!(line.diagnosis.as_deref(), Some("cat (pid 1) is stopped"));
+}
+
+/// The typed errors keep the messages the config check printed as strings,
+/// and name the rule and the key without parsing the text.
+#[test]
+fn config_errors_are_typed_and_keep_their_messages() {
+    use crate::error::{RuleConfigError, SettingError};
+    let build = |rule: &str, t: serde_json::Value| {
+        RuleSet::build(&[(rule.to_owned(), t)].into_iter().collect()).unwrap_err()
+    };
+    let err = build("stuck_agent", serde_json::json!({"cpu_floor": -1.0}));
+    assert_eq!(
+        err.to_string(),
+        "[rules.stuck_agent]: key `cpu_floor`: must be a non-negative number"
+    );
+    assert_eq!(
+        err,
+        RuleConfigError::Rule {
+            rule: "stuck_agent",
+            problem: SettingError::key("cpu_floor", "must be a non-negative number"),
+        }
+    );
+    let err = build(
+        "stuck_agent",
+        serde_json::json!({"per_agent": {"reviewer": {"cpu_floor": -1.0}}}),
+    );
+    assert_eq!(
+        err.to_string(),
+        "[rules.stuck_agent]: key `per_agent.reviewer`: key `cpu_floor`: must be a non-negative number"
+    );
+    assert_eq!(
+        (err.rule(), err.key().as_deref()),
+        ("stuck_agent", Some("per_agent.reviewer.cpu_floor"))
+    );
+    let err = build(
+        "stuck_agent",
+        serde_json::json!({"per_agent": {"reviewer": 1}}),
+    );
+    assert_eq!(
+        err.to_string(),
+        "[rules.stuck_agent]: key `per_agent.reviewer`: must be a table"
+    );
+    let err = build("stuck_agent", serde_json::json!({"per_agent": 1}));
+    assert_eq!(
+        err.to_string(),
+        "[rules.stuck_agent]: key `per_agent`: must be a table keyed by agent name"
+    );
+    let err = build("queue_depth", serde_json::json!(1));
+    assert_eq!(err.to_string(), "[rules.queue_depth]: must be a table");
+    assert_eq!(err.key(), None);
+    let err = build("queue_depth", serde_json::json!({"severity": "loud"}));
+    assert_eq!(
+        err.to_string(),
+        "[rules.queue_depth]: key `severity`: expected \"info\", \"warning\" or \"critical\""
+    );
+    let err = build("stuck_agnt", serde_json::json!({}));
+    assert!(
+        err.to_string()
+            .starts_with("unknown rule `stuck_agnt` in [rules.stuck_agnt] (known rules: "),
+        "{err}"
+    );
+    assert_eq!(err.rule(), "stuck_agnt");
+
+    let mut en = engine("");
+    let saved = en.save();
+    let mut text = String::from_utf8(saved).unwrap();
+    let version = format!("\"version\":{}", crate::engine::SAVED_VERSION);
+    assert!(text.contains(&version), "{text}");
+    text = text.replace(&version, "\"version\":999");
+    let err = en.restore(text.as_bytes()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "state file version 999 is not {}",
+            crate::engine::SAVED_VERSION
+        )
+    );
 }

@@ -127,7 +127,9 @@ fn agent_gone_per_agent_for() {
         "dev keeps 1m: {lines:?}"
     );
     let t = serde_json::json!({"per_agent": {"dev": {"max": "1m"}}});
-    let err = RuleSet::build(&[("agent_gone".to_owned(), t)].into_iter().collect()).unwrap_err();
+    let err = RuleSet::build(&[("agent_gone".to_owned(), t)].into_iter().collect())
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("[rules.agent_gone]") && err.contains("per_agent.dev") && err.contains("max"),
         "{err}"

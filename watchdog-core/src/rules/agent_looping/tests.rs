@@ -127,6 +127,7 @@ fn per_agent_max_repeats_and_a_degraded_section_is_a_gap() {
         .into_iter()
         .collect(),
     )
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("max_repeats"), "{err}");
 }

@@ -271,7 +271,7 @@ fn io_floor_must_be_a_non_negative_number() {
         io_floor: -1.0,
         ..Settings::default()
     };
-    assert!(s.check().unwrap_err().contains("io_floor"));
+    assert!(s.check().unwrap_err().to_string().contains("io_floor"));
 }
 
 #[test]

@@ -71,6 +71,7 @@ fn run_cost_per_agent_sets_max_for_one_agent_only() {
             .into_iter()
             .collect(),
     )
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("max_usd"), "{err}");
 }
