@@ -499,9 +499,7 @@ impl Engine {
                     .get(&a.rule)
                     .map_or(shared_schema::Severity::Warning, |r| r.common().severity);
                 let mut line = a.line(AlertEvent::Firing, severity, a.since);
-                if let Some(d) = &a.diagnosis {
-                    crate::diagnose::complete(&mut line, d.clone());
-                }
+                line.set_diagnosis(a.diagnosis.clone());
                 out.push(line);
             }
         }
