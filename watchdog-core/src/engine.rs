@@ -326,8 +326,8 @@ impl Engine {
             }
         }
 
-        // The figures per agent: the delta's fraction, then whatever the
-        // rules that own a figure (stuck_agent: idle time) say of it.
+        // The figures per agent: the delta's fraction (computed once, there),
+        // then what the rules that own a figure (stuck_agent: idle time) add.
         let ids: Vec<_> = deltas.agents.iter().map(|d| d.id).collect();
         let mut figures: Vec<AgentFigures> = deltas
             .agents

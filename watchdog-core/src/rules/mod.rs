@@ -173,7 +173,8 @@ impl Outcome {
 /// Figures a rule knows of one agent, for the gauges and the status page.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct AgentFigures {
-    /// CPU fraction over the last delta.
+    /// CPU fraction over the last delta: the engine sets it from
+    /// [`crate::delta::AgentFact::cpu_fraction`], its one owner; rules leave it.
     pub cpu_fraction: Option<f64>,
     /// Seconds idle so far.
     pub idle_s: Option<f64>,

@@ -329,3 +329,26 @@ fn a_window_sample_is_16_bytes() {
     // The memory bound in MAX_SAMPLES's doc: 10,000 agents x 16 x 16 bytes.
     assert_eq!(std::mem::size_of::<Sample>(), 16);
 }
+
+/// The fraction the outputs show has one owner, the delta: the same with
+/// the rule on, off, or judging the process alone (`use_tree = false`).
+#[test]
+fn the_outputs_fraction_is_the_deltas_whatever_the_rule_says() {
+    use crate::rules::test_kit::{obs, T};
+    let shown = |toml_text: &str| {
+        let mut en = engine(toml_text);
+        let mut last = None;
+        for s in [0.0, 10.0, 20.0] {
+            let mut e = env(s);
+            // Own process 1 tick a second, the tree 5: 1% and 5% at 100 ticks/s.
+            let mut a = agent(600.0 + s, s as u64, 1000);
+            a.tree_cpu_ticks = Some(5 * s as u64);
+            e.agents = vec![a];
+            last = en.observe(T, &obs(e)).agents[0].cpu_fraction;
+        }
+        last
+    };
+    assert_eq!(shown(""), Some(0.05));
+    assert_eq!(shown("[stuck_agent]\nenabled = false\n"), Some(0.05));
+    assert_eq!(shown("[stuck_agent]\nuse_tree = false\n"), Some(0.05));
+}
