@@ -127,6 +127,19 @@ impl AlertLine {
         })
     }
 
+    /// Sets `diagnosis` and the summary's suffix with it (CONTRACT.md
+    /// section 3: the summary ends with `: ` and the same sentence): the
+    /// sentence the line carried before comes off the summary first, so a
+    /// new one replaces it and `None` leaves the bare summary.
+    pub fn set_diagnosis(&mut self, diagnosis: Option<String>) {
+        self.summary = diagnosed_summary(
+            &self.summary,
+            self.diagnosis.as_deref(),
+            diagnosis.as_deref(),
+        );
+        self.diagnosis = diagnosis;
+    }
+
     /// The same alert as a `dropped` line for `sink`.
     pub fn dropped(&self, sink: &str, ts: Timestamp) -> Self {
         Self {
@@ -135,6 +148,20 @@ impl AlertLine {
             sink: Some(sink.to_owned()),
             ..self.clone()
         }
+    }
+}
+
+/// `summary` as an alert line with diagnosis `new` says it: `old` (the
+/// sentence it carries now, if any) taken off its end with its `: `, then
+/// `: ` and `new` put on. Every output that shows a summary with a
+/// diagnosis (the log, the page, the API, the sinks) writes it with this.
+pub fn diagnosed_summary(summary: &str, old: Option<&str>, new: Option<&str>) -> String {
+    let base = old
+        .and_then(|old| summary.strip_suffix(old))
+        .map_or(summary, |b| b.strip_suffix(": ").unwrap_or(b));
+    match new {
+        Some(d) => format!("{base}: {d}"),
+        None => base.to_owned(),
     }
 }
 
@@ -194,6 +221,36 @@ mod tests {
         );
         let back: AlertLine = serde_json::from_str(&text).expect("round trip");
         assert_eq!(back, line);
+    }
+
+    #[test]
+    fn set_diagnosis_writes_the_suffix_once_and_replaces_it() {
+        let mut line = example();
+        let bare = line.summary.clone();
+        line.set_diagnosis(Some(
+            "cat (pid 1234) is blocked reading stdin (pipe)".into(),
+        ));
+        assert_eq!(
+            line.summary,
+            format!("{bare}: cat (pid 1234) is blocked reading stdin (pipe)")
+        );
+        line.set_diagnosis(Some("cat (pid 1234) is stopped".into()));
+        assert_eq!(line.summary, format!("{bare}: cat (pid 1234) is stopped"));
+        assert_eq!(line.diagnosis.as_deref(), Some("cat (pid 1234) is stopped"));
+        line.set_diagnosis(None);
+        assert_eq!(
+            (line.summary.as_str(), line.diagnosis),
+            (bare.as_str(), None)
+        );
+    }
+
+    #[test]
+    fn a_summary_that_does_not_end_with_the_old_sentence_keeps_its_text() {
+        assert_eq!(
+            diagnosed_summary("edited by hand", Some("gone"), Some("stopped")),
+            "edited by hand: stopped"
+        );
+        assert_eq!(diagnosed_summary("s", None, None), "s");
     }
 
     #[test]

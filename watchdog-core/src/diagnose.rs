@@ -109,18 +109,11 @@ pub fn diagnose(view: &AgentView) -> Option<String> {
 }
 
 /// Puts `sentence` on `line`: in `diagnosis`, and at the end of the
-/// summary after `: ` (CONTRACT.md section 3). A line that already carries
-/// one keeps its summary and takes the new sentence.
+/// summary after `: ` (CONTRACT.md section 3), through
+/// [`AlertLine::set_diagnosis`]. A line that already carries one keeps its
+/// summary and takes the new sentence.
 pub fn complete(line: &mut AlertLine, sentence: String) {
-    if let Some(old) = line.diagnosis.take() {
-        if let Some(base) = line.summary.strip_suffix(old.as_str()) {
-            let base = base.strip_suffix(": ").unwrap_or(base);
-            line.summary.truncate(base.len());
-        }
-    }
-    line.summary.push_str(": ");
-    line.summary.push_str(&sentence);
-    line.diagnosis = Some(sentence);
+    line.set_diagnosis(Some(sentence));
 }
 
 /// What one process shows by itself (without following its children).

@@ -18,6 +18,7 @@ use shared_schema::{read_value, AlertEvent, AlertLine, Envelope, ReadError, Read
 
 use crate::alerts::{Alert, Observed, Phase, Step, Timing};
 use crate::delta::{Deltas, Receipt, TargetHistory};
+use crate::error::StateError;
 use crate::rules::{AgentFigures, Clock, Ctx, DynRule, Outcome, RuleSet, RuleStates, Verdict};
 use crate::view::{AgentSample, FiringCount, PollOutcome};
 
@@ -133,7 +134,7 @@ struct Saved {
     targets: BTreeMap<String, TargetState>,
 }
 
-const SAVED_VERSION: u32 = 1;
+pub(crate) const SAVED_VERSION: u32 = 1;
 
 /// Every target's deltas and alerts under one rule set.
 #[derive(Debug)]
@@ -325,8 +326,8 @@ impl Engine {
             }
         }
 
-        // The figures per agent: the delta's fraction, then whatever the
-        // rules that own a figure (stuck_agent: idle time) say of it.
+        // The figures per agent: the delta's fraction (computed once, there),
+        // then what the rules that own a figure (stuck_agent: idle time) add.
         let ids: Vec<_> = deltas.agents.iter().map(|d| d.id).collect();
         let mut figures: Vec<AgentFigures> = deltas
             .agents
@@ -498,9 +499,7 @@ impl Engine {
                     .get(&a.rule)
                     .map_or(shared_schema::Severity::Warning, |r| r.common().severity);
                 let mut line = a.line(AlertEvent::Firing, severity, a.since);
-                if let Some(d) = &a.diagnosis {
-                    crate::diagnose::complete(&mut line, d.clone());
-                }
+                line.set_diagnosis(a.diagnosis.clone());
                 out.push(line);
             }
         }
@@ -545,7 +544,7 @@ impl Engine {
     /// Takes over a saved state; alerts of rules that are not enabled are
     /// dropped without a line (for tests and fuzzing; a restart uses
     /// [`Engine::restore_for`], which resolves them).
-    pub fn restore(&mut self, bytes: &[u8]) -> Result<usize, String> {
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<usize, StateError> {
         let mut targets = parse_saved(bytes)?;
         for state in targets.values_mut() {
             let rules = &self.rules;
@@ -567,7 +566,7 @@ impl Engine {
         bytes: &[u8],
         watched: impl Fn(&str) -> bool,
         now: Timestamp,
-    ) -> Result<Restored, String> {
+    ) -> Result<Restored, StateError> {
         let mut targets = parse_saved(bytes)?;
         let rules = &self.rules;
         let severity = |a: &Alert| {
@@ -605,13 +604,13 @@ pub struct Restored {
 }
 
 /// Reads a state file's body.
-fn parse_saved(bytes: &[u8]) -> Result<BTreeMap<String, TargetState>, String> {
-    let saved: Saved = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+fn parse_saved(bytes: &[u8]) -> Result<BTreeMap<String, TargetState>, StateError> {
+    let saved: Saved = serde_json::from_slice(bytes)?;
     if saved.version != SAVED_VERSION {
-        return Err(format!(
-            "state file version {} is not {SAVED_VERSION}",
-            saved.version
-        ));
+        return Err(StateError::Version {
+            found: saved.version,
+            expected: SAVED_VERSION,
+        });
     }
     Ok(saved.targets)
 }

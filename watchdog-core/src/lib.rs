@@ -15,6 +15,7 @@ pub mod alerts;
 pub mod delta;
 pub mod diagnose;
 pub mod engine;
+pub mod error;
 pub mod rules;
 pub mod view;
 

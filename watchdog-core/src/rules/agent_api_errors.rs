@@ -19,6 +19,7 @@ use super::{agent_labels, agent_phrase, agent_subject, Ctx, Outcome, PerAgent, R
 use crate::alerts::Finding;
 use crate::delta::{AgentMap, CounterWindow, Growth, IdHash};
 use crate::dur::{human_secs, Dur};
+use crate::error::SettingError;
 
 #[cfg(test)]
 mod tests;
@@ -55,9 +56,9 @@ impl Rule for Settings {
     const PER_AGENT: bool = true;
     type State = Windows;
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), SettingError> {
         if self.window.0.is_zero() {
-            return Err("key `window`: must be longer than 0s".into());
+            return Err(SettingError::key("window", "must be longer than 0s"));
         }
         Ok(())
     }

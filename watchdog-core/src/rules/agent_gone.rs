@@ -17,6 +17,9 @@ use super::{agent_labels, agent_phrase, agent_subject, Ctx, Outcome, PerAgent, R
 use crate::alerts::Finding;
 use crate::dur::Dur;
 
+#[cfg(test)]
+mod tests;
+
 /// `[rules.agent_gone]` has no keys of its own (only the common ones and
 /// `per_agent`, whose only use here is `for`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -22,6 +22,7 @@ use super::{
 use crate::alerts::Finding;
 use crate::delta::{AgentMap, IdHash};
 use crate::dur::human_secs;
+use crate::error::SettingError;
 
 #[cfg(test)]
 mod tests;
@@ -62,9 +63,12 @@ impl Rule for Settings {
     const PER_AGENT: bool = true;
     type State = Streaks;
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), SettingError> {
         if self.max_repeats < 2 {
-            return Err("key `max_repeats`: must be at least 2 (1 is every tool call)".into());
+            return Err(SettingError::key(
+                "max_repeats",
+                "must be at least 2 (1 is every tool call)",
+            ));
         }
         Ok(())
     }

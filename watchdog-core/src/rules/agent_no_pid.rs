@@ -10,6 +10,9 @@ use super::{agent_labels, agent_phrase, agent_subject, Ctx, Outcome, PerAgent, R
 use crate::alerts::Finding;
 use crate::dur::{human_secs, Dur};
 
+#[cfg(test)]
+mod tests;
+
 /// `[rules.agent_no_pid]` has no keys of its own.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -8,6 +8,9 @@ use super::{agent_labels, agent_phrase, agent_subject, Ctx, Outcome, PerAgent, R
 use crate::alerts::Finding;
 use crate::dur::{human_secs, Dur};
 
+#[cfg(test)]
+mod tests;
+
 /// `[rules.agent_runtime]`'s own keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -5,6 +5,9 @@ use shared_schema::Severity;
 
 use super::{finding, Ctx, Outcome, PerAgent, Rule};
 
+#[cfg(test)]
+mod tests;
+
 /// `[rules.breaker_open]` has no keys of its own.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

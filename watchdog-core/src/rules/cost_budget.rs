@@ -14,6 +14,10 @@ use super::{labels, Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::alerts::Finding;
 use crate::delta::CounterWindow;
 use crate::dur::Dur;
+use crate::error::SettingError;
+
+#[cfg(test)]
+mod tests;
 
 /// `[rules.cost_budget]`'s own keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,9 +47,9 @@ impl Rule for Settings {
     /// The aggregate cost over the window.
     type State = CounterWindow;
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), SettingError> {
         if self.window.0.is_zero() {
-            return Err("key `window`: must be longer than 0s".into());
+            return Err(SettingError::key("window", "must be longer than 0s"));
         }
         Ok(())
     }

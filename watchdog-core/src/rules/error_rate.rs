@@ -12,6 +12,10 @@ use super::{labels, Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::alerts::Finding;
 use crate::delta::CounterWindow;
 use crate::dur::Dur;
+use crate::error::SettingError;
+
+#[cfg(test)]
+mod tests;
 
 /// `[rules.error_rate]`'s own keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,9 +42,9 @@ impl Rule for Settings {
     /// A window of counts per subsystem.
     type State = BTreeMap<String, CounterWindow>;
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), SettingError> {
         if self.window.0.is_zero() {
-            return Err("key `window`: must be longer than 0s".into());
+            return Err(SettingError::key("window", "must be longer than 0s"));
         }
         Ok(())
     }

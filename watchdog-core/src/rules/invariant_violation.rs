@@ -10,6 +10,9 @@ use shared_schema::{InvariantViolation, Severity};
 use super::{labels, Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::alerts::Finding;
 
+#[cfg(test)]
+mod tests;
+
 /// `[rules.invariant_violation]` has no keys of its own.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -31,6 +31,7 @@ use shared_schema::{Agent, Envelope, Severity};
 use crate::alerts::Finding;
 use crate::delta::{AgentId, Deltas};
 use crate::dur::Dur;
+use crate::error::{RuleConfigError, SettingError};
 use crate::view::PollOutcome;
 
 pub mod agent_api_errors;
@@ -96,7 +97,7 @@ pub struct Entry {
 }
 
 /// Builds a rule from its `[rules.NAME]` table (as a serde tree).
-pub type Builder = fn(Option<&Value>) -> Result<Box<dyn DynRule>, String>;
+pub type Builder = fn(Option<&Value>) -> Result<Box<dyn DynRule>, SettingError>;
 
 /// The registry line of rule `R`.
 pub const fn entry<R: Rule>() -> Entry {
@@ -172,7 +173,8 @@ impl Outcome {
 /// Figures a rule knows of one agent, for the gauges and the status page.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct AgentFigures {
-    /// CPU fraction over the last delta.
+    /// CPU fraction over the last delta: the engine sets it from
+    /// [`crate::delta::AgentFact::cpu_fraction`], its one owner; rules leave it.
     pub cpu_fraction: Option<f64>,
     /// Seconds idle so far.
     pub idle_s: Option<f64>,
@@ -203,7 +205,7 @@ pub trait Rule:
     type State: Default + Debug + Serialize + DeserializeOwned + Send + Sync + 'static;
 
     /// Checks values serde cannot (ranges); the message names the key.
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), SettingError> {
         Ok(())
     }
 
@@ -394,19 +396,19 @@ fn object<T: Serialize>(v: &T) -> Map<String, Value> {
 /// Builds rule `R` from its `[rules.NAME]` table: the common keys over the
 /// rule's defaults, `per_agent` where the rule takes it, the rest into `R`
 /// (which rejects unknown keys). Errors name the key.
-fn build<R: Rule>(table: Option<&Value>) -> Result<Box<dyn DynRule>, String> {
+fn build<R: Rule>(table: Option<&Value>) -> Result<Box<dyn DynRule>, SettingError> {
     let mut common = Common::defaults(R::SEVERITY, R::FOR);
     let mut rest = match table {
         None => Map::new(),
         Some(Value::Object(m)) => m.clone(),
-        Some(_) => return Err("must be a table".into()),
+        Some(_) => return Err(SettingError::NotATable),
     };
     if let Some(v) = rest.remove("enabled") {
         common.enabled = key("enabled", v)?;
     }
     if let Some(v) = rest.remove("severity") {
         common.severity = serde_json::from_value(v).map_err(|_| {
-            "key `severity`: expected \"info\", \"warning\" or \"critical\"".to_owned()
+            SettingError::key("severity", "expected \"info\", \"warning\" or \"critical\"")
         })?;
     }
     if let Some(v) = rest.remove("for") {
@@ -432,7 +434,10 @@ fn build<R: Rule>(table: Option<&Value>) -> Result<Box<dyn DynRule>, String> {
         Some(Value::Object(names)) => {
             for (name, v) in names {
                 let Value::Object(mut written) = v else {
-                    return Err(format!("key `per_agent.{name}`: must be a table"));
+                    return Err(SettingError::PerAgent {
+                        agent: name,
+                        problem: Box::new(SettingError::NotATable),
+                    });
                 };
                 let mut over = written.clone();
                 let for_ = match over.remove("for") {
@@ -441,11 +446,12 @@ fn build<R: Rule>(table: Option<&Value>) -> Result<Box<dyn DynRule>, String> {
                 };
                 let mut merged = rest.clone();
                 merged.extend(over);
-                let settings: R = own(Value::Object(merged))
-                    .map_err(|e| format!("key `per_agent.{name}`: {e}"))?;
-                settings
-                    .check()
-                    .map_err(|e| format!("key `per_agent.{name}`: {e}"))?;
+                let of_agent = |problem| SettingError::PerAgent {
+                    agent: name.clone(),
+                    problem: Box::new(problem),
+                };
+                let settings: R = own(Value::Object(merged)).map_err(of_agent)?;
+                settings.check().map_err(of_agent)?;
                 written.retain(|_, v| !v.is_null());
                 per_agent.by_name.insert(
                     name,
@@ -457,7 +463,7 @@ fn build<R: Rule>(table: Option<&Value>) -> Result<Box<dyn DynRule>, String> {
                 );
             }
         }
-        Some(_) => return Err("key `per_agent`: must be a table keyed by agent name".into()),
+        Some(_) => return Err(SettingError::PerAgentNotATable),
     }
     Ok(Box::new(Configured {
         common,
@@ -466,15 +472,14 @@ fn build<R: Rule>(table: Option<&Value>) -> Result<Box<dyn DynRule>, String> {
     }))
 }
 
-fn key<T: DeserializeOwned>(name: &str, v: Value) -> Result<T, String> {
-    serde_json::from_value(v).map_err(|e| format!("key `{name}`: {e}"))
+fn key<T: DeserializeOwned>(name: &str, v: Value) -> Result<T, SettingError> {
+    serde_json::from_value(v).map_err(|e| SettingError::key(name, e.to_string()))
 }
 
-fn own<R: DeserializeOwned>(v: Value) -> Result<R, String> {
+fn own<R: DeserializeOwned>(v: Value) -> Result<R, SettingError> {
     serde_json::from_value(v).map_err(|e| {
-        let e = e.to_string();
         // serde says "unknown field `x`"; the config calls them keys.
-        e.replace("unknown field", "unknown key")
+        SettingError::Settings(e.to_string().replace("unknown field", "unknown key"))
     })
 }
 
@@ -634,20 +639,21 @@ pub struct RuleSet {
 impl RuleSet {
     /// Builds every rule from its `[rules.NAME]` table (as a serde tree: the
     /// binary reads TOML, the core does not care); an unknown rule name is an error.
-    pub fn build(tables: &BTreeMap<String, Value>) -> Result<Self, String> {
+    pub fn build(tables: &BTreeMap<String, Value>) -> Result<Self, RuleConfigError> {
         for name in tables.keys() {
             if !names().any(|n| n == name) {
-                let known: Vec<&str> = names().collect();
-                return Err(format!(
-                    "unknown rule `{name}` in [rules.{name}] (known rules: {})",
-                    known.join(", ")
-                ));
+                return Err(RuleConfigError::UnknownRule {
+                    name: name.clone(),
+                    known: names().collect(),
+                });
             }
         }
         let mut rules = Vec::with_capacity(ALL.len());
         for e in ALL {
-            let rule = (e.build)(tables.get(e.name))
-                .map_err(|err| format!("[rules.{}]: {err}", e.name))?;
+            let rule = (e.build)(tables.get(e.name)).map_err(|problem| RuleConfigError::Rule {
+                rule: e.name,
+                problem,
+            })?;
             rules.push(rule);
         }
         Ok(Self { rules })
@@ -680,4 +686,4 @@ impl RuleSet {
 mod tests;
 
 #[cfg(test)]
-pub(crate) mod testkit;
+pub(crate) mod test_kit;

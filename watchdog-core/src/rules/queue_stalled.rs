@@ -7,6 +7,9 @@ use shared_schema::Severity;
 use super::{finding, Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::dur::Dur;
 
+#[cfg(test)]
+mod tests;
+
 /// `[rules.queue_stalled]` has no keys of its own.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -6,6 +6,9 @@ use shared_schema::Severity;
 use super::{finding, Ctx, Outcome, PerAgent, Rule};
 use crate::dur::Dur;
 
+#[cfg(test)]
+mod tests;
+
 /// `[rules.reconciler_slow]`'s own keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

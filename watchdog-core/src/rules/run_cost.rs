@@ -23,6 +23,7 @@ use super::{labels, Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::alerts::Finding;
 use crate::delta::CounterWindow;
 use crate::dur::Dur;
+use crate::error::SettingError;
 
 #[cfg(test)]
 mod tests;
@@ -105,19 +106,19 @@ impl Rule for Settings {
     /// Each run's spend over the window, by subject.
     type State = BTreeMap<String, CounterWindow>;
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), SettingError> {
         for (key, v) in [
             ("max_usd", self.max_usd),
             ("max_usd_per_hour", self.max_usd_per_hour),
         ] {
             if let Some(m) = v {
                 if !(m.is_finite() && m >= 0.0) {
-                    return Err(format!("key `{key}`: must be a non-negative number"));
+                    return Err(SettingError::key(key, "must be a non-negative number"));
                 }
             }
         }
         if self.window.0.is_zero() {
-            return Err("key `window`: must be longer than 0s".into());
+            return Err(SettingError::key("window", "must be longer than 0s"));
         }
         Ok(())
     }

@@ -8,6 +8,9 @@ use shared_schema::{Severity, SCHEMA_VERSION};
 use super::{finding, Clock, Ctx, Outcome, PerAgent, Rule};
 use crate::view::PollOutcome;
 
+#[cfg(test)]
+mod tests;
+
 /// `[rules.schema_incompatible]` has no keys of its own.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -9,6 +9,9 @@ use super::{labels, Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::alerts::Finding;
 use crate::dur::Dur;
 
+#[cfg(test)]
+mod tests;
+
 /// `[rules.section_degraded]` has no keys of its own.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

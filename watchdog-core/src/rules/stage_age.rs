@@ -10,6 +10,9 @@ use super::{labels, Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::alerts::Finding;
 use crate::dur::{human_secs, Dur};
 
+#[cfg(test)]
+mod tests;
+
 /// `[rules.stage_age]`'s own keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -36,6 +36,7 @@ use super::{
 use crate::alerts::Finding;
 use crate::delta::{AgentId, AgentMap, AgentStatus, IdHash, Reading, ResetReason};
 use crate::dur::{human_secs, Dur};
+use crate::error::SettingError;
 
 #[cfg(test)]
 mod tests;
@@ -89,12 +90,18 @@ impl Rule for Settings {
     const DIAGNOSE: bool = true;
     type State = Idle;
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), SettingError> {
         if !(self.cpu_floor.is_finite() && self.cpu_floor >= 0.0) {
-            return Err("key `cpu_floor`: must be a non-negative number".into());
+            return Err(SettingError::key(
+                "cpu_floor",
+                "must be a non-negative number",
+            ));
         }
         if !(self.io_floor.is_finite() && self.io_floor >= 0.0) {
-            return Err("key `io_floor`: must be a non-negative number (bytes per minute)".into());
+            return Err(SettingError::key(
+                "io_floor",
+                "must be a non-negative number (bytes per minute)",
+            ));
         }
         Ok(())
     }
@@ -151,10 +158,11 @@ impl Rule for Settings {
         Outcome::Subjects(out)
     }
 
+    // The idle time only: the CPU fraction the outputs show is the delta's
+    // (`AgentFact::cpu_fraction`), set once by the engine.
     fn figures(&self, idle: &Self::State, id: &AgentId, out: &mut AgentFigures) {
         if let Some(t) = idle.by_agent.get(id) {
             out.idle_s = t.idle_s;
-            out.cpu_fraction = t.fraction;
         }
     }
 }
@@ -249,8 +257,10 @@ impl Sample {
 }
 
 /// How long one agent has been idle, and the window it is judged over.
-/// The keys after `fraction` are new in page 3; a state file without them
-/// restores with an empty window (judged over the samples that follow).
+/// The keys after `idle_cpu_s` are new in page 3; a state file without them
+/// restores with an empty window (judged over the samples that follow). A
+/// `fraction` key of older files is ignored: the outputs' fraction is the
+/// delta's.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct IdleTimer {
     /// Seconds idle so far; `Some(0)` when busy; `None` when not running
@@ -258,9 +268,6 @@ pub struct IdleTimer {
     pub idle_s: Option<f64>,
     /// CPU seconds used over the idle span.
     pub idle_cpu_s: f64,
-    /// The CPU fraction of the last delta (with this rule's `use_tree`).
-    #[serde(default)]
-    pub fraction: Option<f64>,
     /// The samples of the last `for`, oldest first.
     #[serde(default)]
     pub window: VecDeque<Sample>,
@@ -302,7 +309,6 @@ impl IdleTimer {
             // Unknown counters: the timer neither restarts nor advances,
             // and the activity seen so far waits for the next delta.
             Reading::Missing => {
-                self.fraction = None;
                 if first {
                     self.counts = counts;
                 }
@@ -338,7 +344,6 @@ impl IdleTimer {
                 self.trim(window_s);
                 // For a `for` of 0s, the last delta is the window.
                 let j = self.judge(s, agent.activity.as_ref(), now, window_s.max(dt_s));
-                self.fraction = Some(fraction);
                 if j.idle {
                     match self.idle_s {
                         Some(x) if x > 0.0 => {

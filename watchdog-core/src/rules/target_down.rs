@@ -9,6 +9,9 @@ use super::{finding, Clock, Ctx, Outcome, PerAgent, Rule};
 use crate::dur::Dur;
 use crate::view::PollOutcome;
 
+#[cfg(test)]
+mod tests;
+
 /// `[rules.target_down]` has no keys of its own.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -8,6 +8,9 @@ use shared_schema::Severity;
 use super::{finding, Clock, Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::dur::Dur;
 
+#[cfg(test)]
+mod tests;
+
 /// `[rules.target_stale]` has no keys of its own.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

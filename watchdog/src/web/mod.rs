@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::Serialize;
+use shared_schema::alert::diagnosed_summary;
 use shared_schema::{AlertEvent, AlertLine, Envelope, Severity, Timestamp};
 
 use crate::alerts::{Alert, Phase};
@@ -69,11 +70,8 @@ impl AlertRow {
             target: alert.target.clone(),
             key: alert.key.clone(),
             labels: alert.finding.labels.clone(),
-            summary: match &alert.diagnosis {
-                // As the alert line says it (CONTRACT.md section 3).
-                Some(d) => format!("{}: {d}", alert.finding.summary),
-                None => alert.finding.summary.clone(),
-            },
+            // As the alert line says it (CONTRACT.md section 3).
+            summary: diagnosed_summary(&alert.finding.summary, None, alert.diagnosis.as_deref()),
             value: alert.finding.value,
             since: alert.since,
             diagnosis: alert.diagnosis.clone(),
@@ -322,9 +320,7 @@ impl Snapshot {
             .map(|a| {
                 let mut a = a.clone();
                 if let Some(d) = self.diagnoses.get(&a.key) {
-                    if !a.summary.ends_with(d.as_str()) {
-                        a.summary = format!("{}: {d}", a.summary);
-                    }
+                    a.summary = diagnosed_summary(&a.summary, a.diagnosis.as_deref(), Some(d));
                     a.diagnosis = Some(d.clone());
                 }
                 a

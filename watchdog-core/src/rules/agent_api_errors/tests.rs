@@ -2,7 +2,7 @@
 
 use shared_schema::{AlertEvent, Envelope};
 
-use crate::rules::testkit::{activity, agent, drive, engine, env, of_rule, run, t0};
+use crate::rules::test_kit::{activity, agent, drive, engine, env, of_rule, run, t0};
 
 /// Agent dev with `errors` failed requests so far, first heard of at `first` s.
 fn erring(s: f64, errors: u64, first: Option<f64>) -> Envelope {

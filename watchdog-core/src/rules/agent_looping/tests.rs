@@ -3,7 +3,7 @@
 
 use shared_schema::{AlertEvent, Cost, Envelope, RunningCost};
 
-use crate::rules::testkit::{activity, agent, drive, engine, env, of_rule, run, t0};
+use crate::rules::test_kit::{activity, agent, drive, engine, env, of_rule, run, t0};
 
 /// Agent dev calling `tool` with `repeat` in a row, its last call at `s`.
 fn looping(s: f64, tool: &str, repeat: u64, cost: Option<f64>) -> Envelope {
@@ -127,6 +127,7 @@ fn per_agent_max_repeats_and_a_degraded_section_is_a_gap() {
         .into_iter()
         .collect(),
     )
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("max_repeats"), "{err}");
 }

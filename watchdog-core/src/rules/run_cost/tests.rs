@@ -4,7 +4,10 @@
 
 use shared_schema::{AlertEvent, Cost, CostAggregate, Envelope, RunningCost};
 
-use crate::rules::testkit::{activity, agent, drive, engine, env, of_rule, run};
+use crate::rules::test_kit::{activity, agent, drive, engine, env, of_rule, run};
+
+/// The page-1 cases, on the calm envelope of `test_kit::calm_env`.
+mod page1;
 
 /// Job 7 / run 42 of agent `name`: `db` in cost.running, `telemetry` in its activity.
 fn spending(s: f64, name: &str, db: Option<f64>, telemetry: Option<f64>) -> Envelope {

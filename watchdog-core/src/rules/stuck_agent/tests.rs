@@ -1,12 +1,15 @@
 //! `stuck_agent` on agents as they really run (page 3): a CLI blocked on a
 //! model reply whose event loop keeps ticking, I/O below `io_floor`, and
 //! telemetry that says it is (not) working. The page-1 and page-2 cases
-//! (`sleep`, `cat` on a pipe, resets, gaps, restore) are in `rules/tests.rs`.
+//! (`sleep`, `cat` on a pipe, resets, gaps, restore) are in `tests/page1.rs`.
 
 use shared_schema::{AlertEvent, Envelope};
 
 use super::*;
-use crate::rules::testkit::{activity, agent, at, drive, engine, env, of_rule, t0};
+use crate::rules::test_kit::{activity, agent, at, drive, engine, env, of_rule, t0};
+
+/// The page-1 cases, on the calm envelope of `test_kit::calm_env`.
+mod page1;
 
 /// Claude Code 2.1 hung on its model call, polled every 2 s: 0 to 12 ticks
 /// a poll (1% of a CPU on average, up to 6% in one poll) and about 90
@@ -234,8 +237,8 @@ fn the_window_survives_a_restart_and_an_old_state_file_still_restores() {
     let mut older = engine("");
     older.restore(&old).unwrap();
     let ev = older.observe(
-        crate::rules::testkit::T,
-        &crate::rules::testkit::obs(hung_cli(302.0)),
+        crate::rules::test_kit::T,
+        &crate::rules::test_kit::obs(hung_cli(302.0)),
     );
     assert_eq!(ev.agents[0].idle_s.map(f64::round), Some(302.0));
 }
@@ -268,7 +271,7 @@ fn io_floor_must_be_a_non_negative_number() {
         io_floor: -1.0,
         ..Settings::default()
     };
-    assert!(s.check().unwrap_err().contains("io_floor"));
+    assert!(s.check().unwrap_err().to_string().contains("io_floor"));
 }
 
 #[test]
@@ -308,7 +311,7 @@ proptest::proptest! {
             let mut a = agent(600.0 + s, ticks, io);
             a.activity = act.map(|(r, t)| activity(r, t));
             e.agents = vec![a];
-            let ev = en.observe(crate::rules::testkit::T, &crate::rules::testkit::obs(e));
+            let ev = en.observe(crate::rules::test_kit::T, &crate::rules::test_kit::obs(e));
             for x in &ev.agents {
                 if let Some(i) = x.idle_s {
                     proptest::prop_assert!(i >= 0.0 && i.is_finite());
@@ -325,4 +328,27 @@ proptest::proptest! {
 fn a_window_sample_is_16_bytes() {
     // The memory bound in MAX_SAMPLES's doc: 10,000 agents x 16 x 16 bytes.
     assert_eq!(std::mem::size_of::<Sample>(), 16);
+}
+
+/// The fraction the outputs show has one owner, the delta: the same with
+/// the rule on, off, or judging the process alone (`use_tree = false`).
+#[test]
+fn the_outputs_fraction_is_the_deltas_whatever_the_rule_says() {
+    use crate::rules::test_kit::{obs, T};
+    let shown = |toml_text: &str| {
+        let mut en = engine(toml_text);
+        let mut last = None;
+        for s in [0.0, 10.0, 20.0] {
+            let mut e = env(s);
+            // Own process 1 tick a second, the tree 5: 1% and 5% at 100 ticks/s.
+            let mut a = agent(600.0 + s, s as u64, 1000);
+            a.tree_cpu_ticks = Some(5 * s as u64);
+            e.agents = vec![a];
+            last = en.observe(T, &obs(e)).agents[0].cpu_fraction;
+        }
+        last
+    };
+    assert_eq!(shown(""), Some(0.05));
+    assert_eq!(shown("[stuck_agent]\nenabled = false\n"), Some(0.05));
+    assert_eq!(shown("[stuck_agent]\nuse_tree = false\n"), Some(0.05));
 }
