@@ -688,7 +688,11 @@ fn part_gzip() {
     }
     // The shipped function itself, as the server calls it.
     let zipped = emitter::http::gzip(&body).unwrap();
-    assert!(zipped.len() * 8 <= body.len(), "gzip only {}x", body.len() / zipped.len());
+    assert!(
+        zipped.len() * 8 <= body.len(),
+        "gzip only {}x",
+        body.len() / zipped.len()
+    );
 }
 
 fn main() {

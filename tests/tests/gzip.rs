@@ -63,19 +63,32 @@ fn a_real_emitter_answers_gzip_when_asked_and_plain_when_not() {
 
     for refused in ["gzip;q=0", "identity", "br", "*, gzip;q=0"] {
         let (status, encoding, _, body) = get(&url, Some(refused));
-        assert_eq!((status, encoding), (200, None), "Accept-Encoding: {refused}");
+        assert_eq!(
+            (status, encoding),
+            (200, None),
+            "Accept-Encoding: {refused}"
+        );
         assert_envelope(&body);
     }
 
     for allowed in ["gzip", "deflate, gzip;q=0.5", "*"] {
         let (status, encoding, vary, zipped) = get(&url, Some(allowed));
         assert_eq!(status, 200, "Accept-Encoding: {allowed}");
-        assert_eq!(encoding.as_deref(), Some("gzip"), "Accept-Encoding: {allowed}");
+        assert_eq!(
+            encoding.as_deref(),
+            Some("gzip"),
+            "Accept-Encoding: {allowed}"
+        );
         assert_eq!(vary.as_deref(), Some("Accept-Encoding"));
         assert_eq!(&zipped[..2], &[0x1f, 0x8b], "gzip magic");
         let decoded = gunzip(&zipped);
         assert_envelope(&decoded);
-        assert!(zipped.len() < decoded.len(), "{} vs {}", zipped.len(), decoded.len());
+        assert!(
+            zipped.len() < decoded.len(),
+            "{} vs {}",
+            zipped.len(),
+            decoded.len()
+        );
     }
 
     // The up-close view of a running job, gzipped too when large enough.

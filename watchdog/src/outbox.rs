@@ -555,7 +555,9 @@ mod tests {
                     tokio::time::sleep(delay).await;
                     now.fetch_sub(1, Ordering::SeqCst);
                     let _ = conn
-                        .write_all(b"HTTP/1.1 404 X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .write_all(
+                            b"HTTP/1.1 404 X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
                         .await;
                 });
             }
@@ -565,7 +567,9 @@ mod tests {
 
     fn stuck(n: usize) -> Evaluation {
         Evaluation {
-            lines: (0..n).map(|i| line(&format!("k{i}"), AlertEvent::Firing)).collect(),
+            lines: (0..n)
+                .map(|i| line(&format!("k{i}"), AlertEvent::Firing))
+                .collect(),
             wanted: (0..n)
                 .map(|i| Wanted {
                     line: i,

@@ -286,7 +286,10 @@ mod tests {
     #[test]
     fn decoded_size_exactly_at_the_cap_is_accepted_one_more_is_not() {
         let body = vec![b'a'; 1000];
-        assert_eq!(decode(Encoding::Gzip, gzip(&body), 1000).map(|b| b.len()), Ok(1000));
+        assert_eq!(
+            decode(Encoding::Gzip, gzip(&body), 1000).map(|b| b.len()),
+            Ok(1000)
+        );
         assert_eq!(
             decode(Encoding::Gzip, gzip(&body), 999),
             Err("gzip body larger than 999 bytes once decoded".to_owned())
@@ -308,14 +311,16 @@ mod tests {
     fn garbage_and_truncated_gzip_are_failed_polls_with_a_reason() {
         let err = decode(Encoding::Gzip, b"not gzip at all".to_vec(), BODY_CAP);
         assert!(
-            err.as_ref().is_err_and(|e| e.starts_with("gzip body undecodable")),
+            err.as_ref()
+                .is_err_and(|e| e.starts_with("gzip body undecodable")),
             "{err:?}"
         );
         let mut cut = gzip(&b"x".repeat(10_000));
         cut.truncate(cut.len() / 2);
         let err = decode(Encoding::Gzip, cut, BODY_CAP);
         assert!(
-            err.as_ref().is_err_and(|e| e.starts_with("gzip body undecodable")),
+            err.as_ref()
+                .is_err_and(|e| e.starts_with("gzip body undecodable")),
             "{err:?}"
         );
     }
