@@ -19,7 +19,12 @@
 //!   `benches/fastapi_emitter.py` (FastAPI + sqlite3, pip-installed into
 //!   `target/fastapi-venv`) over the same database and `sleep` agents.
 //!
-//! `EMITTER_FIELD=history,host,writer,pread,agents,fastapi` picks parts; `EMITTER_FIELD_SIZES`
+//! - `gzip` (issue 22, not in the default set): the envelope of
+//!   `EMITTER_FIELD_GZIP_AGENTS` (default 10,000) running agents on live
+//!   sleeps, plain against gzip levels 1, 2, 3, 6: bytes and the CPU of one
+//!   compression (median of `EMITTER_FIELD_ROUNDS`).
+//!
+//! `EMITTER_FIELD=history,host,writer,pread,agents,fastapi,gzip` picks parts; `EMITTER_FIELD_SIZES`
 //! the history sizes (default `1000,10000,100000,1000000`). Databases are
 //! generated once into `target/field-cache/` and copied for each run.
 #![allow(clippy::unwrap_used)]
@@ -640,6 +645,56 @@ fn part_pread() {
     );
 }
 
+fn part_gzip() {
+    let n: usize = std::env::var("EMITTER_FIELD_GZIP_AGENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000);
+    let rounds: usize = std::env::var("EMITTER_FIELD_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let fx = Fixture::new(1000, n);
+    let snap = Snapshotter::new(Arc::new(SqliteSource::new(&fx.db)), "/proc");
+    let _ = snap.body();
+    let body = snap.body();
+    println!("## gzip ({n} agents, 10^3 history; CPU of one compression, median of {rounds})");
+    println!("| encoding | bytes | ratio | CPU to compress |");
+    println!("|---|---|---|---|");
+    println!("| plain | {} | 1.0x | - |", body.len());
+    for level in [1u32, 2, 3, 6] {
+        let mut times = Vec::new();
+        let mut size = 0;
+        for _ in 0..rounds {
+            let c = cpu();
+            let mut enc = flate2::write::GzEncoder::new(
+                Vec::with_capacity(body.len() / 8),
+                flate2::Compression::new(level),
+            );
+            std::io::Write::write_all(&mut enc, &body).unwrap();
+            size = enc.finish().unwrap().len();
+            times.push(cpu() - c);
+        }
+        let shipped = if level == emitter::http::GZIP_LEVEL {
+            " (shipped)"
+        } else {
+            ""
+        };
+        println!(
+            "| gzip level {level}{shipped} | {size} | {:.1}x | {:.2} ms |",
+            body.len() as f64 / size as f64,
+            median(times).as_secs_f64() * 1e3,
+        );
+    }
+    // The shipped function itself, as the server calls it.
+    let zipped = emitter::http::gzip(&body).unwrap();
+    assert!(
+        zipped.len() * 8 <= body.len(),
+        "gzip only {}x",
+        body.len() / zipped.len()
+    );
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing and must stay fast.
     if !std::env::args().any(|a| a == "--bench") {
@@ -655,6 +710,7 @@ fn main() {
             "pread" => part_pread(),
             "agents" => part_agents(),
             "fastapi" => part_fastapi(),
+            "gzip" => part_gzip(),
             other => eprintln!("unknown part {other}"),
         }
     }

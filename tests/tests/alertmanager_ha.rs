@@ -9,9 +9,10 @@
 //! neither resolves the alert nor stops the repeats; killing the peer that
 //! notifies loses nothing (the other one takes over); the replicas' alerts
 //! carry the same labels (nothing replica-specific). The notified
-//! `startsAt` is the earliest replica's `since` from the first repeat on and
-//! never moves after that; the very first notification may carry the later
-//! replica's `since` (see docs/DEPLOYMENT.md, recipe 2).
+//! `startsAt` is exactly the earliest replica's `since` from the FIRST
+//! notification on and never moves: the replica that fires later finds the
+//! other's alert in Alertmanager (`GET /api/v2/alerts`) before its first
+//! post and adopts its `startsAt` (issue 22; docs/DEPLOYMENT.md, recipe 2).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
@@ -221,28 +222,37 @@ fn two_replicas_behind_an_alertmanager_cluster_notify_once_and_survive_a_death()
     expected.extend(["alertname", "severity", "target"].map(String::from));
     expected.sort_unstable();
     assert_eq!(names, expected, "labels beyond the alert's own: {labels}");
-    // startsAt is each replica's `since`, and the replicas' differ by their
-    // poll phase (up to one interval). Alertmanager keeps the earliest copy
-    // it holds, so the first notification may carry the later replica's
-    // `since` when that copy arrived first; from then on it is the earliest
-    // and never moves again (checked after every death below).
+    // The replicas' `since` differ by their poll phase (up to one
+    // interval); the later one adopts the earlier `startsAt` it finds in
+    // Alertmanager before its first post, so what both send, and so what
+    // is notified, is the earliest `since` from the first notification on.
     let parse = |t: &str| shared_schema::Timestamp::parse_lenient(t).ok();
     let earliest = fa.since.min(fb.since);
-    let first_start = parse(&starts_at(&first));
-    assert!(
-        first_start == Some(fa.since) || first_start == Some(fb.since),
-        "notified startsAt {first_start:?} is neither replica's since ({} / {})",
+    let started = starts_at(&first);
+    assert_eq!(
+        parse(&started),
+        Some(earliest),
+        "first notification's startsAt {started}; replica since a {} / b {}",
         fa.since,
         fb.since
     );
     let second = next_after(&rx, first.at, REPEAT * 4)
         .unwrap_or_else(|e| panic!("{e:#}\n{}", ctx("repeat", &peers)));
-    let started = starts_at(&second);
-    assert_eq!(parse(&started), Some(earliest), "repeat startsAt {started}");
-    if first_start != Some(earliest) {
-        eprintln!(
-            "startsAt moved between the first notification and the repeat: {} -> {started} (the later replica's copy reached Alertmanager first)",
-            starts_at(&first)
+    assert_eq!(starts_at(&second), started, "startsAt moved at the repeat");
+    // Both peers hold exactly that startsAt (what the replicas posted, merged).
+    for peer in &peers {
+        let held: Vec<String> = peer
+            .alerts()
+            .unwrap()
+            .into_iter()
+            .filter(|a| a["labels"]["alertname"] == "stuck_agent")
+            .filter_map(|a| a["startsAt"].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(
+            held.iter().map(|t| parse(t)).collect::<Vec<_>>(),
+            [Some(earliest)],
+            "{}: {held:?}",
+            peer.base()
         );
     }
     active_on(&[&peers[0], &peers[1]]).unwrap();

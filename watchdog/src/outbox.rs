@@ -11,10 +11,14 @@
 //! held at most about 2 s and never suppressed: a fetch that fails or times
 //! out, or an emitter older than page 2 (404), leaves the line as it was.
 //!
-//! The emitter is spared a storm (hundreds of agents stuck at once, a short
-//! `repeat_interval`): one task per target fetches at a time, at most
-//! [`CONCURRENCY`] views at once; a batch that waits its turn past its
-//! deadline goes out without diagnoses.
+//! The emitters and the watchdog are spared a storm (10,000 agents stuck at
+//! once across a fleet, a short `repeat_interval`): one task per target
+//! fetches at a time, at most [`CONCURRENCY`] views of one target at once,
+//! and a [`Budget`] shared by all targets bounds the views in flight
+//! ([`GLOBAL_IN_FLIGHT`]) and started per second ([`FETCHES_PER_SECOND`]).
+//! Every wait for a turn, a permit or the rate is inside the batch's
+//! deadline, so the budget can only cost diagnoses, never lateness: a batch
+//! whose fetches did not get through in time goes out without them.
 //!
 //! Order is kept per target: a batch waits behind the one before it (so a
 //! `resolved` never overtakes its own `firing`), while other targets' lines
@@ -25,6 +29,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use shared_schema::AlertLine;
 use std::sync::Arc;
 
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -34,8 +39,41 @@ use crate::diagnose::{complete, diagnose};
 use crate::engine::{Engine, Evaluation};
 use crate::up_close::UpClose;
 
-/// The most views asked of one emitter at once.
-pub const CONCURRENCY: usize = 8;
+/// The most views asked of one emitter at once (the emitter reads 8 at
+/// once, its `UP_CLOSE_READS`; half leaves room for the second watchdog
+/// of an HA pair).
+pub const CONCURRENCY: usize = 4;
+
+/// The most views in flight over all targets at once.
+pub const GLOBAL_IN_FLIGHT: usize = 64;
+
+/// The most views started per second over all targets (burst the same).
+pub const FETCHES_PER_SECOND: u32 = 200;
+
+/// What all targets' diagnosis fetches share: permits for views in flight
+/// and a rate of starts. Cloning shares it.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    in_flight: Arc<Semaphore>,
+    rate: Arc<DefaultDirectRateLimiter>,
+}
+
+impl Budget {
+    /// At most `in_flight` views at once and `per_second` started a second.
+    pub fn new(in_flight: usize, per_second: u32) -> Self {
+        let per_second = std::num::NonZeroU32::new(per_second).unwrap_or(std::num::NonZeroU32::MIN);
+        Self {
+            in_flight: Arc::new(Semaphore::new(in_flight.max(1))),
+            rate: Arc::new(RateLimiter::direct(Quota::per_second(per_second))),
+        }
+    }
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self::new(GLOBAL_IN_FLIGHT, FETCHES_PER_SECOND)
+    }
+}
 
 /// The diagnoses found for one held batch.
 #[derive(Debug)]
@@ -66,18 +104,29 @@ pub struct Outbox {
     turns: BTreeMap<String, Arc<Semaphore>>,
     found_tx: mpsc::UnboundedSender<Found>,
     next_id: u64,
+    budget: Budget,
 }
 
 impl Outbox {
     /// An outbox whose fetch tasks report on `found_tx` (the run loop
     /// passes what arrives to [`Outbox::complete`]).
     pub fn new(up_close: UpClose, found_tx: mpsc::UnboundedSender<Found>) -> Self {
+        Self::with_budget(up_close, found_tx, Budget::default())
+    }
+
+    /// [`Outbox::new`] with a budget other than the default one.
+    pub fn with_budget(
+        up_close: UpClose,
+        found_tx: mpsc::UnboundedSender<Found>,
+        budget: Budget,
+    ) -> Self {
         Self {
             up_close,
             queues: BTreeMap::new(),
             turns: BTreeMap::new(),
             found_tx,
             next_id: 0,
+            budget,
         }
     }
 
@@ -120,6 +169,7 @@ impl Outbox {
                     token: t.token.clone(),
                     batch: id,
                     deadline: Instant::now() + self.up_close.deadline(),
+                    budget: self.budget.clone(),
                 },
                 turn,
                 jobs,
@@ -238,6 +288,7 @@ struct Ask {
     batch: u64,
     /// The batch's arrival plus the fetcher's bound: the line goes out then.
     deadline: Instant,
+    budget: Budget,
 }
 
 /// Waits for the target's turn, then [`sentences`] until the batch's
@@ -246,12 +297,13 @@ async fn fetch(ask: Ask, turn: Arc<Semaphore>, jobs: Vec<i64>, tx: mpsc::Unbound
     let work = async {
         // The semaphore is never closed; were it, there is no turn to wait for.
         let _turn = turn.acquire_owned().await.ok();
-        sentences(
+        sentences_within(
             &ask.up_close,
             &ask.url,
             ask.token.as_deref(),
             jobs,
             ask.deadline,
+            &ask.budget,
         )
         .await
     };
@@ -273,8 +325,21 @@ pub async fn sentences(
     up_close: &UpClose,
     url: &str,
     token: Option<&str>,
+    jobs: Vec<i64>,
+    deadline: Instant,
+) -> BTreeMap<i64, Option<String>> {
+    sentences_within(up_close, url, token, jobs, deadline, &Budget::default()).await
+}
+
+/// [`sentences`] under `budget`: each view waits for a permit and the rate
+/// before it is asked, and gives the permit back when answered.
+pub async fn sentences_within(
+    up_close: &UpClose,
+    url: &str,
+    token: Option<&str>,
     mut jobs: Vec<i64>,
     deadline: Instant,
+    budget: &Budget,
 ) -> BTreeMap<i64, Option<String>> {
     jobs.sort_unstable();
     jobs.dedup();
@@ -287,7 +352,13 @@ pub async fn sentences(
                 let Some(job) = todo.next() else { break };
                 let (up_close, url, token) =
                     (up_close.clone(), url.to_owned(), token.map(str::to_owned));
+                let budget = budget.clone();
                 set.spawn(async move {
+                    // Never closed; were it, the view is not asked.
+                    let Ok(_permit) = budget.in_flight.acquire_owned().await else {
+                        return (job, None);
+                    };
+                    budget.rate.until_ready().await;
                     let view = up_close.fetch(&url, token.as_deref(), job).await;
                     (job, view.as_ref().and_then(diagnose))
                 });
@@ -444,6 +515,139 @@ mod tests {
             (1..=CONCURRENCY).contains(&most),
             "{most} connections held at once: one task per target, {CONCURRENCY} views at most"
         );
+        assert!(!out.is_holding());
+    }
+
+    /// An `/agents` server that answers 404 after `delay`, counting the
+    /// requests it holds at once (the most so far) and in all.
+    async fn slow_agents_server(
+        delay: Duration,
+    ) -> (
+        std::net::SocketAddr,
+        Arc<std::sync::atomic::AtomicUsize>,
+        Arc<std::sync::atomic::AtomicUsize>,
+    ) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (now, most, total) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let (m, t) = (Arc::clone(&most), Arc::clone(&total));
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let (now, most, total) = (Arc::clone(&now), Arc::clone(&m), Arc::clone(&t));
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    total.fetch_add(1, Ordering::SeqCst);
+                    let held = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(held, Ordering::SeqCst);
+                    tokio::time::sleep(delay).await;
+                    now.fetch_sub(1, Ordering::SeqCst);
+                    let _ = conn
+                        .write_all(
+                            b"HTTP/1.1 404 X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                });
+            }
+        });
+        (addr, most, total)
+    }
+
+    fn stuck(n: usize) -> Evaluation {
+        Evaluation {
+            lines: (0..n)
+                .map(|i| line(&format!("k{i}"), AlertEvent::Firing))
+                .collect(),
+            wanted: (0..n)
+                .map(|i| Wanted {
+                    line: i,
+                    job_id: i as i64,
+                })
+                .collect(),
+            ..Evaluation::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn five_hundred_alerts_of_one_target_leave_within_the_hold_with_four_fetches_at_most() {
+        use std::sync::atomic::Ordering;
+        let (addr, most, total) = slow_agents_server(Duration::from_millis(200)).await;
+        let hold = Duration::from_millis(800);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut out = Outbox::new(UpClose::with_deadline(hold).unwrap(), tx);
+        let t = target(&format!("http://{addr}/metrics"));
+        let started = Instant::now();
+        assert!(out.push("t", Some(&t), &stuck(500)).is_empty());
+        let found = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let lines = out.complete(found, &mut engine());
+        let took = started.elapsed();
+        assert_eq!(lines.len(), 500, "never suppressed");
+        assert!(
+            took < hold + Duration::from_millis(300),
+            "lines left {took:?} after arrival; the hold is {hold:?}"
+        );
+        let most = most.load(Ordering::SeqCst);
+        assert!(
+            (1..=CONCURRENCY).contains(&most),
+            "{most} fetches at once; at most {CONCURRENCY}"
+        );
+        // 4 at a time for 800 ms at 200 ms each: about 16, never all 500.
+        assert!(total.load(Ordering::SeqCst) <= 4 * CONCURRENCY + CONCURRENCY);
+        assert!(!out.is_holding());
+    }
+
+    #[tokio::test]
+    async fn a_storm_over_many_targets_keeps_to_the_global_budget() {
+        use std::sync::atomic::Ordering;
+        let (addr, most, total) = slow_agents_server(Duration::from_millis(200)).await;
+        let hold = Duration::from_millis(800);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        // 6 in flight over 20 targets that would ask 4 each (80); 20 starts a second.
+        let mut out = Outbox::with_budget(
+            UpClose::with_deadline(hold).unwrap(),
+            tx,
+            Budget::new(6, 20),
+        );
+        let started = Instant::now();
+        for i in 0..20 {
+            let mut t = target(&format!("http://{addr}/metrics"));
+            t.name = format!("t{i}");
+            assert!(out.push(&t.name, Some(&t), &stuck(50)).is_empty());
+        }
+        let mut lines = 0;
+        for _ in 0..20 {
+            let found = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            lines += out.complete(found, &mut engine()).len();
+        }
+        let took = started.elapsed();
+        assert_eq!(lines, 1000, "never suppressed");
+        assert!(
+            took < hold + Duration::from_millis(300),
+            "lines left {took:?} after arrival; the hold is {hold:?}"
+        );
+        let most = most.load(Ordering::SeqCst);
+        assert!((1..=6).contains(&most), "{most} fetches at once; budget 6");
+        // The rate: a burst of 20, then 20/s for 0.8 s.
+        let total = total.load(Ordering::SeqCst);
+        assert!((1..=20 + 17).contains(&total), "{total} fetches started");
         assert!(!out.is_holding());
     }
 

@@ -3,10 +3,18 @@
 //! failed poll, never an out-of-memory), then handed to the one reader
 //! (`shared_schema::read_envelope`), whose list caps bound what the body
 //! costs once read.
+//!
+//! The request asks for gzip (`Accept-Encoding: gzip`) and a gzip answer is
+//! decoded here with flate2, not by reqwest's `gzip` feature (it would pull
+//! async-compression), under the same cap applied to the DECODED size: a
+//! gzip bomb is a failed poll with its reason, never an out-of-memory.
 
 use std::time::{Duration, Instant};
 
+use std::io::Read as _;
+
 use bytes::Bytes;
+use reqwest::header::{ACCEPT_ENCODING, CONTENT_ENCODING};
 use shared_schema::Timestamp;
 
 use crate::config::{redact_userinfo, Target};
@@ -116,7 +124,7 @@ impl Poller {
     }
 
     async fn fetch_inner(&self) -> Result<Bytes, String> {
-        let mut req = self.client.get(&self.url);
+        let mut req = self.client.get(&self.url).header(ACCEPT_ENCODING, "gzip");
         if let Some(token) = &self.token {
             req = req.bearer_auth(token);
         }
@@ -125,6 +133,7 @@ impl Poller {
         if status.as_u16() >= 400 {
             return Err(format!("HTTP {status}"));
         }
+        let encoding = Encoding::of(resp.headers().get(CONTENT_ENCODING))?;
         if resp.content_length().is_some_and(|n| n > BODY_CAP as u64) {
             return Err(format!("body larger than {} MiB", BODY_CAP >> 20));
         }
@@ -139,7 +148,7 @@ impl Poller {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(Bytes::from(body))
+        decode(encoding, body, BODY_CAP).map(Bytes::from)
     }
 
     /// One poll, read into an observation stamped with the watchdog's clock.
@@ -159,6 +168,61 @@ impl Poller {
             body,
             duration: started.elapsed(),
         }
+    }
+}
+
+/// How a body came: the only codings asked for are gzip and none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    /// No `Content-Encoding`, or `identity`.
+    Identity,
+    /// `Content-Encoding: gzip` (or its alias `x-gzip`).
+    Gzip,
+}
+
+impl Encoding {
+    /// The coding of a `Content-Encoding` header; `Err` for one not asked for.
+    pub(crate) fn of(header: Option<&reqwest::header::HeaderValue>) -> Result<Self, String> {
+        let Some(value) = header else {
+            return Ok(Self::Identity);
+        };
+        let value = value.to_str().unwrap_or("").trim();
+        if value.eq_ignore_ascii_case("gzip") || value.eq_ignore_ascii_case("x-gzip") {
+            Ok(Self::Gzip)
+        } else if value.is_empty() || value.eq_ignore_ascii_case("identity") {
+            Ok(Self::Identity)
+        } else {
+            let shown: String = value.chars().take(40).collect();
+            Err(format!("unsupported Content-Encoding {shown:?}"))
+        }
+    }
+}
+
+/// The body as sent before its coding, at most `cap` bytes once decoded.
+/// The reader is bounded by `cap + 1` so a bomb stops at the cap instead
+/// of inflating to its full size.
+pub(crate) fn decode(encoding: Encoding, body: Vec<u8>, cap: usize) -> Result<Vec<u8>, String> {
+    if encoding == Encoding::Identity {
+        return Ok(body);
+    }
+    let limit = u64::try_from(cap).unwrap_or(u64::MAX).saturating_add(1);
+    // A gzip body rarely inflates less than 3x; start there, capped.
+    let mut out = Vec::with_capacity(body.len().saturating_mul(3).min(cap));
+    flate2::read::GzDecoder::new(body.as_slice())
+        .take(limit)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("gzip body undecodable: {e}"))?;
+    if out.len() > cap {
+        return Err(format!("gzip body larger than {} once decoded", size(cap)));
+    }
+    Ok(out)
+}
+
+fn size(cap: usize) -> String {
+    if cap >= 1 << 20 && cap % (1 << 20) == 0 {
+        format!("{} MiB", cap >> 20)
+    } else {
+        format!("{cap} bytes")
     }
 }
 
@@ -193,4 +257,89 @@ pub(crate) fn describe(e: reqwest::Error) -> String {
         msg.truncate(end);
     }
     msg
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let _ = enc.write_all(data);
+        enc.finish().unwrap_or_default()
+    }
+
+    #[test]
+    fn identity_is_passed_through_untouched() {
+        let body = b"{\"schema_version\":1}".to_vec();
+        assert_eq!(decode(Encoding::Identity, body.clone(), 4), Ok(body));
+    }
+
+    #[test]
+    fn gzip_decodes_to_the_original() {
+        let body = br#"{"agents":[1,2,3]}"#.repeat(100);
+        assert_eq!(decode(Encoding::Gzip, gzip(&body), BODY_CAP), Ok(body));
+    }
+
+    #[test]
+    fn decoded_size_exactly_at_the_cap_is_accepted_one_more_is_not() {
+        let body = vec![b'a'; 1000];
+        assert_eq!(
+            decode(Encoding::Gzip, gzip(&body), 1000).map(|b| b.len()),
+            Ok(1000)
+        );
+        assert_eq!(
+            decode(Encoding::Gzip, gzip(&body), 999),
+            Err("gzip body larger than 999 bytes once decoded".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_bomb_fails_at_the_cap_without_inflating_fully() {
+        // 8 MiB of zeros compress to a few KiB: eight times a 1 MiB cap.
+        let bomb = gzip(&vec![0u8; 8 << 20]);
+        assert!(bomb.len() < 64 << 10, "bomb is {} bytes", bomb.len());
+        assert_eq!(
+            decode(Encoding::Gzip, bomb, 1 << 20),
+            Err("gzip body larger than 1 MiB once decoded".to_owned())
+        );
+    }
+
+    #[test]
+    fn garbage_and_truncated_gzip_are_failed_polls_with_a_reason() {
+        let err = decode(Encoding::Gzip, b"not gzip at all".to_vec(), BODY_CAP);
+        assert!(
+            err.as_ref()
+                .is_err_and(|e| e.starts_with("gzip body undecodable")),
+            "{err:?}"
+        );
+        let mut cut = gzip(&b"x".repeat(10_000));
+        cut.truncate(cut.len() / 2);
+        let err = decode(Encoding::Gzip, cut, BODY_CAP);
+        assert!(
+            err.as_ref()
+                .is_err_and(|e| e.starts_with("gzip body undecodable")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn content_encoding_header_is_read_case_blind_and_others_refused() {
+        use reqwest::header::HeaderValue;
+        assert_eq!(Encoding::of(None), Ok(Encoding::Identity));
+        assert_eq!(
+            Encoding::of(Some(&HeaderValue::from_static("GZIP"))),
+            Ok(Encoding::Gzip)
+        );
+        assert_eq!(
+            Encoding::of(Some(&HeaderValue::from_static("identity"))),
+            Ok(Encoding::Identity)
+        );
+        assert_eq!(
+            Encoding::of(Some(&HeaderValue::from_static("br"))),
+            Err("unsupported Content-Encoding \"br\"".to_owned())
+        );
+    }
 }

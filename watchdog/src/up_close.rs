@@ -139,7 +139,10 @@ impl UpClose {
     }
 
     async fn get(&self, url: &Url, token: Option<&str>) -> Result<Vec<u8>, String> {
-        let mut req = self.client.get(url.clone());
+        let mut req = self
+            .client
+            .get(url.clone())
+            .header(reqwest::header::ACCEPT_ENCODING, "gzip");
         if let Some(token) = token {
             req = req.bearer_auth(token);
         }
@@ -148,6 +151,8 @@ impl UpClose {
         if !status.is_success() {
             return Err(format!("HTTP {status}"));
         }
+        let encoding =
+            crate::poll::Encoding::of(resp.headers().get(reqwest::header::CONTENT_ENCODING))?;
         if resp.content_length().is_some_and(|n| n > BODY_CAP as u64) {
             return Err(format!("body larger than {BODY_CAP} bytes"));
         }
@@ -162,7 +167,8 @@ impl UpClose {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(body)
+        // The same cap on the decoded view as on what came over the wire.
+        crate::poll::decode(encoding, body, BODY_CAP)
     }
 }
 

@@ -20,6 +20,15 @@
 //! A new sink re-sends an alert at once only when Alertmanager has not
 //! accepted it with the same labels and `startsAt`; the rest, and the
 //! heartbeat, keep the rhythm of the sink before.
+//!
+//! HA replicas send the same `startsAt` (issue 22): before an alert's first
+//! post (from this sink) the sink asks Alertmanager for the active alerts of
+//! its rule and target (`GET /api/v2/alerts?filter=...`) and adopts the
+//! `startsAt` of one with exactly its labels when that is earlier than its
+//! own `since` (the other replica, which polled first, has posted it). The
+//! replica that fires first finds nothing and posts its own; the one that
+//! fires later takes it over. When the GET fails the alert is posted as
+//! before, with its own `since`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
@@ -103,7 +112,16 @@ pub struct Alertmanager {
     unsent_resolved: BTreeMap<String, (AlertLine, Instant)>,
     next_resend: Instant,
     next_heartbeat: Option<Instant>,
+    /// For the GET of existing alerts (the same TLS and timeout as posts).
+    client: reqwest::Client,
+    /// `startsAt` per key once looked up in Alertmanager: the earlier of
+    /// the line's `since` and an existing alert's.
+    starts: BTreeMap<String, Timestamp>,
 }
+
+/// Alerts looked up in one GET at most (the filter is a regex of their
+/// targets; it must stay a sane URL).
+const LOOKUP_CHUNK: usize = 64;
 
 impl Alertmanager {
     /// The sink named `name` for the Alertmanager at `base_url`.
@@ -132,7 +150,14 @@ impl Alertmanager {
             (Some(_), None) => Some(now),
             (None, _) => None,
         };
+        let client = crate::tls::client_builder(cfg.tls_config.as_ref(), name)
+            .map_err(|e| anyhow::anyhow!("{name}: tls_config: {e}"))?
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.timeout)
+            .build()?;
         Ok(Self {
+            client,
+            starts: BTreeMap::new(),
             name: name.to_owned(),
             endpoint,
             poster: Poster::with_tls(
@@ -164,8 +189,15 @@ impl Alertmanager {
         }
     }
 
-    /// The Alertmanager form of one alert line.
-    fn alert(&self, line: &AlertLine, now: Timestamp) -> Value {
+    /// The `startsAt` of `line`: an earlier one adopted from Alertmanager.
+    fn starts_at(&self, line: &AlertLine) -> Timestamp {
+        self.starts
+            .get(&line.key)
+            .map_or(line.since, |at| (*at).min(line.since))
+    }
+
+    /// The labels Alertmanager sees for `line`.
+    fn labels(line: &AlertLine) -> Map<String, Value> {
         let mut labels = Map::new();
         for (k, v) in &line.labels {
             // Alertmanager treats an empty label as absent; skip it.
@@ -176,6 +208,86 @@ impl Alertmanager {
         labels.insert("alertname".into(), line.rule.clone().into());
         labels.insert("severity".into(), line.severity.as_str().into());
         labels.insert("target".into(), line.target.clone().into());
+        labels
+    }
+
+    /// Looks up in Alertmanager the firing `lines` not looked up yet and
+    /// notes the `startsAt` each will be sent with. A failed GET notes
+    /// nothing: the alert is posted with its own `since`, and asked again
+    /// before the next post.
+    async fn adopt_starts(&mut self, lines: &[AlertLine]) {
+        let todo: Vec<&AlertLine> = lines
+            .iter()
+            .filter(|l| matches!(l.event, AlertEvent::Firing | AlertEvent::Repeat))
+            .filter(|l| !self.starts.contains_key(&l.key))
+            .collect();
+        for chunk in todo.chunks(LOOKUP_CHUNK) {
+            match self.existing(chunk).await {
+                Ok(found) => {
+                    for line in chunk {
+                        let ours = Value::Object(Self::labels(line));
+                        let theirs = found
+                            .iter()
+                            .filter(|(labels, _)| *labels == ours)
+                            .map(|(_, at)| *at)
+                            .min();
+                        let at = theirs.map_or(line.since, |t| t.min(line.since));
+                        if at != line.since {
+                            tracing::debug!(sink = %self.name, key = %line.key, starts_at = %at, since = %line.since, "adopting the earlier startsAt already in Alertmanager");
+                        }
+                        self.starts.insert(line.key.clone(), at);
+                    }
+                }
+                Err(err) => {
+                    tracing::debug!(sink = %self.name, error = %err, "cannot look up existing alerts; posting with our own startsAt");
+                }
+            }
+        }
+    }
+
+    /// The active alerts Alertmanager holds for the rules and targets of
+    /// `lines`: their labels and `startsAt`.
+    async fn existing(&self, lines: &[&AlertLine]) -> Result<Vec<(Value, Timestamp)>, String> {
+        let mut rules: Vec<&str> = lines.iter().map(|l| l.rule.as_str()).collect();
+        let mut targets: Vec<&str> = lines.iter().map(|l| l.target.as_str()).collect();
+        rules.sort_unstable();
+        rules.dedup();
+        targets.sort_unstable();
+        targets.dedup();
+        let mut url = self.endpoint.clone();
+        url.query_pairs_mut()
+            .append_pair("active", "true")
+            .append_pair("silenced", "true")
+            .append_pair("inhibited", "true")
+            .append_pair("unprocessed", "true")
+            .append_pair("filter", &regex_matcher("alertname", &rules))
+            .append_pair("filter", &regex_matcher("target", &targets));
+        let resp = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(crate::poll::describe)?;
+        if !resp.status().is_success() {
+            return Err(format!("HTTP {}", resp.status()));
+        }
+        let body = resp.bytes().await.map_err(crate::poll::describe)?;
+        let alerts: Vec<Value> =
+            serde_json::from_slice(&body).map_err(|e| format!("GET /api/v2/alerts: {e}"))?;
+        Ok(alerts
+            .into_iter()
+            .filter_map(|mut a| {
+                let at = a["startsAt"]
+                    .as_str()
+                    .and_then(|t| Timestamp::parse_lenient(t).ok())?;
+                Some((a.get_mut("labels").map(Value::take)?, at))
+            })
+            .collect())
+    }
+
+    /// The Alertmanager form of one alert line.
+    fn alert(&self, line: &AlertLine, now: Timestamp) -> Value {
+        let labels = Self::labels(line);
         let mut annotations = Map::new();
         annotations.insert("summary".into(), line.summary.clone().into());
         if let Some(v) = line.value {
@@ -194,13 +306,14 @@ impl Alertmanager {
             AlertEvent::Resolved => line.ts,
             _ => now.plus_seconds(seconds(self.horizon)),
         };
+        let starts_at = self.starts_at(line);
         // Alertmanager rejects the whole POST when an alert ends before it starts
         // (possible with a skewed emitter clock).
-        let ends_at = ends_at.max(line.since);
+        let ends_at = ends_at.max(starts_at);
         self.with_generator(json!({
             "labels": labels,
             "annotations": annotations,
-            "startsAt": line.since,
+            "startsAt": starts_at,
             "endsAt": ends_at,
         }))
     }
@@ -242,6 +355,7 @@ impl Sink for Alertmanager {
 
     fn deliver(&mut self, lines: Vec<AlertLine>) -> BoxFuture<'_, Vec<AlertLine>> {
         Box::pin(async move {
+            self.adopt_starts(&lines).await;
             // Only the newest state of each alert matters to Alertmanager.
             let mut newest: BTreeMap<&str, &AlertLine> = BTreeMap::new();
             for line in &lines {
@@ -252,6 +366,8 @@ impl Sink for Alertmanager {
                     }
                     AlertEvent::Resolved => {
                         self.firing.remove(&line.key);
+                        // A later firing of the same key is a new alert.
+                        self.starts.remove(&line.key);
                         self.unsent_resolved
                             .insert(line.key.clone(), (line.clone(), Instant::now()));
                     }
@@ -341,6 +457,16 @@ impl Sink for Alertmanager {
             let mut resent = false;
             let mut beat = false;
             if at >= self.next_resend {
+                // A sink built by a reload has looked up nothing yet.
+                let fresh: Vec<AlertLine> = self
+                    .firing
+                    .values()
+                    .filter(|l| !self.starts.contains_key(&l.key))
+                    .cloned()
+                    .collect();
+                if !fresh.is_empty() {
+                    self.adopt_starts(&fresh).await;
+                }
                 resent = true;
                 self.next_resend = after(at, self.resend);
                 alerts.extend(self.firing.values().map(|l| self.alert(l, now)));
@@ -416,6 +542,27 @@ fn alerts_endpoint(base: &str) -> Result<Url, String> {
     url.join("api/v2/alerts").map_err(|e| e.to_string())
 }
 
+/// An Alertmanager filter `label=~"^(a|b)$"` matching exactly `values`
+/// (Alertmanager anchors the regex; the quotes need escaping inside).
+fn regex_matcher(label: &str, values: &[&str]) -> String {
+    let alternatives: Vec<String> = values.iter().map(|v| regex_escape(v)).collect();
+    let re = format!("({})", alternatives.join("|"));
+    let quoted = re.replace('\\', "\\\\").replace('"', "\\\"");
+    format!("{label}=~\"{quoted}\"")
+}
+
+/// `value` with every regex metacharacter escaped.
+fn regex_escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// A valid Prometheus label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
 fn label_name(key: &str) -> String {
     let mut name: String = key
@@ -457,6 +604,18 @@ mod tests {
         assert_eq!(
             alerts_endpoint("http://h/am/").unwrap().as_str(),
             "http://h/am/api/v2/alerts"
+        );
+    }
+
+    #[test]
+    fn filters_match_exactly_the_names_given() {
+        assert_eq!(
+            regex_matcher("target", &["a.b", "c"]),
+            r#"target=~"(a\\.b|c)""#
+        );
+        assert_eq!(
+            regex_matcher("alertname", &["x\"y"]),
+            r#"alertname=~"(x\"y)""#
         );
     }
 
