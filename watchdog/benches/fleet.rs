@@ -9,6 +9,12 @@
 //! receives the webhook. The bench tails the alert log and reads
 //! `/proc/<pid>/{stat,status}` of the watchdog.
 //!
+//! "All stuck alerts fired after" is given twice: when the last `firing`
+//! line appeared in the file (what an on-call engineer sees; it includes
+//! the watchdog's backlog) and by the lines' own `ts` (the envelope's clock,
+//! i.e. the poll that decided it). "On time" is a poll within interval +
+//! 10 % of that target's previous one.
+//!
 //! `cargo bench -p watchdog --bench fleet`; `FLEET_SIZES` (default
 //! `50x10@1s,200x10@1s,1000x10@15s`, `targets x agents @ interval`),
 //! `FLEET_SECONDS` (default 30: the steady third, then the storm; the storm
@@ -554,7 +560,7 @@ fn print(row: &Row) {
     let agents = s.targets * s.agents;
     let secs = |v: Option<f64>| v.map_or("not all".to_owned(), |v| format!("{v:.1} s"));
     println!(
-        "| {} targets × {} agents @ {}s ({} alerts) | {:.1} / {:.1} per s, {:.1} % on time | {} ({} of {}; goal ≤ {} s) | {:.2} core (bench {:.2}) | {:.1} MiB peak VmRSS, {:.2} KiB/agent (VmHWM {:.1} MiB) | {} ({:.0} KiB) |",
+        "| {} targets × {} agents @ {}s ({} alerts) | {:.1} / {:.1} per s, {:.1} % on time | {} in the file, {} by `ts` ({} of {}; goal ≤ {} s) | {:.2} core (bench {:.2}) | {:.1} MiB peak VmRSS, {:.2} KiB/agent (VmHWM {:.1} MiB) | {} ({:.0} KiB) |",
         s.targets,
         s.agents,
         s.interval_s,
@@ -562,6 +568,7 @@ fn print(row: &Row) {
         row.polls_per_s,
         row.due_per_s,
         row.on_time_pct,
+        secs(row.all_fired_seen_s),
         secs(row.all_fired_ts_s),
         row.fired,
         row.expected,
@@ -575,11 +582,10 @@ fn print(row: &Row) {
         row.webhook_storm_kib,
     );
     eprintln!(
-        "  {}x{}@{}s: last firing line seen in the file {} after the storm; {} stuck lines before it (false positives); {} other firing lines; {} /agents fetches, the last {:.1} s after the storm",
+        "  {}x{}@{}s: {} stuck lines before it (false positives); {} other firing lines; {} /agents fetches, the last {:.1} s after the storm",
         s.targets,
         s.agents,
         s.interval_s,
-        secs(row.all_fired_seen_s),
         row.fired_before_storm,
         row.other_firing,
         row.agent_fetches,
