@@ -41,11 +41,14 @@ use crate::error::SettingError;
 #[cfg(test)]
 mod tests;
 
-/// The default `io_floor`, bytes per minute. An idle Claude Code 2.1 event
-/// loop moves about 90 bytes of `rchar + wchar` every 2 s (2.7 KB/min);
-/// 64 KiB/min is 24 times that, and still far below what any agent that
-/// reads files, writes logs or streams a model reply moves.
-pub const IO_FLOOR: f64 = 65_536.0;
+/// The default `io_floor`, bytes per minute. Measured on real CLIs hung on
+/// a model call (docs/RELIABILITY.md, "Real agent CLIs"): Claude Code 2.1
+/// moves 0.6 to 4.5 KB a minute, Codex CLI 0.171 42 to 166 KB (it keeps
+/// writing its own logs while it waits); a Claude Code loop moves
+/// 19.5 MB. 512 KiB is three times the hung Codex and 38 times below the
+/// loop. (It was 64 KiB, which a hung Codex exceeded: `stuck_agent` never
+/// fired on it under the defaults.)
+pub const IO_FLOOR: f64 = 524_288.0;
 
 /// At most this many samples are kept per agent: past it the two adjacent
 /// ones that span the least time are merged, so a long `for` at a short

@@ -57,7 +57,7 @@ fn the_same_cli_judged_poll_by_poll_would_never_fire() {
 
 #[test]
 fn io_counts_only_above_io_floor() {
-    // 0 ticks; 60 KiB a minute is below the default floor (64 KiB) ...
+    // 0 ticks; 480 KiB a minute is below the default floor (512 KiB) ...
     let io_per_min = |per_min: u64| {
         move |s: f64| {
             let mut e = env(s);
@@ -66,19 +66,19 @@ fn io_counts_only_above_io_floor() {
         }
     };
     let mut en = engine("");
-    let lines = drive(&mut en, 0.0, 615.0, 15.0, io_per_min(60 * 1024));
+    let lines = drive(&mut en, 0.0, 615.0, 15.0, io_per_min(480 * 1024));
     let stuck = of_rule(&lines, "stuck_agent");
     assert_eq!(stuck.len(), 1, "{lines:?}");
     assert!(
         stuck[0]
             .summary
-            .contains("did only 60.0 KiB of I/O a minute"),
+            .contains("did only 480.0 KiB of I/O a minute"),
         "{}",
         stuck[0].summary
     );
-    // ... 80 KiB a minute is work.
+    // ... 600 KiB a minute is work.
     let mut en = engine("");
-    let lines = drive(&mut en, 0.0, 1800.0, 15.0, io_per_min(80 * 1024));
+    let lines = drive(&mut en, 0.0, 1800.0, 15.0, io_per_min(600 * 1024));
     assert!(of_rule(&lines, "stuck_agent").is_empty(), "{lines:?}");
     // io_floor = 0 is the page-1 rule: any growth is work.
     let mut en = engine("[stuck_agent]\nper_agent = { dev = { io_floor = 0 } }\n");

@@ -63,9 +63,9 @@ fn flat_cpu_with_growing_io_never_fires() {
     let mut en = engine("");
     let lines = drive(&mut en, 0, 3600, |s| {
         let mut e = env(s);
-        // 100 KiB every 15 s: above the default io_floor of 64 KiB/min
+        // 200 KiB every 15 s: above the default io_floor of 512 KiB/min
         // (growth below the floor is an idle event loop, see stuck_agent's tests).
-        e.agents = vec![agent(600.0 + s, 0, 1000 + (s as u64 / 15) * 102_400)];
+        e.agents = vec![agent(600.0 + s, 0, 1000 + (s as u64 / 15) * 204_800)];
         e
     });
     assert!(of_rule(&lines, "stuck_agent").is_empty());
