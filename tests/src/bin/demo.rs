@@ -431,19 +431,19 @@ fn start_claude(
     let model = FakeModel::start(ModelScript::SameTool(ToolCall::bash("ls")))?;
     let cdir = dir.join("claude-code");
     std::fs::create_dir_all(&cdir)?;
-    let tx = conn.unchecked_transaction()?;
+    // insert_running_job commits its own transaction; the run's cost is
+    // then cleared so that only the agent's telemetry can price it.
     let job = e2e::statedb::insert_running_job(
-        &tx,
+        conn,
         "claude-code",
         std::process::id(),
         "app",
         "implement",
     )?;
-    tx.execute(
+    conn.execute(
         "UPDATE agent_runs SET cost_usd = NULL WHERE id = ?1",
         [job.run_id],
     )?;
-    tx.commit()?;
     let run = ClaudeRun::new(&bin, &cdir, &model.base_url(), "Keep listing the files.")?
         .with_otlp(OtlpExport::new(otlp, OtlpProtocol::Json).job(job.job_id));
     let mut cmd = run.command();
