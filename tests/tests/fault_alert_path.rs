@@ -452,7 +452,14 @@ fn alert_path_healthz_reports_a_stuck_loop() {
         Stdout::Collected,
         None,
     );
-    assert_eq!(w.get("/healthz").map(|(s, _)| s), Some(200));
+    // /metrics answers before the loops have started: wait for them.
+    assert!(
+        wait_until(Duration::from_secs(15), || w
+            .get("/healthz")
+            .map(|(s, _)| s)
+            == Some(200)),
+        "/healthz never said 200 before the loop was stuck"
+    );
     // The first alert line makes the loop open the FIFO, which blocks.
     target.set_breaker(true);
     let stuck = wait_until(Duration::from_secs(20), || {

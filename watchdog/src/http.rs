@@ -42,7 +42,7 @@ pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8
 ///
 /// The loop calls [`Health::beat`] on every turn (at least once per
 /// interval). With a limit set by [`Health::set_max_age`], a last beat older
-/// than that (3 intervals in `run`) makes `/healthz` say 503: a loop stuck
+/// than that (3 intervals, at least 2 s, in `run`) makes `/healthz` say 503: a loop stuck
 /// on I/O is not healthy just because the HTTP server still answers.
 #[derive(Debug, Clone, Default)]
 pub struct Health(Arc<HealthInner>);

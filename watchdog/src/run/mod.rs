@@ -251,10 +251,14 @@ fn rescan_every(interval: Duration) -> Duration {
     interval.min(Duration::from_secs(5))
 }
 
-/// `/healthz` fails when the evaluation loop has not turned for this long.
+/// `/healthz` fails when the evaluation loop has not turned for this long:
+/// 3 intervals, but never under 2 s, so a short test interval on a loaded
+/// host does not read one slow turn as a stuck loop.
 fn stuck_after(interval: Duration) -> Duration {
-    interval.saturating_mul(3)
+    interval.saturating_mul(3).max(STUCK_AFTER_FLOOR)
 }
+
+const STUCK_AFTER_FLOOR: Duration = Duration::from_secs(2);
 
 /// `now + d`, or a far future when that overflows (a huge configured timeout
 /// must not panic at shutdown).
@@ -278,5 +282,17 @@ mod tests {
         assert!(later(Duration::MAX) > now);
         assert!(later(Duration::from_secs(1)) > now);
         assert_eq!(stuck_after(Duration::MAX), Duration::MAX);
+    }
+
+    #[test]
+    fn the_loop_is_stuck_after_three_intervals_but_never_under_two_seconds() {
+        assert_eq!(
+            stuck_after(Duration::from_secs(15)),
+            Duration::from_secs(45)
+        );
+        assert_eq!(
+            stuck_after(Duration::from_millis(200)),
+            Duration::from_secs(2)
+        );
     }
 }
