@@ -21,14 +21,22 @@
 //! accepted it with the same labels and `startsAt`; the rest, and the
 //! heartbeat, keep the rhythm of the sink before.
 //!
-//! HA replicas send the same `startsAt` (issue 22): before an alert's first
-//! post (from this sink) the sink asks Alertmanager for the active alerts of
-//! its rule and target (`GET /api/v2/alerts?filter=...`) and adopts the
-//! `startsAt` of one with exactly its labels when that is earlier than its
-//! own `since` (the other replica, which polled first, has posted it). The
-//! replica that fires first finds nothing and posts its own; the one that
-//! fires later takes it over. When the GET fails the alert is posted as
-//! before, with its own `since`.
+//! HA replicas send the same `startsAt` (issue 22), from the first
+//! notification on. Two replicas' `since` differ by their poll phase, and
+//! Alertmanager notifies a new group at once when `startsAt` + its
+//! `group_wait` is already past, which it always is for an alert that
+//! waited out its `for`: whichever post arrives first is what the first
+//! notification says. So the sink sends `startsAt` = `since` rounded down
+//! to the whole second ([`STARTS_GRID`]) and holds an alert's first post
+//! until one grid step plus [`FIRST_POST_HOLD`] after its line's `ts`,
+//! counted from that rounded `since` ([`first_post_at`]). Replicas whose
+//! `since` fall in the same second send the same `startsAt`, whatever
+//! the order; when a second boundary lies between them, the later
+//! replica's first post comes a whole second after the earlier one's, and
+//! before it the sink asks Alertmanager for the active alerts of its rule
+//! and target (`GET /api/v2/alerts?filter=...`) and adopts the earlier
+//! `startsAt` of one with exactly its labels. When the GET fails the alert
+//! is posted with its own (rounded) `since`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
@@ -119,9 +127,49 @@ pub struct Alertmanager {
     starts: BTreeMap<String, Timestamp>,
 }
 
+/// The precision of the `startsAt` sent: `since` rounded down to it, so
+/// replicas whose polls fall in the same second send the same one.
+const STARTS_GRID_MS: i64 = 1_000;
+
+/// How long after its line's `ts` an alert's first post waits at least:
+/// the outbox holds a line up to [`crate::up_close::DEADLINE`] for its
+/// diagnosis, so a replica whose diagnosis came quickly must not overtake
+/// one whose diagnosis was slow.
+const FIRST_POST_HOLD: Duration =
+    Duration::from_millis(crate::up_close::DEADLINE.as_millis() as u64 + 500);
+
+/// `since` as sent to Alertmanager: rounded down to [`STARTS_GRID_MS`].
+fn grid_start(since: Timestamp) -> Timestamp {
+    let ms = since.unix_ms();
+    Timestamp::from_unix_ms(ms - ms.rem_euclid(STARTS_GRID_MS)).unwrap_or(since)
+}
+
+/// When the first post of `line` may go: its rounded `since`, plus one grid
+/// step, plus how long it took to fire (`ts - since`), plus the diagnosis
+/// hold. Two replicas with `since` in different seconds get first posts at
+/// least about a second apart, in the order of their `since`.
+fn first_post_at(line: &AlertLine) -> Timestamp {
+    let to_fire = line
+        .ts
+        .unix_ms()
+        .saturating_sub(line.since.unix_ms())
+        .max(0);
+    let hold = i64::try_from(FIRST_POST_HOLD.as_millis()).unwrap_or(i64::MAX);
+    let at = grid_start(line.since)
+        .unix_ms()
+        .saturating_add(STARTS_GRID_MS)
+        .saturating_add(to_fire)
+        .saturating_add(hold);
+    Timestamp::from_unix_ms(at).unwrap_or(line.ts)
+}
+
 /// Alerts looked up in one GET at most (the filter is a regex of their
 /// targets; it must stay a sane URL).
 const LOOKUP_CHUNK: usize = 64;
+
+/// The longest a batch waits for its first-post time (a line's `ts` far in
+/// the future, from a skewed clock, must not stall the sink).
+const MAX_FIRST_POST_WAIT: Duration = Duration::from_secs(10);
 
 impl Alertmanager {
     /// The sink named `name` for the Alertmanager at `base_url`.
@@ -189,11 +237,24 @@ impl Alertmanager {
         }
     }
 
-    /// The `startsAt` of `line`: an earlier one adopted from Alertmanager.
+    /// The `startsAt` of `line`: its rounded `since`, or an earlier one
+    /// adopted from Alertmanager.
     fn starts_at(&self, line: &AlertLine) -> Timestamp {
-        self.starts
-            .get(&line.key)
-            .map_or(line.since, |at| (*at).min(line.since))
+        let own = grid_start(line.since);
+        self.starts.get(&line.key).map_or(own, |at| (*at).min(own))
+    }
+
+    /// Whether `line` is a new alert whose first post must still wait
+    /// ([`first_post_at`]); a sink that has looked it up already posted it.
+    fn unsettled(&self, line: &AlertLine, now: Timestamp) -> Option<Duration> {
+        if line.event != AlertEvent::Firing || self.starts.contains_key(&line.key) {
+            return None;
+        }
+        let wait = first_post_at(line).unix_ms().saturating_sub(now.unix_ms());
+        u64::try_from(wait)
+            .ok()
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis)
     }
 
     /// The labels Alertmanager sees for `line`.
@@ -231,8 +292,9 @@ impl Alertmanager {
                             .filter(|(labels, _)| *labels == ours)
                             .map(|(_, at)| *at)
                             .min();
-                        let at = theirs.map_or(line.since, |t| t.min(line.since));
-                        if at != line.since {
+                        let own = grid_start(line.since);
+                        let at = theirs.map_or(own, |t| t.min(own));
+                        if at != own {
                             tracing::debug!(sink = %self.name, key = %line.key, starts_at = %at, since = %line.since, "adopting the earlier startsAt already in Alertmanager");
                         }
                         self.starts.insert(line.key.clone(), at);
@@ -355,6 +417,12 @@ impl Sink for Alertmanager {
 
     fn deliver(&mut self, lines: Vec<AlertLine>) -> BoxFuture<'_, Vec<AlertLine>> {
         Box::pin(async move {
+            // New alerts wait for their first-post time, so an HA replica
+            // never overtakes the one that fired first (see the module doc).
+            let now = Timestamp::now();
+            if let Some(wait) = lines.iter().filter_map(|l| self.unsettled(l, now)).max() {
+                tokio::time::sleep(wait.min(MAX_FIRST_POST_WAIT)).await;
+            }
             self.adopt_starts(&lines).await;
             // Only the newest state of each alert matters to Alertmanager.
             let mut newest: BTreeMap<&str, &AlertLine> = BTreeMap::new();
@@ -423,17 +491,23 @@ impl Sink for Alertmanager {
             .filter(|l| matches!(l.event, AlertEvent::Firing | AlertEvent::Repeat))
             .map(|l| (l.key.clone(), l))
             .collect();
+        // A new alert still waiting for its first post goes with its event.
+        let now = Timestamp::now();
+        let due = |l: &AlertLine| self.unsettled(l, now).is_none();
         let urgent = match accepted().lock() {
             Ok(all) => {
                 let known = all.get(self.endpoint.as_str());
                 fresh.iter().any(|(k, l)| {
                     let id = identity(l);
                     // New to this sink (or changed), and not already there.
-                    self.firing.get(k).map(identity) != Some(id)
+                    due(l)
+                        && self.firing.get(k).map(identity) != Some(id)
                         && known.and_then(|a| a.firing.get(k)) != Some(&id)
                 })
             }
-            Err(_) => fresh.keys().any(|k| !self.firing.contains_key(k)),
+            Err(_) => fresh
+                .iter()
+                .any(|(k, l)| due(l) && !self.firing.contains_key(k)),
         };
         if urgent {
             self.next_resend = Instant::now();
@@ -455,6 +529,7 @@ impl Sink for Alertmanager {
             let mut alerts = Vec::new();
             let mut resolved = Vec::new();
             let mut resent = false;
+            let mut sent_firing: BTreeMap<String, u64> = BTreeMap::new();
             let mut beat = false;
             if at >= self.next_resend {
                 // A sink built by a reload has looked up nothing yet.
@@ -469,7 +544,17 @@ impl Sink for Alertmanager {
                 }
                 resent = true;
                 self.next_resend = after(at, self.resend);
-                alerts.extend(self.firing.values().map(|l| self.alert(l, now)));
+                // A new alert's first post is its event's (`deliver`), at its time.
+                let settled: Vec<&AlertLine> = self
+                    .firing
+                    .values()
+                    .filter(|l| self.unsettled(l, now).is_none())
+                    .collect();
+                sent_firing = settled
+                    .iter()
+                    .map(|l| (l.key.clone(), identity(l)))
+                    .collect();
+                alerts.extend(settled.into_iter().map(|l| self.alert(l, now)));
                 // Past the horizon Alertmanager has expired the alert on its own.
                 let horizon = self.horizon;
                 self.unsent_resolved
@@ -495,15 +580,10 @@ impl Sink for Alertmanager {
             match self.post(alerts).await {
                 Ok(()) => {
                     self.exporter.notifications(&self.name, "resent", n);
-                    let firing: BTreeMap<String, u64> = self
-                        .firing
-                        .iter()
-                        .map(|(k, l)| (k.clone(), identity(l)))
-                        .collect();
                     self.note_accepted(|a| {
                         if resent {
                             // The whole set went: it is what Alertmanager holds now.
-                            a.firing = firing;
+                            a.firing = sent_firing;
                             a.resent = Some(at);
                         }
                         if beat {
@@ -617,6 +697,41 @@ mod tests {
             regex_matcher("alertname", &["x\"y"]),
             r#"alertname=~"(x\"y)""#
         );
+    }
+
+    fn line_at(since_ms: i64, ts_ms: i64) -> AlertLine {
+        let mut line: AlertLine = serde_json::from_value(json!({
+            "ts": "2026-12-06T10:00:00Z", "event": "firing", "rule": "stuck_agent",
+            "severity": "warning", "target": "t", "key": "k", "summary": "s",
+            "since": "2026-12-06T10:00:00Z",
+        }))
+        .unwrap();
+        line.since = Timestamp::from_unix_ms(since_ms).unwrap();
+        line.ts = Timestamp::from_unix_ms(ts_ms).unwrap();
+        line
+    }
+
+    const T0: i64 = 1_796_551_200_000; // 2026-12-06T10:00:00Z, a whole second
+
+    #[test]
+    fn replicas_polling_in_the_same_second_send_the_same_starts_at() {
+        let a = line_at(T0 + 331, T0 + 3_331);
+        let b = line_at(T0 + 416, T0 + 3_416);
+        assert_eq!(grid_start(a.since), grid_start(b.since));
+        assert_eq!(grid_start(a.since).unix_ms(), T0);
+    }
+
+    #[test]
+    fn across_a_second_boundary_the_later_replica_posts_a_second_later() {
+        // 20 ms apart, but on both sides of T0 + 1 s: b must find a's alert.
+        let a = line_at(T0 + 990, T0 + 3_990);
+        let b = line_at(T0 + 1_010, T0 + 4_010);
+        let gap = first_post_at(&b).unix_ms() - first_post_at(&a).unix_ms();
+        assert_eq!(gap, 1_000);
+        // Never before the diagnosis hold has passed since the line fired.
+        let hold = FIRST_POST_HOLD.as_millis() as i64;
+        assert!(first_post_at(&a).unix_ms() >= a.ts.unix_ms() + hold);
+        assert_eq!(first_post_at(&a).unix_ms(), T0 + 1_000 + 3_000 + hold);
     }
 
     #[test]
