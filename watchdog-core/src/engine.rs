@@ -861,7 +861,7 @@ mod tests {
                     e.boot_id = boot.map(|b| b.to_string());
                     e.agents = agents;
                     if degraded {
-                        e.mark_degraded("agents");
+                        e.mark_degraded(shared_schema::Section::Agents);
                     }
                     Observation { now, outcome: PollOutcome::Ok, envelope: Some(e) }
                 };

@@ -29,7 +29,7 @@ use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
-use shared_schema::{Agent, Envelope, Timestamp, SECTIONS};
+use shared_schema::{Agent, BreakerState, Envelope, Section, Timestamp, SECTIONS};
 
 use crate::rules::spend::{self, Source};
 use crate::view::{AgentSample, PollOutcome, PollView};
@@ -188,7 +188,7 @@ impl TargetSeries {
     }
 
     fn envelope(&mut self, agents: &[AgentSample], e: &Envelope) {
-        let known = |section: &str| !e.is_degraded(section);
+        let known = |section: Section| !e.is_degraded(section);
         self.set(
             "watchdog_section_degraded",
             SECTIONS.iter().map(|s| {
@@ -197,7 +197,7 @@ impl TargetSeries {
             }),
         );
 
-        if known("agents") {
+        if known(Section::Agents) {
             let labels: Vec<Labels> = agents.iter().map(|a| agent_labels(a).into()).collect();
             let rows = |pick: fn(&AgentSample) -> Option<f64>| {
                 agents
@@ -213,7 +213,7 @@ impl TargetSeries {
             self.agent_telemetry(agents, &labels, e);
         }
 
-        if known("stages") {
+        if known(Section::Stages) {
             let mut by_stage: BTreeMap<&str, (usize, Option<f64>)> = BTreeMap::new();
             for s in &e.stages {
                 let entry = by_stage.entry(s.stage.as_str()).or_default();
@@ -236,7 +236,7 @@ impl TargetSeries {
             );
         }
 
-        if known("queue") {
+        if known(Section::Queue) {
             let q = e.queue.as_ref();
             self.set(
                 "watchdog_queue_jobs",
@@ -254,17 +254,17 @@ impl TargetSeries {
             );
             let breaker = q
                 .and_then(|q| q.breaker.as_ref())
-                .and_then(|b| b.state.as_deref())
+                .and_then(shared_schema::Breaker::state)
                 .and_then(|state| match state {
-                    "open" => Some(1.0),
-                    "closed" | "half_open" => Some(0.0),
+                    BreakerState::Open => Some(1.0),
+                    BreakerState::Closed | BreakerState::HalfOpen => Some(0.0),
                     // A state this build does not know is unknown, not closed.
-                    _ => None,
+                    BreakerState::Unknown(_) => None,
                 });
             self.scalar("watchdog_breaker_open", breaker);
         }
 
-        if known("reconciler") {
+        if known(Section::Reconciler) {
             let r = e.reconciler.as_ref();
             self.scalar(
                 "watchdog_reconciler_wall_clock_seconds",
@@ -280,7 +280,7 @@ impl TargetSeries {
             );
         }
 
-        if known("errors") {
+        if known(Section::Errors) {
             self.set(
                 "watchdog_error_events",
                 e.errors
@@ -290,7 +290,7 @@ impl TargetSeries {
             );
         }
 
-        if known("cost") {
+        if known(Section::Cost) {
             let agg = e.cost.as_ref().and_then(|c| c.aggregate.as_ref());
             self.scalar("watchdog_cost_usd", agg.and_then(|a| a.cost_usd));
             let db = agg.and_then(|a| a.cost_usd);

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use shared_schema::Severity;
+use shared_schema::{Section, Severity};
 
 use super::{agent_labels, agent_phrase, agent_subject, Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::alerts::Finding;
@@ -64,7 +64,7 @@ impl Rule for Settings {
     }
 
     fn evaluate(&self, ctx: &Ctx<'_>, state: &mut Windows, per: &PerAgent<Self>) -> Outcome {
-        let Some(env) = ctx.section("agents") else {
+        let Some(env) = ctx.section(Section::Agents) else {
             return Outcome::Unknown;
         };
         let mut out = Vec::new();

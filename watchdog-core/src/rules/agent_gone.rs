@@ -11,7 +11,7 @@
 //! is "not enough data", never "gone".
 
 use serde::{Deserialize, Serialize};
-use shared_schema::{Agent, Severity};
+use shared_schema::{Agent, Section, Severity};
 
 use super::{agent_labels, agent_phrase, agent_subject, Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::alerts::Finding;
@@ -72,7 +72,7 @@ impl Rule for Settings {
     type State = ();
 
     fn evaluate(&self, ctx: &Ctx<'_>, _: &mut (), _: &PerAgent<Self>) -> Outcome {
-        let Some(env) = ctx.section("agents") else {
+        let Some(env) = ctx.section(Section::Agents) else {
             return Outcome::Unknown;
         };
         let mut out = Vec::new();

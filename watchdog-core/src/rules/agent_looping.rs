@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use shared_schema::{Severity, Timestamp};
+use shared_schema::{Section, Severity, Timestamp};
 
 use super::{
     agent_labels, agent_phrase, agent_subject, spend, Ctx, Outcome, PerAgent, Rule, Verdict,
@@ -74,7 +74,7 @@ impl Rule for Settings {
     }
 
     fn evaluate(&self, ctx: &Ctx<'_>, state: &mut Streaks, per: &PerAgent<Self>) -> Outcome {
-        let Some(env) = ctx.section("agents") else {
+        let Some(env) = ctx.section(Section::Agents) else {
             return Outcome::Unknown;
         };
         let mut out = Vec::new();

@@ -4,7 +4,7 @@
 //! is blind to it; this rule says so instead of staying silent.
 
 use serde::{Deserialize, Serialize};
-use shared_schema::Severity;
+use shared_schema::{Section, Severity};
 
 use super::{agent_labels, agent_phrase, agent_subject, Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::alerts::Finding;
@@ -25,7 +25,7 @@ impl Rule for Settings {
     type State = ();
 
     fn evaluate(&self, ctx: &Ctx<'_>, _: &mut (), _: &PerAgent<Self>) -> Outcome {
-        let Some(env) = ctx.section("agents") else {
+        let Some(env) = ctx.section(Section::Agents) else {
             return Outcome::Unknown;
         };
         let out = env

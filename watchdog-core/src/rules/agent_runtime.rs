@@ -2,7 +2,7 @@
 //! Long runs are where cost and stuck loops hide, even when the CPU is busy.
 
 use serde::{Deserialize, Serialize};
-use shared_schema::Severity;
+use shared_schema::{Section, Severity};
 
 use super::{agent_labels, agent_phrase, agent_subject, Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::alerts::Finding;
@@ -35,7 +35,7 @@ impl Rule for Settings {
     type State = ();
 
     fn evaluate(&self, ctx: &Ctx<'_>, _: &mut (), per: &PerAgent<Self>) -> Outcome {
-        let Some(env) = ctx.section("agents") else {
+        let Some(env) = ctx.section(Section::Agents) else {
             return Outcome::Unknown;
         };
         let mut out = Vec::new();

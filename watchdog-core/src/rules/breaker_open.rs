@@ -1,7 +1,7 @@
 //! `breaker_open`: the worker's circuit breaker is open, so no job starts.
 
 use serde::{Deserialize, Serialize};
-use shared_schema::Severity;
+use shared_schema::{BreakerState, Section, Severity};
 
 use super::{finding, Ctx, Outcome, PerAgent, Rule};
 
@@ -20,15 +20,15 @@ impl Rule for Settings {
 
     fn evaluate(&self, ctx: &Ctx<'_>, _: &mut (), _: &PerAgent<Self>) -> Outcome {
         let Some(breaker) = ctx
-            .section("queue")
+            .section(Section::Queue)
             .and_then(|e| e.queue.as_ref())
             .and_then(|q| q.breaker.as_ref())
         else {
             return Outcome::Unknown;
         };
-        match breaker.state.as_deref() {
+        match breaker.state() {
             None => Outcome::Unknown,
-            Some("open") => {
+            Some(BreakerState::Open) => {
                 let failures = breaker
                     .consecutive_failures
                     .map_or_else(String::new, |n| format!(" after {n} consecutive failures"));

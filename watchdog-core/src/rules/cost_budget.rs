@@ -8,7 +8,7 @@
 //! telemetry.
 
 use serde::{Deserialize, Serialize};
-use shared_schema::Severity;
+use shared_schema::{Section, Severity};
 
 use super::{labels, Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::alerts::Finding;
@@ -63,7 +63,7 @@ impl Rule for Settings {
         if max_usd.is_none() && max_usd_per_hour.is_none() {
             return Outcome::clear();
         }
-        let Some(env) = ctx.section("cost") else {
+        let Some(env) = ctx.section(Section::Cost) else {
             return Outcome::Unknown;
         };
         let Some(db) = env

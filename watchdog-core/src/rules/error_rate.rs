@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use shared_schema::Severity;
+use shared_schema::{Section, Severity};
 
 use super::{labels, Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::alerts::Finding;
@@ -50,7 +50,7 @@ impl Rule for Settings {
     }
 
     fn evaluate(&self, ctx: &Ctx<'_>, windows: &mut Self::State, _: &PerAgent<Self>) -> Outcome {
-        let Some(env) = ctx.section("errors") else {
+        let Some(env) = ctx.section(Section::Errors) else {
             return Outcome::Unknown;
         };
         let Some(errors) = &env.errors else {

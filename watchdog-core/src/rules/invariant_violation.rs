@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use shared_schema::{InvariantViolation, Severity};
+use shared_schema::{InvariantViolation, Section, Severity};
 
 use super::{labels, Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::alerts::Finding;
@@ -24,7 +24,7 @@ impl Rule for Settings {
     type State = ();
 
     fn evaluate(&self, ctx: &Ctx<'_>, _: &mut (), _: &PerAgent<Self>) -> Outcome {
-        let Some(env) = ctx.section("reconciler") else {
+        let Some(env) = ctx.section(Section::Reconciler) else {
             return Outcome::Unknown;
         };
         // No reconciler table: nothing reports violations, so none holds.

@@ -26,7 +26,7 @@ use std::fmt::Debug;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use shared_schema::{Agent, Envelope, Severity};
+use shared_schema::{Agent, Envelope, Section, Severity};
 
 use crate::alerts::Finding;
 use crate::delta::{AgentId, Deltas};
@@ -134,7 +134,7 @@ pub struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     /// The envelope when `section` of it can be trusted: read and not degraded.
-    pub fn section(&self, section: &str) -> Option<&'a Envelope> {
+    pub fn section(&self, section: Section) -> Option<&'a Envelope> {
         self.envelope.filter(|e| !e.is_degraded(section))
     }
 }

@@ -2,7 +2,7 @@
 //! keep up.
 
 use serde::{Deserialize, Serialize};
-use shared_schema::Severity;
+use shared_schema::{Section, Severity};
 
 use super::{finding, Ctx, Outcome, PerAgent, Rule};
 use crate::dur::Dur;
@@ -32,7 +32,7 @@ impl Rule for Settings {
 
     fn evaluate(&self, ctx: &Ctx<'_>, _: &mut (), _: &PerAgent<Self>) -> Outcome {
         let Some(depth) = ctx
-            .section("queue")
+            .section(Section::Queue)
             .and_then(|e| e.queue.as_ref())
             .and_then(|q| q.depth)
         else {

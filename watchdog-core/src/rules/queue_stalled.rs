@@ -2,7 +2,7 @@
 //! worker is dead or wedged even though nothing looks wrong in any one row.
 
 use serde::{Deserialize, Serialize};
-use shared_schema::Severity;
+use shared_schema::{Section, Severity};
 
 use super::{finding, Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::dur::Dur;
@@ -22,7 +22,7 @@ impl Rule for Settings {
     type State = ();
 
     fn evaluate(&self, ctx: &Ctx<'_>, _: &mut (), _: &PerAgent<Self>) -> Outcome {
-        let Some(q) = ctx.section("queue").and_then(|e| e.queue.as_ref()) else {
+        let Some(q) = ctx.section(Section::Queue).and_then(|e| e.queue.as_ref()) else {
             return Outcome::Unknown;
         };
         let (Some(depth), Some(running)) = (q.depth, q.counts.get("running").copied()) else {

@@ -2,7 +2,7 @@
 //! reconciler falls behind.
 
 use serde::{Deserialize, Serialize};
-use shared_schema::Severity;
+use shared_schema::{Section, Severity};
 
 use super::{finding, Ctx, Outcome, PerAgent, Rule};
 use crate::dur::Dur;
@@ -28,7 +28,7 @@ impl Rule for Settings {
     type State = ();
 
     fn evaluate(&self, ctx: &Ctx<'_>, _: &mut (), _: &PerAgent<Self>) -> Outcome {
-        let Some(env) = ctx.section("reconciler") else {
+        let Some(env) = ctx.section(Section::Reconciler) else {
             return Outcome::Unknown;
         };
         let Some(rec) = &env.reconciler else {

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use shared_schema::Severity;
+use shared_schema::{Section, Severity};
 
 use super::spend::{self, Spend};
 use super::{labels, Ctx, Outcome, PerAgent, Rule, Verdict};
@@ -130,7 +130,7 @@ impl Rule for Settings {
         }
         // The run list comes from `cost.running`; telemetry fills in a null
         // cost but never stands in for a section that cannot be trusted.
-        let Some(env) = ctx.section("cost") else {
+        let Some(env) = ctx.section(Section::Cost) else {
             return Outcome::Unknown;
         };
         let Some(cost) = env.cost.as_ref() else {
@@ -150,7 +150,7 @@ impl Rule for Settings {
             .collect();
         // A running agent the cost section does not list (yet) still has
         // its telemetry; without any, it is not a run of this section.
-        if !env.is_degraded("agents") {
+        if !env.is_degraded(Section::Agents) {
             for a in &env.agents {
                 let reported = a.activity.as_ref().is_some_and(|x| x.cost_usd.is_some());
                 if reported

@@ -53,7 +53,7 @@ fn same_run(a: Option<i64>, b: Option<i64>) -> bool {
 
 /// The `cost.running` row of a job's run, when the section can be trusted.
 pub fn running_row(env: &Envelope, job_id: i64, run_id: Option<i64>) -> Option<&RunningCost> {
-    if env.is_degraded("cost") {
+    if env.is_degraded(shared_schema::Section::Cost) {
         return None;
     }
     env.cost

@@ -28,7 +28,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
-use shared_schema::{Activity, Agent, Severity, Timestamp};
+use shared_schema::{Activity, Agent, Section, Severity, Timestamp};
 
 use super::{
     agent_labels, agent_phrase, agent_subject, AgentFigures, Ctx, Outcome, PerAgent, Rule, Verdict,
@@ -110,7 +110,7 @@ impl Rule for Settings {
     }
 
     fn evaluate(&self, ctx: &Ctx<'_>, idle: &mut Self::State, per: &PerAgent<Self>) -> Outcome {
-        let Some(env) = ctx.section("agents") else {
+        let Some(env) = ctx.section(Section::Agents) else {
             return Outcome::Unknown;
         };
         let mut out = Vec::new();

@@ -152,7 +152,7 @@ impl TargetCard {
                 card.last_error = None;
                 if let Some(e) = envelope {
                     card.schema_version = Some(e.schema_version);
-                    if !e.is_degraded("agents") {
+                    if !e.is_degraded(shared_schema::Section::Agents) {
                         card.agents = agent_rows(e, samples);
                     }
                 }
