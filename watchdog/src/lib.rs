@@ -31,6 +31,7 @@ pub mod shard;
 pub mod state;
 pub mod stderr;
 pub mod stdout;
+pub mod target;
 pub mod targets;
 pub mod tls;
 pub mod up_close;

@@ -17,8 +17,8 @@ use bytes::Bytes;
 use reqwest::header::{ACCEPT_ENCODING, CONTENT_ENCODING};
 use shared_schema::Timestamp;
 
-use crate::config::{redact_userinfo, Target};
 use crate::engine::Observation;
+use crate::target::{redact_userinfo, Target};
 use crate::tls::TlsConfig;
 
 /// The largest body accepted.

@@ -45,7 +45,7 @@ use std::time::SystemTime;
 use prometheus::{GaugeVec, Opts, Registry};
 use serde::Deserialize;
 
-use crate::config::{make_target, Target};
+use crate::target::Target;
 
 /// The largest targets file read (a fleet of thousands is a few hundred KiB).
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
@@ -94,7 +94,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Vec<Target>, String> {
             } else {
                 format!("{scheme}://{t}")
             };
-            let target = make_target(name.clone(), &url, token_file.clone())
+            let target = Target::new(name.clone(), &url, token_file.clone())
                 .and_then(|target| target.with_tls(tls.clone()))
                 .map_err(|e| format!("group {i}, target {t:?}: {e}"))?;
             out.push(target);

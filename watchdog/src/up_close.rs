@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use reqwest::Url;
 
-use crate::config::Target;
+use crate::target::Target;
 use crate::tls::TlsConfig;
 use shared_schema::{AgentView, SCHEMA_VERSION};
 

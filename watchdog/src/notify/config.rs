@@ -35,6 +35,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::delivery::{Delivery, Unknown};
 use super::group::Grouping;
+use crate::target::check_url;
+pub use crate::target::redact;
 use crate::tls::TlsConfig;
 
 /// `[notify]`.
@@ -346,40 +348,9 @@ impl AlertmanagerConfig {
     }
 }
 
-pub(crate) fn check_url(url: &str, path_is_secret: bool) -> Result<reqwest::Url, String> {
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|e| format!("invalid url {:?}: {e}", redact(url, path_is_secret)))?;
-    if parsed.host_str().map_or(true, str::is_empty) {
-        return Err(format!("{}: no host", redact(url, path_is_secret)));
-    }
-    if parsed.port() == Some(0) {
-        return Err(format!(
-            "{}: port must be 1-65535",
-            redact(url, path_is_secret)
-        ));
-    }
-    match parsed.scheme() {
-        "http" | "https" => Ok(parsed),
-        other => Err(format!(
-            "{}: unsupported scheme {other:?}",
-            redact(url, path_is_secret)
-        )),
-    }
-}
-
 /// Reads every file a `tls_config` names, so a bad one fails at start.
 fn check_tls(tls: Option<&TlsConfig>) -> Result<(), String> {
     tls.map_or(Ok(()), |t| t.rustls().map(drop))
-}
-
-/// `url` for a log line or `--print-config`: the one redaction of `edges`
-/// (user info and query masked; for a webhook the path too).
-pub fn redact(url: &str, path_is_secret: bool) -> String {
-    if path_is_secret {
-        edges::redact::url_and_path(url)
-    } else {
-        edges::redact::url(url)
-    }
 }
 
 fn redacted_webhook_url<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {

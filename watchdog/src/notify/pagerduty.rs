@@ -113,7 +113,7 @@ impl PagerDutyConfig {
             self.routing_key.as_deref(),
             self.routing_key_file.as_deref(),
         )?;
-        let url = super::config::check_url(&self.url, false)
+        let url = crate::target::check_url(&self.url, false)
             .map_err(|e| anyhow::anyhow!("{table}: {e}"))?;
         Ok((url, key))
     }

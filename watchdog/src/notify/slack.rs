@@ -95,7 +95,7 @@ impl SlackConfig {
                 .map_err(|e| anyhow::anyhow!("{table}: tls_config: {e}"))?;
         }
         let text = secret(&table, "url", self.url.as_deref(), self.url_file.as_deref())?;
-        super::config::check_url(&text, true).map_err(|e| anyhow::anyhow!("{table}: {e}"))
+        crate::target::check_url(&text, true).map_err(|e| anyhow::anyhow!("{table}: {e}"))
     }
 }
 
