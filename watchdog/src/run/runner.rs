@@ -56,8 +56,35 @@ impl std::fmt::Debug for Runner {
 impl Runner {
     /// Evaluates one poll and sends out what it brought.
     pub(super) fn handle(&mut self, msg: Msg) {
+        let ready = self.evaluate(msg);
+        self.send(&ready);
+    }
+
+    /// Evaluates a burst of polls and sends their lines out together: one
+    /// write and one sync of the alert log, and one re-sent firing set for
+    /// the sinks, instead of one each per poll (the firing set is every
+    /// alert firing, so per poll it grew with the square of a storm). A
+    /// target polled twice in the burst has its first lines written before
+    /// its second poll is evaluated, as one poll at a time would.
+    pub(super) fn handle_batch(&mut self, msgs: Vec<Msg>) {
+        let mut ready = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for msg in msgs {
+            if !seen.insert(msg.target.clone()) {
+                self.send(&std::mem::take(&mut ready));
+                seen.clear();
+                seen.insert(msg.target.clone());
+            }
+            ready.extend(self.evaluate(msg));
+        }
+        self.send(&ready);
+    }
+
+    /// Evaluates one poll: its gauges and card are updated, and the lines
+    /// that can go out now (the rest wait in the outbox) are returned.
+    fn evaluate(&mut self, msg: Msg) -> Vec<AlertLine> {
         let Some(l) = self.loops.get_mut(&msg.target) else {
-            return; // a target removed by a reload; its last poll is moot
+            return Vec::new(); // a target removed by a reload; its last poll is moot
         };
         let started = Instant::now();
         let obs = &msg.polled.observation;
@@ -66,8 +93,6 @@ impl Runner {
         let eval = self.engine.observe_received(&msg.target, obs, msg.received);
         // Lines that want a diagnosis wait for it (bounded) in the outbox.
         let ready = self.outbox.push(&msg.target, Some(l.target()), &eval);
-        let (engine, outbox) = (&self.engine, &self.outbox);
-        self.outputs.emit(&ready, || outbox.firing_now(engine));
         let up = obs.outcome == PollOutcome::Ok;
         match &obs.outcome {
             PollOutcome::Failed { reason } if l.up || l.last_report.is_none() => {
@@ -103,11 +128,22 @@ impl Runner {
         tracing::debug!(target = %msg.target, outcome = obs.outcome.label(), lines = eval.lines.len(),
             agents = eval.agents.len(), eval_us = started.elapsed().as_micros() as u64, "polled");
         self.state_dirty = true;
+        ready
     }
 
     /// A diagnosis came back (or timed out): the lines it held go out.
     pub(super) fn found(&mut self, found: Found) {
-        let lines = self.outbox.complete(found, &mut self.engine);
+        self.found_batch(vec![found]);
+    }
+
+    /// Diagnoses that came back together: the lines they held go out in
+    /// one write (each target's in its order: a target's batches complete
+    /// in the order they were queued).
+    pub(super) fn found_batch(&mut self, found: Vec<Found>) {
+        let mut lines = Vec::new();
+        for f in found {
+            lines.extend(self.outbox.complete(f, &mut self.engine));
+        }
         self.send(&lines);
     }
 
