@@ -6,7 +6,8 @@
 //! `/t/<i>/metrics`, each with A agents whose `cpu_ticks` and io counters
 //! advance like working agents; at the storm instant 90 % of the agents go
 //! idle at once (counters frozen: the model API is down). The same server
-//! receives the webhook. The bench tails the alert log and reads
+//! receives the webhook and plays an Alertmanager; the watchdog keeps a
+//! `state_file`, as deployed (docs/DEPLOYMENT.md). The bench tails the alert log and reads
 //! `/proc/<pid>/{stat,status}` of the watchdog.
 //!
 //! "All stuck alerts fired after" is given twice: when the last `firing`
@@ -87,6 +88,8 @@ struct Fleet {
     window_polls: AtomicU64,
     window_on_time: AtomicU64,
     webhook_msgs: AtomicU64,
+    /// Posts to the fake Alertmanager (`/am/api/v2/alerts`).
+    am_posts: AtomicU64,
     webhook_storm_msgs: AtomicU64,
     webhook_storm_bytes: AtomicU64,
     agent_fetches: AtomicU64,
@@ -163,6 +166,20 @@ impl Fleet {
         req: Request<hyper::body::Incoming>,
     ) -> Result<Response<Full<Bytes>>, Infallible> {
         let path = req.uri().path().to_owned();
+        // An Alertmanager that accepts everything and knows no alert yet
+        // (the sink's lookup before a first post gets `[]`).
+        if path == "/am/api/v2/alerts" {
+            let post = req.method() == hyper::Method::POST;
+            let _ = req.into_body().collect().await;
+            if post {
+                self.am_posts.fetch_add(1, Ordering::SeqCst);
+            }
+            let body = if post { "" } else { "[]" };
+            return Ok(Response::builder()
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from_static(body.as_bytes())))
+                .unwrap());
+        }
         if path == "/hook" {
             let body = req
                 .into_body()
@@ -382,6 +399,7 @@ struct Row {
     agent_fetches: u64,
     last_fetch_s: f64,
     other_firing: u64,
+    am_posts: u64,
 }
 
 fn check_envelope(watchdog: &Path, dir: &Path, fleet: &Fleet) {
@@ -411,6 +429,7 @@ fn run(size: Size, seconds: u64, watchdog: &Path) -> Row {
         window_polls: AtomicU64::new(0),
         window_on_time: AtomicU64::new(0),
         webhook_msgs: AtomicU64::new(0),
+        am_posts: AtomicU64::new(0),
         webhook_storm_msgs: AtomicU64::new(0),
         webhook_storm_bytes: AtomicU64::new(0),
         agent_fetches: AtomicU64::new(0),
@@ -428,8 +447,18 @@ fn run(size: Size, seconds: u64, watchdog: &Path) -> Row {
         "interval = \"{interval}s\"\ntimeout = \"{}s\"\nlisten = \"{listen}\"\n\n\
          [rules.stuck_agent]\nfor = \"{FOR_S}s\"\nmin_runtime = \"1s\"\n\n\
          [[notify.webhook]]\nurl = \"http://{addr}/hook\"\nrate = \"100000/s\"\nqueue = 100000\n\
-         group_wait = \"1s\"\ngroup_interval = \"5m\"\n",
+         group_wait = \"1s\"\ngroup_interval = \"5m\"\n\n\
+         [notify.alertmanager]\nurl = \"http://{addr}/am\"\n",
         interval.min(5)
+    );
+    // The production shape (docs/DEPLOYMENT.md): alerts and baselines
+    // survive a restart, and Alertmanager follows the firing set.
+    toml.insert_str(
+        0,
+        &format!(
+            "state_file = \"{}\"\n",
+            dir.path().join("state.json").display()
+        ),
     );
     for t in 0..size.targets {
         toml.push_str(&format!(
@@ -546,6 +575,7 @@ fn run(size: Size, seconds: u64, watchdog: &Path) -> Row {
         webhook_storm,
         webhook_storm_kib: webhook_storm_bytes as f64 / 1024.0,
         agent_fetches: fleet.agent_fetches.load(Ordering::SeqCst),
+        am_posts: fleet.am_posts.load(Ordering::SeqCst),
         last_fetch_s: fleet
             .agent_fetch_last_ms
             .load(Ordering::SeqCst)
@@ -582,14 +612,15 @@ fn print(row: &Row) {
         row.webhook_storm_kib,
     );
     eprintln!(
-        "  {}x{}@{}s: {} stuck lines before it (false positives); {} other firing lines; {} /agents fetches, the last {:.1} s after the storm",
+        "  {}x{}@{}s: {} stuck lines before it (false positives); {} other firing lines; {} /agents fetches, the last {:.1} s after the storm; {} Alertmanager posts",
         s.targets,
         s.agents,
         s.interval_s,
         row.fired_before_storm,
         row.other_firing,
         row.agent_fetches,
-        row.last_fetch_s
+        row.last_fetch_s,
+        row.am_posts
     );
 }
 

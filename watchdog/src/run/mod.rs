@@ -10,9 +10,10 @@
 //! interleave, and the log is flushed before that target's next poll.
 //! Polls that arrive together are taken as one burst (up to [`BURST`]):
 //! evaluated one after the other, then written with one write and one sync
-//! of the log and one firing set re-sent to the sinks (group commit); a
-//! target twice in a burst has its first lines written before its second
-//! poll is evaluated. Measured (issue 22), the loop was not short of CPU
+//! of the log (group commit); a target twice in a burst has its first lines
+//! written before its second poll is evaluated. What costs every alert (the
+//! state file, the firing set re-sent to the sinks) is done at most once a
+//! second ([`runner::SETTLE_EVERY`]), and at once on reload and stop. Measured (issue 22), the loop was not short of CPU
 //! (one poll is ~10 µs of it at 10 agents) but did per-poll work that grew
 //! with the fleet; docs/PERFORMANCE.md "Fleet" has the figures. A
 //! reload keeps every baseline and alert; shutdown finishes the polls in
@@ -155,6 +156,7 @@ pub async fn run(
         state_file: config.state_file.clone(),
         listen: config.listen,
         state_dirty: false,
+        settled_at: None,
         files,
         fixed,
         shard: config.shard,
@@ -176,7 +178,7 @@ pub async fn run(
     if !restored_resolved.is_empty() {
         runner.send(&restored_resolved);
         runner.state_dirty = true;
-        runner.settle();
+        runner.settle_now();
     }
     health.set_max_age(stuck_after(runner.interval));
     health.set(true);
@@ -189,6 +191,9 @@ pub async fn run(
     // Targets files are looked at every few seconds (a stat per file).
     let mut rescan = tokio::time::interval(rescan_every(runner.interval));
     rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // What a burst left for later (state file, firing set) waits no longer.
+    let mut settle = tokio::time::interval(runner::SETTLE_EVERY);
+    settle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut reloads_open = true;
     tokio::pin!(shutdown);
 
@@ -196,6 +201,7 @@ pub async fn run(
         runner.health.beat();
         tokio::select! {
             _ = beat.tick() => {}
+            _ = settle.tick() => runner.settle(),
             Some(msg) = poll_rx.recv() => {
                 runner.handle_batch(drain(msg, &mut poll_rx));
                 if poll_rx.is_empty() {
@@ -249,7 +255,7 @@ pub async fn run(
     let rest = runner.outbox.release_all();
     runner.send(&rest);
     runner.state_dirty = true;
-    runner.settle();
+    runner.settle_now();
     runner.outputs.finish(&mut dropped_rx).await;
     let _ = server_stop.send(true);
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(2), server).await {

@@ -31,6 +31,8 @@ pub struct Outputs {
     retiring: Vec<JoinHandle<()>>,
     /// What `GET /` and `/api/v1/alerts` render.
     pub(super) board: Board,
+    /// Lines went out since the sinks were last given the firing set.
+    firing_stale: bool,
 }
 
 impl std::fmt::Debug for Outputs {
@@ -57,14 +59,15 @@ impl Outputs {
             notifier: Some(notifier),
             retiring: Vec::new(),
             board,
+            firing_stale: false,
         }
     }
 
     /// Writes `lines` to the alert log, hands them to the sinks and the
-    /// page. `firing` is what the engine has firing and already written:
-    /// sinks that re-send state (Alertmanager) follow it, so an alert whose
-    /// `resolved` was dropped on a full queue is not re-sent as firing forever.
-    pub fn emit(&mut self, lines: &[AlertLine], firing: impl FnOnce() -> Vec<AlertLine>) {
+    /// page. The firing set the sinks follow is re-sent later, by
+    /// [`Outputs::sync_firing`]: it is every firing alert, so once per
+    /// burst of lines it cost the square of a storm.
+    pub fn emit(&mut self, lines: &[AlertLine]) {
         if lines.is_empty() {
             return;
         }
@@ -73,9 +76,22 @@ impl Outputs {
             for line in lines {
                 n.publish(line);
             }
-            n.sync_firing(&firing());
+            self.firing_stale = true;
         }
         self.board.note_lines(lines);
+    }
+
+    /// If lines went out since the last time, gives the sinks that re-send
+    /// state (Alertmanager) `firing`: what the engine has firing and already
+    /// written, so an alert whose `resolved` was dropped on a full queue is
+    /// not re-sent as firing forever.
+    pub fn sync_firing(&mut self, firing: impl FnOnce() -> Vec<AlertLine>) {
+        if !std::mem::take(&mut self.firing_stale) {
+            return;
+        }
+        if let Some(n) = &self.notifier {
+            n.sync_firing(&firing());
+        }
     }
 
     /// A line a sink gave up on: the log says so (`dropped`).
@@ -132,6 +148,7 @@ impl Outputs {
         if let Some(n) = &self.notifier {
             n.sync_firing(firing);
         }
+        self.firing_stale = false;
     }
 
     /// The last act: the current notifier and those a reload replaced drain

@@ -22,6 +22,12 @@ use crate::view::{PollOutcome, PollView};
 use crate::web::AlertRow;
 use crate::{sd, state};
 
+/// The most often the state file is rewritten and the firing set re-sent
+/// to the sinks: both are every alert and baseline, so doing them after
+/// every burst of polls made a storm's cost grow with its square. A crash
+/// (not a stop: that writes at once) loses at most this much of the state.
+pub(super) const SETTLE_EVERY: Duration = Duration::from_secs(1);
+
 /// Everything the evaluation loop owns.
 pub(super) struct Runner {
     pub(super) over: Overrides,
@@ -37,6 +43,8 @@ pub(super) struct Runner {
     pub(super) state_file: Option<std::path::PathBuf>,
     pub(super) listen: std::net::SocketAddr,
     pub(super) state_dirty: bool,
+    /// When [`Runner::settle`] last wrote the state and re-sent the firing set.
+    pub(super) settled_at: Option<Instant>,
     /// `target_files` and what each gave.
     pub(super) files: TargetFiles,
     /// The targets of `[[target]]`/`--target` (the files' come on top).
@@ -149,12 +157,29 @@ impl Runner {
 
     /// Writes and notifies lines that are ready to go out.
     pub(super) fn send(&mut self, lines: &[AlertLine]) {
-        let (engine, outbox) = (&self.engine, &self.outbox);
-        self.outputs.emit(lines, || outbox.firing_now(engine));
+        self.outputs.emit(lines);
     }
 
-    /// After a burst of polls: the state file and the systemd status.
+    /// After a burst of polls: the state file, the firing set the sinks
+    /// follow and the systemd status, at most every [`SETTLE_EVERY`] (the
+    /// run loop calls it that often too, so nothing waits longer).
     pub(super) fn settle(&mut self) {
+        let now = Instant::now();
+        if self
+            .settled_at
+            .is_some_and(|at| now.duration_since(at) < SETTLE_EVERY)
+        {
+            return;
+        }
+        self.settle_now();
+    }
+
+    /// [`Runner::settle`] whenever it was last done: at start, after a
+    /// reload, at shutdown.
+    pub(super) fn settle_now(&mut self) {
+        self.settled_at = Some(Instant::now());
+        let (engine, outbox) = (&self.engine, &self.outbox);
+        self.outputs.sync_firing(|| outbox.firing_now(engine));
         // Not while lines are held: the state file must not say an alert
         // fired whose line is not written yet (a crash would lose it).
         if self.state_dirty && !self.outbox.is_holding() {
@@ -275,7 +300,7 @@ impl Runner {
         let firing = self.outbox.firing_now(&self.engine);
         self.outputs.swap_notifier(notifier, &resolved, &firing);
         self.state_dirty = true;
-        self.settle();
+        self.settle_now();
         Ok(())
     }
 
@@ -342,7 +367,7 @@ impl Runner {
         let resolved = self.outbox.pass(resolved);
         self.send(&resolved);
         self.state_dirty = true;
-        self.settle();
+        self.settle_now();
     }
 }
 
