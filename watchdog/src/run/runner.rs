@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use shared_schema::{AlertLine, Timestamp};
+use shared_schema::{AlertEvent, AlertLine, Timestamp};
 use tokio::sync::mpsc;
 
 use super::loops::{Loops, Msg, OnError};
@@ -22,11 +22,19 @@ use crate::view::{PollOutcome, PollView};
 use crate::web::AlertRow;
 use crate::{sd, state};
 
-/// The most often the state file is rewritten and the firing set re-sent
-/// to the sinks: both are every alert and baseline, so doing them after
-/// every burst of polls made a storm's cost grow with its square. A crash
-/// (not a stop: that writes at once) loses at most this much of the state.
+/// The most often the firing set is re-sent to the sinks and the state
+/// file rewritten for baselines alone: both are every alert and baseline,
+/// so doing them after every burst of polls made a storm's cost grow with
+/// its square. A `firing` or `resolved` line has the state file written
+/// sooner, as soon as [`SETTLE_SHARE`] allows (at once on a small fleet),
+/// so a crash and restart does not send it twice.
 pub(super) const SETTLE_EVERY: Duration = Duration::from_secs(1);
+
+/// A settle (or a state write) may take at most 1/this of the loop: when one took longer
+/// than `SETTLE_EVERY / SETTLE_SHARE` (90,000 alerts and 100,000 baselines
+/// in a storm), the next waits `SETTLE_SHARE` times as long as it took, so
+/// the polls keep the rest of the loop whatever the fleet's size.
+const SETTLE_SHARE: u32 = 10;
 
 /// Everything the evaluation loop owns.
 pub(super) struct Runner {
@@ -45,6 +53,14 @@ pub(super) struct Runner {
     pub(super) state_dirty: bool,
     /// When [`Runner::settle`] last wrote the state and re-sent the firing set.
     pub(super) settled_at: Option<Instant>,
+    /// How long that took.
+    pub(super) settle_took: Duration,
+    /// A `firing` or `resolved` line went out since the state file was
+    /// last written: a restart now would send it again.
+    pub(super) transitions: bool,
+    /// When the state file was last written, and how long that took.
+    pub(super) state_saved_at: Option<Instant>,
+    pub(super) state_took: Duration,
     /// `target_files` and what each gave.
     pub(super) files: TargetFiles,
     /// The targets of `[[target]]`/`--target` (the files' come on top).
@@ -157,6 +173,9 @@ impl Runner {
 
     /// Writes and notifies lines that are ready to go out.
     pub(super) fn send(&mut self, lines: &[AlertLine]) {
+        self.transitions |= lines
+            .iter()
+            .any(|l| matches!(l.event, AlertEvent::Firing | AlertEvent::Resolved));
         self.outputs.emit(lines);
     }
 
@@ -165,32 +184,62 @@ impl Runner {
     /// run loop calls it that often too, so nothing waits longer).
     pub(super) fn settle(&mut self) {
         let now = Instant::now();
-        if self
-            .settled_at
-            .is_some_and(|at| now.duration_since(at) < SETTLE_EVERY)
+        let due = |at: Option<Instant>, every: Duration| {
+            at.map_or(true, |at| now.duration_since(at) >= every)
+        };
+        let every = SETTLE_EVERY.max(self.settle_took.saturating_mul(SETTLE_SHARE));
+        if due(self.settled_at, every) {
+            self.settle_now();
+        } else if self.transitions
+            && due(
+                self.state_saved_at,
+                self.state_took.saturating_mul(SETTLE_SHARE),
+            )
         {
+            // A line that fired or resolved is in the log: the state file
+            // says so as soon as that is cheap (at once on a small fleet),
+            // so a crash and restart does not send it a second time.
+            self.save_state();
+        }
+    }
+
+    /// The state file, when something changed and no line is held (the
+    /// file must not say an alert fired whose line is not written yet: a
+    /// crash would lose it).
+    fn save_state(&mut self) {
+        if !self.state_dirty || self.outbox.is_holding() {
             return;
         }
-        self.settle_now();
+        let began = Instant::now();
+        if let Some(path) = &self.state_file {
+            if let Err(e) = state::save(&self.engine, path) {
+                tracing::error!(path = %path.display(), error = %e, "cannot write the state file");
+            }
+        }
+        self.state_dirty = false;
+        self.transitions = false;
+        let now = Instant::now();
+        self.state_took = now.duration_since(began);
+        self.state_saved_at = Some(now);
     }
 
     /// [`Runner::settle`] whenever it was last done: at start, after a
     /// reload, at shutdown.
     pub(super) fn settle_now(&mut self) {
-        self.settled_at = Some(Instant::now());
+        let began = Instant::now();
         let (engine, outbox) = (&self.engine, &self.outbox);
         self.outputs.sync_firing(|| outbox.firing_now(engine));
-        // Not while lines are held: the state file must not say an alert
-        // fired whose line is not written yet (a crash would lose it).
-        if self.state_dirty && !self.outbox.is_holding() {
-            if let Some(path) = &self.state_file {
-                if let Err(e) = state::save(&self.engine, path) {
-                    tracing::error!(path = %path.display(), error = %e, "cannot write the state file");
-                }
-            }
-            self.state_dirty = false;
-        }
+        self.save_state();
         sd::status(&self.status_line());
+        let now = Instant::now();
+        self.settle_took = now.duration_since(began);
+        self.settled_at = Some(now);
+        if self.settle_took > SETTLE_EVERY / SETTLE_SHARE {
+            tracing::debug!(
+                took_ms = self.settle_took.as_millis(),
+                "settle is slow: spaced out"
+            );
+        }
     }
 
     pub(super) fn status_line(&self) -> String {
