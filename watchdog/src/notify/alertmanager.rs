@@ -485,6 +485,10 @@ impl Sink for Alertmanager {
     /// One that left the set without a `resolved` event reaching us (e.g.
     /// dropped on a full queue) is no longer re-sent and expires at its
     /// `endsAt`, at most 4 × `resend_interval` later.
+    fn follows_firing(&self) -> bool {
+        true
+    }
+
     fn sync_firing(&mut self, firing: Vec<AlertLine>) {
         let fresh: BTreeMap<String, AlertLine> = firing
             .into_iter()

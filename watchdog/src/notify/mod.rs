@@ -125,6 +125,12 @@ impl Notifier {
         }
     }
 
+    /// Whether any sink follows the firing set (Alertmanager does): when
+    /// none does, it is not even built.
+    pub fn follows_firing(&self) -> bool {
+        self.sinks.iter().any(SinkQueue::follows_firing)
+    }
+
     /// Tells sinks that re-send state (Alertmanager) which alerts fire now,
     /// e.g. after a restart or a reload built a new notifier.
     pub fn sync_firing(&self, firing: &[AlertLine]) {

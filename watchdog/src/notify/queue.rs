@@ -66,6 +66,8 @@ pub struct SinkQueue {
     events: mpsc::Sender<AlertLine>,
     groups: Option<Arc<Groups>>,
     firing: mpsc::UnboundedSender<Vec<AlertLine>>,
+    /// [`Sink::follows_firing`], asked once.
+    follows_firing: bool,
     abandon: watch::Sender<bool>,
     worker: JoinHandle<()>,
     reporter: Reporter,
@@ -90,6 +92,7 @@ impl SinkQueue {
         reporter.exporter.register_sink(name);
         let (events, events_rx) = mpsc::channel(capacity.max(1));
         let (firing, firing_rx) = mpsc::unbounded_channel();
+        let follows_firing = sink.follows_firing();
         let (abandon, abandon_rx) = watch::channel(false);
         let groups = grouping.filter(|g| g.is_on()).map(|g| {
             Arc::new(Groups {
@@ -112,6 +115,7 @@ impl SinkQueue {
             events,
             groups,
             firing,
+            follows_firing,
             abandon,
             worker,
             reporter,
@@ -144,9 +148,16 @@ impl SinkQueue {
         }
     }
 
-    /// Hands the sink the full set of firing alerts.
+    /// Whether the sink wants [`SinkQueue::sync_firing`].
+    pub fn follows_firing(&self) -> bool {
+        self.follows_firing
+    }
+
+    /// Hands the sink the full set of firing alerts (if it follows it).
     pub fn sync_firing(&self, firing: &[AlertLine]) {
-        let _ = self.firing.send(firing.to_vec());
+        if self.follows_firing {
+            let _ = self.firing.send(firing.to_vec());
+        }
     }
 
     fn report_depth(&self) {
@@ -163,6 +174,7 @@ impl SinkQueue {
             events,
             groups: _,
             firing,
+            follows_firing: _,
             abandon,
             mut worker,
             reporter,

@@ -33,7 +33,16 @@ pub trait Sink: Send + 'static {
         self.deliver(group.lines)
     }
 
-    /// The full set of alerts firing now (after a restart or a reload).
+    /// Whether the sink keeps state that [`Sink::sync_firing`] replaces;
+    /// the others are never handed the firing set (in a storm it is every
+    /// alert, once a second).
+    fn follows_firing(&self) -> bool {
+        false
+    }
+
+    /// The full set of alerts firing now (after a restart or a reload, and
+    /// at most once a second while lines go out); only called on a sink
+    /// that [`Sink::follows_firing`].
     fn sync_firing(&mut self, firing: Vec<AlertLine>) {
         let _ = firing;
     }

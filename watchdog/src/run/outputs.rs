@@ -89,7 +89,7 @@ impl Outputs {
         if !std::mem::take(&mut self.firing_stale) {
             return;
         }
-        if let Some(n) = &self.notifier {
+        if let Some(n) = self.notifier.as_ref().filter(|n| n.follows_firing()) {
             n.sync_firing(&firing());
         }
     }
