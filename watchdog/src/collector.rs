@@ -198,7 +198,7 @@ impl TargetSeries {
         );
 
         if known(Section::Agents) {
-            let labels: Vec<Labels> = agents.iter().map(|a| agent_labels(a).into()).collect();
+            let labels: Vec<Labels> = agents.iter().map(|a| gauge_label_values(a).into()).collect();
             let rows = |pick: fn(&AgentSample) -> Option<f64>| {
                 agents
                     .iter()
@@ -704,8 +704,10 @@ impl Exporter {
     }
 }
 
-/// `agent, job_id, run_id, pid` with an empty string where unknown.
-fn agent_labels(a: &AgentSample) -> Vec<String> {
+/// The agent gauges' label values, `agent, job_id, run_id, pid`, with an
+/// empty string where unknown (a gauge has a fixed label set; the alert
+/// labels, `rules::agent_labels`, leave an unknown one out).
+fn gauge_label_values(a: &AgentSample) -> Vec<String> {
     let opt = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
     vec![
         a.agent.clone().unwrap_or_default(),
