@@ -198,7 +198,10 @@ impl TargetSeries {
         );
 
         if known(Section::Agents) {
-            let labels: Vec<Labels> = agents.iter().map(|a| gauge_label_values(a).into()).collect();
+            let labels: Vec<Labels> = agents
+                .iter()
+                .map(|a| gauge_label_values(a).into())
+                .collect();
             let rows = |pick: fn(&AgentSample) -> Option<f64>| {
                 agents
                     .iter()
