@@ -2,10 +2,12 @@
 //! a free loopback port, wait on a condition with a deadline, and a child
 //! that is killed and reaped when the test ends, pass or fail.
 
+use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Child;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A started process, killed and reaped when dropped.
 #[derive(Debug)]
@@ -159,4 +161,30 @@ pub fn write_json(conn: &mut std::net::TcpStream, body: &[u8]) {
         body.len()
     );
     let _ = conn.write_all(body);
+}
+
+/// Now, as the envelope writes its `now` (RFC 3339, milliseconds, `Z`).
+pub fn now_rfc3339() -> String {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    shared_schema::Timestamp::from_unix_ms(ms)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+/// A child's pipe read line by line on its own thread, into the vector
+/// returned (so a test can look at what was printed so far).
+pub fn collect_lines(pipe: impl Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let out = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            out.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(line);
+        }
+    });
+    lines
 }

@@ -13,28 +13,18 @@
 //! | `timeout = "300000000000y"` then SIGTERM | a clean exit 0, no panic |
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use e2e::harness::{bin, free_port, wait_until, write_json, HttpStub};
+use e2e::harness::{bin, collect_lines, free_port, now_rfc3339, wait_until, write_json, HttpStub};
 use e2e::procs::Proc;
 use serde_json::{json, Value};
-
-fn now_rfc3339() -> String {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    shared_schema::Timestamp::from_unix_ms(ms)
-        .unwrap()
-        .to_string()
-}
 
 /// An envelope with `agents` running agents (each over `agent_runtime`'s
 /// max in the configs below) and the breaker open or closed.
@@ -138,19 +128,6 @@ impl FakeTarget {
     }
 }
 
-/// A line-collecting reader of a child's pipe.
-fn collect(pipe: impl Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let out = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            out.lock().unwrap().push(line);
-        }
-    });
-    lines
-}
-
 /// What happens to the child's stdout.
 enum Stdout {
     /// Read line by line into [`Watchdog::stdout`].
@@ -219,8 +196,8 @@ impl Watchdog {
         let err = child.stderr.take().unwrap();
         let nothing = || Arc::new(Mutex::new(Vec::new()));
         let (stdout, unread, stderr, unread_err) = match stdout {
-            Stdout::Collected => (collect(out), None, collect(err), None),
-            Stdout::Unread => (nothing(), Some(out), collect(err), None),
+            Stdout::Collected => (collect_lines(out), None, collect_lines(err), None),
+            Stdout::Unread => (nothing(), Some(out), collect_lines(err), None),
             Stdout::BothUnread => (nothing(), Some(out), nothing(), Some(err)),
         };
         let mut w = Self {
@@ -469,7 +446,7 @@ fn alert_path_healthz_reports_a_stuck_loop() {
     assert!(stuck, "/healthz stayed 200 with the loop stuck");
     // A reader appears: the loop goes on and /healthz recovers.
     let reader = std::fs::File::open(&fifo).unwrap();
-    let lines = collect(reader);
+    let lines = collect_lines(reader);
     assert!(
         wait_until(Duration::from_secs(20), || w
             .get("/healthz")
@@ -717,7 +694,7 @@ fn alert_path_huge_timeout_does_not_panic_at_shutdown() {
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut proc = Proc::spawn("watchdog", &mut cmd).unwrap();
-    let stderr = collect(proc.child_mut().stderr.take().unwrap());
+    let stderr = collect_lines(proc.child_mut().stderr.take().unwrap());
     let text = || stderr.lock().unwrap().join("\n");
     // Accepted at load (this branch) or refused with a clear error (the
     // config bound): either way, never a panic.

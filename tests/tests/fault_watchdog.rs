@@ -18,8 +18,10 @@
 //! | state file a FIFO | refused at start by name (exit 2), not a hang |
 #![allow(clippy::unwrap_used)]
 
-use e2e::harness::{bin, free_port, wait_until, write_json, Guard, HttpStub};
-use std::io::{BufRead, BufReader, Read, Write};
+use e2e::harness::{
+    bin, collect_lines, free_port, now_rfc3339, wait_until, write_json, Guard, HttpStub,
+};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -70,16 +72,6 @@ fn big_body(size: usize, origin: Instant) -> Vec<u8> {
     body.extend_from_slice(b"\"}");
     assert_eq!(body.len(), size);
     body
-}
-
-fn now_rfc3339() -> String {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    shared_schema::Timestamp::from_unix_ms(ms)
-        .unwrap()
-        .to_string()
 }
 
 fn envelope(breaker_open: bool, origin: Instant) -> Value {
@@ -196,19 +188,6 @@ fn name(reply: &Reply) -> String {
     }
 }
 
-/// A line-collecting reader of a child's pipe.
-fn collect(pipe: impl Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let out = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            out.lock().unwrap().push(line);
-        }
-    });
-    lines
-}
-
 /// Alert lines (stdout or the alert log) as JSON values.
 fn alerts(lines: &[String]) -> Vec<Value> {
     lines
@@ -274,8 +253,8 @@ url = "{url}"
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stdout = collect(child.stdout.take().unwrap());
-        let stderr = collect(child.stderr.take().unwrap());
+        let stdout = collect_lines(child.stdout.take().unwrap());
+        let stderr = collect_lines(child.stderr.take().unwrap());
         let mut w = Self {
             guard: Guard(child),
             dir,
@@ -893,7 +872,7 @@ fn fault_state_file_fifo_is_refused_at_start_not_a_hang() {
         .spawn()
         .unwrap();
     let mut guard = Guard(child);
-    let stderr = collect(guard.0.stderr.take().unwrap());
+    let stderr = collect_lines(guard.0.stderr.take().unwrap());
     let mut status = None;
     let exited = wait_until(Duration::from_secs(15), || {
         status = guard.0.try_wait().unwrap();
