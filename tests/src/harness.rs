@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Child;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A started process, killed and reaped when dropped.
 #[derive(Debug)]
@@ -44,26 +44,18 @@ pub fn bin(name: &str) -> PathBuf {
     crate::bins::locate(name).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
-/// A port on 127.0.0.1 that was free a moment ago.
+/// [`crate::net::free_port`], for tests where a bind failing is the failure.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("binding 127.0.0.1:0: {e}"))
+    crate::net::free_port().unwrap_or_else(|e| panic!("binding 127.0.0.1:0: {e}"))
 }
 
-/// Polls `cond` every 20 ms until it holds or `limit` passes; whether it held.
+/// [`crate::net::wait_for`] every 20 ms, as a yes or no: whether `cond`
+/// held before `limit` passed.
 pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::net::wait_for("the condition", limit, Duration::from_millis(20), || {
+        cond().then_some(()).ok_or_else(String::new)
+    })
+    .is_ok()
 }
 
 /// A loopback HTTP/1.1 server for tests that need a scripted emitter: one
