@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use rusqlite::{params, Connection};
 use serde_json::Value;
+use shared_schema::{AlertEvent, AlertLine};
 
 use crate::agent_cli::ClaudeResult;
 use crate::net;
 use crate::procs::Proc;
-use crate::stack::tail;
+use crate::stack::{tail, Watchdog};
 use crate::statedb;
 
 /// A running `emitter serve --otlp-listen`.
@@ -168,6 +169,19 @@ impl AgentLab {
             conn,
             emitter,
         })
+    }
+
+    /// The `watchdog` binary polling this lab's emitter every second with
+    /// `rules` ([`watchdog_toml`]), in `dir/watchdog`.
+    pub fn watchdog(&self, rules: &str) -> anyhow::Result<Watchdog> {
+        let url = self.emitter.url();
+        let dir = self.agent_dir("watchdog")?;
+        Watchdog::start_with(
+            &crate::bins::locate("watchdog")?,
+            &dir,
+            |listen, log| watchdog_toml(&url, listen, log, rules),
+            None,
+        )
     }
 
     /// A directory of its own for one agent (`dir/<name>`).
@@ -331,4 +345,13 @@ repeat_interval = "1h"
 /// A number at a JSON pointer, for assertions.
 pub fn num(v: &Value, pointer: &str) -> Option<f64> {
     v.pointer(pointer).and_then(Value::as_f64)
+}
+
+/// Whether an alert line is `rule` firing for job `job`.
+pub fn firing_for(job: i64, rule: &'static str) -> impl Fn(&AlertLine) -> bool {
+    move |l: &AlertLine| {
+        l.event == AlertEvent::Firing
+            && l.rule == rule
+            && l.labels.get("job_id").map(String::as_str) == Some(job.to_string().as_str())
+    }
 }

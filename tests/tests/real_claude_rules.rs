@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use e2e::agent_cli::{ClaudeRun, OtlpExport, OtlpProtocol};
-use e2e::agent_cli_lab::{watchdog_toml, AgentLab};
+use e2e::agent_cli_lab::{firing_for, AgentLab};
 use e2e::fake_model::{FakeModel, Script, ToolCall};
 use e2e::stack::Watchdog;
 use e2e::{bins, net, tools};
@@ -24,23 +24,7 @@ fn bin(name: &str) -> std::path::PathBuf {
 }
 
 fn watchdog(lab: &AgentLab, rules: &str) -> Watchdog {
-    let url = lab.emitter.url();
-    let wd_dir = lab.agent_dir("watchdog").expect("watchdog dir");
-    Watchdog::start_with(
-        &bin("watchdog"),
-        &wd_dir,
-        |listen, log| watchdog_toml(&url, listen, log, rules),
-        None,
-    )
-    .unwrap_or_else(|e| panic!("{e:#}"))
-}
-
-fn firing_for(job: i64, rule: &'static str) -> impl Fn(&AlertLine) -> bool {
-    move |l: &AlertLine| {
-        l.event == AlertEvent::Firing
-            && l.rule == rule
-            && l.labels.get("job_id").map(String::as_str) == Some(job.to_string().as_str())
-    }
+    lab.watchdog(rules).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// for = 5s, interval = 1s.

@@ -10,13 +10,12 @@
 use std::time::{Duration, Instant};
 
 use e2e::agent_cli::{CodexRun, OtlpExport, OtlpProtocol};
-use e2e::agent_cli_lab::{watchdog_toml, AgentLab};
+use e2e::agent_cli_lab::{firing_for, AgentLab};
 use e2e::fake_model::{Script, ToolCall, Usage};
 use e2e::fake_model_openai::FakeResponses;
 use e2e::stack::Watchdog;
 use e2e::{bins, tools};
 use serde_json::json;
-use shared_schema::{AlertEvent, AlertLine};
 
 const RULES: &str = r#"
 [rules.stuck_agent]
@@ -32,23 +31,7 @@ fn bin(name: &str) -> std::path::PathBuf {
 }
 
 fn start(lab: &AgentLab) -> Watchdog {
-    let url = lab.emitter.url();
-    let dir = lab.agent_dir("watchdog").expect("watchdog dir");
-    Watchdog::start_with(
-        &bin("watchdog"),
-        &dir,
-        |listen, log| watchdog_toml(&url, listen, log, RULES),
-        None,
-    )
-    .unwrap_or_else(|e| panic!("{e:#}"))
-}
-
-fn firing_for(job: i64, rule: &'static str) -> impl Fn(&AlertLine) -> bool {
-    move |l: &AlertLine| {
-        l.event == AlertEvent::Firing
-            && l.rule == rule
-            && l.labels.get("job_id").map(String::as_str) == Some(job.to_string().as_str())
-    }
+    lab.watchdog(RULES).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 #[test]
