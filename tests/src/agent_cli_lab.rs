@@ -17,7 +17,7 @@ use shared_schema::{AlertEvent, AlertLine};
 use crate::agent_cli::ClaudeResult;
 use crate::net;
 use crate::procs::Proc;
-use crate::stack::{tail, Watchdog};
+use crate::stack::{tail, Emitter, Watchdog};
 use crate::statedb;
 
 /// A running `emitter serve --otlp-listen`.
@@ -38,46 +38,14 @@ impl OtlpEmitter {
     /// `extra` arguments, and waits until `/metrics` answers and the
     /// receiver accepts connections.
     pub fn start(bin: &Path, db: &Path, dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
-        let addr = net::free_addr()?;
         let otlp_addr = net::free_addr()?;
-        let log = dir.join("emitter.log");
-        let mut cmd = Command::new(bin);
-        cmd.arg("serve")
-            .arg("--db")
-            .arg(db)
-            .arg("--listen")
-            .arg(addr.to_string())
-            .arg("--otlp-listen")
-            .arg(otlp_addr.to_string())
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .env_remove("ORCH_METRICS_ENABLED")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(std::fs::File::create(dir.join("emitter.out"))?))
-            .stderr(Stdio::from(std::fs::File::create(&log)?));
-        let mut proc = Proc::spawn("emitter", &mut cmd)?;
-        let url = format!("http://{addr}/metrics");
-        let ready = net::wait_for(
-            "the emitter's /metrics and OTLP receiver",
-            Duration::from_secs(20),
-            Duration::from_millis(100),
-            || {
-                if let Ok(Some(status)) = proc.try_wait() {
-                    return Err(format!("emitter exited with {status}"));
-                }
-                match net::get(&url) {
-                    Ok((200, _)) => {}
-                    Ok((status, body)) => return Err(format!("HTTP {status}: {body}")),
-                    Err(e) => return Err(e),
-                }
-                std::net::TcpStream::connect_timeout(&otlp_addr, Duration::from_millis(200))
-                    .map(|_| ())
-                    .map_err(|e| format!("OTLP receiver {otlp_addr}: {e}"))
-            },
-        );
-        if let Err(e) = ready {
-            anyhow::bail!("{e}\nemitter stderr:\n{}", tail(&log));
-        }
+        let mut args = vec!["--otlp-listen".to_owned(), otlp_addr.to_string()];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let Emitter { proc, addr, log } = Emitter::start_with(bin, db, dir, &args, || {
+            std::net::TcpStream::connect_timeout(&otlp_addr, Duration::from_millis(200))
+                .map(|_| ())
+                .map_err(|e| format!("OTLP receiver {otlp_addr}: {e}"))
+        })?;
         Ok(Self {
             proc,
             addr,

@@ -31,6 +31,18 @@ impl Emitter {
     /// Starts `bin serve --db db --listen 127.0.0.1:<free>` and waits until
     /// `GET /metrics` answers 200.
     pub fn start(bin: &Path, db: &Path, dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with(bin, db, dir, &[], || Ok(()))
+    }
+
+    /// [`Emitter::start`] with `extra` arguments, also waiting until
+    /// `ready` holds (e.g. another listener those arguments open).
+    pub fn start_with(
+        bin: &Path,
+        db: &Path,
+        dir: &Path,
+        extra: &[String],
+        mut ready: impl FnMut() -> Result<(), String>,
+    ) -> anyhow::Result<Self> {
         let addr = net::free_addr()?;
         let log = dir.join("emitter.log");
         let mut cmd = Command::new(bin);
@@ -39,6 +51,7 @@ impl Emitter {
             .arg(db)
             .arg("--listen")
             .arg(addr.to_string())
+            .args(extra)
             .env("RUST_LOG", "info")
             .env_remove("ORCH_METRICS_ENABLED")
             .stdin(Stdio::null())
@@ -55,7 +68,7 @@ impl Emitter {
                     return Err(format!("emitter exited with {status}"));
                 }
                 match net::get(&url) {
-                    Ok((200, _)) => Ok(()),
+                    Ok((200, _)) => ready(),
                     Ok((status, body)) => Err(format!("HTTP {status}: {body}")),
                     Err(e) => Err(e),
                 }
