@@ -51,6 +51,7 @@
 pub mod agent_view;
 pub mod alert;
 pub mod envelope;
+pub mod metrics;
 pub mod read;
 pub mod record;
 pub mod state;

@@ -512,6 +512,12 @@ fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> Ga
     vec
 }
 
+/// The families `Exporter::new` registers itself (the rest are [`GAUGES`]).
+const POLL_DURATION: &str = "watchdog_poll_duration_seconds";
+const POLLS_TOTAL: &str = "watchdog_polls_total";
+const NOTIFICATIONS_TOTAL: &str = "watchdog_notifications_total";
+const BUILD_INFO: &str = "watchdog_build_info";
+
 impl Exporter {
     /// A fresh registry with every gauge registered and `watchdog_build_info` set.
     pub fn new() -> Self {
@@ -523,7 +529,7 @@ impl Exporter {
         #[allow(clippy::expect_used)]
         let poll_duration = HistogramVec::new(
             HistogramOpts::new(
-                "watchdog_poll_duration_seconds",
+                POLL_DURATION,
                 "Wall time of one poll of a target: request, read and evaluation.",
             )
             .buckets(POLL_BUCKETS.to_vec()),
@@ -533,10 +539,7 @@ impl Exporter {
         register(&r, &poll_duration);
         #[allow(clippy::expect_used)]
         let polls_total = IntCounterVec::new(
-            Opts::new(
-                "watchdog_polls_total",
-                "Polls of a target by how they ended.",
-            ),
+            Opts::new(POLLS_TOTAL, "Polls of a target by how they ended."),
             &["target", "outcome"],
         )
         .expect("valid counter definition");
@@ -544,7 +547,7 @@ impl Exporter {
         #[allow(clippy::expect_used)]
         let notifications_total = IntCounterVec::new(
             Opts::new(
-                "watchdog_notifications_total",
+                NOTIFICATIONS_TOTAL,
                 "Notifications by sink and result: delivered, retried, dropped; Alertmanager re-sends: resent, resend_failed.",
             ),
             &["sink", "outcome"],
@@ -553,7 +556,7 @@ impl Exporter {
         register(&r, &notifications_total);
         let build_info = gauge_vec(
             &r,
-            "watchdog_build_info",
+            BUILD_INFO,
             "Always 1; the version label names the running build.",
             &["version"],
         );
@@ -978,34 +981,10 @@ mod tests {
     #[test]
     fn every_gauge_is_rendered_with_its_contract_name() {
         // CONTRACT.md section 4 names; the collector knows each one.
-        for name in [
-            "watchdog_target_up",
-            "watchdog_target_enabled",
-            "watchdog_target_schema_version",
-            "watchdog_last_success_timestamp_seconds",
-            "watchdog_agent_cpu_fraction",
-            "watchdog_agent_runtime_seconds",
-            "watchdog_agent_idle_seconds",
-            "watchdog_agents_running",
-            "watchdog_stage_tasks",
-            "watchdog_stage_oldest_age_seconds",
-            "watchdog_queue_jobs",
-            "watchdog_queue_depth",
-            "watchdog_queue_max_concurrency",
-            "watchdog_breaker_open",
-            "watchdog_reconciler_wall_clock_seconds",
-            "watchdog_reconciler_pending_events",
-            "watchdog_reconciler_invariant_violations",
-            "watchdog_error_events",
-            "watchdog_cost_usd",
-            "watchdog_tokens",
-            "watchdog_alerts_firing",
-            "watchdog_agent_cost_usd",
-            "watchdog_agent_api_requests_total",
-            "watchdog_agent_tool_calls_total",
-            "watchdog_agent_tool_repeat",
-            "watchdog_agent_net_wait_seconds",
-        ] {
+        for &name in shared_schema::metrics::FAMILIES {
+            if [POLL_DURATION, POLLS_TOTAL, NOTIFICATIONS_TOTAL, BUILD_INFO].contains(&name) {
+                continue; // registered by `Exporter::new` under these names
+            }
             assert!(GAUGES.iter().any(|d| d.name == name), "{name}");
         }
         let g = Gauges::new(Arc::default());
