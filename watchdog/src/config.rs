@@ -7,7 +7,8 @@
 //! `--print-config` shows the file's path, never its content.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -22,6 +23,8 @@ use crate::shard::Shard;
 // paths stay for the code that reads them from here.
 pub use crate::target::{derived_name, poll_url, redact_userinfo, Target};
 use crate::tls::TlsConfig;
+use edges::web_config::WebConfigError;
+use watchdog_core::error::RuleConfigError;
 
 /// Default poll interval.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
@@ -29,6 +32,8 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default listen address of the metrics server (loopback only).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9465";
+/// [`DEFAULT_LISTEN`] as an address (a test keeps the two equal).
+const DEFAULT_LISTEN_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9465);
 
 /// The file, as written.
 #[derive(Debug, Default, Deserialize)]
@@ -130,10 +135,155 @@ pub struct Config {
     pub web_config_file: Option<PathBuf>,
 }
 
-/// A config that cannot be used, with the file and key named.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
+/// Where a setting came from, as an error names it: the config file, or
+/// `the command line` when no `--config` was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The `--config` file.
+    File(PathBuf),
+    /// Flags only, no `--config`.
+    CommandLine,
+}
+
+impl Origin {
+    fn of(file: Option<&Path>) -> Self {
+        file.map_or(Self::CommandLine, |p| Self::File(p.to_owned()))
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::File(p) => write!(f, "{}", p.display()),
+            Self::CommandLine => f.write_str("the command line"),
+        }
+    }
+}
+
+/// A config that cannot be used: what went wrong, with the file (or flag)
+/// and the key named. The messages are part of the interface (the tests and
+/// the docs quote them), each in the `file: key: problem` form it has always had.
+///
+/// An underlying error (`error`) is kept typed, but it is not returned by
+/// [`std::error::Error::source`]: the message already quotes it, and the
+/// `{:#}` of an `anyhow` chain (how `watchdog run` prints a config error,
+/// and the reload log line) would print it twice.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file cannot be read.
+    #[error("{}: cannot read the config file: {error}", .file.display())]
+    Read {
+        /// The `--config` file.
+        file: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The file is not TOML of the config's shape: bad syntax, an unknown
+    /// key, a value of the wrong type (`message` names the key).
+    #[error("{}: {message}", .file.display())]
+    Parse {
+        /// The `--config` file.
+        file: PathBuf,
+        /// The TOML parser's message, userinfo of URLs redacted (it quotes
+        /// the offending line, which may hold a target's password); that is
+        /// why the parser's error itself is not kept.
+        message: String,
+    },
+    /// A `[rules]` table the rule set cannot be built from.
+    #[error("{file}: {error}")]
+    Rules {
+        /// The file of the `[rules]` tables.
+        file: Origin,
+        /// Which rule and key, and why.
+        error: RuleConfigError,
+    },
+    /// A `[[target]]` table of the file is wrong.
+    #[error("{file}: [[target]] {problem}")]
+    Target {
+        /// The file of the table.
+        file: Origin,
+        /// What is wrong, with the key named (`key `url`: ...`).
+        problem: String,
+    },
+    /// A `--target` flag is wrong.
+    #[error("--target {spec}: {problem}")]
+    TargetFlag {
+        /// The flag's value, as given.
+        spec: String,
+        /// What is wrong, with the key named.
+        problem: String,
+    },
+    /// Two targets (of the file, or of the `--target` flags) have one name.
+    #[error("{file}: two targets are named {name:?}; give them distinct names")]
+    DuplicateTarget {
+        /// Where the targets came from.
+        file: Origin,
+        /// The name both have.
+        name: String,
+    },
+    /// A key's value is wrong (`target_files`).
+    #[error("{file}: key `{key}`: {problem}")]
+    Key {
+        /// The file of the key.
+        file: Origin,
+        /// The key.
+        key: &'static str,
+        /// What is wrong with its value.
+        problem: String,
+    },
+    /// A number or duration outside what the key allows.
+    #[error("{file}: key `{key}` must be {bound}")]
+    OutOfRange {
+        /// The file of the key (or the command line, for its flag).
+        file: Origin,
+        /// The key.
+        key: &'static str,
+        /// What it must be: `longer than 0s`, `at most 1000`.
+        bound: String,
+    },
+    /// `[notify]` is wrong (its message names the table and key).
+    #[error("{file}: {error:#}")]
+    Notify {
+        /// The file of `[notify]`.
+        file: Origin,
+        /// What is wrong.
+        error: anyhow::Error,
+    },
+    /// The file's `web_config_file` cannot be used.
+    #[error("{file}: key `web_config_file`: {error}")]
+    WebConfigFile {
+        /// The file of the key.
+        file: Origin,
+        /// Why the web config is refused.
+        error: WebConfigError,
+    },
+    /// `--web.config.file` cannot be used.
+    #[error("--web.config.file: {error}")]
+    WebConfigFlag {
+        /// Why the web config is refused.
+        error: WebConfigError,
+    },
+    /// Nothing to poll: no `--target`, `[[target]]` or `target_files`.
+    #[error("no target: give --target URL, a [[target]] table or target_files in --config")]
+    NoTarget,
+    /// A `target_files` file names a target another one (or `[[target]]`)
+    /// names too, at the start.
+    #[error("{}: {problem}", .file.display())]
+    TargetFile {
+        /// The targets file.
+        file: PathBuf,
+        /// What it names twice.
+        problem: String,
+    },
+    /// The `state_file` is there but not a regular file.
+    #[error("{problem}")]
+    StateFile {
+        /// The `state_file` path.
+        file: PathBuf,
+        /// Why, with the path named.
+        problem: String,
+    },
+}
 
 impl Config {
     /// Reads the file named in `over` (if any) and applies the overrides.
@@ -142,10 +292,7 @@ impl Config {
             Some(path) => (read_file(path)?, Some(path.clone())),
             None => (FileConfig::default(), None),
         };
-        let where_ = source.as_deref().map_or_else(
-            || "the command line".to_owned(),
-            |p| p.display().to_string(),
-        );
+        let origin = Origin::of(source.as_deref());
         // Each `[rules.NAME]` goes to its rule's settings through serde; the
         // core never sees TOML.
         let tables: BTreeMap<String, serde_json::Value> = file
@@ -153,7 +300,10 @@ impl Config {
             .iter()
             .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default()))
             .collect();
-        let rules = RuleSet::build(&tables).map_err(|e| ConfigError(format!("{where_}: {e}")))?;
+        let rules = RuleSet::build(&tables).map_err(|error| ConfigError::Rules {
+            file: origin.clone(),
+            error,
+        })?;
 
         let base = source
             .as_deref()
@@ -166,7 +316,10 @@ impl Config {
                 targets.push(
                     Target::new(t.name, &t.url, t.token_file)
                         .and_then(|target| target.with_tls(tls))
-                        .map_err(|e| ConfigError(format!("{where_}: [[target]] {e}")))?,
+                        .map_err(|problem| ConfigError::Target {
+                            file: origin.clone(),
+                            problem,
+                        })?,
                 );
             }
         } else {
@@ -175,26 +328,31 @@ impl Config {
                     Some((n, u)) if !n.contains('/') && !n.contains(':') => (Some(n.to_owned()), u),
                     _ => (None, spec.as_str()),
                 };
-                targets.push(
-                    Target::new(name, url, None)
-                        .map_err(|e| ConfigError(format!("--target {spec}: {e}")))?,
-                );
+                targets.push(Target::new(name, url, None).map_err(|problem| {
+                    ConfigError::TargetFlag {
+                        spec: spec.clone(),
+                        problem,
+                    }
+                })?);
             }
         }
         let mut seen = std::collections::BTreeSet::new();
         for t in &targets {
             if !seen.insert(t.name.as_str()) {
-                return Err(ConfigError(format!(
-                    "{where_}: two targets are named {:?}; give them distinct names",
-                    t.name
-                )));
+                return Err(ConfigError::DuplicateTarget {
+                    file: origin,
+                    name: t.name.clone(),
+                });
             }
         }
 
         let mut target_files = Vec::new();
         for pattern in &file.target_files {
-            crate::targets::check_pattern(pattern)
-                .map_err(|e| ConfigError(format!("{where_}: key `target_files`: {e}")))?;
+            crate::targets::check_pattern(pattern).map_err(|problem| ConfigError::Key {
+                file: origin.clone(),
+                key: "target_files",
+                problem,
+            })?;
             target_files.push(base.join(pattern).to_string_lossy().into_owned());
         }
 
@@ -203,60 +361,65 @@ impl Config {
             .or(file.interval)
             .map_or(DEFAULT_INTERVAL, |d| d.0);
         if interval.is_zero() {
-            return Err(ConfigError(format!(
-                "{where_}: key `interval` must be longer than 0s"
-            )));
+            return Err(ConfigError::OutOfRange {
+                file: origin,
+                key: "interval",
+                bound: "longer than 0s".into(),
+            });
         }
         let timeout = over
             .timeout
             .or(file.timeout)
             .map_or(DEFAULT_TIMEOUT, |d| d.0);
         if timeout.is_zero() {
-            return Err(ConfigError(format!(
-                "{where_}: key `timeout` must be longer than 0s"
-            )));
+            return Err(ConfigError::OutOfRange {
+                file: origin,
+                key: "timeout",
+                bound: "longer than 0s".into(),
+            });
         }
-        let listen = match over.listen.or(file.listen) {
-            Some(l) => l,
-            None => DEFAULT_LISTEN
-                .parse()
-                .map_err(|_| ConfigError("bad default listen address".into()))?,
-        };
+        let listen = over.listen.or(file.listen).unwrap_or(DEFAULT_LISTEN_ADDR);
         let record_max_bytes = over.record_max_bytes.or(file.record_max_bytes).map(|b| b.0);
         if record_max_bytes == Some(0) {
-            return Err(ConfigError(format!(
-                "{where_}: key `record_max_bytes` must be larger than 0"
-            )));
+            return Err(ConfigError::OutOfRange {
+                file: origin,
+                key: "record_max_bytes",
+                bound: "larger than 0".into(),
+            });
         }
         let record_keep = over
             .record_keep
             .or(file.record_keep)
             .unwrap_or(crate::record::DEFAULT_KEEP);
         if record_keep > crate::record::MAX_KEEP {
-            return Err(ConfigError(format!(
-                "{where_}: key `record_keep` must be at most {}",
-                crate::record::MAX_KEEP
-            )));
+            return Err(ConfigError::OutOfRange {
+                file: origin,
+                key: "record_keep",
+                bound: format!("at most {}", crate::record::MAX_KEEP),
+            });
         }
         // `[notify]` is checked here, with everything else: a bad sink is a
         // config error (exit 2) in every command, not a failure of `run` later.
         let mut notify = file.notify;
         notify.anchor_tls(base);
-        notify
-            .validate()
-            .map_err(|e| ConfigError(format!("{where_}: {e:#}")))?;
+        notify.validate().map_err(|error| ConfigError::Notify {
+            file: origin.clone(),
+            error,
+        })?;
         let web_config_file = match &over.web_config_file {
             Some(p) => Some(p.clone()),
             None => file.web_config_file.map(|p| base.join(p)),
         };
         if let Some(path) = &web_config_file {
-            edges::web_config::WebConfig::load(path).map_err(|e| {
-                let key = if over.web_config_file.is_some() {
-                    "--web.config.file".to_owned()
+            edges::web_config::WebConfig::load(path).map_err(|error| {
+                if over.web_config_file.is_some() {
+                    ConfigError::WebConfigFlag { error }
                 } else {
-                    format!("{where_}: key `web_config_file`")
-                };
-                ConfigError(format!("{key}: {e}"))
+                    ConfigError::WebConfigFile {
+                        file: origin.clone(),
+                        error,
+                    }
+                }
             })?;
         }
         Ok(Self {
@@ -392,19 +555,14 @@ pub fn rules_table(rules: &RuleSet) -> toml::Table {
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigError(format!(
-            "{}: cannot read the config file: {e}",
-            path.display()
-        ))
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        file: path.to_owned(),
+        error,
     })?;
     // A TOML error quotes the offending line, which may hold a target's password.
-    toml::from_str(&text).map_err(|e| {
-        ConfigError(format!(
-            "{}: {}",
-            path.display(),
-            edges::redact::in_text(e.to_string().trim_end())
-        ))
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        file: path.to_owned(),
+        message: edges::redact::in_text(e.to_string().trim_end()),
     })
 }
 
@@ -458,16 +616,19 @@ mod tests {
             "[[target]]\nurl = \"https://orch:9464\"\ntls_config = { ca_fil = \"x\" }\n",
         )
         .unwrap();
-        assert!(Config::load(&over).unwrap_err().0.contains("ca_fil"));
+        assert!(Config::load(&over)
+            .unwrap_err()
+            .to_string()
+            .contains("ca_fil"));
         std::fs::write(
             &cfg,
             "[[target]]\nurl = \"https://orch:9464\"\ntls_config = { ca_file = \"nope.crt\" }\n",
         )
         .unwrap();
-        let e = Config::load(&over).unwrap_err().0;
+        let e = Config::load(&over).unwrap_err().to_string();
         assert!(e.contains("ca_file") && e.contains("nope.crt"), "{e}");
         std::fs::write(&cfg, "web_config_file = \"nope.yml\"\n").unwrap();
-        let e = Config::load(&over).unwrap_err().0;
+        let e = Config::load(&over).unwrap_err().to_string();
         assert!(
             e.contains("web_config_file") && e.contains("nope.yml"),
             "{e}"
@@ -530,22 +691,22 @@ repeat_interval = "1h 30m"
     #[test]
     fn unknown_keys_name_the_key_and_the_file() {
         let f = write("intervall = \"15s\"\n");
-        let e = load_file(&f).unwrap_err().0;
+        let e = load_file(&f).unwrap_err().to_string();
         assert!(
             e.contains("intervall") && e.contains(&f.path().display().to_string()),
             "{e}"
         );
         let f = write("[rules.stuck_agent]\ncpu_flor = 0.1\n");
-        let e = load_file(&f).unwrap_err().0;
+        let e = load_file(&f).unwrap_err().to_string();
         assert!(
             e.contains("cpu_flor") && e.contains(&f.path().display().to_string()),
             "{e}"
         );
         let f = write("[rules.stuck]\n");
-        let e = load_file(&f).unwrap_err().0;
+        let e = load_file(&f).unwrap_err().to_string();
         assert!(e.contains("unknown rule `stuck`"), "{e}");
         let f = write("[[target]]\nurl = \"http://x\"\ntoken = \"inline\"\n");
-        assert!(load_file(&f).unwrap_err().0.contains("token"));
+        assert!(load_file(&f).unwrap_err().to_string().contains("token"));
     }
 
     #[test]
@@ -582,11 +743,76 @@ repeat_interval = "1h 30m"
         );
         assert!(c.to_toml().contains("target_files = ["), "{}", c.to_toml());
         let f = write("target_files = [\"/etc/*/fleet.json\"]\n");
-        let e = load_file(&f).unwrap_err().0;
+        let e = load_file(&f).unwrap_err().to_string();
         assert!(
             e.contains("target_files") && e.contains("last path component"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_default_listen_address_is_default_listen() {
+        assert_eq!(
+            DEFAULT_LISTEN.parse::<SocketAddr>(),
+            Ok(DEFAULT_LISTEN_ADDR)
+        );
+        assert_eq!(load_file(&write("")).unwrap().listen, DEFAULT_LISTEN_ADDR);
+    }
+
+    /// Issue 23: what went wrong is a variant, its parts kept typed; the
+    /// message is still `file: key: problem`.
+    #[test]
+    fn config_errors_say_what_went_wrong_in_their_variant() {
+        let missing = PathBuf::from("/nonexistent/watchdog.toml");
+        match Config::load(&Overrides {
+            config: Some(missing.clone()),
+            ..Overrides::default()
+        }) {
+            Err(ConfigError::Read { file, error }) => {
+                assert_eq!(file, missing);
+                assert_eq!(error.kind(), std::io::ErrorKind::NotFound);
+            }
+            other => panic!("{other:?}"),
+        }
+        let f = write("[rules.stuck]\n");
+        match load_file(&f) {
+            Err(ConfigError::Rules { file, error }) => {
+                assert_eq!(file, Origin::File(f.path().to_owned()));
+                assert_eq!(error.rule(), "stuck");
+            }
+            other => panic!("{other:?}"),
+        }
+        let f = write("record_keep = 5000\n");
+        let e = load_file(&f).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                ConfigError::OutOfRange {
+                    key: "record_keep",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: key `record_keep` must be at most {}",
+                f.path().display(),
+                crate::record::MAX_KEEP
+            )
+        );
+        let e = Config::load(&Overrides {
+            targets: vec!["a=http://x:1".into(), "a=http://y:1".into()],
+            ..Overrides::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the command line: two targets are named \"a\"; give them distinct names"
+        );
+        // The message quotes the cause once, not again as a source.
+        assert!(std::error::Error::source(&e).is_none());
     }
 
     /// Issue 21: the rotation keys of `--record`, as numbers or with units;
@@ -623,7 +849,7 @@ repeat_interval = "1h 30m"
             ("record_keep = 5000\n", "record_keep"),
             ("record_keep = -1\n", "record_keep"),
         ] {
-            let e = load_file(&write(text)).unwrap_err().0;
+            let e = load_file(&write(text)).unwrap_err().to_string();
             assert!(e.contains(key), "{text}: {e}");
         }
     }

@@ -281,7 +281,7 @@ pub fn config_keys() -> BTreeMap<&'static str, Vec<String>> {
             config: Some(path),
             ..Overrides::default()
         }) {
-            Err(e) => e.0,
+            Err(e) => e.to_string(),
             Ok(_) => String::new(),
         };
         let keys = err

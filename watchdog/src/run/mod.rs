@@ -56,9 +56,7 @@ use runner::{names, Runner};
 /// binary asks before it binds the listener, so that is exit 2).
 pub fn check(config: &Config) -> Result<(), ConfigError> {
     if config.targets.is_empty() && config.target_files.is_empty() {
-        return Err(ConfigError(
-            "no target: give --target URL, a [[target]] table or target_files in --config".into(),
-        ));
+        return Err(ConfigError::NoTarget);
     }
     Ok(())
 }
@@ -80,7 +78,11 @@ pub async fn run(
     let mut files = TargetFiles::new(config.target_files.clone(), Some(exporter.registry()));
     let (_, errors) = files.scan(&names(&config.targets));
     if let Some(dup) = errors.iter().find(|e| e.duplicate) {
-        return Err(ConfigError(format!("{}: {}", dup.file.display(), dup.error)).into());
+        return Err(ConfigError::TargetFile {
+            file: dup.file.clone(),
+            problem: dup.error.clone(),
+        }
+        .into());
     }
     let all = std::mem::take(&mut config.targets);
     config.targets = config.my_share(all);
@@ -96,7 +98,12 @@ pub async fn run(
     let restored_resolved = match &config.state_file {
         Some(path) => {
             let watched = |t: &str| config.targets.iter().any(|c| c.name == t);
-            state::load(&mut engine, path, watched, Timestamp::now()).map_err(ConfigError)?
+            state::load(&mut engine, path, watched, Timestamp::now()).map_err(|problem| {
+                ConfigError::StateFile {
+                    file: path.clone(),
+                    problem,
+                }
+            })?
         }
         None => Vec::new(),
     };
