@@ -5,12 +5,11 @@
 //! and `threshold` are always present (`null` where a rule has none);
 //! `diagnosis` appears only when there is one, `sink` only on `dropped` lines.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::Timestamp;
+use crate::{Labels, Timestamp};
 
 /// What happened to an alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -90,7 +89,7 @@ pub struct AlertLine {
     pub key: String,
     /// The subject's identifying labels (never values).
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     /// One sentence for a human at 3 a.m.
     pub summary: String,
     /// The measured value, where the rule has one.

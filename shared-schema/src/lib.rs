@@ -51,6 +51,7 @@
 pub mod agent_view;
 pub mod alert;
 pub mod envelope;
+pub mod labels;
 pub mod metrics;
 pub mod read;
 pub mod record;
@@ -61,6 +62,7 @@ pub mod validate;
 pub use agent_view::{AgentView, FdKind, FdMode, FdView, ProcessView, SocketView};
 pub use alert::{AlertEvent, AlertLine, Severity};
 pub use envelope::*;
+pub use labels::Labels;
 pub use read::{read_envelope, read_value, Problem, ReadError, Reading};
 pub use record::{RecordError, RecordLine, RecordRef, Recorded};
 pub use timestamp::{Timestamp, TimestampError};

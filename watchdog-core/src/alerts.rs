@@ -8,16 +8,14 @@
 //! time spent in the gap never counts towards `for`: a missed poll is
 //! "unknown", not "fine". `keep_firing_for` is counted the same way.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
-use shared_schema::{AlertEvent, AlertLine, Severity, Timestamp};
+use shared_schema::{AlertEvent, AlertLine, Labels, Severity, Timestamp};
 
 /// What a rule found for one subject while its condition holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     /// Identifying labels (never values).
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     /// One sentence for a human.
     pub summary: String,
     /// The measured value.
@@ -179,8 +177,11 @@ impl Alert {
         let last = self.last;
         self.last_clock = clock;
         match observed {
-            Observed::True(finding) => {
+            Observed::True(mut finding) => {
                 self.last = Last::True;
+                // The rule made the labels anew; the ones every output
+                // already holds stay the one copy while they are the same.
+                finding.labels = finding.labels.dedup_with(&self.finding.labels);
                 self.finding = finding;
                 self.false_s = None;
                 if last == Last::True {
@@ -251,7 +252,7 @@ mod tests {
 
     fn finding() -> Finding {
         Finding {
-            labels: BTreeMap::new(),
+            labels: Default::default(),
             summary: "s".into(),
             value: Some(1.0),
             threshold: Some(0.5),

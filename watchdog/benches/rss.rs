@@ -7,7 +7,8 @@
 //!
 //! `cargo bench -p watchdog --bench rss` (release binary); `RSS_TARGETS`,
 //! `RSS_AGENTS`, `RSS_SECONDS` (default 100, 100, 15) change the load, and
-//! the environment is passed on (e.g. `MALLOC_ARENA_MAX=8` to compare).
+//! the environment is passed on (e.g. `MALLOC_ARENA_MAX=8` to compare);
+//! `RSS_WATCHDOG` names another binary or a wrapper (e.g. heaptrack's).
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -140,7 +141,12 @@ fn main() {
     }
     let config = dir.path().join("watchdog.toml");
     std::fs::write(&config, toml).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_watchdog"))
+    // `RSS_WATCHDOG` runs another binary, or a wrapper (heaptrack).
+    let watchdog = std::env::var_os("RSS_WATCHDOG").map_or_else(
+        || env!("CARGO_BIN_EXE_watchdog").into(),
+        std::path::PathBuf::from,
+    );
+    let mut child = Command::new(watchdog)
         .arg("run")
         .arg("--config")
         .arg(&config)

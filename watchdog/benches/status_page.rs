@@ -79,7 +79,8 @@ fn alerts(t: usize) -> Vec<AlertRow> {
                     ("pid".to_owned(), (20_000 + i).to_string()),
                     ("repo".to_owned(), "app".to_owned()),
                     ("run_id".to_owned(), (job + 10_000).to_string()),
-                ]),
+                ])
+                .into(),
                 summary: format!(
                     "agent agent-{} (job {job}, pid {}) used 0.3% CPU and did no I/O for 10m",
                     i % 7,

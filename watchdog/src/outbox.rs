@@ -405,7 +405,7 @@ mod tests {
             severity: Severity::Warning,
             target: "t".into(),
             key: key.into(),
-            labels: BTreeMap::new(),
+            labels: Default::default(),
             summary: "agent dev (job 7, pid 1) used 0.0% CPU for 10m".into(),
             value: None,
             threshold: None,

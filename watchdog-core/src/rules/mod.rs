@@ -26,7 +26,7 @@ use std::fmt::Debug;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use shared_schema::{Agent, Envelope, Section, Severity};
+use shared_schema::{Agent, Envelope, Labels, Section, Severity};
 
 use crate::alerts::Finding;
 use crate::delta::{AgentId, Deltas};
@@ -586,7 +586,7 @@ pub fn agent_subject(a: &Agent) -> String {
 }
 
 /// The labels of one agent.
-pub fn agent_labels(a: &Agent) -> BTreeMap<String, String> {
+pub fn agent_labels(a: &Agent) -> Labels {
     let mut l = BTreeMap::new();
     if let Some(name) = &a.agent {
         l.insert("agent".into(), name.clone());
@@ -601,7 +601,7 @@ pub fn agent_labels(a: &Agent) -> BTreeMap<String, String> {
     if let Some(repo) = &a.repo {
         l.insert("repo".into(), repo.clone());
     }
-    l
+    l.into()
 }
 
 /// How a summary names an agent: `agent dev (job 7, pid 1234)`.
@@ -614,14 +614,14 @@ pub fn agent_phrase(a: &Agent) -> String {
 }
 
 /// Labels from pairs.
-pub fn labels<const N: usize>(pairs: [(&str, String); N]) -> BTreeMap<String, String> {
-    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+pub fn labels<const N: usize>(pairs: [(&str, String); N]) -> Labels {
+    pairs.into_iter().collect()
 }
 
 /// A finding without labels.
 pub fn finding(summary: String, value: Option<f64>, threshold: Option<f64>) -> Finding {
     Finding {
-        labels: BTreeMap::new(),
+        labels: Labels::new(),
         summary,
         value,
         threshold,

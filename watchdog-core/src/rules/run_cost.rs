@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use shared_schema::{Section, Severity};
 
 use super::spend::{self, Spend};
-use super::{labels, Ctx, Outcome, PerAgent, Rule, Verdict};
+use super::{Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::alerts::Finding;
 use crate::delta::CounterWindow;
 use crate::dur::Dur;
@@ -76,7 +76,7 @@ impl Run<'_> {
     /// Identity only (job, run, agent name), the same whichever section
     /// named the run, so the labels stay put when a section is degraded.
     fn labels(&self) -> BTreeMap<String, String> {
-        let mut l = labels([("job_id", self.job_id.to_string())]);
+        let mut l = BTreeMap::from([("job_id".to_owned(), self.job_id.to_string())]);
         if let Some(name) = self.agent {
             l.insert("agent".into(), name.to_owned());
         }
@@ -182,7 +182,7 @@ impl Rule for Settings {
                     Some(sp) if sp.usd > max => out.push((
                         subject.clone(),
                         Verdict::Firing(Finding {
-                            labels: run.labels(),
+                            labels: run.labels().into(),
                             summary: format!(
                                 "{} has spent ${:.2} in this run (max ${max:.2}{})",
                                 run.phrase(),
@@ -228,7 +228,7 @@ fn burn(run: &Run<'_>, sp: Spend, rate: f64, max: f64, window: Dur) -> Verdict {
     let mut labels = run.labels();
     labels.insert("budget".into(), "per_hour".into());
     Verdict::Firing(Finding {
-        labels,
+        labels: labels.into(),
         summary: format!(
             "{} burns ${rate:.2}/h over {window} (max ${max:.2}/h; ${:.2} so far{})",
             run.phrase(),

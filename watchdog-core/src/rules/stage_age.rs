@@ -53,10 +53,10 @@ impl Rule for Settings {
                 Some(age) if age > max.as_secs_f64() => {
                     let mut l = labels([("task_id", task.clone()), ("stage", s.stage.clone())]);
                     if let Some(w) = &s.work_item {
-                        l.insert("work_item".into(), w.clone());
+                        l.make_mut().insert("work_item".into(), w.clone());
                     }
                     if let Some(r) = &s.repo {
-                        l.insert("repo".into(), r.clone());
+                        l.make_mut().insert("repo".into(), r.clone());
                     }
                     let what = s
                         .work_item

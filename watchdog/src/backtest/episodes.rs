@@ -3,9 +3,9 @@
 //! firing when the records end). Pure: the lines and the end of the
 //! records come in, the list goes out.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
-use shared_schema::{AlertEvent, AlertLine, Severity, Timestamp};
+use shared_schema::{AlertEvent, AlertLine, Labels, Severity, Timestamp};
 
 /// One alert that fired: from its `firing` line to its `resolved` one.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,7 +19,7 @@ pub struct Fired {
     /// The rule's severity.
     pub severity: Severity,
     /// The subject's labels.
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     /// The summary of the `firing` line.
     pub summary: String,
     /// The value of the `firing` line.
@@ -168,7 +168,7 @@ pub(crate) mod tests {
             severity: Severity::Warning,
             target: parts.next().unwrap().into(),
             key: key.into(),
-            labels: BTreeMap::new(),
+            labels: Default::default(),
             summary: format!("summary of {key}"),
             value: Some(0.01),
             threshold: Some(0.02),

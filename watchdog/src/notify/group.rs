@@ -275,7 +275,7 @@ mod tests {
             severity: Severity::Warning,
             target: target.into(),
             key: format!("{rule}|{target}|job={job}"),
-            labels: BTreeMap::from([("agent".to_owned(), format!("a{}", job % 2))]),
+            labels: BTreeMap::from([("agent".to_owned(), format!("a{}", job % 2))]).into(),
             summary: format!("job {job}"),
             value: None,
             threshold: None,

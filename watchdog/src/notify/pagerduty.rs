@@ -278,7 +278,7 @@ mod tests {
             severity: Severity::Critical,
             target: "orch-1".into(),
             key: key.into(),
-            labels: BTreeMap::from([("agent".to_owned(), "dev".to_owned())]),
+            labels: BTreeMap::from([("agent".to_owned(), "dev".to_owned())]).into(),
             summary: "agent dev (job 7, pid 1234) made the same Bash call 37 times".into(),
             value: Some(37.0),
             threshold: Some(5.0),

@@ -232,7 +232,6 @@ fn cut(text: &str, max: usize) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use std::collections::BTreeMap;
 
     fn line(event: AlertEvent, summary: &str) -> AlertLine {
         AlertLine {
@@ -242,7 +241,7 @@ mod tests {
             severity: Severity::Warning,
             target: "orch-1".into(),
             key: "stuck_agent|orch-1|job=7|run=42|pid=1234".into(),
-            labels: BTreeMap::new(),
+            labels: Default::default(),
             summary: summary.into(),
             value: Some(0.003),
             threshold: Some(0.02),

@@ -43,7 +43,7 @@ mod tests {
             state,
             target: "orch-1".into(),
             key: key.into(),
-            labels: BTreeMap::from([("job_id".to_owned(), "7".to_owned())]),
+            labels: BTreeMap::from([("job_id".to_owned(), "7".to_owned())]).into(),
             summary: "idle".into(),
             value: Some(0.003),
             since: Timestamp::parse("2026-11-22T10:00:00Z").unwrap(),

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use shared_schema::alert::diagnosed_summary;
-use shared_schema::{AlertEvent, AlertLine, Envelope, Severity, Timestamp};
+use shared_schema::{AlertEvent, AlertLine, Envelope, Labels, Severity, Timestamp};
 
 use crate::alerts::{Alert, Phase};
 use crate::view::{AgentSample, PollOutcome};
@@ -46,7 +46,7 @@ pub struct AlertRow {
     /// The alert's identity (as in the alert log).
     pub key: String,
     /// Identifying labels.
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     /// One sentence (ends with `: ` and the diagnosis when there is one).
     pub summary: String,
     /// The measured value.
@@ -426,7 +426,7 @@ mod tests {
             state: AlertState::Firing,
             target: "orch-1".into(),
             key: "stuck_agent|orch-1|job=7".into(),
-            labels: BTreeMap::new(),
+            labels: Default::default(),
             summary: "agent dev (job 7) idle".into(),
             value: Some(0.003),
             since: ts("2026-11-22T10:00:00Z"),
@@ -459,7 +459,7 @@ mod tests {
     #[test]
     fn an_engine_alert_with_a_diagnosis_shows_it_as_the_line_does() {
         let finding = crate::alerts::Finding {
-            labels: BTreeMap::from([("job_id".to_owned(), "7".to_owned())]),
+            labels: BTreeMap::from([("job_id".to_owned(), "7".to_owned())]).into(),
             summary: "agent dev (job 7, pid 1234) used 0.3% CPU and did no I/O for 10m".into(),
             value: Some(0.003),
             threshold: Some(0.02),

@@ -326,7 +326,7 @@ mod tests {
             state: AlertState::Firing,
             target: name.into(),
             key: format!("stuck_agent|{name}|job=3"),
-            labels: BTreeMap::from([("job_id".to_owned(), "3".to_owned())]),
+            labels: BTreeMap::from([("job_id".to_owned(), "3".to_owned())]).into(),
             summary: "agent <dev> used 0.3% CPU & did no I/O".into(),
             value: Some(0.003),
             since: ts("2026-11-22T10:00:00Z"),
