@@ -111,9 +111,11 @@ const GAUGES: &[Def] = &[
 /// memory after the engine's own state).
 type Labels = Arc<[String]>;
 
-/// Series of one family: label values after `target` -> value. One series
-/// per label set: of duplicate rows (two agents with one identity), the last wins.
-type Rows = BTreeMap<Labels, f64>;
+/// Series of one family: label values after `target` and value, sorted by
+/// labels, one series per label set: of duplicate rows (two agents with one
+/// identity), the last wins. A `Vec` sized to its rows, not a `BTreeMap`:
+/// most families have one row, and a map node holds eleven.
+type Rows = Vec<(Labels, f64)>;
 
 /// What the last polls of one target said, per gauge family: the state the
 /// collector renders. Replacing a family's rows drops the series that are
@@ -129,7 +131,16 @@ impl TargetSeries {
         family: &'static str,
         rows: impl IntoIterator<Item = (L, f64)>,
     ) {
-        let rows: Rows = rows.into_iter().map(|(l, v)| (l.into(), v)).collect();
+        let mut rows: Rows = rows.into_iter().map(|(l, v)| (l.into(), v)).collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0)); // stable: duplicates keep their order
+        rows.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                kept.1 = later.1;
+            }
+            same
+        });
+        rows.shrink_to_fit();
         if rows.is_empty() {
             self.rows.remove(family);
         } else {
@@ -731,6 +742,21 @@ mod tests {
 
     use super::*;
     use crate::view::FiringCount;
+
+    #[test]
+    fn rows_are_sorted_and_of_two_with_one_label_set_the_last_wins() {
+        let mut series = TargetSeries::default();
+        let row = |v: &str, x: f64| (vec![v.to_owned()], x);
+        series.set(
+            "watchdog_stage_tasks",
+            [row("b", 1.0), row("a", 2.0), row("b", 3.0)],
+        );
+        let rows = &series.rows["watchdog_stage_tasks"];
+        let got: Vec<(String, f64)> = rows.iter().map(|(l, v)| (l[0].clone(), *v)).collect();
+        assert_eq!(got, [("a".to_owned(), 2.0), ("b".to_owned(), 3.0)]);
+        series.set("watchdog_stage_tasks", Vec::<(Vec<String>, f64)>::new());
+        assert!(!series.rows.contains_key("watchdog_stage_tasks"));
+    }
 
     fn envelope(agents: &[(i64, &str)]) -> Envelope {
         let mut e = Envelope::new(Timestamp::parse("2026-11-22T10:00:00Z").unwrap());
