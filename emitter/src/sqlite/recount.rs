@@ -10,10 +10,11 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use super::open::Mode;
+use super::refresh::note_run;
 use super::scan::{self, Kind};
 use super::tally::{block_of, block_range, State, Table, Tally};
 use super::tx::Tx;
-use super::{note_run, Inner, ReadStats, Recount, DEFAULT_BUSY_TIMEOUT, RECOUNT_PASS, TABLES};
+use super::{Inner, ReadStats, DEFAULT_BUSY_TIMEOUT, RECOUNT_PASS};
 
 /// Paces recount steps until the source is dropped.
 pub(super) fn recount_loop(inner: &Weak<Mutex<Inner>>, terminal: &[String]) {
@@ -170,6 +171,24 @@ fn forget_runs(job_runs: &mut HashMap<i64, std::collections::BTreeSet<i64>>, (lo
             set.remove(&id);
         }
     }
+}
+
+const TABLES: [&str; 5] = [
+    "jobs",
+    "agent_runs",
+    "tasks",
+    "error_events",
+    "reconciler_ticks",
+];
+
+/// Where the recount is: a table (0..5), the last rowid re-read in it,
+/// and how many steps the passes took (for the pacing).
+#[derive(Debug, Default)]
+pub(super) struct Recount {
+    table: usize,
+    cursor: Option<i64>,
+    steps: u64,
+    last_pass_steps: u64,
 }
 
 impl Recount {
