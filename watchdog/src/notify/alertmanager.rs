@@ -752,7 +752,7 @@ mod tests {
         assert_eq!(&Body::default().finish()[..], b"[]");
         let ts = Timestamp::parse("2026-11-22T10:00:00Z").unwrap();
         let alert = |summary, value: Option<&str>| AmAlert {
-            labels: BTreeMap::from([("alertname".to_owned(), "stuck_agent")]).into(),
+            labels: BTreeMap::from([("alertname".to_owned(), "stuck_agent")]),
             annotations: Annotations {
                 summary,
                 value: value.map(str::to_owned),
