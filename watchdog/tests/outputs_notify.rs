@@ -996,6 +996,13 @@ async fn slack_and_pagerduty_get_their_own_documented_bodies() {
         "stuck_agent|orch-1|job=7"
     );
 
+    // A sink counts a delivery once it has read the answer, just after
+    // the fake server recorded the request.
+    wait_for("3 deliveries counted per sink", || {
+        counted(&exporter, "slack[0]", "delivered") >= 3.0
+            && counted(&exporter, "pagerduty[0]", "delivered") >= 3.0
+    })
+    .await;
     assert_eq!(counted(&exporter, "slack[0]", "delivered"), 3.0);
     assert_eq!(counted(&exporter, "pagerduty[0]", "delivered"), 3.0);
     notifier.shutdown(Duration::from_secs(1)).await;
