@@ -53,7 +53,7 @@ fuzz_target!(|data: &[u8]| {
                     assert!(idle >= 0.0, "idle {idle} for {a:?}");
                 }
             }
-            for line in &eval.lines {
+            for line in eval.lines() {
                 match line.event {
                     AlertEvent::Firing => assert!(
                         firing.insert(line.key.clone()),

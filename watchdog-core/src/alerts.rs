@@ -11,8 +11,10 @@
 use serde::{Deserialize, Serialize};
 use shared_schema::{AlertEvent, AlertLine, Labels, Severity, Timestamp};
 
+use crate::dur::Dur;
+
 /// What a rule found for one subject while its condition holds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Finding {
     /// Identifying labels (never values).
     pub labels: Labels,
@@ -26,6 +28,15 @@ pub struct Finding {
     /// spans the interval before it): counted towards `for` and `since`.
     #[serde(default)]
     pub already_held_s: Option<f64>,
+    /// The job of the agent the finding is about, when it is about one
+    /// ([`crate::rules::PerAgent::about`] sets it with the labels): the
+    /// job a diagnosis asks `GET /agents/{job_id}` about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<i64>,
+    /// The `for` of the agent's `per_agent` override, resolved by the rule
+    /// when it made the finding (none: the rule's own `for`).
+    #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
+    pub for_: Option<Dur>,
 }
 
 /// One observation of one alert's condition.
@@ -256,7 +267,7 @@ mod tests {
             summary: "s".into(),
             value: Some(1.0),
             threshold: Some(0.5),
-            already_held_s: None,
+            ..Finding::default()
         }
     }
 

@@ -5,7 +5,7 @@
 //! Pure: a function of the body alone (no I/O, no clock), tested on bodies
 //! recorded from real processes (`watchdog-core/tests/fixtures/agent_view/`).
 //! The engine marks which alert lines want a diagnosis
-//! ([`crate::engine::Evaluation::wanted`]); the binary fetches the body,
+//! ([`crate::engine::Emitted::diagnose`]); the binary fetches the body,
 //! calls [`diagnose`] and completes the line with [`complete`].
 //!
 //! ## Order of precedence

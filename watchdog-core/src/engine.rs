@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use shared_schema::{read_value, AlertEvent, AlertLine, Envelope, ReadError, Reading, Timestamp};
 
-use crate::alerts::{Alert, Observed, Phase, Step, Timing};
+use crate::alerts::{Alert, Finding, Observed, Phase, Step, Timing};
 use crate::delta::{Deltas, Receipt, TargetHistory};
 use crate::error::StateError;
 use crate::rules::{AgentFigures, Clock, Ctx, DynRule, Outcome, RuleSet, RuleStates, Verdict};
@@ -102,30 +102,58 @@ pub struct TargetState {
     pub alerts: BTreeMap<String, Box<Alert>>,
 }
 
-/// A line of an [`Evaluation`] that wants a diagnosis before it goes out:
-/// a `firing` or `repeat` line of a rule about one agent's process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Wanted {
-    /// Its index in [`Evaluation::lines`].
-    pub line: usize,
-    /// The job to ask `GET /agents/{job_id}` about.
-    pub job_id: i64,
+/// One alert line the engine emitted, with what it still needs before it
+/// goes out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Emitted {
+    /// The line, as the rule's alert says it now.
+    pub line: AlertLine,
+    /// The job to ask `GET /agents/{job_id}` about before the line goes out:
+    /// a `firing` or `repeat` line of a rule about one agent's process.
+    /// `None`: it goes out as it is.
+    pub diagnose: Option<i64>,
+    /// The `for` in force for this alert, seconds: the rule's, or its
+    /// agent's `per_agent` override (`backtest` calls a firing shorter
+    /// than it a flap).
+    pub for_s: f64,
+}
+
+impl Emitted {
+    /// A line that needs nothing more.
+    pub fn ready(line: AlertLine) -> Self {
+        Self {
+            line,
+            diagnose: None,
+            for_s: 0.0,
+        }
+    }
 }
 
 /// The result of one observation.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Evaluation {
-    /// Alert lines to write, in order.
-    pub lines: Vec<AlertLine>,
-    /// Which of `lines` want a diagnosis. The core does no I/O: the live
-    /// loop fetches each (bounded), completes the line with
-    /// [`crate::diagnose::complete`] and tells the engine
-    /// ([`Engine::set_diagnosis`]) before writing; `replay` ignores them.
-    pub wanted: Vec<Wanted>,
+    /// Alert lines to write, in order, each with what it still needs. The
+    /// core does no I/O: for a line that wants a diagnosis the live loop
+    /// fetches it (bounded), tells the engine ([`Engine::set_diagnosis`])
+    /// and completes the line before writing it; `replay` ignores it.
+    pub emitted: Vec<Emitted>,
     /// Derived per-agent figures.
     pub agents: Vec<AgentSample>,
     /// Alerts of this target firing now, per rule.
     pub firing: Vec<FiringCount>,
+}
+
+impl Evaluation {
+    /// The lines to write, in order.
+    pub fn lines(&self) -> impl Iterator<Item = &AlertLine> {
+        self.emitted.iter().map(|e| &e.line)
+    }
+
+    /// The lines to write, as they are (for `replay` and `check`, which
+    /// fetch no diagnosis).
+    pub fn into_lines(self) -> Vec<AlertLine> {
+        self.emitted.into_iter().map(|e| e.line).collect()
+    }
 }
 
 /// The state file's body.
@@ -224,7 +252,6 @@ impl Engine {
         let emitter_ts = env.map_or(obs.now, |e| e.generated_at);
 
         let mut lines = Vec::new();
-        let mut wanted = Vec::new();
         for rule in self.rules.rules.iter().filter(|r| r.common().enabled) {
             let rule = rule.as_ref();
             let base_timing = Timing {
@@ -240,13 +267,13 @@ impl Engine {
                 },
                 repeat_s: self.repeat_s,
             };
-            // `per_agent` may set another `for` for an agent's alerts.
+            // `per_agent` may set another `for` for an agent's alerts: the
+            // rule put it in the finding.
             let for_met = self.for_met;
-            let timing_of = |labels: &BTreeMap<String, String>| Timing {
-                for_s: if for_met {
-                    0.0
-                } else {
-                    rule.for_of(labels).as_secs_f64()
+            let timing_of = |f: &Finding| Timing {
+                for_s: match f.for_ {
+                    Some(over) if !for_met => over.as_secs_f64(),
+                    _ => base_timing.for_s,
                 },
                 ..base_timing
             };
@@ -255,14 +282,12 @@ impl Engine {
                 Clock::Watchdog => obs.now,
             };
             let severity = rule.common().severity;
-            let mut emit = |alert: &Alert, event: AlertEvent, lines: &mut Vec<AlertLine>| {
-                if let Some(job_id) = wants_diagnosis(rule, alert, event) {
-                    wanted.push(Wanted {
-                        line: lines.len(),
-                        job_id,
-                    });
-                }
-                lines.push(alert.line(event, severity, ts));
+            let emit = |alert: &Alert, event: AlertEvent, lines: &mut Vec<Emitted>| {
+                lines.push(Emitted {
+                    line: alert.line(event, severity, ts),
+                    diagnose: wants_diagnosis(rule, alert, event),
+                    for_s: timing_of(&alert.finding).for_s,
+                });
             };
             let outcome = rule.evaluate(&ctx, &mut state.rules);
             let whole_rule_unknown = matches!(outcome, Outcome::Unknown);
@@ -285,15 +310,15 @@ impl Engine {
                     }
                     let step = match (state.alerts.get_mut(&key), verdict) {
                         (Some(alert), Verdict::Firing(f)) => {
-                            let timing = timing_of(&f.labels);
+                            let timing = timing_of(&f);
                             alert.step(Observed::True(f), clock, &timing)
                         }
                         (Some(alert), Verdict::Unknown) => {
-                            let timing = timing_of(&alert.finding.labels);
+                            let timing = timing_of(&alert.finding);
                             alert.step(Observed::Unknown, clock, &timing)
                         }
                         (None, Verdict::Firing(f)) => {
-                            let timing = timing_of(&f.labels);
+                            let timing = timing_of(&f);
                             let mut alert =
                                 Alert::new(rule.name(), target, key.clone(), f, clock, ts);
                             let step = alert.start(&timing);
@@ -302,7 +327,7 @@ impl Engine {
                         }
                         (None, Verdict::Unknown) => continue,
                     };
-                    apply(&mut state.alerts, &key, step, &mut lines, &mut emit);
+                    apply(&mut state.alerts, &key, step, &mut lines, &emit);
                     seen.insert(key);
                 }
             }
@@ -318,12 +343,12 @@ impl Engine {
                 };
                 let step = match state.alerts.get_mut(&key) {
                     Some(alert) => {
-                        let timing = timing_of(&alert.finding.labels);
+                        let timing = timing_of(&alert.finding);
                         alert.step(observed, clock, &timing)
                     }
                     None => continue,
                 };
-                apply(&mut state.alerts, &key, step, &mut lines, &mut emit);
+                apply(&mut state.alerts, &key, step, &mut lines, &emit);
             }
         }
 
@@ -360,8 +385,7 @@ impl Engine {
             .collect();
         let firing = self.firing_counts(target);
         Evaluation {
-            lines,
-            wanted,
+            emitted: lines,
             agents,
             firing,
         }
@@ -647,15 +671,15 @@ fn wants_diagnosis(rule: &dyn DynRule, alert: &Alert, event: AlertEvent) -> Opti
     if !rule.diagnose() || !matches!(event, AlertEvent::Firing | AlertEvent::Repeat) {
         return None;
     }
-    alert.finding.labels.get("job_id")?.parse().ok()
+    alert.finding.job_id
 }
 
 fn apply(
     alerts: &mut BTreeMap<String, Box<Alert>>,
     key: &str,
     step: Step,
-    lines: &mut Vec<AlertLine>,
-    emit: &mut impl FnMut(&Alert, AlertEvent, &mut Vec<AlertLine>),
+    lines: &mut Vec<Emitted>,
+    emit: &impl Fn(&Alert, AlertEvent, &mut Vec<Emitted>),
 ) {
     match step {
         Step::Quiet => {}
@@ -755,7 +779,7 @@ mod tests {
             envelope: Some(e),
         };
         let ev = engine.observe("t", &obs);
-        assert!(ev.lines.iter().any(|l| l.rule == "breaker_open"));
+        assert!(ev.lines().any(|l| l.rule == "breaker_open"));
         // breaker_open fires at once; queue_depth is pending (for 2m).
         let rules: Vec<(String, shared_schema::Severity)> = engine
             .alerts_of("t")
@@ -796,7 +820,7 @@ mod tests {
         };
         for t in ["kept", "gone"] {
             let ev = engine.observe(t, &obs);
-            assert!(ev.lines.iter().any(|l| l.rule == "breaker_open"));
+            assert!(ev.lines().any(|l| l.rule == "breaker_open"));
         }
         let saved = engine.save();
         let later = t0.plus_seconds(30.0);
@@ -876,7 +900,7 @@ mod tests {
                         prop_assert!(i >= 0.0);
                     }
                 }
-                let mut keys: Vec<&str> = ev.lines.iter().map(|l| l.key.as_str()).collect();
+                let mut keys: Vec<&str> = ev.lines().map(|l| l.key.as_str()).collect();
                 let n = keys.len();
                 keys.sort_unstable();
                 keys.dedup();

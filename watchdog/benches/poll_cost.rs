@@ -47,13 +47,13 @@ fn part_read_envelope(body: &[u8]) -> Observation {
 
 #[inline(never)]
 fn part_engine_only(e: &mut Engine, obs: &Observation) -> usize {
-    e.observe("orch", obs).lines.len()
+    e.observe("orch", obs).emitted.len()
 }
 
 #[inline(never)]
 fn part_poll(e: &mut Engine, body: &[u8]) -> usize {
     let obs = Observation::from_body(t0().plus_seconds(30.0), body);
-    e.observe("orch", &obs).lines.len()
+    e.observe("orch", &obs).emitted.len()
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

@@ -2,7 +2,7 @@
 //! diagnosis where the core asks for one (CONTRACT.md section 3).
 //!
 //! The core marks the `firing`/`repeat` lines of rules about an agent
-//! ([`Evaluation::wanted`]); here each such batch of lines waits while one
+//! ([`Emitted::diagnose`]); here each such batch of lines waits while one
 //! task asks the target's emitter for `GET /agents/{job_id}`, builds the
 //! sentences ([`diagnose`]) and hands them back to the run loop, which
 //! completes the lines and writes them. The task has one deadline, the
@@ -40,7 +40,7 @@ use tokio::time::Instant;
 
 use crate::config::Target;
 use crate::diagnose::{complete, diagnose};
-use crate::engine::{Engine, Evaluation};
+use crate::engine::{Emitted, Engine, Evaluation};
 use crate::up_close::UpClose;
 
 /// The most views asked of one emitter at once (the emitter reads 8 at
@@ -88,13 +88,11 @@ pub struct Found {
     by_job: BTreeMap<i64, Option<String>>,
 }
 
-/// One poll's lines of one target.
+/// One poll's lines of one target, each with the job it waits on.
 #[derive(Debug)]
 struct Batch {
     id: u64,
-    lines: Vec<AlertLine>,
-    /// Line index -> job, for the lines that want a diagnosis.
-    wanted: Vec<(usize, i64)>,
+    lines: Vec<Emitted>,
     /// Still waiting for its diagnoses.
     held: bool,
 }
@@ -143,23 +141,23 @@ impl Outbox {
         source: Option<&Target>,
         eval: &Evaluation,
     ) -> Vec<AlertLine> {
-        let wanted: Vec<(usize, i64)> = match source {
-            Some(_) => eval.wanted.iter().map(|w| (w.line, w.job_id)).collect(),
+        // A target a reload removed has no emitter to ask.
+        let jobs: Vec<i64> = match source {
+            Some(_) => eval.emitted.iter().filter_map(|e| e.diagnose).collect(),
             None => Vec::new(),
         };
         let queued = self.queues.get(target).is_some_and(|q| !q.is_empty());
-        if wanted.is_empty() && !queued {
-            return eval.lines.clone();
+        if jobs.is_empty() && !queued {
+            return eval.lines().cloned().collect();
         }
-        if eval.lines.is_empty() {
+        if eval.emitted.is_empty() {
             return Vec::new();
         }
         let queue = self.queues.entry(target.to_owned()).or_default();
         let id = self.next_id;
         self.next_id += 1;
-        let held = !wanted.is_empty();
+        let held = !jobs.is_empty();
         if let (true, Some(t)) = (held, source) {
-            let jobs: Vec<i64> = wanted.iter().map(|(_, j)| *j).collect();
             let turn = self
                 .turns
                 .entry(target.to_owned())
@@ -180,12 +178,12 @@ impl Outbox {
                 self.found_tx.clone(),
             ));
         }
-        queue.push_back(Batch {
-            id,
-            lines: eval.lines.clone(),
-            wanted,
-            held,
-        });
+        let mut lines = eval.emitted.clone();
+        if !held {
+            // Queued behind a held batch only for order: nothing to ask.
+            lines.iter_mut().for_each(|e| e.diagnose = None);
+        }
+        queue.push_back(Batch { id, lines, held });
         Vec::new()
     }
 
@@ -197,14 +195,14 @@ impl Outbox {
             return Vec::new();
         };
         if let Some(batch) = queue.iter_mut().find(|b| b.id == found.batch) {
-            for (i, job) in &batch.wanted {
-                let sentence = found.by_job.get(job).cloned().flatten();
-                let Some(line) = batch.lines.get_mut(*i) else {
+            for e in &mut batch.lines {
+                let Some(job) = e.diagnose.take() else {
                     continue;
                 };
-                engine.set_diagnosis(&found.target, &line.key, sentence.clone());
+                let sentence = found.by_job.get(&job).cloned().flatten();
+                engine.set_diagnosis(&found.target, &e.line.key, sentence.clone());
                 if let Some(s) = sentence {
-                    complete(line, s);
+                    complete(&mut e.line, s);
                 }
             }
             batch.held = false;
@@ -212,7 +210,7 @@ impl Outbox {
         let mut out = Vec::new();
         while queue.front().is_some_and(|b| !b.held) {
             if let Some(b) = queue.pop_front() {
-                out.extend(b.lines);
+                out.extend(b.lines.into_iter().map(|e| e.line));
             }
         }
         if queue.is_empty() {
@@ -234,8 +232,7 @@ impl Outbox {
                     self.next_id += 1;
                     queue.push_back(Batch {
                         id,
-                        lines: vec![line],
-                        wanted: Vec::new(),
+                        lines: vec![Emitted::ready(line)],
                         held: false,
                     });
                 }
@@ -267,7 +264,7 @@ impl Outbox {
         self.queues
             .values()
             .flatten()
-            .flat_map(|b| b.lines.iter().map(|l| l.key.as_str()))
+            .flat_map(|b| b.lines.iter().map(|e| e.line.key.as_str()))
             .collect()
     }
 
@@ -277,7 +274,7 @@ impl Outbox {
         std::mem::take(&mut self.queues)
             .into_values()
             .flatten()
-            .flat_map(|b| b.lines)
+            .flat_map(|b| b.lines.into_iter().map(|e| e.line))
             .collect()
     }
 }
@@ -394,8 +391,6 @@ mod tests {
 
     use shared_schema::{AlertEvent, Severity, Timestamp};
 
-    use crate::engine::Wanted;
-
     fn line(key: &str, event: AlertEvent) -> AlertLine {
         let ts = Timestamp::parse("2026-11-22T10:00:00Z").unwrap();
         AlertLine {
@@ -412,6 +407,14 @@ mod tests {
             since: ts,
             diagnosis: None,
             sink: None,
+        }
+    }
+
+    /// A line that wants the diagnosis of `job_id`.
+    fn wanting(line: AlertLine, job_id: i64) -> Emitted {
+        Emitted {
+            diagnose: Some(job_id),
+            ..Emitted::ready(line)
         }
     }
 
@@ -436,19 +439,18 @@ mod tests {
         let mut out = Outbox::new(UpClose::new().unwrap(), tx);
         let t = target("http://127.0.0.1:9/metrics");
         let plain = Evaluation {
-            lines: vec![line("a", AlertEvent::Firing)],
+            emitted: vec![Emitted::ready(line("a", AlertEvent::Firing))],
             ..Evaluation::default()
         };
         assert_eq!(out.push("t", Some(&t), &plain).len(), 1);
         let wants = Evaluation {
-            lines: vec![line("b", AlertEvent::Firing)],
-            wanted: vec![Wanted { line: 0, job_id: 7 }],
+            emitted: vec![wanting(line("b", AlertEvent::Firing), 7)],
             ..Evaluation::default()
         };
         assert!(out.push("t", Some(&t), &wants).is_empty());
         // Behind the held batch, even without a wish of its own.
         let after = Evaluation {
-            lines: vec![line("b", AlertEvent::Resolved)],
+            emitted: vec![Emitted::ready(line("b", AlertEvent::Resolved))],
             ..Evaluation::default()
         };
         assert!(out.push("t", Some(&t), &after).is_empty());
@@ -493,12 +495,8 @@ mod tests {
         let t = target(&format!("http://{addr}/metrics"));
         // Two polls' worth of 30 stuck agents each.
         let batch = |key: &str| Evaluation {
-            lines: (0..30).map(|_| line(key, AlertEvent::Repeat)).collect(),
-            wanted: (0..30)
-                .map(|i| Wanted {
-                    line: i,
-                    job_id: i as i64,
-                })
+            emitted: (0..30)
+                .map(|i| wanting(line(key, AlertEvent::Repeat), i))
                 .collect(),
             ..Evaluation::default()
         };
@@ -575,14 +573,8 @@ mod tests {
 
     fn stuck(n: usize) -> Evaluation {
         Evaluation {
-            lines: (0..n)
-                .map(|i| line(&format!("k{i}"), AlertEvent::Firing))
-                .collect(),
-            wanted: (0..n)
-                .map(|i| Wanted {
-                    line: i,
-                    job_id: i as i64,
-                })
+            emitted: (0..n)
+                .map(|i| wanting(line(&format!("k{i}"), AlertEvent::Firing), i as i64))
                 .collect(),
             ..Evaluation::default()
         }
@@ -672,16 +664,14 @@ mod tests {
         let mut out = Outbox::new(UpClose::new().unwrap(), tx);
         // A target no longer configured: no fetch, the line goes out as it is.
         let wants = Evaluation {
-            lines: vec![line("b", AlertEvent::Firing)],
-            wanted: vec![Wanted { line: 0, job_id: 7 }],
+            emitted: vec![wanting(line("b", AlertEvent::Firing), 7)],
             ..Evaluation::default()
         };
         assert_eq!(out.push("gone", None, &wants).len(), 1);
         // A held batch completed by hand.
         out.queues.entry("t".into()).or_default().push_back(Batch {
             id: 41,
-            lines: vec![line("b", AlertEvent::Repeat)],
-            wanted: vec![(0, 7)],
+            lines: vec![wanting(line("b", AlertEvent::Repeat), 7)],
             held: true,
         });
         let found = Found {

@@ -252,10 +252,10 @@ fn replay_into(
     let mut alerts = 0;
     for_each_record(input, file, stats, |target, obs, received| {
         let eval = engine.observe_received(target, obs, received);
-        for l in &eval.lines {
+        for l in eval.lines() {
             writeln!(out, "{}", l.to_json_line())?;
         }
-        alerts += eval.lines.len();
+        alerts += eval.emitted.len();
         Ok(())
     })?;
     stats.alerts += alerts;

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use shared_schema::{Section, Severity};
 
-use super::{agent_labels, agent_phrase, agent_subject, Ctx, Outcome, PerAgent, Rule, Verdict};
+use super::{agent_phrase, agent_subject, Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::alerts::Finding;
 use crate::delta::{AgentMap, CounterWindow, Growth, IdHash};
 use crate::dur::{human_secs, Dur};
@@ -100,7 +100,6 @@ impl Rule for Settings {
                     out.push((
                         subject,
                         Verdict::Firing(Finding {
-                            labels: agent_labels(agent),
                             summary: format!(
                                 "{} had {increase:.0} failed model requests in {} (max {})",
                                 agent_phrase(agent),
@@ -110,6 +109,7 @@ impl Rule for Settings {
                             value: Some(increase),
                             threshold: Some(settings.max as f64),
                             already_held_s: None,
+                            ..per.about(agent)
                         }),
                     ));
                 }

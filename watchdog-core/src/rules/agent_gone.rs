@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 use shared_schema::{Agent, Section, Severity};
 
-use super::{agent_labels, agent_phrase, agent_subject, Ctx, Outcome, PerAgent, Rule, Verdict};
+use super::{agent_phrase, agent_subject, Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::alerts::Finding;
 use crate::dur::Dur;
 
@@ -71,7 +71,7 @@ impl Rule for Settings {
     const DIAGNOSE: bool = true;
     type State = ();
 
-    fn evaluate(&self, ctx: &Ctx<'_>, _: &mut (), _: &PerAgent<Self>) -> Outcome {
+    fn evaluate(&self, ctx: &Ctx<'_>, _: &mut (), per: &PerAgent<Self>) -> Outcome {
         let Some(env) = ctx.section(Section::Agents) else {
             return Outcome::Unknown;
         };
@@ -83,7 +83,6 @@ impl Rule for Settings {
                 Some(Some(why)) => out.push((
                     agent_subject(agent),
                     Verdict::Firing(Finding {
-                        labels: agent_labels(agent),
                         summary: format!(
                             "{} {}{}, but job {} is still running",
                             agent_phrase(agent),
@@ -94,6 +93,7 @@ impl Rule for Settings {
                         value: None,
                         threshold: None,
                         already_held_s: None,
+                        ..per.about(agent)
                     }),
                 )),
             }

@@ -16,9 +16,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use shared_schema::{Section, Severity, Timestamp};
 
-use super::{
-    agent_labels, agent_phrase, agent_subject, spend, Ctx, Outcome, PerAgent, Rule, Verdict,
-};
+use super::{agent_phrase, agent_subject, spend, Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::alerts::Finding;
 use crate::delta::{AgentMap, IdHash};
 use crate::dur::human_secs;
@@ -116,7 +114,6 @@ impl Rule for Settings {
             out.push((
                 agent_subject(agent),
                 Verdict::Firing(Finding {
-                    labels: agent_labels(agent),
                     summary: format!(
                         "{} made the same {tool} call {} times in a row{over}{spent}",
                         agent_phrase(agent),
@@ -125,6 +122,7 @@ impl Rule for Settings {
                     value: Some(act.tool_repeat as f64),
                     threshold: Some(max as f64),
                     already_held_s: None,
+                    ..per.about(agent)
                 }),
             ));
         }

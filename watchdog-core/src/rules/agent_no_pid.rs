@@ -48,6 +48,7 @@ impl Rule for Settings {
                         value: agent.runtime_s,
                         threshold: None,
                         already_held_s: None,
+                        ..Finding::default()
                     }),
                 )
             })

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use shared_schema::{Section, Severity};
 
-use super::{agent_labels, agent_phrase, agent_subject, Ctx, Outcome, PerAgent, Rule, Verdict};
+use super::{agent_phrase, agent_subject, Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::alerts::Finding;
 use crate::dur::{human_secs, Dur};
 
@@ -47,7 +47,6 @@ impl Rule for Settings {
                 Some(r) if r > max => out.push((
                     agent_subject(agent),
                     Verdict::Firing(Finding {
-                        labels: agent_labels(agent),
                         summary: format!(
                             "{} has been running for {} (max {})",
                             agent_phrase(agent),
@@ -57,6 +56,7 @@ impl Rule for Settings {
                         value: Some(r),
                         threshold: Some(max),
                         already_held_s: None,
+                        ..per.about(agent)
                     }),
                 )),
                 Some(_) => {}

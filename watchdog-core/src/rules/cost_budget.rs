@@ -96,6 +96,7 @@ impl Rule for Settings {
                         value: Some(total),
                         threshold: Some(max),
                         already_held_s: None,
+                        ..Finding::default()
                     }),
                 ));
             }
@@ -117,6 +118,7 @@ impl Rule for Settings {
                         value: Some((rate * 1000.0).round() / 1000.0),
                         threshold: Some(max),
                         already_held_s: None,
+                        ..Finding::default()
                     }),
                 )),
                 Some(_) => {}

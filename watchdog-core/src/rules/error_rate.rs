@@ -88,6 +88,7 @@ impl Rule for Settings {
                         value: Some((per_s * 60.0 * 1000.0).round() / 1000.0),
                         threshold: Some(self.max_per_min),
                         already_held_s: None,
+                        ..Finding::default()
                     }),
                 )),
                 Some(_) => {}

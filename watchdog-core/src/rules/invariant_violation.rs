@@ -63,6 +63,7 @@ impl Rule for Settings {
                         value: Some(vs.len() as f64),
                         threshold: None,
                         already_held_s: None,
+                        ..Finding::default()
                     }),
                 )
             })

@@ -295,6 +295,24 @@ impl<R> PerAgent<R> {
         self.by_name.get(name).and_then(|o| o.for_)
     }
 
+    /// A finding about `agent`, nothing measured yet: its labels, its job
+    /// and the `for` of its name's override. The rule resolves them here,
+    /// once, as it makes the finding; the engine reads them from the
+    /// finding and never looks for the agent in the labels.
+    pub fn about(&self, agent: &Agent) -> Finding {
+        self.about_job(agent.job_id, agent.agent.as_deref(), agent_labels(agent))
+    }
+
+    /// [`PerAgent::about`] for a run known by its job and agent name.
+    pub fn about_job(&self, job_id: i64, name: Option<&str>, labels: Labels) -> Finding {
+        Finding {
+            labels,
+            job_id: Some(job_id),
+            for_: name.and_then(|n| self.for_of(n)),
+            ..Finding::default()
+        }
+    }
+
     /// The `for` in force for agents named `name`: its override, else the rule's.
     pub fn for_by_name(&self, name: Option<&str>) -> Dur {
         name.and_then(|n| self.for_of(n)).unwrap_or(self.base_for)
@@ -319,8 +337,6 @@ pub trait DynRule: Send + Sync + Debug {
     fn clock(&self) -> Clock;
     /// Whether its `firing`/`repeat` lines want a diagnosis ([`Rule::DIAGNOSE`]).
     fn diagnose(&self) -> bool;
-    /// `for` for an alert with these labels (a `per_agent` override by the `agent` label).
-    fn for_of(&self, labels: &BTreeMap<String, String>) -> Dur;
     /// Evaluates one poll against this target's state of the rule.
     fn evaluate(&self, ctx: &Ctx<'_>, state: &mut RuleStates) -> Outcome;
     /// What this rule knows of each agent (`ids[i]` fills `out[i]`): one
@@ -345,13 +361,6 @@ impl<R: Rule> DynRule for Configured<R> {
 
     fn diagnose(&self) -> bool {
         R::DIAGNOSE
-    }
-
-    fn for_of(&self, labels: &BTreeMap<String, String>) -> Dur {
-        labels
-            .get("agent")
-            .and_then(|n| self.per_agent.for_of(n))
-            .unwrap_or(self.common.for_)
     }
 
     fn evaluate(&self, ctx: &Ctx<'_>, states: &mut RuleStates) -> Outcome {
@@ -621,11 +630,10 @@ pub fn labels<const N: usize>(pairs: [(&str, String); N]) -> Labels {
 /// A finding without labels.
 pub fn finding(summary: String, value: Option<f64>, threshold: Option<f64>) -> Finding {
     Finding {
-        labels: Labels::new(),
         summary,
         value,
         threshold,
-        already_held_s: None,
+        ..Finding::default()
     }
 }
 

@@ -182,7 +182,6 @@ impl Rule for Settings {
                     Some(sp) if sp.usd > max => out.push((
                         subject.clone(),
                         Verdict::Firing(Finding {
-                            labels: run.labels().into(),
                             summary: format!(
                                 "{} has spent ${:.2} in this run (max ${max:.2}{})",
                                 run.phrase(),
@@ -192,6 +191,7 @@ impl Rule for Settings {
                             value: Some(sp.usd),
                             threshold: Some(max),
                             already_held_s: None,
+                            ..per.about_job(run.job_id, run.agent, run.labels().into())
                         }),
                     )),
                     Some(_) => {}
@@ -209,7 +209,7 @@ impl Rule for Settings {
                     match growth.per_second_over(window_s).map(|x| x * 3600.0) {
                         None => out.push((per_hour, Verdict::Unknown)),
                         Some(rate) if rate > max => {
-                            out.push((per_hour, burn(run, sp, rate, max, s.window)))
+                            out.push((per_hour, burn(run, per, sp, rate, max, s.window)))
                         }
                         Some(_) => {}
                     }
@@ -224,11 +224,17 @@ impl Rule for Settings {
     }
 }
 
-fn burn(run: &Run<'_>, sp: Spend, rate: f64, max: f64, window: Dur) -> Verdict {
+fn burn(
+    run: &Run<'_>,
+    per: &PerAgent<Settings>,
+    sp: Spend,
+    rate: f64,
+    max: f64,
+    window: Dur,
+) -> Verdict {
     let mut labels = run.labels();
     labels.insert("budget".into(), "per_hour".into());
     Verdict::Firing(Finding {
-        labels: labels.into(),
         summary: format!(
             "{} burns ${rate:.2}/h over {window} (max ${max:.2}/h; ${:.2} so far{})",
             run.phrase(),
@@ -238,5 +244,6 @@ fn burn(run: &Run<'_>, sp: Spend, rate: f64, max: f64, window: Dur) -> Verdict {
         value: Some((rate * 1000.0).round() / 1000.0),
         threshold: Some(max),
         already_held_s: None,
+        ..per.about_job(run.job_id, run.agent, labels.into())
     })
 }

@@ -42,6 +42,7 @@ impl Rule for Settings {
                         value: None,
                         threshold: None,
                         already_held_s: None,
+                        ..Finding::default()
                     }),
                 )
             })

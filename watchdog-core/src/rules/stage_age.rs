@@ -74,6 +74,7 @@ impl Rule for Settings {
                             value: Some(age),
                             threshold: Some(max.as_secs_f64()),
                             already_held_s: None,
+                            ..Finding::default()
                         }),
                     ));
                 }

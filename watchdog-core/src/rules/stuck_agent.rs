@@ -30,9 +30,7 @@ use std::collections::{HashMap, VecDeque};
 use serde::{Deserialize, Serialize};
 use shared_schema::{Activity, Agent, Section, Severity, Timestamp};
 
-use super::{
-    agent_labels, agent_phrase, agent_subject, AgentFigures, Ctx, Outcome, PerAgent, Rule, Verdict,
-};
+use super::{agent_phrase, agent_subject, AgentFigures, Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::alerts::Finding;
 use crate::delta::{AgentId, AgentMap, AgentStatus, IdHash, Reading, ResetReason};
 use crate::dur::{human_secs, Dur};
@@ -148,7 +146,7 @@ impl Rule for Settings {
                 // Another process, or another boot: the old one is not stuck.
                 (Reading::Reset(_), _) => None,
                 (Reading::Fraction { .. }, Some(_)) => judged.filter(|j| j.idle).map(|j| {
-                    Verdict::Firing(finding(agent, &timer, &j, settings, env.generated_at))
+                    Verdict::Firing(finding(agent, per, &timer, &j, settings, env.generated_at))
                 }),
             };
             next.insert(fact.id, timer);
@@ -172,6 +170,7 @@ impl Rule for Settings {
 
 fn finding(
     agent: &Agent,
+    per: &PerAgent<Settings>,
     timer: &IdleTimer,
     j: &Judged,
     settings: &Settings,
@@ -194,7 +193,6 @@ fn finding(
         None => String::new(),
     };
     Finding {
-        labels: agent_labels(agent),
         summary: format!(
             "{} used {:.1}% CPU{io} for {}{told}",
             agent_phrase(agent),
@@ -205,6 +203,7 @@ fn finding(
         threshold: Some(settings.cpu_floor),
         // The idle span began at the window's start, before this poll.
         already_held_s: timer.idle_s,
+        ..per.about(agent)
     }
 }
 

@@ -88,7 +88,7 @@ pub fn obs(e: Envelope) -> Observation {
 
 /// The lines of one poll.
 pub fn run(engine: &mut Engine, e: Envelope) -> Vec<AlertLine> {
-    engine.observe(T, &obs(e)).lines
+    engine.observe(T, &obs(e)).into_lines()
 }
 
 /// The lines of one rule.

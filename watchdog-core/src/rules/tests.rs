@@ -141,9 +141,10 @@ fn firing_and_repeat_lines_of_agent_rules_want_a_diagnosis() {
         no_pid.tree_cpu_ticks = None;
         e.agents.push(no_pid);
         let ev = en.observe(T, &obs(e));
-        for w in &ev.wanted {
-            let l = &ev.lines[w.line];
-            wanted.push((l.rule.clone(), l.event, w.job_id));
+        for e in &ev.emitted {
+            if let Some(job_id) = e.diagnose {
+                wanted.push((e.line.rule.clone(), e.line.event, job_id));
+            }
         }
         s += 15;
     }

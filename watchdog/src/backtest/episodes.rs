@@ -7,6 +7,8 @@ use std::collections::HashMap;
 
 use shared_schema::{AlertEvent, AlertLine, Labels, Severity, Timestamp};
 
+use crate::engine::Emitted;
+
 /// One alert that fired: from its `firing` line to its `resolved` one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fired {
@@ -71,6 +73,16 @@ pub struct Tracker {
 }
 
 impl Tracker {
+    /// Takes one line the engine emitted, with the `for` in force for its alert.
+    pub fn emitted(&mut self, e: &Emitted) {
+        self.line(&e.line);
+        if e.line.event == AlertEvent::Firing {
+            if let Some(f) = self.open.get_mut(&e.line.key) {
+                f.for_s = e.for_s;
+            }
+        }
+    }
+
     /// Takes one alert line.
     pub fn line(&mut self, l: &AlertLine) {
         match l.event {
@@ -121,7 +133,8 @@ impl Tracker {
 
     /// The alerts, ordered by rule, firing time and key; those still
     /// firing end at `end_of(alert)`; `for_of(alert)` is the rule's
-    /// effective `for` (seconds) that decides a flap.
+    /// effective `for` (seconds) that decides a flap (the one
+    /// [`Tracker::emitted`] took, for a replay).
     pub fn finish(
         self,
         end_of: impl Fn(&Fired) -> Timestamp,

@@ -183,9 +183,9 @@ pub fn backtest(
                 // One parse, one observation, every engine.
                 for side in &mut sides {
                     let eval = side.engine.observe_received(target, obs, received);
-                    alerts += eval.lines.len();
-                    for l in &eval.lines {
-                        side.tracker.line(l);
+                    alerts += eval.emitted.len();
+                    for e in &eval.emitted {
+                        side.tracker.emitted(e);
                     }
                 }
                 let emitter = obs.envelope.as_ref().map_or(obs.now, |e| e.generated_at);
@@ -224,12 +224,8 @@ fn finish(side: Running, ends: &HashMap<String, Ends>) -> SideReport {
             Clock::Watchdog => e.watchdog,
         })
     };
-    let for_of = |f: &Fired| {
-        rules
-            .get(&f.rule)
-            .map_or(0.0, |r| r.for_of(&f.labels).as_secs_f64())
-    };
-    let alerts = side.tracker.finish(end_of, for_of);
+    // The `for` each alert fired under, as the engine emitted it.
+    let alerts = side.tracker.finish(end_of, |f: &Fired| f.for_s);
     let settings = rules
         .rules
         .iter()

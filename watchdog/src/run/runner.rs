@@ -149,7 +149,7 @@ impl Runner {
             firing: &eval.firing,
         };
         self.outputs.observe(&view, self.alert_rows(&msg.target));
-        tracing::debug!(target = %msg.target, outcome = obs.outcome.label(), lines = eval.lines.len(),
+        tracing::debug!(target = %msg.target, outcome = obs.outcome.label(), lines = eval.emitted.len(),
             agents = eval.agents.len(), eval_us = started.elapsed().as_micros() as u64, "polled");
         self.state_dirty = true;
         ready

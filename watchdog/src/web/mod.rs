@@ -464,6 +464,7 @@ mod tests {
             value: Some(0.003),
             threshold: Some(0.02),
             already_held_s: None,
+            ..Default::default()
         };
         let mut alert = Alert::new(
             "stuck_agent",

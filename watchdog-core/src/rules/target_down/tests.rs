@@ -16,7 +16,7 @@ fn target_down_fires_after_for_on_the_watchdog_clock_and_resolves() {
                 T,
                 &Observation::failed(t0().plus_seconds(f64::from(s)), "HTTP 500"),
             )
-            .lines,
+            .into_lines(),
         );
     }
     let d = of_rule(&lines, "target_down");

@@ -12,7 +12,7 @@ fn target_stale_fires_when_the_clock_stops() {
     for s in (15..=120).step_by(15) {
         let mut o = obs(env(0.0));
         o.now = t0().plus_seconds(f64::from(s));
-        lines.extend(en.observe(T, &o).lines);
+        lines.extend(en.observe(T, &o).into_lines());
     }
     let st = of_rule(&lines, "target_stale");
     assert_eq!(st.len(), 1, "{lines:?}");

@@ -150,7 +150,7 @@ fn a_frozen_emitter_neither_resolves_a_stuck_agent_nor_fires_target_down() {
     for s in (645..=900).step_by(15) {
         let mut o = obs(idle_env(630.0));
         o.now = t0().plus_seconds(f64::from(s));
-        lines.extend(en.observe(T, &o).lines);
+        lines.extend(en.observe(T, &o).into_lines());
     }
     assert!(of_rule(&lines, "stuck_agent").is_empty(), "{lines:?}");
     assert_eq!(of_rule(&lines, "target_stale").len(), 1);
@@ -168,7 +168,7 @@ fn missed_polls_do_not_count_towards_for() {
                 T,
                 &Observation::failed(t0().plus_seconds(f64::from(s)), "connection refused"),
             )
-            .lines,
+            .into_lines(),
         );
     }
     lines.extend(drive(&mut en, 615, 900, idle_env));
@@ -250,7 +250,7 @@ fn unknown_keys_in_an_envelope_are_ignored() {
         "stages":[],"queue":null,"agents":[{"job_id":1,"pid":2,"cpu_ticks":1,"new_field":true,"agent":"a","run_id":null,
         "repo":null,"runtime_s":1,"model":null,"effort":null,"state":"S"}],"cost":null}"#;
     let ev = en.observe(T, &Observation::from_body(t0(), body));
-    assert!(ev.lines.is_empty(), "{:?}", ev.lines);
+    assert!(ev.emitted.is_empty(), "{:?}", ev.emitted);
     assert_eq!(ev.agents.len(), 1);
 }
 
