@@ -369,7 +369,7 @@ impl ProcCache {
 
     /// Brings the remembered table up to date: only the pids created since
     /// the last update are read when the kernel says which they are (see
-    /// [`ProcCache::new_pids`]); otherwise, and every [`RELIST`] updates,
+    /// [`new_pids`]); otherwise, and every [`RELIST`] updates,
     /// `/proc` is listed.
     fn update(&mut self) {
         // Read before anything else: a process created after this read is

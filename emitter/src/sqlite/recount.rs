@@ -1,6 +1,6 @@
 //! The recount: finished rows re-read one page at a time, each page in its
 //! own transaction, paced so that a whole pass fits in
-//! [`RECOUNT_PASS`](super::RECOUNT_PASS). It catches what the snapshots do
+//! [`RECOUNT_PASS`]. It catches what the snapshots do
 //! not look for: a re-opened job, a deleted finished run.
 
 use std::collections::HashMap;

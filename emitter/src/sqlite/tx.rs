@@ -1,5 +1,5 @@
 //! One read transaction, cut into slices: committed and begun again once it
-//! has held the read lock for [`SLICE`](super::SLICE), so that an
+//! has held the read lock for [`SLICE`], so that an
 //! orchestrator's write never waits long.
 
 use std::time::Instant;
