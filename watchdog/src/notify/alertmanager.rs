@@ -27,7 +27,7 @@
 //! `group_wait` is already past, which it always is for an alert that
 //! waited out its `for`: whichever post arrives first is what the first
 //! notification says. So the sink sends `startsAt` = `since` rounded down
-//! to the whole second ([`STARTS_GRID`]) and holds an alert's first post
+//! to the whole second ([`STARTS_GRID_MS`]) and holds an alert's first post
 //! until one grid step plus [`FIRST_POST_HOLD`] after its line's `ts`,
 //! counted from that rounded `since` ([`first_post_at`]). Replicas whose
 //! `since` fall in the same second send the same `startsAt`, whatever
