@@ -65,33 +65,40 @@ impl OtlpExport {
 /// The model the tests ask Claude Code for (it prices tokens by it).
 pub const CLAUDE_MODEL: &str = "claude-sonnet-4-5-20250929";
 
-/// One Claude Code run: `claude -p <prompt> --output-format json`.
+/// What every agent CLI run has: the binary, a home and a working
+/// directory of its own, the fake model's URL, the prompt, the telemetry
+/// export and extra environment (one struct, so Claude Code and Codex runs
+/// are set up and launched alike).
 #[derive(Debug, Clone)]
-pub struct ClaudeRun {
-    /// The binary ([`crate::tools::claude`]).
+pub struct CliRun {
+    /// The binary ([`crate::tools::claude`], [`crate::tools::codex`]).
     pub bin: PathBuf,
     /// Its `HOME` (config and session files go there).
     pub home: PathBuf,
     /// Its working directory (where its tools run).
     pub workdir: PathBuf,
-    /// `ANTHROPIC_BASE_URL`.
+    /// The fake model's URL (`ANTHROPIC_BASE_URL`, or the provider's `base_url`).
     pub model_url: String,
     /// The prompt.
     pub prompt: String,
     /// The telemetry export, if any.
     pub otlp: Option<OtlpExport>,
-    /// More `--allowedTools` than `Bash`.
-    pub allowed_tools: Vec<String>,
     /// Extra environment.
     pub env: Vec<(String, String)>,
 }
 
-impl ClaudeRun {
-    /// A run in `dir` (it makes `dir/home` and `dir/work`).
-    pub fn new(bin: &Path, dir: &Path, model_url: &str, prompt: &str) -> std::io::Result<Self> {
+impl CliRun {
+    /// A run in `dir`: it makes `dir/home/<home_sub>` and `dir/work`.
+    fn new(
+        bin: &Path,
+        dir: &Path,
+        home_sub: &str,
+        model_url: &str,
+        prompt: &str,
+    ) -> std::io::Result<Self> {
         let home = dir.join("home");
         let workdir = dir.join("work");
-        std::fs::create_dir_all(&home)?;
+        std::fs::create_dir_all(home.join(home_sub))?;
         std::fs::create_dir_all(&workdir)?;
         Ok(Self {
             bin: bin.to_owned(),
@@ -100,31 +107,17 @@ impl ClaudeRun {
             model_url: model_url.to_owned(),
             prompt: prompt.to_owned(),
             otlp: None,
-            allowed_tools: vec!["Bash".into()],
             env: Vec::new(),
         })
     }
 
-    /// With telemetry exported as `otlp` says.
-    pub fn with_otlp(mut self, otlp: OtlpExport) -> Self {
-        self.otlp = Some(otlp);
-        self
-    }
-
-    /// The command, ready to spawn (stdin null; stdout/stderr for the caller).
-    ///
-    /// The environment is cleared first so that nothing of the host (a real
-    /// key, a proxy, a user config) leaks in: only `PATH` is kept.
-    pub fn command(&self) -> Command {
+    /// `bin args...` in the working directory with stdin null and a
+    /// cleared environment (only `PATH`, `HOME`, `TMPDIR`, `TERM`, `LANG`
+    /// and `SHELL`), so that nothing of the host (a real key, a proxy, a
+    /// user config) leaks in.
+    fn command<S: AsRef<std::ffi::OsStr>>(&self, args: impl IntoIterator<Item = S>) -> Command {
         let mut cmd = Command::new(&self.bin);
-        cmd.arg("-p")
-            .arg(&self.prompt)
-            .arg("--output-format")
-            .arg("json")
-            .arg("--model")
-            .arg(CLAUDE_MODEL)
-            .arg("--allowedTools")
-            .arg(self.allowed_tools.join(","))
+        cmd.args(args)
             .current_dir(&self.workdir)
             .stdin(Stdio::null())
             .env_clear()
@@ -133,12 +126,83 @@ impl ClaudeRun {
                 std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
             )
             .env("HOME", &self.home)
-            .env("XDG_CONFIG_HOME", self.home.join(".config"))
-            .env("XDG_CACHE_HOME", self.home.join(".cache"))
             .env("TMPDIR", std::env::temp_dir())
             .env("TERM", "dumb")
             .env("LANG", "C.UTF-8")
-            .env("SHELL", "/bin/bash")
+            .env("SHELL", "/bin/bash");
+        cmd
+    }
+
+    /// The end of every command: `orchestrator.job_id` when the export
+    /// names a job, then the extra environment (which wins).
+    fn finish(&self, cmd: &mut Command) {
+        if let Some(job) = self.otlp.as_ref().and_then(|o| o.job_id) {
+            cmd.env(
+                "OTEL_RESOURCE_ATTRIBUTES",
+                format!("orchestrator.job_id={job}"),
+            );
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+    }
+}
+
+/// One Claude Code run: `claude -p <prompt> --output-format json`.
+#[derive(Debug, Clone)]
+pub struct ClaudeRun {
+    /// What every CLI run has (its fields read through `Deref`).
+    pub cli: CliRun,
+    /// More `--allowedTools` than `Bash`.
+    pub allowed_tools: Vec<String>,
+}
+
+impl std::ops::Deref for ClaudeRun {
+    type Target = CliRun;
+    fn deref(&self) -> &CliRun {
+        &self.cli
+    }
+}
+
+impl std::ops::DerefMut for ClaudeRun {
+    fn deref_mut(&mut self) -> &mut CliRun {
+        &mut self.cli
+    }
+}
+
+impl ClaudeRun {
+    /// A run in `dir` (it makes `dir/home` and `dir/work`).
+    pub fn new(bin: &Path, dir: &Path, model_url: &str, prompt: &str) -> std::io::Result<Self> {
+        Ok(Self {
+            cli: CliRun::new(bin, dir, "", model_url, prompt)?,
+            allowed_tools: vec!["Bash".into()],
+        })
+    }
+
+    /// With telemetry exported as `otlp` says.
+    pub fn with_otlp(mut self, otlp: OtlpExport) -> Self {
+        self.cli.otlp = Some(otlp);
+        self
+    }
+
+    /// The command, ready to spawn (stdin null; stdout/stderr for the caller).
+    ///
+    /// The environment is cleared first so that nothing of the host (a real
+    /// key, a proxy, a user config) leaks in: only `PATH` is kept.
+    pub fn command(&self) -> Command {
+        let tools = self.allowed_tools.join(",");
+        let mut cmd = self.cli.command([
+            "-p",
+            self.prompt.as_str(),
+            "--output-format",
+            "json",
+            "--model",
+            CLAUDE_MODEL,
+            "--allowedTools",
+            tools.as_str(),
+        ]);
+        cmd.env("XDG_CONFIG_HOME", self.home.join(".config"))
+            .env("XDG_CACHE_HOME", self.home.join(".cache"))
             .env("ANTHROPIC_BASE_URL", &self.model_url)
             .env("ANTHROPIC_API_KEY", "test")
             .env("ANTHROPIC_SMALL_FAST_MODEL", CLAUDE_MODEL)
@@ -158,19 +222,11 @@ impl ClaudeRun {
                 .env("OTEL_LOG_TOOL_DETAILS", "1")
                 .env("OTEL_METRIC_EXPORT_INTERVAL", &interval)
                 .env("OTEL_LOGS_EXPORT_INTERVAL", &interval);
-            if let Some(job) = otlp.job_id {
-                cmd.env(
-                    "OTEL_RESOURCE_ATTRIBUTES",
-                    format!("orchestrator.job_id={job}"),
-                );
-            }
             if let Some(h) = &otlp.headers {
                 cmd.env("OTEL_EXPORTER_OTLP_HEADERS", h);
             }
         }
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
+        self.cli.finish(&mut cmd);
         cmd
     }
 }
@@ -238,50 +294,43 @@ pub const CODEX_MODEL: &str = "gpt-5-codex";
 /// given, the `[otel]` exporters.
 #[derive(Debug, Clone)]
 pub struct CodexRun {
-    /// The binary ([`crate::tools::codex`]).
-    pub bin: PathBuf,
-    /// `HOME` and, below it, `CODEX_HOME` (`.codex`).
-    pub home: PathBuf,
-    /// Working directory.
-    pub workdir: PathBuf,
-    /// The provider's `base_url` (`http://127.0.0.1:<port>/v1`).
-    pub model_url: String,
-    /// The prompt.
-    pub prompt: String,
-    /// The telemetry export, if any.
-    pub otlp: Option<OtlpExport>,
+    /// What every CLI run has (its fields read through `Deref`); `HOME`
+    /// holds `CODEX_HOME` (`.codex`), `model_url` is the provider's
+    /// `base_url` (`http://127.0.0.1:<port>/v1`).
+    pub cli: CliRun,
     /// Export traces too (Codex's spans are many: about 800 kB of JSON for
     /// one short answer).
     pub traces: bool,
     /// The provider's `request_max_retries` and `stream_max_retries`.
     pub retries: u32,
-    /// Extra environment.
-    pub env: Vec<(String, String)>,
+}
+
+impl std::ops::Deref for CodexRun {
+    type Target = CliRun;
+    fn deref(&self) -> &CliRun {
+        &self.cli
+    }
+}
+
+impl std::ops::DerefMut for CodexRun {
+    fn deref_mut(&mut self) -> &mut CliRun {
+        &mut self.cli
+    }
 }
 
 impl CodexRun {
     /// A run in `dir` (it makes `dir/home/.codex` and `dir/work`).
     pub fn new(bin: &Path, dir: &Path, model_url: &str, prompt: &str) -> std::io::Result<Self> {
-        let home = dir.join("home");
-        let workdir = dir.join("work");
-        std::fs::create_dir_all(home.join(".codex"))?;
-        std::fs::create_dir_all(&workdir)?;
         Ok(Self {
-            bin: bin.to_owned(),
-            home,
-            workdir,
-            model_url: model_url.to_owned(),
-            prompt: prompt.to_owned(),
-            otlp: None,
+            cli: CliRun::new(bin, dir, ".codex", model_url, prompt)?,
             traces: false,
             retries: 0,
-            env: Vec::new(),
         })
     }
 
     /// With telemetry exported as `otlp` says.
     pub fn with_otlp(mut self, otlp: OtlpExport) -> Self {
-        self.otlp = Some(otlp);
+        self.cli.otlp = Some(otlp);
         self
     }
 
@@ -336,25 +385,14 @@ metrics_exporter = {{ otlp-http = {{ endpoint = "{e}/v1/metrics", protocol = "{p
     /// Writes the config and returns the command (stdin null).
     pub fn command(&self) -> std::io::Result<Command> {
         std::fs::write(self.codex_home().join("config.toml"), self.config_toml())?;
-        let mut cmd = Command::new(&self.bin);
-        cmd.arg("exec")
-            .arg("--json")
-            .arg("--skip-git-repo-check")
-            .arg("--ephemeral")
-            .arg(&self.prompt)
-            .current_dir(&self.workdir)
-            .stdin(Stdio::null())
-            .env_clear()
-            .env(
-                "PATH",
-                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
-            )
-            .env("HOME", &self.home)
-            .env("CODEX_HOME", self.codex_home())
-            .env("TMPDIR", std::env::temp_dir())
-            .env("TERM", "dumb")
-            .env("LANG", "C.UTF-8")
-            .env("SHELL", "/bin/bash")
+        let mut cmd = self.cli.command([
+            "exec",
+            "--json",
+            "--skip-git-repo-check",
+            "--ephemeral",
+            self.prompt.as_str(),
+        ]);
+        cmd.env("CODEX_HOME", self.codex_home())
             .env("FAKE_OPENAI_API_KEY", "test")
             .env("NO_PROXY", "*");
         if let Some(otlp) = &self.otlp {
@@ -362,16 +400,8 @@ metrics_exporter = {{ otlp-http = {{ endpoint = "{e}/v1/metrics", protocol = "{p
             cmd.env("OTEL_METRIC_EXPORT_INTERVAL", &interval)
                 .env("OTEL_BLRP_SCHEDULE_DELAY", &interval)
                 .env("OTEL_BSP_SCHEDULE_DELAY", &interval);
-            if let Some(job) = otlp.job_id {
-                cmd.env(
-                    "OTEL_RESOURCE_ATTRIBUTES",
-                    format!("orchestrator.job_id={job}"),
-                );
-            }
         }
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
+        self.cli.finish(&mut cmd);
         Ok(cmd)
     }
 }

@@ -14,10 +14,12 @@ use rusqlite::{params, Connection};
 use serde_json::Value;
 use shared_schema::{AlertEvent, AlertLine};
 
-use crate::agent_cli::ClaudeResult;
+use crate::agent_cli::{ClaudeResult, ClaudeRun, CodexRun, OtlpExport, OtlpProtocol};
+use crate::fake_model::{FakeModel, Script, ToolCall, Usage};
+use crate::fake_model_openai::FakeResponses;
 use crate::net;
 use crate::procs::Proc;
-use crate::stack::{tail, Emitter, Watchdog};
+use crate::stack::{alert_log_key, config_head, tail, Emitter, Watchdog};
 use crate::statedb;
 
 /// A running `emitter serve --otlp-listen`.
@@ -84,11 +86,82 @@ impl OtlpEmitter {
 
     /// `agents[i].activity` of `job_id`, once it is not null.
     pub fn activity(&self, job_id: i64) -> Result<Value, String> {
-        let agent = self.agent(job_id)?;
-        match agent.get("activity") {
-            Some(a) if !a.is_null() => Ok(a.clone()),
-            _ => Err(format!("job {job_id} has no activity yet: {agent}")),
-        }
+        activity_of(job_id, &self.agent(job_id)?).cloned()
+    }
+
+    /// Polls [`OtlpEmitter::agent`] of `job_id` every `every` until `done`
+    /// gives a value: the wait of every test on what the envelope says of
+    /// one agent (a failure carries the emitter's log).
+    pub fn wait_agent<T>(
+        &self,
+        job_id: i64,
+        what: &str,
+        timeout: Duration,
+        every: Duration,
+        mut done: impl FnMut(&Value) -> Result<T, String>,
+    ) -> anyhow::Result<T> {
+        net::wait_for(what, timeout, every, || done(&self.agent(job_id)?))
+            .with_context(|| format!("emitter: {}", self.log_tail()))
+    }
+
+    /// The activity once it counts `n` API requests (checked every 100 ms
+    /// for up to 10 s): the CLI's telemetry has all come in.
+    pub fn wait_api_requests(&self, job_id: i64, n: u64) -> anyhow::Result<Value> {
+        self.wait_agent(
+            job_id,
+            &format!("activity with all {n} requests"),
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            |agent| {
+                let a = activity_of(job_id, agent)?;
+                match a.get("api_requests").and_then(Value::as_u64) {
+                    Some(got) if got == n => Ok(a.clone()),
+                    other => Err(format!("api_requests {other:?}: {a}")),
+                }
+            },
+        )
+    }
+
+    /// `net_wait` once it names `remote` (checked every 200 ms): the agent
+    /// is seen waiting on the fake model.
+    pub fn wait_net_wait(
+        &self,
+        job_id: i64,
+        remote: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Value> {
+        self.wait_agent(
+            job_id,
+            "net_wait naming the fake model",
+            timeout,
+            Duration::from_millis(200),
+            |a| {
+                let nw = a.get("net_wait").cloned().unwrap_or(Value::Null);
+                if nw.get("remote").and_then(Value::as_str) == Some(remote) {
+                    Ok(nw)
+                } else {
+                    Err(format!("net_wait {nw}"))
+                }
+            },
+        )
+    }
+
+    /// `net_wait` once its `sent_ago_s` is 2 s past `first` (checked every
+    /// 250 ms for up to 10 s): the wait is seen growing.
+    pub fn wait_sent_ago_grows(&self, job_id: i64, first: f64) -> anyhow::Result<Value> {
+        self.wait_agent(
+            job_id,
+            "sent_ago_s to grow by 2 s",
+            Duration::from_secs(10),
+            Duration::from_millis(250),
+            |a| {
+                let nw = a.get("net_wait").cloned().unwrap_or(Value::Null);
+                match num(&nw, "/sent_ago_s") {
+                    Some(s) if s >= first + 2.0 => Ok(nw),
+                    _ => Err(format!("net_wait {nw}")),
+                }
+            },
+        )
     }
 
     /// `GET /agents/{job_id}`.
@@ -150,6 +223,96 @@ impl AgentLab {
             |listen, log| watchdog_toml(&url, listen, log, rules),
             None,
         )
+    }
+
+    /// The export to this lab's receiver over `protocol`, naming `job`
+    /// when given (else attribution is by the loopback socket).
+    pub fn otlp(&self, protocol: OtlpProtocol, job: Option<Job>) -> OtlpExport {
+        let otlp = OtlpExport::new(&self.emitter.otlp_endpoint(), protocol);
+        match job {
+            Some(job) => otlp.job(job.job_id),
+            None => otlp,
+        }
+    }
+
+    /// Records a job `name` and starts the command `cli` builds for it in
+    /// `dir/<name>`, given the export to this lab over `protocol` (naming
+    /// the job when `with_job_id`): the start of every real-CLI test.
+    fn start_cli(
+        &self,
+        name: &str,
+        program: &str,
+        (protocol, with_job_id): (OtlpProtocol, bool),
+        cli: impl FnOnce(&Path, OtlpExport) -> std::io::Result<Command>,
+    ) -> anyhow::Result<AgentProc> {
+        let job = self.add_job(name)?;
+        let dir = self.agent_dir(name)?;
+        let cmd = cli(&dir, self.otlp(protocol, with_job_id.then_some(job)))?;
+        self.spawn(job, program, cmd, &dir)
+    }
+
+    /// [`AgentLab::start_cli`] for Claude Code against `model_url`.
+    pub fn start_claude(
+        &self,
+        claude: &Path,
+        name: &str,
+        model_url: &str,
+        prompt: &str,
+        otlp: (OtlpProtocol, bool),
+    ) -> anyhow::Result<AgentProc> {
+        self.start_cli(name, "claude", otlp, |dir, export| {
+            Ok(ClaudeRun::new(claude, dir, model_url, prompt)?
+                .with_otlp(export)
+                .command())
+        })
+    }
+
+    /// [`AgentLab::start_cli`] for the Codex CLI against `model_url`.
+    pub fn start_codex(
+        &self,
+        codex: &Path,
+        name: &str,
+        model_url: &str,
+        prompt: &str,
+        otlp: (OtlpProtocol, bool),
+    ) -> anyhow::Result<AgentProc> {
+        self.start_cli(name, "codex", otlp, |dir, export| {
+            CodexRun::new(codex, dir, model_url, prompt)?
+                .with_otlp(export)
+                .command()
+        })
+    }
+
+    /// Claude Code in `session` against a fake Messages API; a hung one
+    /// once its call is held (within 20 s).
+    pub fn claude_session(
+        &self,
+        claude: &Path,
+        session: Session,
+        otlp: (OtlpProtocol, bool),
+    ) -> anyhow::Result<(FakeModel, AgentProc)> {
+        let model = FakeModel::start(session.script(ToolCall::bash("ls")))?;
+        let (name, prompt) = session.job_and_prompt();
+        let agent = self.start_claude(claude, name, &model.base_url(), prompt, otlp)?;
+        if session == Session::Hung {
+            model
+                .wait_held(1, Duration::from_secs(20))
+                .context("claude calls the model")?;
+        }
+        Ok((model, agent))
+    }
+
+    /// The Codex CLI in `session` against a fake Responses API, just started.
+    pub fn codex_session(
+        &self,
+        codex: &Path,
+        session: Session,
+        otlp: (OtlpProtocol, bool),
+    ) -> anyhow::Result<(FakeResponses, AgentProc)> {
+        let model = FakeResponses::start(session.script(ToolCall::exec("ls")), Usage::default())?;
+        let (name, prompt) = session.job_and_prompt();
+        let agent = self.start_codex(codex, name, &model.base_url(), prompt, otlp)?;
+        Ok((model, agent))
     }
 
     /// A directory of its own for one agent (`dir/<name>`).
@@ -220,6 +383,35 @@ impl AgentLab {
     }
 }
 
+/// The two sessions several real-CLI tests share: a model call that never
+/// returns (job `hung`, "Say hi."), and the same `ls` asked for forever
+/// (job `looper`, "Keep listing.").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Session {
+    /// The fake reads the request and never answers.
+    Hung,
+    /// The fake asks for the same tool call on every request.
+    Looping,
+}
+
+impl Session {
+    /// The fake's script, `ls` being the CLI's own call of `ls`.
+    fn script(self, ls: ToolCall) -> Script {
+        match self {
+            Session::Hung => Script::Hang,
+            Session::Looping => Script::SameTool(ls),
+        }
+    }
+
+    /// The job's name and the prompt.
+    fn job_and_prompt(self) -> (&'static str, &'static str) {
+        match self {
+            Session::Hung => ("hung", "Say hi."),
+            Session::Looping => ("looper", "Keep listing."),
+        }
+    }
+}
+
 /// A started agent CLI.
 #[derive(Debug)]
 pub struct AgentProc {
@@ -286,15 +478,7 @@ pub fn watchdog_toml(
 ) -> String {
     format!(
         r#"# generated by the e2e crate (agent_cli_lab)
-interval = "1s"
-timeout = "2s"
-listen = "{listen}"
-alert_log = {alert_log:?}
-
-[[target]]
-name = "lab"
-url = "{emitter_url}"
-
+{head}
 [rules.target_down]
 for = "10s"
 
@@ -306,8 +490,31 @@ for = "1m"
 [notify]
 repeat_interval = "1h"
 "#,
-        alert_log = alert_log.display().to_string(),
+        head = config_head(
+            "1s",
+            "2s",
+            listen,
+            &alert_log_key(alert_log),
+            "lab",
+            emitter_url
+        ),
     )
+}
+
+/// The lab of the real-CLI tests: a new database and the workspace's
+/// emitter with no extra flags (panics with why it could not start).
+pub fn lab() -> AgentLab {
+    let emitter = crate::bins::locate("emitter").unwrap_or_else(|e| panic!("{e:#}"));
+    AgentLab::start(&emitter, &[]).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// `activity` of `agent` (the `agents[i]` of job `job_id`) once it is not
+/// null: for waits on the telemetry of one agent.
+pub fn activity_of(job_id: i64, agent: &Value) -> Result<&Value, String> {
+    match agent.get("activity") {
+        Some(a) if !a.is_null() => Ok(a),
+        _ => Err(format!("job {job_id} has no activity yet: {agent}")),
+    }
 }
 
 /// A number at a JSON pointer, for assertions.

@@ -15,12 +15,11 @@
 //! endpoints Claude Code calls were found (see `tests/fixtures/otlp/README.md`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::fake_model_http::{Handler, LoopbackServer, Recorded, Reply};
+use crate::fake_model_http::{sse_event as event, LoopbackServer, Recorded, Reply};
 
 /// One tool call the fake model asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +36,25 @@ impl ToolCall {
         Self {
             name: "Bash".into(),
             input: json!({"command": command, "description": format!("run {command}")}),
+        }
+    }
+
+    /// A Codex `exec_command` call running `cmd`.
+    pub fn exec(cmd: &str) -> Self {
+        Self {
+            name: "exec_command".into(),
+            input: json!({ "cmd": cmd }),
+        }
+    }
+}
+
+impl Script {
+    /// Asks for a `Bash` call of each of `commands`, one per request, then
+    /// answers `then` (the scripted sessions of the real-Claude tests).
+    pub fn bash(commands: &[&str], then: &str) -> Self {
+        Self::Tools {
+            calls: commands.iter().map(|c| ToolCall::bash(c)).collect(),
+            then: then.into(),
         }
     }
 }
@@ -104,6 +122,10 @@ pub struct FakeModel {
     server: LoopbackServer,
 }
 
+// `base_url` (the agent's `ANTHROPIC_BASE_URL`), `port`, `requests`,
+// `held` and `wait_held` are the server's.
+crate::reads_as_its_server!(FakeModel);
+
 impl FakeModel {
     /// Serves `script` on 127.0.0.1:0 with [`Usage::default`].
     pub fn start(script: Script) -> std::io::Result<Self> {
@@ -112,16 +134,9 @@ impl FakeModel {
 
     /// Serves `script`, reporting `usage` on every answer.
     pub fn start_with(script: Script, usage: Usage) -> std::io::Result<Self> {
-        let ids = Arc::new(AtomicU64::new(1));
-        let handler: Handler = Arc::new(move |req: &Recorded| route(req, &script, usage, &ids));
         Ok(Self {
-            server: LoopbackServer::start("fake-anthropic", handler)?,
+            server: LoopbackServer::start_scripted("fake-anthropic", script, usage, route)?,
         })
-    }
-
-    /// `http://127.0.0.1:<port>`: the agent's `ANTHROPIC_BASE_URL`.
-    pub fn base_url(&self) -> String {
-        self.server.base_url()
     }
 
     /// `127.0.0.1:<port>`.
@@ -129,27 +144,9 @@ impl FakeModel {
         self.server.addr().to_string()
     }
 
-    /// The port (what `net_wait.remote` names).
-    pub fn port(&self) -> u16 {
-        self.server.addr().port()
-    }
-
-    /// Every request so far, in order.
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.server.requests()
-    }
-
     /// The `POST /v1/messages` requests so far.
     pub fn message_requests(&self) -> Vec<Recorded> {
-        self.requests()
-            .into_iter()
-            .filter(|r| r.method == "POST" && r.path() == "/v1/messages")
-            .collect()
-    }
-
-    /// Requests being held without an answer right now.
-    pub fn held(&self) -> usize {
-        self.server.held()
+        self.server.posts_to("/v1/messages")
     }
 }
 
@@ -278,10 +275,6 @@ fn whole_message(turn: &Turn, model: &str, usage: Usage, id: u64) -> Value {
                      "cache_read_input_tokens": usage.cache_read}})
 }
 
-fn event(name: &str, data: &Value) -> Vec<u8> {
-    format!("event: {name}\ndata: {data}\n\n").into_bytes()
-}
-
 fn sse(turn: &Turn, model: &str, usage: Usage, id: u64) -> Reply {
     let mut chunks: Vec<(Duration, Vec<u8>)> = Vec::new();
     let start = event(
@@ -346,14 +339,5 @@ fn sse(turn: &Turn, model: &str, usage: Usage, id: u64) -> Reply {
     ));
     tail.extend(event("message_stop", &json!({"type": "message_stop"})));
     chunks.push((Duration::ZERO, tail));
-    Reply::Stream {
-        status: 200,
-        headers: vec![
-            ("content-type".into(), "text/event-stream".into()),
-            ("cache-control".into(), "no-cache".into()),
-            ("request-id".into(), format!("req_fake{id:08}")),
-        ],
-        chunks,
-        hold: false,
-    }
+    Reply::event_stream("request-id", id, chunks)
 }

@@ -11,7 +11,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -22,6 +22,8 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+
+use crate::fake_model::{Script, Usage};
 
 /// The largest request body kept (bigger ones are cut, and marked so).
 const BODY_CAP: usize = 16 << 20;
@@ -106,6 +108,26 @@ impl Reply {
             body: value.to_string().into_bytes(),
         }
     }
+
+    /// A 200 `text/event-stream` of `chunks`, ended, with `id_header`
+    /// naming request `id`: how both fake model APIs stream an answer.
+    pub fn event_stream(id_header: &str, id: u64, chunks: Vec<(Duration, Vec<u8>)>) -> Self {
+        Reply::Stream {
+            status: 200,
+            headers: vec![
+                ("content-type".into(), "text/event-stream".into()),
+                ("cache-control".into(), "no-cache".into()),
+                (id_header.into(), format!("req_fake{id:08}")),
+            ],
+            chunks,
+            hold: false,
+        }
+    }
+}
+
+/// One server-sent event: `event: name`, `data: <json>`.
+pub fn sse_event(name: &str, data: &serde_json::Value) -> Vec<u8> {
+    format!("event: {name}\ndata: {data}\n\n").into_bytes()
 }
 
 /// Decides the reply to a request.
@@ -168,6 +190,19 @@ impl LoopbackServer {
         })
     }
 
+    /// Serves one fake model API: `route` answers each request from
+    /// `script` with `usage`, numbering ids from 1 (how both fakes start).
+    pub fn start_scripted(
+        name: &str,
+        script: Script,
+        usage: Usage,
+        route: fn(&Recorded, &Script, Usage, &AtomicU64) -> Reply,
+    ) -> std::io::Result<Self> {
+        let ids = Arc::new(AtomicU64::new(1));
+        let handler: Handler = Arc::new(move |req: &Recorded| route(req, &script, usage, &ids));
+        Self::start(name, handler)
+    }
+
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -188,6 +223,50 @@ impl LoopbackServer {
     pub fn held(&self) -> usize {
         self.held.load(Ordering::SeqCst)
     }
+
+    /// The port (what an agent's `net_wait.remote` names).
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The `POST path` requests so far.
+    pub fn posts_to(&self, path: &str) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == "POST" && r.path() == path)
+            .collect()
+    }
+
+    /// Waits (every 50 ms, up to `timeout`) until `n` requests are held
+    /// unanswered: the agent has made the call a test hangs.
+    pub fn wait_held(&self, n: usize, timeout: Duration) -> anyhow::Result<()> {
+        crate::net::wait_for(
+            "the model request to be held",
+            timeout,
+            Duration::from_millis(50),
+            || {
+                let held = self.held();
+                (held == n)
+                    .then_some(())
+                    .ok_or(format!("{held} held, not {n}"))
+            },
+        )
+    }
+}
+
+/// Makes a fake API (a struct with a `server: LoopbackServer` field) read
+/// as its server (`port`, `requests`, `held`, `wait_held`, ...), so the
+/// fakes do not each forward those calls.
+#[macro_export]
+macro_rules! reads_as_its_server {
+    ($fake:ty) => {
+        impl std::ops::Deref for $fake {
+            type Target = $crate::fake_model_http::LoopbackServer;
+            fn deref(&self) -> &Self::Target {
+                &self.server
+            }
+        }
+    };
 }
 
 impl Drop for LoopbackServer {

@@ -10,13 +10,12 @@
 //! items the request carries.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::fake_model::{Script, ToolCall, Usage};
-use crate::fake_model_http::{Handler, LoopbackServer, Recorded, Reply};
+use crate::fake_model_http::{sse_event as event, LoopbackServer, Recorded, Reply};
 
 /// A running fake Responses API.
 #[derive(Debug)]
@@ -24,13 +23,15 @@ pub struct FakeResponses {
     server: LoopbackServer,
 }
 
+// `port`, `requests`, `held` and `wait_held` are the server's; this
+// type's own `base_url` (with `/v1`) comes first.
+crate::reads_as_its_server!(FakeResponses);
+
 impl FakeResponses {
     /// Serves `script` on 127.0.0.1:0, reporting `usage` on every answer.
     pub fn start(script: Script, usage: Usage) -> std::io::Result<Self> {
-        let ids = Arc::new(AtomicU64::new(1));
-        let handler: Handler = Arc::new(move |req: &Recorded| route(req, &script, usage, &ids));
         Ok(Self {
-            server: LoopbackServer::start("fake-openai", handler)?,
+            server: LoopbackServer::start_scripted("fake-openai", script, usage, route)?,
         })
     }
 
@@ -39,27 +40,9 @@ impl FakeResponses {
         format!("{}/v1", self.server.base_url())
     }
 
-    /// The port.
-    pub fn port(&self) -> u16 {
-        self.server.addr().port()
-    }
-
-    /// Every request so far.
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.server.requests()
-    }
-
     /// The `POST /v1/responses` requests so far.
     pub fn response_requests(&self) -> Vec<Recorded> {
-        self.requests()
-            .into_iter()
-            .filter(|r| r.method == "POST" && r.path() == "/v1/responses")
-            .collect()
-    }
-
-    /// Requests being held without an answer right now.
-    pub fn held(&self) -> usize {
-        self.server.held()
+        self.server.posts_to("/v1/responses")
     }
 }
 
@@ -189,18 +172,5 @@ fn responses(req: &Recorded, script: &Script, usage: Usage, ids: &AtomicU64) -> 
                       "total_tokens": usage.input_tokens + usage.output_tokens}}}),
     ));
     chunks.push((Duration::ZERO, tail));
-    Reply::Stream {
-        status: 200,
-        headers: vec![
-            ("content-type".into(), "text/event-stream".into()),
-            ("cache-control".into(), "no-cache".into()),
-            ("x-request-id".into(), format!("req_fake{id:08}")),
-        ],
-        chunks,
-        hold: false,
-    }
-}
-
-fn event(name: &str, data: &Value) -> Vec<u8> {
-    format!("event: {name}\ndata: {data}\n\n").into_bytes()
+    Reply::event_stream("x-request-id", id, chunks)
 }

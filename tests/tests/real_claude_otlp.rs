@@ -11,16 +11,11 @@
 
 use std::time::Duration;
 
-use e2e::agent_cli::{ClaudeRun, OtlpExport, OtlpProtocol};
-use e2e::agent_cli_lab::{num, AgentLab};
-use e2e::fake_model::{FakeModel, Script, ToolCall};
-use e2e::{bins, net, tools};
+use e2e::agent_cli::OtlpProtocol;
+use e2e::agent_cli_lab::{activity_of, lab, num, Session};
+use e2e::fake_model::{FakeModel, Script};
+use e2e::tools;
 use serde_json::Value;
-
-fn lab() -> AgentLab {
-    let emitter = bins::locate("emitter").unwrap_or_else(|e| panic!("{e:#}"));
-    AgentLab::start(&emitter, &[]).unwrap_or_else(|e| panic!("{e:#}"))
-}
 
 /// Three different Bash calls, then an answer: the CLI's result and the
 /// emitter's `activity` must agree on every count.
@@ -29,27 +24,21 @@ fn activity_equals_the_cli_result(protocol: OtlpProtocol, with_job_id: bool) {
         return;
     };
     let lab = lab();
-    let model = FakeModel::start(Script::Tools {
-        calls: vec![
-            ToolCall::bash("ls"),
-            ToolCall::bash("echo hello"),
-            ToolCall::bash("cat /etc/hostname"),
-        ],
-        then: "Listed, echoed and read.".into(),
-    })
+    let model = FakeModel::start(Script::bash(
+        &["ls", "echo hello", "cat /etc/hostname"],
+        "Listed, echoed and read.",
+    ))
     .expect("fake model");
-    let job = lab.add_job("claude").expect("job rows");
-    let dir = lab.agent_dir("claude").expect("agent dir");
-    let mut otlp = OtlpExport::new(&lab.emitter.otlp_endpoint(), protocol);
-    if with_job_id {
-        otlp = otlp.job(job.job_id);
-    }
-    let run = ClaudeRun::new(&claude, &dir, &model.base_url(), "List, echo, read.")
-        .expect("run dirs")
-        .with_otlp(otlp);
     let mut agent = lab
-        .spawn(job, "claude", run.command(), &dir)
+        .start_claude(
+            &claude,
+            "claude",
+            &model.base_url(),
+            "List, echo, read.",
+            (protocol, with_job_id),
+        )
         .expect("claude starts");
+    let job = agent.job;
     let result = agent
         .claude_result(Duration::from_secs(60))
         .unwrap_or_else(|e| panic!("{e:#}"));
@@ -59,19 +48,10 @@ fn activity_equals_the_cli_result(protocol: OtlpProtocol, with_job_id: bool) {
 
     // The CLI flushed its telemetry before it exited; the envelope has it
     // by the next snapshot.
-    let activity = net::wait_for(
-        "activity with all 4 requests",
-        Duration::from_secs(10),
-        Duration::from_millis(100),
-        || {
-            let a = lab.emitter.activity(job.job_id)?;
-            match a.get("api_requests").and_then(Value::as_u64) {
-                Some(4) => Ok(a),
-                other => Err(format!("api_requests {other:?}: {a}")),
-            }
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e:#}\nemitter: {}", lab.emitter.log_tail()));
+    let activity = lab
+        .emitter
+        .wait_api_requests(job.job_id, 4)
+        .unwrap_or_else(|e| panic!("{e:#}"));
     let int = |k: &str| activity.get(k).and_then(Value::as_u64);
     assert_eq!(activity.get("source").and_then(Value::as_str), Some("otlp"));
     assert_eq!(
@@ -167,40 +147,33 @@ fn tool_repeat_climbs(protocol: OtlpProtocol, with_job_id: bool) {
         return;
     };
     let lab = lab();
-    let model = FakeModel::start(Script::SameTool(ToolCall::bash("ls"))).expect("fake model");
-    let job = lab.add_job("looper").expect("job rows");
-    let dir = lab.agent_dir("looper").expect("agent dir");
-    let mut otlp = OtlpExport::new(&lab.emitter.otlp_endpoint(), protocol);
-    if with_job_id {
-        otlp = otlp.job(job.job_id);
-    }
-    let run = ClaudeRun::new(&claude, &dir, &model.base_url(), "Keep listing.")
-        .expect("run dirs")
-        .with_otlp(otlp);
-    let _agent = lab
-        .spawn(job, "claude", run.command(), &dir)
-        .expect("claude starts");
+    let (_model, agent) = lab
+        .claude_session(&claude, Session::Looping, (protocol, with_job_id))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let job = agent.job;
     let mut seen: Vec<(u64, u64, f64)> = Vec::new();
-    net::wait_for(
-        "tool_repeat to climb past 20",
-        Duration::from_secs(30),
-        Duration::from_millis(300),
-        || {
-            let a = lab.emitter.activity(job.job_id)?;
-            let repeat = a.get("tool_repeat").and_then(Value::as_u64).unwrap_or(0);
-            let calls = a.get("tool_calls").and_then(Value::as_u64).unwrap_or(0);
-            let cost = num(&a, "/cost_usd").unwrap_or(0.0);
-            if seen.last().map(|l| l.0) != Some(repeat) {
-                seen.push((repeat, calls, cost));
-            }
-            if repeat >= 20 {
-                Ok(())
-            } else {
-                Err(format!("tool_repeat {repeat}: {a}"))
-            }
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e:#}\nemitter: {}", lab.emitter.log_tail()));
+    lab.emitter
+        .wait_agent(
+            job.job_id,
+            "tool_repeat to climb past 20",
+            Duration::from_secs(30),
+            Duration::from_millis(300),
+            |row| {
+                let a = activity_of(job.job_id, row)?;
+                let repeat = a.get("tool_repeat").and_then(Value::as_u64).unwrap_or(0);
+                let calls = a.get("tool_calls").and_then(Value::as_u64).unwrap_or(0);
+                let cost = num(a, "/cost_usd").unwrap_or(0.0);
+                if seen.last().map(|l| l.0) != Some(repeat) {
+                    seen.push((repeat, calls, cost));
+                }
+                if repeat >= 20 {
+                    Ok(())
+                } else {
+                    Err(format!("tool_repeat {repeat}: {a}"))
+                }
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e:#}"));
     assert!(
         seen.len() >= 3,
         "tool_repeat should be seen climbing, not jump once: {seen:?}"
@@ -237,45 +210,15 @@ fn a_hung_model_call_shows_in_net_wait() {
         return;
     };
     let lab = lab();
-    let model = FakeModel::start(Script::Hang).expect("fake model");
-    let job = lab.add_job("hung").expect("job rows");
-    let dir = lab.agent_dir("hung").expect("agent dir");
-    let run = ClaudeRun::new(&claude, &dir, &model.base_url(), "Say hi.")
-        .expect("run dirs")
-        .with_otlp(OtlpExport::new(
-            &lab.emitter.otlp_endpoint(),
-            OtlpProtocol::Protobuf,
-        ));
-    let agent = lab
-        .spawn(job, "claude", run.command(), &dir)
-        .expect("claude starts");
-    net::wait_for(
-        "the model request to be held",
-        Duration::from_secs(20),
-        Duration::from_millis(50),
-        || {
-            (model.held() == 1)
-                .then_some(())
-                .ok_or("not yet".to_owned())
-        },
-    )
-    .expect("claude calls the model");
+    let (model, agent) = lab
+        .claude_session(&claude, Session::Hung, (OtlpProtocol::Protobuf, false))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let job = agent.job;
     let remote = format!("127.0.0.1:{}", model.port());
-    let first = net::wait_for(
-        "net_wait naming the fake model",
-        Duration::from_secs(10),
-        Duration::from_millis(200),
-        || {
-            let a = lab.emitter.agent(job.job_id)?;
-            let nw = a.get("net_wait").cloned().unwrap_or(Value::Null);
-            if nw.get("remote").and_then(Value::as_str) == Some(remote.as_str()) {
-                Ok(nw)
-            } else {
-                Err(format!("net_wait {nw}"))
-            }
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e:#}\nemitter: {}", lab.emitter.log_tail()));
+    let first = lab
+        .emitter
+        .wait_net_wait(job.job_id, &remote, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e:#}"));
     let s1 = num(&first, "/sent_ago_s").expect("sent_ago_s");
     assert!(
         first.get("received_ago_s").is_some_and(Value::is_null),
@@ -285,20 +228,10 @@ fn a_hung_model_call_shows_in_net_wait() {
         first.get("pid").and_then(Value::as_u64),
         Some(u64::from(agent.pid()))
     );
-    let later = net::wait_for(
-        "sent_ago_s to grow by 2 s",
-        Duration::from_secs(10),
-        Duration::from_millis(250),
-        || {
-            let a = lab.emitter.agent(job.job_id)?;
-            let nw = a.get("net_wait").cloned().unwrap_or(Value::Null);
-            match num(&nw, "/sent_ago_s") {
-                Some(s) if s >= s1 + 2.0 => Ok(nw),
-                _ => Err(format!("net_wait {nw}")),
-            }
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e:#}"));
+    let later = lab
+        .emitter
+        .wait_sent_ago_grows(job.job_id, s1)
+        .unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(
         later.get("remote").and_then(Value::as_str),
         Some(remote.as_str())

@@ -10,22 +10,13 @@
 //! Needs `claude` on PATH or `$CLAUDE_BIN` (under `CI=true` a missing one
 //! fails) and `cargo build -p emitter -p watchdog` first.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use e2e::agent_cli::{ClaudeRun, OtlpExport, OtlpProtocol};
-use e2e::agent_cli_lab::{firing_for, AgentLab};
-use e2e::fake_model::{FakeModel, Script, ToolCall};
-use e2e::stack::Watchdog;
-use e2e::{bins, net, tools};
+use e2e::agent_cli::OtlpProtocol;
+use e2e::agent_cli_lab::{firing_for, lab, Session};
+use e2e::fake_model::{FakeModel, Script};
+use e2e::tools;
 use shared_schema::{AlertEvent, AlertLine, Timestamp};
-
-fn bin(name: &str) -> std::path::PathBuf {
-    bins::locate(name).unwrap_or_else(|e| panic!("{e:#}"))
-}
-
-fn watchdog(lab: &AgentLab, rules: &str) -> Watchdog {
-    lab.watchdog(rules).unwrap_or_else(|e| panic!("{e:#}"))
-}
 
 /// for = 5s, interval = 1s.
 const STUCK: &str = r#"
@@ -39,30 +30,12 @@ fn a_hung_model_call_fires_stuck_agent_with_the_reply_diagnosis() {
     let Some(claude) = tools::claude() else {
         return;
     };
-    let lab = AgentLab::start(&bin("emitter"), &[]).unwrap_or_else(|e| panic!("{e:#}"));
-    let wd = watchdog(&lab, STUCK);
-    let model = FakeModel::start(Script::Hang).expect("fake model");
-    let job = lab.add_job("hung").expect("job rows");
-    let dir = lab.agent_dir("hung").expect("agent dir");
-    let run = ClaudeRun::new(&claude, &dir, &model.base_url(), "Say hi.")
-        .expect("run dirs")
-        .with_otlp(
-            OtlpExport::new(&lab.emitter.otlp_endpoint(), OtlpProtocol::Protobuf).job(job.job_id),
-        );
-    let agent = lab
-        .spawn(job, "claude", run.command(), &dir)
-        .expect("claude starts");
-    net::wait_for(
-        "the model request to be held",
-        Duration::from_secs(20),
-        Duration::from_millis(50),
-        || {
-            (model.held() == 1)
-                .then_some(())
-                .ok_or("not yet".to_owned())
-        },
-    )
-    .expect("claude calls the model");
+    let lab = lab();
+    let wd = lab.watchdog(STUCK).expect("watchdog");
+    let (model, agent) = lab
+        .claude_session(&claude, Session::Hung, (OtlpProtocol::Protobuf, true))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let job = agent.job;
     let hung_at = Timestamp::from(SystemTime::now());
     let line = wd
         .wait_line(
@@ -99,28 +72,19 @@ fn a_loop_fires_agent_looping_and_run_cost_from_telemetry_never_stuck_agent() {
     let Some(claude) = tools::claude() else {
         return;
     };
-    let lab = AgentLab::start(&bin("emitter"), &[]).unwrap_or_else(|e| panic!("{e:#}"));
+    let lab = lab();
     // Each request costs 0.004665 USD (the fake's usage at Sonnet 4.5 list
     // price): 0.05 is passed after 11 requests.
-    let wd = watchdog(
-        &lab,
-        &format!(
+    let wd = lab
+        .watchdog(&format!(
             "{STUCK}\n[rules.agent_looping]\nmax_repeats = 5\n\n[rules.run_cost]\nmax_usd = 0.05\n"
-        ),
-    );
-    let model = FakeModel::start(Script::SameTool(ToolCall::bash("ls"))).expect("fake model");
-    let job = lab.add_job("looper").expect("job rows");
-    let dir = lab.agent_dir("looper").expect("agent dir");
+        ))
+        .expect("watchdog");
     // No job id: attribution by socket, as for an agent launched without it.
-    let run = ClaudeRun::new(&claude, &dir, &model.base_url(), "Keep listing.")
-        .expect("run dirs")
-        .with_otlp(OtlpExport::new(
-            &lab.emitter.otlp_endpoint(),
-            OtlpProtocol::Json,
-        ));
-    let _agent = lab
-        .spawn(job, "claude", run.command(), &dir)
-        .expect("claude starts");
+    let (_model, agent) = lab
+        .claude_session(&claude, Session::Looping, (OtlpProtocol::Json, false))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let job = agent.job;
     let looping = wd
         .wait_line(
             "agent_looping",
@@ -159,15 +123,7 @@ fn a_loop_fires_agent_looping_and_run_cost_from_telemetry_never_stuck_agent() {
         .expect("agent_runs row");
     assert_eq!(db_cost, None);
     // A busy loop is never stuck: give stuck_agent its for + 2 intervals more.
-    let until = Instant::now() + Duration::from_secs(8);
-    while Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let stuck: Vec<_> = wd
-        .lines()
-        .into_iter()
-        .filter(|l| l.rule == "stuck_agent")
-        .collect();
+    let stuck = wd.rule_lines_after("stuck_agent", Duration::from_secs(8));
     assert!(stuck.is_empty(), "a looping agent is not stuck: {stuck:?}");
 }
 
@@ -176,9 +132,9 @@ fn a_working_session_with_a_long_tool_never_loops_and_waits_on_its_child() {
     let Some(claude) = tools::claude() else {
         return;
     };
-    let lab = AgentLab::start(&bin("emitter"), &[]).unwrap_or_else(|e| panic!("{e:#}"));
-    let wd = watchdog(
-        &lab,
+    let lab = lab();
+    let wd = lab
+        .watchdog(
         // Claude Code polls its Bash tool's output while the tool runs:
         // 1 to 2 ticks a second plus a 5 to 13 % second now and then, 1.3
         // to 2.7 % over a 10 s window, right at the default floor of 2 %
@@ -187,28 +143,29 @@ fn a_working_session_with_a_long_tool_never_loops_and_waits_on_its_child() {
         // 5 % is the per-agent setting that page recommends for agents
         // whose tools run long.
         "[rules.stuck_agent]\nfor = \"10s\"\nmin_runtime = \"1s\"\ncpu_floor = 0.05\n\n[rules.agent_looping]\nmax_repeats = 5\n",
-    );
-    let model = FakeModel::start(Script::Tools {
-        calls: vec![
-            ToolCall::bash("ls"),
-            ToolCall::bash("echo working"),
-            ToolCall::bash("cat /etc/hostname"),
-            ToolCall::bash("sleep 20"),
-            ToolCall::bash("ls -la"),
+    )
+        .expect("watchdog");
+    let model = FakeModel::start(Script::bash(
+        &[
+            "ls",
+            "echo working",
+            "cat /etc/hostname",
+            "sleep 20",
+            "ls -la",
         ],
-        then: "All done.".into(),
-    })
+        "All done.",
+    ))
     .expect("fake model");
-    let job = lab.add_job("worker").expect("job rows");
-    let dir = lab.agent_dir("worker").expect("agent dir");
-    let run = ClaudeRun::new(&claude, &dir, &model.base_url(), "Do the work.")
-        .expect("run dirs")
-        .with_otlp(
-            OtlpExport::new(&lab.emitter.otlp_endpoint(), OtlpProtocol::Protobuf).job(job.job_id),
-        );
     let mut agent = lab
-        .spawn(job, "claude", run.command(), &dir)
+        .start_claude(
+            &claude,
+            "worker",
+            &model.base_url(),
+            "Do the work.",
+            (OtlpProtocol::Protobuf, true),
+        )
         .expect("claude starts");
+    let job = agent.job;
     let result = agent
         .claude_result(Duration::from_secs(90))
         .unwrap_or_else(|e| panic!("{e:#}"));
