@@ -14,16 +14,19 @@
 #![allow(clippy::unwrap_used)]
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::harness::{bin, collect_lines, free_port, now_rfc3339, wait_until, write_json, HttpStub};
+use e2e::harness::{
+    bin, collect_lines, fake_envelope, free_port, wait_until, write_json, HttpStub, Pipes,
+    RawOptions, RawWatchdog,
+};
 use e2e::procs::Proc;
+use e2e::stack::config_head;
 use serde_json::{json, Value};
 
 /// An envelope with `agents` running agents (each over `agent_runtime`'s
@@ -39,84 +42,52 @@ fn envelope(agents: usize, breaker_open: bool, origin: Instant) -> Value {
             })
         })
         .collect();
-    json!({
-        "schema_version": 1,
-        "generated_at": now_rfc3339(),
-        "monotonic_ms": origin.elapsed().as_millis() as u64 + 1_000_000,
-        "boot_id": "alert-path-boot",
-        "host": "fake",
-        "clk_tck": 100,
-        "degraded": [],
-        "stages": [],
-        "queue": {
-            "counts": {"queued": 0, "running": agents.len(), "done": 3, "failed": 0, "cancelled": 0},
-            "depth": 0,
-            "retries": {"retried_jobs": 0, "total_retries": 0},
-            "breaker": {"state": if breaker_open { "open" } else { "closed" },
-                        "consecutive_failures": 0, "opened_at": null},
-            "max_concurrency": 4,
-            "poll_interval": 1.0
-        },
-        "agents": agents,
-        "cost": null,
-        "reconciler": null,
-        "errors": null
-    })
+    let mut v = fake_envelope("alert-path-boot", origin, agents.len(), breaker_open);
+    v["agents"] = Value::Array(agents);
+    v
 }
 
 /// A scripted emitter: `agents` agents, breaker as set.
 struct FakeTarget {
     stub: HttpStub,
     breaker: Arc<AtomicBool>,
-    hits: Arc<AtomicUsize>,
 }
 
 impl FakeTarget {
     fn start(agents: usize, breaker_open: bool) -> Self {
         let breaker = Arc::new(AtomicBool::new(breaker_open));
-        let hits = Arc::new(AtomicUsize::new(0));
         let origin = Instant::now();
         let stub = {
-            let (breaker, hits) = (breaker.clone(), hits.clone());
+            let breaker = breaker.clone();
             HttpStub::start(move |_head, conn| {
-                hits.fetch_add(1, Ordering::SeqCst);
                 let body = envelope(agents, breaker.load(Ordering::SeqCst), origin);
                 write_json(conn, body.to_string().as_bytes());
             })
         };
-        Self {
-            stub,
-            breaker,
-            hits,
-        }
+        Self { stub, breaker }
     }
 
     /// An emitter that answers 500 to every other request: each target
     /// polling it logs "poll failed" / "target answers again" over and over.
     fn flapping() -> Self {
-        let hits = Arc::new(AtomicUsize::new(0));
         let origin = Instant::now();
-        let stub = {
-            let hits = hits.clone();
-            HttpStub::start(move |_head, conn| {
-                if hits.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
-                    write_json(conn, envelope(0, false, origin).to_string().as_bytes());
-                } else {
-                    let _ = conn.write_all(
-                        b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                    );
-                }
-            })
-        };
+        let stub = HttpStub::counted(move |hit, _head, conn| {
+            if hit % 2 == 0 {
+                write_json(conn, envelope(0, false, origin).to_string().as_bytes());
+            } else {
+                let _ = conn.write_all(
+                    b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        });
         Self {
             stub,
             breaker: Arc::new(AtomicBool::new(false)),
-            hits,
         }
     }
 
     fn url(&self) -> String {
-        format!("http://{}/metrics", self.stub.addr())
+        self.stub.url("/metrics")
     }
 
     fn set_breaker(&self, open: bool) {
@@ -124,164 +95,24 @@ impl FakeTarget {
     }
 
     fn hits(&self) -> usize {
-        self.hits.load(Ordering::SeqCst)
+        self.stub.hits()
     }
 }
 
-/// What happens to the child's stdout.
-enum Stdout {
-    /// Read line by line into [`Watchdog::stdout`].
-    Collected,
-    /// A pipe that is kept open and never read.
-    Unread,
-    /// stdout and stderr both on pipes nobody reads (one stuck journald).
-    BothUnread,
-}
-
-/// A running `watchdog run --config`.
-struct Watchdog {
-    proc: Proc,
-    dir: tempfile::TempDir,
-    listen: SocketAddr,
-    stdout: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<Vec<String>>>,
-    _unread: Option<std::process::ChildStdout>,
-    _unread_err: Option<std::process::ChildStderr>,
-}
-
-impl Watchdog {
-    /// `interval = 200ms`, `timeout = 1s`, target `orch` at `url`, then
-    /// `extra` (top-level keys and tables). `fsize_limit` sets
-    /// `RLIMIT_FSIZE` on the child.
-    fn start(url: &str, extra: &str, stdout: Stdout, fsize_limit: Option<u64>) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let config = dir.path().join("watchdog.toml");
-        let extra = extra.replace("{dir}", &dir.path().display().to_string());
-        std::fs::write(
-            &config,
-            format!(
-                "interval = \"200ms\"\ntimeout = \"1s\"\nlisten = \"{listen}\"\n{extra}\n\n\
-                 [[target]]\nname = \"orch\"\nurl = \"{url}\"\n"
-            ),
-        )
-        .unwrap();
-        let mut cmd = Command::new(bin("watchdog"));
-        cmd.arg("run")
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(limit) = fsize_limit {
-            // SAFETY: runs in the forked child before exec; setrlimit(2) is
-            // async-signal-safe and touches no memory of ours.
-            unsafe {
-                cmd.pre_exec(move || {
-                    let lim = libc::rlimit {
-                        rlim_cur: limit,
-                        rlim_max: limit,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-        }
-        let mut proc = Proc::spawn("watchdog", &mut cmd).unwrap();
-        let child = proc.child_mut();
-        let out = child.stdout.take().unwrap();
-        let err = child.stderr.take().unwrap();
-        let nothing = || Arc::new(Mutex::new(Vec::new()));
-        let (stdout, unread, stderr, unread_err) = match stdout {
-            Stdout::Collected => (collect_lines(out), None, collect_lines(err), None),
-            Stdout::Unread => (nothing(), Some(out), collect_lines(err), None),
-            Stdout::BothUnread => (nothing(), Some(out), nothing(), Some(err)),
-        };
-        let mut w = Self {
-            proc,
-            dir,
-            listen,
-            stdout,
-            stderr,
-            _unread: unread,
-            _unread_err: unread_err,
-        };
-        let up = wait_until(Duration::from_secs(15), || w.get("/metrics").is_some());
-        assert!(
-            up,
-            "watchdog did not serve /metrics within 15 s; stderr:\n{}",
-            w.stderr_text()
-        );
-        w.assert_alive();
-        w
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// (status, body) of `GET path`, or None when there is no answer in 5 s.
-    fn get(&self, path: &str) -> Option<(u16, String)> {
-        let mut s = TcpStream::connect_timeout(&self.listen, Duration::from_secs(2)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).ok()?;
-        let status = raw.get(9..12)?.parse().ok()?;
-        let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-        Some((status, body))
-    }
-
-    /// Sum of the samples whose line starts with `prefix`.
-    fn metric(&self, prefix: &str) -> f64 {
-        self.get("/metrics")
-            .map(|(_, b)| b)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.starts_with(prefix))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    }
-
-    fn stdout(&self) -> Vec<String> {
-        self.stdout.lock().unwrap().clone()
-    }
-
-    fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
-    }
-
-    fn assert_alive(&mut self) {
-        if let Some(status) = self.proc.try_wait().unwrap() {
-            panic!(
-                "watchdog exited ({status}); stderr:\n{}",
-                self.stderr_text()
-            );
-        }
-    }
-
-    /// SIGHUP.
-    fn reload(&self) {
-        self.proc.signal(libc::SIGHUP).unwrap();
-    }
-
-    /// SIGTERM, then the exit status within `limit` (None: still running).
-    fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        self.proc.signal(libc::SIGTERM).unwrap();
-        let mut status = None;
-        wait_until(limit, || {
-            status = self.proc.try_wait().unwrap();
-            status.is_some()
-        });
-        status
-    }
+/// `watchdog run --config`: `interval = 200ms`, `timeout = 1s`, target
+/// `orch` at `url`, then `extra` (top-level keys and tables; `{dir}` is its
+/// directory), its output as `pipes` says; `fsize_limit` sets
+/// `RLIMIT_FSIZE` on the child.
+fn start(url: &str, extra: &str, pipes: Pipes, fsize_limit: Option<u64>) -> RawWatchdog {
+    let options = RawOptions {
+        pipes,
+        fsize_limit,
+        ..RawOptions::default()
+    };
+    RawWatchdog::start(&options, |dir, listen| {
+        let extra = extra.replace("{dir}", &dir.display().to_string());
+        config_head("200ms", "1s", listen, &extra, "orch", url)
+    })
 }
 
 /// Alert lines in a file (unparsable lines kept as Err).
@@ -301,23 +132,23 @@ fn alert_path_stdout_nobody_reads_holds_nothing_up() {
     // 300 agents over agent_runtime's max, repeated every poll: 300 lines
     // per 200 ms poll, far more than a 64 KiB pipe holds.
     let target = FakeTarget::start(300, false);
-    let mut w = Watchdog::start(
+    let mut w = start(
         &target.url(),
         "alert_log = \"{dir}/alerts.jsonl\"\n\n[notify]\nrepeat_interval = \"100ms\"\n\n\
          [rules.agent_runtime]\nmax = \"1m\"\n",
-        Stdout::Unread,
+        Pipes::StdoutUnread,
         None,
     );
     let log = w.path("alerts.jsonl");
     let enough = wait_until(Duration::from_secs(60), || {
-        file_lines(&log).len() > 3_000 && w.metric("watchdog_stdout_dropped_lines_total") > 0.0
+        file_lines(&log).len() > 3_000 && w.metric_sum("watchdog_stdout_dropped_lines_total") > 0.0
     });
     w.assert_alive();
     assert!(
         enough,
         "the alert log stopped at {} lines, {} dropped from stdout; stderr:\n{}",
         file_lines(&log).len(),
-        w.metric("watchdog_stdout_dropped_lines_total"),
+        w.metric_sum("watchdog_stdout_dropped_lines_total"),
         w.stderr_text()
     );
     // Still polling and still evaluating: the file keeps growing.
@@ -342,7 +173,7 @@ fn alert_path_stdout_nobody_reads_holds_nothing_up() {
     eprintln!(
         "stdout unread: {} lines in the alert log, {} dropped from stdout, {} polls",
         file_lines(&log).len(),
-        w.metric("watchdog_stdout_dropped_lines_total"),
+        w.metric_sum("watchdog_stdout_dropped_lines_total"),
         target.hits()
     );
     let asked = Instant::now();
@@ -372,13 +203,13 @@ fn alert_path_stdout_and_stderr_nobody_reads_hold_nothing_up() {
             )
         })
         .collect();
-    let mut w = Watchdog::start(
+    let mut w = start(
         &target.url(),
         &format!(
             "alert_log = \"{{dir}}/alerts.jsonl\"\n\n{noisy}[notify]\nrepeat_interval = \"100ms\"\n\n\
              [rules.agent_runtime]\nmax = \"1m\"\n"
         ),
-        Stdout::BothUnread,
+        Pipes::BothUnread,
         None,
     );
     let log = w.path("alerts.jsonl");
@@ -398,7 +229,7 @@ fn alert_path_stdout_and_stderr_nobody_reads_hold_nothing_up() {
         "polling or the alert log stopped while stdout and stderr were full"
     );
     assert_eq!(w.get("/healthz").map(|(s, _)| s), Some(200));
-    assert!(w.metric("watchdog_stdout_dropped_lines_total") > 0.0);
+    assert!(w.metric_sum("watchdog_stdout_dropped_lines_total") > 0.0);
     let status = w.terminate(Duration::from_secs(20));
     assert!(
         status.is_some_and(|s| s.success()),
@@ -423,10 +254,10 @@ fn alert_path_healthz_reports_a_stuck_loop() {
         eprintln!("skipped: no mkfifo ({status:?})");
         return;
     }
-    let mut w = Watchdog::start(
+    let mut w = start(
         &target.url(),
         &format!("alert_log = \"{}\"\n", fifo.display()),
-        Stdout::Collected,
+        Pipes::Collected,
         None,
     );
     // /metrics answers before the loops have started: wait for them.
@@ -468,11 +299,11 @@ fn alert_path_healthz_reports_a_stuck_loop() {
 fn alert_path_partial_writes_leave_whole_lines_and_rotation_reopens() {
     const LIMIT: u64 = 6_000;
     let target = FakeTarget::start(25, false);
-    let mut w = Watchdog::start(
+    let mut w = start(
         &target.url(),
         "alert_log = \"{dir}/alerts.jsonl\"\n\n[notify]\nrepeat_interval = \"100ms\"\n\n\
          [rules.agent_runtime]\nmax = \"1m\"\n",
-        Stdout::Collected,
+        Pipes::Collected,
         Some(LIMIT),
     );
     let log = w.path("alerts.jsonl");
@@ -539,10 +370,10 @@ fn alert_path_partial_writes_leave_whole_lines_and_rotation_reopens() {
 #[test]
 fn alert_path_removed_log_is_recreated() {
     let target = FakeTarget::start(0, true);
-    let mut w = Watchdog::start(
+    let mut w = start(
         &target.url(),
         "alert_log = \"{dir}/alerts.jsonl\"\n\n[rules.breaker_open]\nfor = \"0s\"\n",
-        Stdout::Collected,
+        Pipes::Collected,
         None,
     );
     let log = w.path("alerts.jsonl");
@@ -569,18 +400,15 @@ fn alert_path_removed_log_is_recreated() {
 struct Receiver {
     stub: HttpStub,
     accepted: Arc<Mutex<Vec<Value>>>,
-    requests: Arc<AtomicUsize>,
 }
 
 impl Receiver {
     fn start(fail_for: Duration) -> Self {
         let accepted = Arc::new(Mutex::new(Vec::new()));
-        let requests = Arc::new(AtomicUsize::new(0));
         let fail_until = Instant::now() + fail_for;
         let stub = {
-            let (accepted, requests) = (accepted.clone(), requests.clone());
+            let accepted = accepted.clone();
             HttpStub::start(move |head, conn| {
-                requests.fetch_add(1, Ordering::SeqCst);
                 let len = head
                     .lines()
                     .find_map(|l| {
@@ -607,15 +435,11 @@ impl Receiver {
                 );
             })
         };
-        Self {
-            stub,
-            accepted,
-            requests,
-        }
+        Self { stub, accepted }
     }
 
     fn url(&self) -> String {
-        format!("http://{}/hook", self.stub.addr())
+        self.stub.url("/hook")
     }
 }
 
@@ -626,23 +450,20 @@ impl Receiver {
 fn alert_path_reload_then_stop_during_retries_loses_no_notification() {
     let target = FakeTarget::start(0, true);
     let hook = Receiver::start(Duration::from_secs(8));
-    let mut w = Watchdog::start(
+    let mut w = start(
         &target.url(),
         &format!(
             "alert_log = \"{{dir}}/alerts.jsonl\"\n\n[rules.breaker_open]\nfor = \"0s\"\n\n\
              [[notify.webhook]]\nurl = \"{}\"\nmax_retries = 1000\nbackoff = \"100ms\"\nbackoff_max = \"200ms\"\n",
             hook.url()
         ),
-        Stdout::Collected,
+        Pipes::Collected,
         None,
     );
     let log = w.path("alerts.jsonl");
     // The firing notification is being retried ...
     assert!(
-        wait_until(Duration::from_secs(20), || hook
-            .requests
-            .load(Ordering::SeqCst)
-            >= 2),
+        wait_until(Duration::from_secs(20), || hook.stub.hits() >= 2),
         "the webhook was never tried; stderr:\n{}",
         w.stderr_text()
     );

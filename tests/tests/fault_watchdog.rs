@@ -19,10 +19,12 @@
 #![allow(clippy::unwrap_used)]
 
 use e2e::harness::{
-    bin, collect_lines, free_port, now_rfc3339, wait_until, write_json, Guard, HttpStub,
+    bin, collect_lines, fake_envelope, free_port, wait_until, write_json, Guard, HttpStub,
+    RawOptions, RawWatchdog,
 };
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use e2e::stack::config_head;
+use std::io::Write;
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -75,57 +77,34 @@ fn big_body(size: usize, origin: Instant) -> Vec<u8> {
 }
 
 fn envelope(breaker_open: bool, origin: Instant) -> Value {
-    json!({
-        "schema_version": 1,
-        "generated_at": now_rfc3339(),
-        "monotonic_ms": origin.elapsed().as_millis() as u64 + 1_000_000,
-        "boot_id": "fault-test-boot",
-        "host": "fake",
-        "clk_tck": 100,
-        "degraded": [],
-        "stages": [],
-        "queue": {
-            "counts": {"queued": 0, "running": 1, "done": 3, "failed": 0, "cancelled": 0},
-            "depth": 0,
-            "retries": {"retried_jobs": 0, "total_retries": 0},
-            "breaker": {"state": if breaker_open { "open" } else { "closed" },
-                        "consecutive_failures": 0, "opened_at": null},
-            "max_concurrency": 4,
-            "poll_interval": 1.0
-        },
-        "agents": [],
-        "cost": {"running": [], "aggregate": {"runs": 0, "cost_usd": 0.0, "input_tokens": 0,
-                 "output_tokens": 0, "cache_read_tokens": 0, "cache_creation_tokens": 0}},
-        "reconciler": null,
-        "errors": null
-    })
+    let mut v = fake_envelope("fault-test-boot", origin, 1, breaker_open);
+    v["cost"] = json!({"running": [], "aggregate": {"runs": 0, "cost_usd": 0.0, "input_tokens": 0,
+             "output_tokens": 0, "cache_read_tokens": 0, "cache_creation_tokens": 0}});
+    v
 }
 
 /// A scripted emitter on 127.0.0.1:0: every request gets the current `Reply`.
 struct FakeTarget {
     stub: HttpStub,
     reply: Arc<Mutex<Reply>>,
-    hits: Arc<AtomicUsize>,
 }
 
 impl FakeTarget {
     fn start(reply: Reply) -> Self {
         let reply = Arc::new(Mutex::new(reply));
-        let hits = Arc::new(AtomicUsize::new(0));
         let origin = Instant::now();
         let stub = {
-            let (reply, hits) = (reply.clone(), hits.clone());
+            let reply = reply.clone();
             HttpStub::start(move |_head, conn| {
-                hits.fetch_add(1, Ordering::SeqCst);
                 let reply = reply.lock().unwrap().clone();
                 answer(conn, reply, origin);
             })
         };
-        Self { stub, reply, hits }
+        Self { stub, reply }
     }
 
     fn url(&self) -> String {
-        format!("http://{}/metrics", self.stub.addr())
+        self.stub.url("/metrics")
     }
 
     fn set(&self, reply: Reply) {
@@ -133,7 +112,7 @@ impl FakeTarget {
     }
 
     fn hits(&self) -> usize {
-        self.hits.load(Ordering::SeqCst)
+        self.stub.hits()
     }
 }
 
@@ -203,148 +182,29 @@ fn has_alert(lines: &[String], event: &str, rule: &str) -> bool {
         .any(|a| a["event"] == event && a["rule"] == rule)
 }
 
-/// The rules of [`Watchdog::start`]: both fire at once.
+/// The rules of [`start`]: both fire at once.
 const DEFAULT_RULES: &str =
     "[rules.target_down]\nfor = \"0s\"\n\n[rules.breaker_open]\nfor = \"0s\"\n";
 
-/// A running `watchdog run` with its config, pipes and metrics address.
-struct Watchdog {
-    guard: Guard,
-    dir: tempfile::TempDir,
-    listen: SocketAddr,
-    stdout: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<Vec<String>>>,
+/// `watchdog run --config` with `extra_toml` after the basics (interval
+/// 200ms, timeout 1s, target `orch` at `url`, target_down and
+/// breaker_open with `for = "0s"`).
+fn start(url: &str, extra_toml: &str) -> RawWatchdog {
+    start_with_rules(url, extra_toml, DEFAULT_RULES)
 }
 
-impl Watchdog {
-    /// Starts `watchdog run --config` with `extra_toml` after the basics
-    /// (interval 200ms, timeout 1s, target `orch` at `url`, target_down and
-    /// breaker_open with `for = "0s"`).
-    fn start(url: &str, extra_toml: &str) -> Self {
-        Self::start_with_rules(url, extra_toml, DEFAULT_RULES)
-    }
+/// Like [`start`] with `rules_toml` in place of [`DEFAULT_RULES`].
+fn start_with_rules(url: &str, extra_toml: &str, rules_toml: &str) -> RawWatchdog {
+    RawWatchdog::start(&RawOptions::default(), |_, listen| {
+        let head = config_head("200ms", "1s", listen, extra_toml, "orch", url);
+        format!("{head}\n{rules_toml}\n")
+    })
+}
 
-    /// Like [`Watchdog::start`] with `rules_toml` in place of [`DEFAULT_RULES`].
-    fn start_with_rules(url: &str, extra_toml: &str, rules_toml: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let config = dir.path().join("watchdog.toml");
-        let toml = format!(
-            r#"interval = "200ms"
-timeout = "1s"
-listen = "{listen}"
-{extra_toml}
-
-[[target]]
-name = "orch"
-url = "{url}"
-
-{rules_toml}
-"#
-        );
-        std::fs::write(&config, toml).unwrap();
-        let mut child = Command::new(bin("watchdog"))
-            .arg("run")
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = collect_lines(child.stdout.take().unwrap());
-        let stderr = collect_lines(child.stderr.take().unwrap());
-        let mut w = Self {
-            guard: Guard(child),
-            dir,
-            listen,
-            stdout,
-            stderr,
-        };
-        let up = wait_until(Duration::from_secs(15), || w.metrics().is_some());
-        if !up {
-            let status = w.guard.0.try_wait().unwrap();
-            panic!(
-                "watchdog did not serve /metrics within 15 s (exit {status:?}); stderr:\n{}",
-                w.stderr_text()
-            );
-        }
-        w.assert_alive();
-        w
-    }
-
-    fn metrics(&self) -> Option<String> {
-        let mut s = TcpStream::connect_timeout(&self.listen, Duration::from_secs(2)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(
-            s,
-            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).ok()?;
-        raw.starts_with("HTTP/1.1 200").then_some(raw)
-    }
-
-    /// The value of the first sample whose line starts with `prefix`.
-    fn gauge(&self, prefix: &str) -> Option<f64> {
-        self.metrics()?
-            .lines()
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-    }
-
-    /// Sum of every sample of the `watchdog_polls_total` counter.
-    fn polls(&self) -> f64 {
-        self.metrics()
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.starts_with("watchdog_polls_total"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    }
-
-    /// SIGTERM, then waits (bounded) for a clean exit.
-    fn stop(&mut self) {
-        let pid = libc::pid_t::try_from(self.guard.0.id()).unwrap();
-        // SAFETY: kill(2) on our own child's pid.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-        let exited = wait_until(Duration::from_secs(15), || {
-            matches!(self.guard.0.try_wait(), Ok(Some(_)))
-        });
-        assert!(exited, "no exit after SIGTERM:\n{}", self.stderr_text());
-    }
-
-    fn stdout(&self) -> Vec<String> {
-        self.stdout.lock().unwrap().clone()
-    }
-
-    fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
-    }
-
-    fn assert_alive(&mut self) {
-        if let Some(status) = self.guard.0.try_wait().unwrap() {
-            panic!(
-                "watchdog exited ({status}); stderr:\n{}",
-                self.stderr_text()
-            );
-        }
-    }
-
-    /// Waits until `cond` holds over the stdout lines.
-    fn wait_stdout(&mut self, what: &str, limit: Duration, cond: impl Fn(&[String]) -> bool) {
-        let ok = wait_until(limit, || cond(&self.stdout()));
-        self.assert_alive();
-        assert!(
-            ok,
-            "no {what} within {limit:?}; stdout:\n{}\nstderr:\n{}",
-            self.stdout().join("\n"),
-            self.stderr_text()
-        );
-    }
+/// SIGTERM, then a clean exit within 15 s.
+fn stop(w: &mut RawWatchdog) {
+    let exited = w.terminate(Duration::from_secs(15)).is_some();
+    assert!(exited, "no exit after SIGTERM:\n{}", w.stderr_text());
 }
 
 /// `watchdog check --config` against `url` with a 1 s timeout: (exit code, output, time).
@@ -435,7 +295,7 @@ fn fault_run_schema_two_is_not_target_down() {
     let target = FakeTarget::start(Reply::Good {
         breaker_open: false,
     });
-    let mut w = Watchdog::start(&target.url(), "");
+    let mut w = start(&target.url(), "");
     target.set(Reply::SchemaTwo);
     w.wait_stdout("schema_incompatible firing", Duration::from_secs(10), |l| {
         has_alert(l, "firing", "schema_incompatible")
@@ -465,7 +325,7 @@ fn fault_run_survives_every_broken_response_and_recovers() {
     let target = FakeTarget::start(Reply::Good {
         breaker_open: false,
     });
-    let mut w = Watchdog::start(&target.url(), "");
+    let mut w = start(&target.url(), "");
     assert!(wait_until(Duration::from_secs(10), || w
         .gauge("watchdog_target_up{")
         == Some(1.0)));
@@ -510,7 +370,7 @@ fn fault_run_survives_every_broken_response_and_recovers() {
         has_alert(l, "resolved", "target_down")
     });
     // Memory after two bodies of 30+ MiB: bounded (the over-cap one is not held).
-    let rss = std::fs::read_to_string(format!("/proc/{}/status", w.guard.0.id()))
+    let rss = std::fs::read_to_string(format!("/proc/{}/status", w.pid()))
         .unwrap()
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:").map(str::to_owned))
@@ -525,7 +385,7 @@ fn fault_run_survives_every_broken_response_and_recovers() {
 #[test]
 fn fault_alert_log_on_a_full_disk_keeps_stdout() {
     let target = FakeTarget::start(Reply::Good { breaker_open: true });
-    let mut w = Watchdog::start(&target.url(), "alert_log = \"/dev/full\"");
+    let mut w = start(&target.url(), "alert_log = \"/dev/full\"");
     w.wait_stdout(
         "breaker_open firing on stdout",
         Duration::from_secs(10),
@@ -556,7 +416,7 @@ fn fault_alert_log_on_a_full_disk_keeps_stdout() {
 fn fault_webhook_down_gives_dropped_lines_and_polling_goes_on() {
     let target = FakeTarget::start(Reply::Good { breaker_open: true });
     let dead = format!("http://127.0.0.1:{}/hook", free_port());
-    let mut w = Watchdog::start(
+    let mut w = start(
         &target.url(),
         &format!("[[notify.webhook]]\nurl = \"{dead}\"\n"),
     );
@@ -574,7 +434,7 @@ fn fault_webhook_down_gives_dropped_lines_and_polling_goes_on() {
         "polling stopped while the webhook was down"
     );
     w.assert_alive();
-    assert!(w.polls() > 0.0);
+    assert!(w.metric_sum("watchdog_polls_total") > 0.0);
 }
 
 /// Garbage in the state file: the watchdog starts fresh, logs it, and works.
@@ -584,7 +444,7 @@ fn fault_corrupt_state_file_starts_fresh() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
     std::fs::write(&state, b"\x00\xffnot json {{{ garbage").unwrap();
-    let mut w = Watchdog::start(
+    let mut w = start(
         &target.url(),
         &format!("state_file = \"{}\"", state.display()),
     );
@@ -610,7 +470,7 @@ fn fault_alert_log_unwritable_then_writable_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let log_dir = dir.path().join("not-yet");
     let log = log_dir.join("alerts.jsonl");
-    let mut w = Watchdog::start(&target.url(), &format!("alert_log = \"{}\"", log.display()));
+    let mut w = start(&target.url(), &format!("alert_log = \"{}\"", log.display()));
     w.wait_stdout(
         "breaker_open firing on stdout",
         Duration::from_secs(10),
@@ -643,7 +503,7 @@ fn fault_alert_log_unwritable_then_writable_loses_nothing() {
 #[test]
 fn fault_run_kill_switch_is_disabled_not_down() {
     let target = FakeTarget::start(Reply::Good { breaker_open: true });
-    let mut w = Watchdog::start(&target.url(), "");
+    let mut w = start(&target.url(), "");
     w.wait_stdout("breaker_open firing", Duration::from_secs(10), |l| {
         has_alert(l, "firing", "breaker_open")
     });
@@ -693,7 +553,7 @@ fn fault_restart_resolves_saved_alerts_of_a_removed_target_and_a_disabled_rule()
         "state_file = \"{}\"\n\n[[target]]\nname = \"gone\"\nurl = \"{dead}\"\n",
         state.display()
     );
-    let mut w = Watchdog::start(&target.url(), &with_gone);
+    let mut w = start(&target.url(), &with_gone);
     w.wait_stdout(
         "breaker_open on orch and target_down on gone firing",
         Duration::from_secs(15),
@@ -701,13 +561,15 @@ fn fault_restart_resolves_saved_alerts_of_a_removed_target_and_a_disabled_rule()
     );
     // The state file is written after each burst of polls; one more poll
     // later it holds both alerts.
-    let polls = w.polls();
-    assert!(wait_until(Duration::from_secs(10), || w.polls() >= polls + 2.0));
-    w.stop();
+    let polls = w.metric_sum("watchdog_polls_total");
+    assert!(wait_until(Duration::from_secs(10), || w
+        .metric_sum("watchdog_polls_total")
+        >= polls + 2.0));
+    stop(&mut w);
 
     // Restart: `gone` removed, breaker_open disabled, target_down kept.
     let hook = e2e::am_cluster::Receiver::start();
-    let mut again = Watchdog::start_with_rules(
+    let mut again = start_with_rules(
         &target.url(),
         &format!(
             "state_file = \"{}\"\n\n[[notify.webhook]]\nurl = \"{}\"\n",
@@ -808,8 +670,8 @@ fn fault_wall_clock_step_without_monotonic_is_no_stuck_agent() {
         })
     };
     let url = format!("http://{}/metrics", stub.addr());
-    let mut w = Watchdog::start_with_rules(&url, "", "[rules.stuck_agent]\nfor = \"0s\"\n");
-    let stuck = |w: &Watchdog| has_alert(&w.stdout(), "firing", "stuck_agent");
+    let mut w = start_with_rules(&url, "", "[rules.stuck_agent]\nfor = \"0s\"\n");
+    let stuck = |w: &RawWatchdog| has_alert(&w.stdout(), "firing", "stuck_agent");
     let at = polls.load(Ordering::SeqCst);
     assert!(wait_until(Duration::from_secs(15), || polls
         .load(Ordering::SeqCst)

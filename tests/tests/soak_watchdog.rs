@@ -19,14 +19,12 @@
 //!  cargo test -p e2e --test soak_watchdog -- --ignored --nocapture`
 #![allow(clippy::unwrap_used)]
 
-use e2e::harness::{bin, free_port, wait_until, write_json, Guard, HttpStub};
+use e2e::harness::{bin, write_json, Guard, HttpStub, RawOptions, RawWatchdog};
+use e2e::stack::config_head;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -312,42 +310,18 @@ fn soak_replay_long() {
 /// Serves `Scenario::envelope(LIFETIME + n)` on the n-th request: a clock
 /// that advances 15 s per poll, starting in the steady state (as many
 /// agents appearing as exiting), so anything that grows is history kept.
-struct FakeTarget {
-    stub: HttpStub,
-    hits: Arc<AtomicU64>,
+fn fake_target(s: Scenario) -> HttpStub {
+    HttpStub::counted(move |step, _head, conn| {
+        write_json(
+            conn,
+            s.envelope(LIFETIME + step as u64).to_string().as_bytes(),
+        );
+    })
 }
 
-impl FakeTarget {
-    fn start(s: Scenario) -> Self {
-        let hits = Arc::new(AtomicU64::new(0));
-        let stub = {
-            let hits = hits.clone();
-            HttpStub::start(move |_head, conn| {
-                let step = hits.fetch_add(1, Ordering::SeqCst);
-                write_json(conn, s.envelope(LIFETIME + step).to_string().as_bytes());
-            })
-        };
-        Self { stub, hits }
-    }
-}
-
-fn scrape(addr: SocketAddr) -> Option<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).ok()?;
-    raw.starts_with("HTTP/1.1 200").then_some(raw)
-}
-
-/// Series on the page: sample lines, not comments or headers.
+/// Series on the page: sample lines, not comments.
 fn series(page: &str) -> usize {
-    let body = page.split("\r\n\r\n").nth(1).unwrap_or("");
-    body.lines().filter(|l| l.starts_with("watchdog_")).count()
+    page.lines().filter(|l| l.starts_with("watchdog_")).count()
 }
 
 fn agent_series(page: &str) -> usize {
@@ -358,73 +332,27 @@ fn agent_series(page: &str) -> usize {
 
 fn soak_run(live: u64, polls: u64) {
     let s = Scenario { live };
-    let target = FakeTarget::start(s);
-    let dir = tempfile::tempdir().unwrap();
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let config = dir.path().join("watchdog.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "interval = \"100ms\"\ntimeout = \"2s\"\nlisten = \"{listen}\"\n\n[[target]]\nname = \"orch\"\nurl = \"http://{}/metrics\"\n",
-            target.stub.addr()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(bin("watchdog"))
-        .arg("run")
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    {
-        let lines = lines.clone();
-        std::thread::spawn(move || {
-            for l in BufReader::new(stdout).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(l);
-            }
-        });
-    }
-    let err = Arc::new(Mutex::new(String::new()));
-    {
-        let err = err.clone();
-        std::thread::spawn(move || {
-            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut e = err.lock().unwrap();
-                if e.len() < 100_000 {
-                    e.push_str(&l);
-                    e.push('\n');
-                }
-            }
-        });
-    }
-    let mut guard = Guard(child);
-    let pid = guard.0.id();
-    assert!(
-        wait_until(Duration::from_secs(15), || scrape(listen).is_some()),
-        "watchdog did not serve /metrics; stderr:\n{}",
-        err.lock().unwrap()
-    );
+    let target = fake_target(s);
+    let options = RawOptions {
+        rust_log: "warn",
+        ..RawOptions::default()
+    };
+    let mut w = RawWatchdog::start(&options, |_, listen| {
+        config_head("100ms", "2s", listen, "", "orch", &target.url("/metrics"))
+    });
+    let pid = w.pid();
 
     // Sample (polls done, VmRSS, series, agent series) every ~1/10 of the run.
     let mut samples = Vec::new();
     let started = Instant::now();
     let limit = Duration::from_millis(polls * 100 * 4 + 20_000);
     let mut next = polls / 10;
-    while target.hits.load(Ordering::SeqCst) < polls {
+    while (target.hits() as u64) < polls {
         assert!(started.elapsed() < limit, "the watchdog polled too slowly");
-        if let Some(status) = guard.0.try_wait().unwrap() {
-            panic!("watchdog exited ({status}):\n{}", err.lock().unwrap());
-        }
-        let hits = target.hits.load(Ordering::SeqCst);
+        w.assert_alive();
+        let hits = target.hits() as u64;
         if hits >= next {
-            if let Some(page) = scrape(listen) {
+            if let Some(page) = w.metrics() {
                 let rss = vm_rss_kib(pid).unwrap();
                 samples.push((hits, rss, series(&page), agent_series(&page)));
             }
@@ -467,9 +395,7 @@ fn soak_run(live: u64, polls: u64) {
     );
     // Idle agents were noticed along the way (the scenario is live, not empty).
     assert!(
-        lines
-            .lock()
-            .unwrap()
+        w.stdout()
             .iter()
             .any(|l| l.contains("\"stuck_agent\"") && l.contains("\"firing\"")),
         "no stuck_agent firing in {polls} polls"
