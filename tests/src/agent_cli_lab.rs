@@ -19,7 +19,7 @@ use crate::fake_model::{FakeModel, Script, ToolCall, Usage};
 use crate::fake_model_openai::FakeResponses;
 use crate::net;
 use crate::procs::Proc;
-use crate::stack::{alert_log_key, config_head, tail, Emitter, Watchdog};
+use crate::stack::{logged_head, tail, Emitter, Watchdog};
 use crate::statedb;
 
 /// A running `emitter serve --otlp-listen`.
@@ -490,14 +490,7 @@ for = "1m"
 [notify]
 repeat_interval = "1h"
 "#,
-        head = config_head(
-            "1s",
-            "2s",
-            listen,
-            &alert_log_key(alert_log),
-            "lab",
-            emitter_url
-        ),
+        head = logged_head(listen, alert_log, "lab", emitter_url),
     )
 }
 

@@ -11,12 +11,13 @@
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::ext::ServerDir;
 use crate::harness::HttpStub;
 use crate::net;
 use crate::procs::Proc;
@@ -171,21 +172,16 @@ pub fn start(bin: &Path, config: &str, n: usize) -> anyhow::Result<Vec<Peer>> {
         .collect::<std::io::Result<Vec<_>>>()?;
     let mut peers = Vec::new();
     for (i, cluster) in clusters.iter().enumerate() {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("e2e-am-peer{i}-"))
-            .tempdir()?;
-        std::fs::write(dir.path().join("config.yml"), config)?;
-        let addr = net::free_addr()?;
-        let log = dir.path().join("server.log");
-        let file = std::fs::File::create(&log)?;
+        let server_dir = ServerDir::new(&format!("e2e-am-peer{i}-"), config)?;
+        let addr = server_dir.addr;
         let mut cmd = Command::new(bin);
         cmd.arg(format!(
             "--config.file={}",
-            dir.path().join("config.yml").display()
+            server_dir.path("config.yml").display()
         ))
         .arg(format!(
             "--storage.path={}",
-            dir.path().join("data").display()
+            server_dir.path("data").display()
         ))
         .arg(format!("--web.listen-address={addr}"))
         .arg(format!("--web.external-url=http://{addr}"))
@@ -206,12 +202,9 @@ pub fn start(bin: &Path, config: &str, n: usize) -> anyhow::Result<Vec<Peer>> {
             "--cluster.reconnect-interval=1s".into(),
             "--cluster.settle-timeout=5s".into(),
             "--log.level=info".into(),
-        ])
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(file.try_clone()?))
-        .stderr(Stdio::from(file));
-        let proc = Proc::spawn(&format!("alertmanager peer {i}"), &mut cmd)?;
+        ]);
+        let proc = server_dir.spawn(&format!("alertmanager peer {i}"), &mut cmd)?;
+        let ServerDir { dir, log, .. } = server_dir;
         peers.push(Peer {
             proc,
             addr,

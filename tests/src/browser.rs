@@ -58,3 +58,22 @@ pub fn chromium(
     }
     std::fs::read_to_string(&out).map_err(|e| format!("{}: {e}", out.display()))
 }
+
+/// A screenshot of `url` (a window `height` pixels tall, profile
+/// `profile`) written to `shot`, checked to be a PNG with something in it
+/// (over 10,000 bytes: a blank page compresses to a few KiB); its bytes.
+/// The one screenshot check of the browser tests.
+pub fn screenshot(bin: &Path, profile: &Path, shot: &Path, url: &str, height: u32) -> Vec<u8> {
+    chromium(
+        bin,
+        profile,
+        &format!("--screenshot={}", shot.display()),
+        url,
+        height,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let png = std::fs::read(shot).unwrap_or_else(|e| panic!("{}: {e}", shot.display()));
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    assert!(png.len() > 10_000, "screenshot of {} bytes", png.len());
+    png
+}

@@ -40,26 +40,56 @@ impl Server {
     }
 }
 
+/// A server's own temporary directory holding its `config.yml`, a free
+/// address and its log file: where every external server here starts.
+#[derive(Debug)]
+pub struct ServerDir {
+    /// The directory (removed on drop).
+    pub dir: tempfile::TempDir,
+    /// Where the server is to listen.
+    pub addr: SocketAddr,
+    /// Its stdout + stderr.
+    pub log: PathBuf,
+}
+
+impl ServerDir {
+    /// A directory named `prefix...` with `config` (YAML) as `config.yml`.
+    pub fn new(prefix: &str, config: &str) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix(prefix).tempdir()?;
+        std::fs::write(dir.path().join("config.yml"), config)?;
+        let addr = net::free_addr()?;
+        let log = dir.path().join("server.log");
+        Ok(Self { dir, addr, log })
+    }
+
+    /// `<dir>/<name>`.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Starts `cmd` in the directory with stdin null and stdout and stderr
+    /// into the log.
+    pub fn spawn(&self, name: &str, cmd: &mut Command) -> anyhow::Result<Proc> {
+        let file = std::fs::File::create(&self.log)?;
+        cmd.current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(file.try_clone()?))
+            .stderr(Stdio::from(file));
+        Ok(Proc::spawn(name, cmd)?)
+    }
+}
+
 fn start(
     name: &str,
     bin: &Path,
     config: &str,
     args: impl Fn(&Path, SocketAddr) -> Vec<String>,
 ) -> anyhow::Result<Server> {
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("e2e-{name}-"))
-        .tempdir()?;
-    std::fs::write(dir.path().join("config.yml"), config)?;
-    let addr = net::free_addr()?;
-    let log = dir.path().join("server.log");
-    let file = std::fs::File::create(&log)?;
+    let server_dir = ServerDir::new(&format!("e2e-{name}-"), config)?;
     let mut cmd = Command::new(bin);
-    cmd.args(args(dir.path(), addr))
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(file.try_clone()?))
-        .stderr(Stdio::from(file));
-    let mut proc = Proc::spawn(name, &mut cmd)?;
+    cmd.args(args(server_dir.dir.path(), server_dir.addr));
+    let mut proc = server_dir.spawn(name, &mut cmd)?;
+    let ServerDir { dir, addr, log } = server_dir;
     let ready = format!("http://{addr}/-/ready");
     let waited = net::wait_for(
         &format!("{name} to be ready"),

@@ -82,3 +82,40 @@ impl Lab {
         dir.keep()
     }
 }
+
+/// One idle real process (`sleep 600`) recorded as a running job named
+/// `name` (repo `app`, stage `review`) in a new state database: the whole
+/// lab of the browser tests.
+#[derive(Debug)]
+pub struct OneAgent {
+    /// The temporary directory holding the database.
+    pub dir: tempfile::TempDir,
+    /// The state database.
+    pub db: PathBuf,
+    /// A writer connection.
+    pub conn: rusqlite::Connection,
+    /// The agent process (killed on drop).
+    pub agent: crate::procs::Proc,
+    /// Its rows.
+    pub job: RunningJob,
+}
+
+impl OneAgent {
+    /// Creates the database and starts the agent.
+    pub fn start(name: &str) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let db = dir.path().join("state.db");
+        let conn = statedb::create(&db)?;
+        let mut cmd = std::process::Command::new("sleep");
+        cmd.arg("600").stdin(std::process::Stdio::null());
+        let agent = crate::procs::Proc::spawn("agent", &mut cmd)?;
+        let job = statedb::insert_running_job(&conn, name, agent.pid(), "app", "review")?;
+        Ok(Self {
+            dir,
+            db,
+            conn,
+            agent,
+            job,
+        })
+    }
+}

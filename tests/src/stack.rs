@@ -45,16 +45,8 @@ impl Emitter {
     ) -> anyhow::Result<Self> {
         let addr = net::free_addr()?;
         let log = dir.join("emitter.log");
-        let mut cmd = Command::new(bin);
-        cmd.arg("serve")
-            .arg("--db")
-            .arg(db)
-            .arg("--listen")
-            .arg(addr.to_string())
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .env_remove("ORCH_METRICS_ENABLED")
-            .stdin(Stdio::null())
+        let mut cmd = serve_command(bin, db, addr, extra);
+        cmd.env_remove("ORCH_METRICS_ENABLED")
             .stdout(Stdio::from(std::fs::File::create(dir.join("emitter.out"))?))
             .stderr(Stdio::from(std::fs::File::create(&log)?));
         let mut proc = Proc::spawn("emitter", &mut cmd)?;
@@ -175,6 +167,27 @@ pub fn alert_log_key(alert_log: &Path) -> String {
     format!("alert_log = {:?}", alert_log.display().to_string())
 }
 
+/// `bin serve --db db --listen addr extra...` with `RUST_LOG=info` and
+/// stdin null (stdout and stderr are the caller's): the command line of
+/// every emitter launcher here.
+pub fn serve_command<S: AsRef<std::ffi::OsStr>>(
+    bin: &Path,
+    db: &Path,
+    addr: SocketAddr,
+    extra: &[S],
+) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.arg("serve")
+        .arg("--db")
+        .arg(db)
+        .arg("--listen")
+        .arg(addr.to_string())
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null());
+    cmd
+}
+
 /// `bin run --config config` with `RUST_LOG=rust_log`, stdin null and
 /// stdout piped (stderr is the caller's): the command line of every
 /// watchdog launcher here.
@@ -187,6 +200,12 @@ pub fn run_command(bin: &Path, config: &Path, rust_log: &str) -> Command {
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
     cmd
+}
+
+/// [`config_head`] at `interval = "1s"`, `timeout = "2s"`, with an alert
+/// log: the head of the configs of the one-host tests.
+pub fn logged_head(listen: SocketAddr, alert_log: &Path, target: &str, url: &str) -> String {
+    config_head("1s", "2s", listen, &alert_log_key(alert_log), target, url)
 }
 
 /// The real emitter on `lab`'s database and the watchdog polling it as

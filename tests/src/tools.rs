@@ -43,6 +43,19 @@ pub fn optional(name: &str, hint: &str) -> Option<PathBuf> {
     found
 }
 
+/// Headless Chromium for the browser tests ([`require`]).
+pub fn chromium() -> Option<PathBuf> {
+    require("chromium", "apt-get install chromium")
+}
+
+/// Debian's `prometheus-alertmanager` ([`require`]).
+pub fn alertmanager() -> Option<PathBuf> {
+    require(
+        "prometheus-alertmanager",
+        "apt-get install prometheus-alertmanager",
+    )
+}
+
 /// The pinned Claude Code version the tests and `.ci/run` use.
 pub const CLAUDE_CODE_VERSION: &str = "2.1.328";
 /// The pinned Codex CLI version.

@@ -8,8 +8,8 @@ use std::time::Duration;
 use e2e::agents::AgentKind;
 use e2e::ext;
 use e2e::lab::Lab;
-use e2e::stack::{Emitter, Watchdog, WatchdogOptions};
-use e2e::{bins, net, tools};
+use e2e::stack::{watch_lab, WatchdogOptions};
+use e2e::{net, tools};
 use serde_json::Value;
 
 const CONFIG: &str = r#"
@@ -36,30 +36,16 @@ fn stuck_alerts(base: &str, job_id: &str) -> Result<Vec<Value>, String> {
 
 #[test]
 fn alertmanager_gets_the_stuck_alert_with_its_labels_and_its_resolution() {
-    let Some(am_bin) = tools::require(
-        "prometheus-alertmanager",
-        "apt-get install prometheus-alertmanager",
-    ) else {
+    let Some(am_bin) = tools::alertmanager() else {
         return;
     };
-    let emitter_bin = bins::locate("emitter").unwrap();
-    let watchdog_bin = bins::locate("watchdog").unwrap();
     let am = ext::alertmanager(&am_bin, CONFIG).unwrap();
     let lab = Lab::start(&[AgentKind::Busy, AgentKind::Idle], None).unwrap();
-    let emitter = Emitter::start(&emitter_bin, &lab.db, lab.dir()).unwrap();
     let options = WatchdogOptions {
         alertmanager: Some(am.base()),
         ..WatchdogOptions::default()
     };
-    let watchdog = Watchdog::start(
-        &watchdog_bin,
-        lab.dir(),
-        "e2e",
-        &emitter.url(),
-        &options,
-        None,
-    )
-    .unwrap();
+    let (_emitter, watchdog) = watch_lab(&lab, &options).unwrap();
     let ctx = |what: &str| {
         format!(
             "{what}\nalertmanager log:\n{}\nwatchdog log:\n{}",

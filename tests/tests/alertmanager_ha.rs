@@ -155,10 +155,7 @@ fn active_on(peers: &[&Peer]) -> Result<(), String> {
 
 #[test]
 fn two_replicas_behind_an_alertmanager_cluster_notify_once_and_survive_a_death() {
-    let Some(am_bin) = tools::require(
-        "prometheus-alertmanager",
-        "apt-get install prometheus-alertmanager",
-    ) else {
+    let Some(am_bin) = tools::alertmanager() else {
         return;
     };
     let emitter_bin = bins::locate("emitter").unwrap();

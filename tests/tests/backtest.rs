@@ -17,11 +17,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use e2e::agents::AgentKind;
-use e2e::lab::Lab;
-use e2e::procs::Proc;
+use e2e::lab::{Lab, OneAgent};
 use e2e::stack::{Emitter, Watchdog, WatchdogOptions};
+use e2e::tools;
 use e2e::{bins, browser};
-use e2e::{statedb, tools};
 use serde_json::Value;
 use shared_schema::{AlertEvent, AlertLine, RecordLine};
 
@@ -259,19 +258,13 @@ fn backtest_under_changed_rules_equals_two_replays_alert_for_alert() {
     // ... and one backtest over the same files, given as a pattern.
     let pattern = dir.join("rec.jsonl*").display().to_string();
     let (a_arg, b_arg) = (a_toml.display().to_string(), b_toml.display().to_string());
-    let out = run(
-        &watchdog_bin,
-        &[
-            "backtest",
-            &pattern,
-            "--config",
-            &a_arg,
-            "--against",
-            &b_arg,
-            "--format",
-            "json",
-        ],
-    );
+    // `backtest <the files> --config A` and more.
+    let backtest = |more: &[&str]| {
+        let mut all = vec!["backtest", &pattern, "--config", &a_arg];
+        all.extend_from_slice(more);
+        run(&watchdog_bin, &all)
+    };
+    let out = backtest(&["--against", &b_arg, "--format", "json"]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -305,26 +298,11 @@ fn backtest_under_changed_rules_equals_two_replays_alert_for_alert() {
     };
     for rule in report["rules"].as_array().unwrap() {
         let name = rule["rule"].as_str().unwrap();
-        assert_eq!(
-            rule["a"]["fired"],
-            count(&from_a, Some(name), false),
-            "{name}"
-        );
-        assert_eq!(
-            rule["b"]["fired"],
-            count(&from_b, Some(name), false),
-            "{name}"
-        );
-        assert_eq!(
-            rule["a"]["still_firing"],
-            count(&from_a, Some(name), true),
-            "{name}"
-        );
-        assert_eq!(
-            rule["b"]["still_firing"],
-            count(&from_b, Some(name), true),
-            "{name}"
-        );
+        for (field, still) in [("fired", false), ("still_firing", true)] {
+            for (side, from) in [("a", &from_a), ("b", &from_b)] {
+                assert_eq!(rule[side][field], count(from, Some(name), still), "{name}");
+            }
+        }
     }
     assert_eq!(report["total"]["a"]["fired"], from_a.len());
     assert_eq!(report["total"]["b"]["fired"], from_b.len());
@@ -373,11 +351,7 @@ fn backtest_under_changed_rules_equals_two_replays_alert_for_alert() {
     assert_eq!(stuck["setting"]["b"]["for_s"], 3.0);
 
     // --fail-on: B adds, removes nothing, differs; A against itself never.
-    let code = |args: &[&str]| {
-        let mut all = vec!["backtest", &pattern, "--config", &a_arg];
-        all.extend_from_slice(args);
-        run(&watchdog_bin, &all).status.code()
-    };
+    let code = |args: &[&str]| backtest(args).status.code();
     assert_eq!(code(&["--against", &b_arg, "--fail-on", "added"]), Some(1));
     assert_eq!(
         code(&["--against", &b_arg, "--fail-on", "removed"]),
@@ -403,17 +377,7 @@ fn backtest_under_changed_rules_equals_two_replays_alert_for_alert() {
     );
 
     // The text report: the same counts, aligned, for a person.
-    let text = run(
-        &watchdog_bin,
-        &[
-            "backtest",
-            &pattern,
-            "--config",
-            &a_arg,
-            "--against",
-            &b_arg,
-        ],
-    );
+    let text = backtest(&["--against", &b_arg]);
     let text = String::from_utf8(text.stdout).unwrap();
     eprintln!("{text}");
     assert!(
@@ -434,21 +398,16 @@ fn backtest_under_changed_rules_equals_two_replays_alert_for_alert() {
 
 #[test]
 fn the_html_report_renders_in_chromium_and_holds_no_unescaped_input() {
-    let Some(browser) = tools::require("chromium", "apt-get install chromium") else {
+    let Some(browser) = tools::chromium() else {
         return;
     };
     let emitter_bin = bins::locate("emitter").unwrap();
     let watchdog_bin = bins::locate("watchdog").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("state.db");
-    let conn = statedb::create(&db).unwrap();
     // A real agent process whose name is markup.
-    let mut agent_cmd = Command::new("sleep");
-    agent_cmd.arg("600").stdin(Stdio::null());
-    let agent = Proc::spawn("agent", &mut agent_cmd).unwrap();
     let evil = "<script>alert(1)</script>";
-    let job = statedb::insert_running_job(&conn, evil, agent.pid(), "app", "review").unwrap();
-    drop(conn);
+    let one = OneAgent::start(evil).unwrap();
+    drop(one.conn);
+    let (dir, db, job) = (&one.dir, &one.db, &one.job);
     // agent_runtime fires at once (1s) and, under B (2s), a second later.
     let a = WatchdogOptions {
         extra: "\n[rules.agent_runtime]\nmax = \"1s\"\n".into(),
@@ -581,18 +540,13 @@ fn the_html_report_renders_in_chromium_and_holds_no_unescaped_input() {
         "B (2s) fires later than A (1s): {dom}"
     );
 
-    let shot = artefacts.join("report.png");
-    browser::chromium(
+    browser::screenshot(
         &browser,
         &dir.path().join("profile-shot"),
-        &format!("--screenshot={}", shot.display()),
+        &artefacts.join("report.png"),
         &url,
         1400,
-    )
-    .unwrap();
-    let png = std::fs::read(&shot).unwrap();
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
-    assert!(png.len() > 10_000, "screenshot of {} bytes", png.len());
+    );
     eprintln!("backtest report and screenshot: {}", artefacts.display());
-    drop(agent);
+    drop(one.agent);
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use e2e::agents::AgentKind;
 use e2e::lab::Lab;
-use e2e::stack::{tail, Emitter, Watchdog};
+use e2e::stack::{logged_head, tail, Emitter, Watchdog};
 use e2e::{bins, net};
 use serde_json::{json, Value};
 use shared_schema::AlertEvent;
@@ -341,15 +341,7 @@ fn slack_and_pagerduty_get_trigger_repeat_and_resolve_over_https() {
         &dir,
         |listen, alert_log| {
             format!(
-                r#"interval = "1s"
-timeout = "2s"
-listen = "{listen}"
-alert_log = {alert_log:?}
-
-[[target]]
-name = "e2e"
-url = "{emitter_url}"
-
+                r#"{head}
 [rules.stuck_agent]
 for = "3s"
 min_runtime = "1s"
@@ -372,7 +364,7 @@ routing_key_file = {key_file:?}
 tls_config = {{ ca_file = {ca:?} }}
 backoff = "100ms"
 "#,
-                alert_log = alert_log.display().to_string(),
+                head = logged_head(listen, alert_log, "e2e", &emitter_url),
             )
         },
         None,

@@ -8,23 +8,13 @@ use std::time::Duration;
 
 use e2e::bins;
 use e2e::net::wait_for;
-use e2e::stack::{sample, Emitter, Watchdog};
+use e2e::stack::{Emitter, Watchdog};
 use e2e::statedb;
 use watchdog::shard::hashmod;
 
 const WAIT: Duration = Duration::from_secs(30);
 const EVERY: Duration = Duration::from_millis(200);
 const TARGETS: usize = 6;
-
-fn polls(w: &Watchdog, target: &str) -> f64 {
-    let text = w.scrape().unwrap_or_default();
-    sample(
-        &text,
-        "watchdog_polls_total",
-        &[("outcome", "ok"), ("target", target)],
-    )
-    .unwrap_or(0.0)
-}
 
 #[test]
 fn three_shards_poll_each_target_exactly_once() {
@@ -70,7 +60,7 @@ fn three_shards_poll_each_target_exactly_once() {
     // Every target is polled by its owner...
     wait_for("every target polled by its shard", WAIT, EVERY, || {
         let counts: Vec<f64> = (0..TARGETS)
-            .map(|t| polls(&watchdogs[owner(t)], &format!("orch-{t}")))
+            .map(|t| watchdogs[owner(t)].ok_polls(&format!("orch-{t}")))
             .collect();
         counts
             .iter()
@@ -84,7 +74,7 @@ fn three_shards_poll_each_target_exactly_once() {
         for (s, w) in watchdogs.iter().enumerate() {
             if s != owner(t) {
                 assert_eq!(
-                    polls(w, &format!("orch-{t}")),
+                    w.ok_polls(&format!("orch-{t}")),
                     0.0,
                     "orch-{t} polled by shard {s}"
                 );
@@ -103,7 +93,7 @@ fn three_shards_poll_each_target_exactly_once() {
         .map(|t| {
             survivors
                 .iter()
-                .map(|(_, w)| polls(w, &format!("orch-{t}")))
+                .map(|(_, w)| w.ok_polls(&format!("orch-{t}")))
                 .sum()
         })
         .collect();
@@ -117,7 +107,7 @@ fn three_shards_poll_each_target_exactly_once() {
                 .all(|t| {
                     let now: f64 = survivors
                         .iter()
-                        .map(|(_, w)| polls(w, &format!("orch-{t}")))
+                        .map(|(_, w)| w.ok_polls(&format!("orch-{t}")))
                         .sum();
                     now >= before[t] + 2.0
                 })
@@ -129,7 +119,7 @@ fn three_shards_poll_each_target_exactly_once() {
     for t in (0..TARGETS).filter(|&t| owner(t) == dead) {
         for (s, w) in &survivors {
             assert_eq!(
-                polls(w, &format!("orch-{t}")),
+                w.ok_polls(&format!("orch-{t}")),
                 0.0,
                 "orch-{t} of the dead shard polled by shard {s}"
             );

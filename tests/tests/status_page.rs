@@ -7,11 +7,10 @@
 //! fails (`.ci/run` installs it).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use e2e::lab::OneAgent;
 use e2e::net::wait_for;
-use e2e::procs::Proc;
 use e2e::stack::{Emitter, Watchdog, WatchdogOptions};
 use e2e::{bins, browser};
 use e2e::{statedb, tools};
@@ -19,21 +18,16 @@ use shared_schema::AlertEvent;
 
 #[test]
 fn a_real_browser_shows_the_target_the_agent_and_the_firing_alert() {
-    let Some(browser) = tools::require("chromium", "apt-get install chromium") else {
+    let Some(browser) = tools::chromium() else {
         return;
     };
     let emitter_bin = bins::locate("emitter").unwrap();
     let watchdog_bin = bins::locate("watchdog").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("state.db");
-    let conn = statedb::create(&db).unwrap();
     // A real agent process, and a critical alert that fires at once.
-    let mut agent_cmd = Command::new("sleep");
-    agent_cmd.arg("600").stdin(Stdio::null());
-    let agent = Proc::spawn("agent", &mut agent_cmd).unwrap();
-    let job = statedb::insert_running_job(&conn, "reviewer", agent.pid(), "app", "review").unwrap();
-    statedb::set_worker_state(&conn, "breaker_state", "open").unwrap();
-    statedb::set_worker_state(&conn, "breaker_failures", "5").unwrap();
+    let one = OneAgent::start("reviewer").unwrap();
+    let (dir, db, agent, job) = (&one.dir, &one.db, &one.agent, &one.job);
+    statedb::set_worker_state(&one.conn, "breaker_state", "open").unwrap();
+    statedb::set_worker_state(&one.conn, "breaker_failures", "5").unwrap();
 
     let emitter = Emitter::start(&emitter_bin, &db, dir.path()).unwrap();
     let w = Watchdog::start(
@@ -106,22 +100,17 @@ fn a_real_browser_shows_the_target_the_agent_and_the_firing_alert() {
         assert_eq!(dom.matches(&format!("id=\"{id}\"")).count(), 1, "{id}");
     }
 
-    let shot = dir.path().join("status.png");
-    browser::chromium(
+    // A PNG, and not a blank 1280x1024 page (a few KiB): this one has text.
+    let png = browser::screenshot(
         &browser,
         &dir.path().join("profile-shot"),
-        &format!("--screenshot={}", shot.display()),
+        &dir.path().join("status.png"),
         &page_url,
         1024,
-    )
-    .unwrap();
-    let png = std::fs::read(&shot).unwrap();
+    );
     // To look at it: STATUS_PAGE_SCREENSHOT=/tmp/status.png cargo test ...
     if let Some(keep) = std::env::var_os("STATUS_PAGE_SCREENSHOT") {
         std::fs::write(keep, &png).unwrap();
     }
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
-    // A blank 1280x1024 page compresses to a few KiB; this one has text.
-    assert!(png.len() > 10_000, "screenshot of {} bytes", png.len());
-    drop(agent);
+    drop(one);
 }

@@ -7,27 +7,15 @@
 use std::time::Duration;
 
 use e2e::agents::AgentKind;
-use e2e::bins;
 use e2e::lab::Lab;
-use e2e::stack::{sample, Emitter, Watchdog, WatchdogOptions};
+use e2e::stack::{sample, watch_lab, WatchdogOptions};
 use shared_schema::{AlertEvent, Severity};
 
 #[test]
 fn only_the_idle_agent_is_stuck_and_waking_it_resolves_the_alert() {
-    let emitter_bin = bins::locate("emitter").unwrap();
-    let watchdog_bin = bins::locate("watchdog").unwrap();
     let lab = Lab::start(&AgentKind::ALL, None).unwrap();
-    let emitter = Emitter::start(&emitter_bin, &lab.db, lab.dir()).unwrap();
     let options = WatchdogOptions::default(); // interval 1s, for 5s, min_runtime 2s
-    let watchdog = Watchdog::start(
-        &watchdog_bin,
-        lab.dir(),
-        "e2e",
-        &emitter.url(),
-        &options,
-        None,
-    )
-    .unwrap();
+    let (_emitter, watchdog) = watch_lab(&lab, &options).unwrap();
 
     let (idle, idle_job) = lab.agent(AgentKind::Idle);
     let idle_job_id = idle_job.job_id.to_string();

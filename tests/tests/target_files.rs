@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use e2e::bins;
 use e2e::net::{get_json, wait_for};
-use e2e::stack::{sample, Emitter, Watchdog};
+use e2e::stack::{alert_log_key, config_head, sample, Emitter, Watchdog};
 use e2e::statedb;
 use shared_schema::AlertEvent;
 
@@ -25,16 +25,6 @@ fn write_atomically(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(&tmp, path).unwrap();
-}
-
-fn polls(w: &Watchdog, target: &str) -> f64 {
-    let text = w.scrape().unwrap_or_default();
-    sample(
-        &text,
-        "watchdog_polls_total",
-        &[("outcome", "ok"), ("target", target)],
-    )
-    .unwrap_or(0.0)
 }
 
 #[test]
@@ -70,18 +60,11 @@ fn targets_files_add_break_refuse_and_remove_live() {
         &watchdog_bin,
         dir.path(),
         |listen, alert_log| {
-            format!(
-                r#"interval = "1s"
-timeout = "2s"
-listen = "{listen}"
-alert_log = {alert_log:?}
-target_files = ["targets/*.json"]
-
-[[target]]
-name = "fixed"
-url = "{fixed_url}"
-"#
-            )
+            let top = format!(
+                "{}\ntarget_files = [\"targets/*.json\"]",
+                alert_log_key(alert_log)
+            );
+            config_head("1s", "2s", listen, &top, "fixed", &fixed_url)
         },
         None,
     )
@@ -136,13 +119,13 @@ url = "{fixed_url}"
         }
     })
     .unwrap();
-    let before = polls(&w, "orch-b");
+    let before = w.ok_polls("orch-b");
     wait_for(
         "orch-b still polled while its file is broken",
         WAIT,
         EVERY,
         || {
-            let now = polls(&w, "orch-b");
+            let now = w.ok_polls("orch-b");
             (now >= before + 2.0)
                 .then_some(())
                 .ok_or(format!("{before} -> {now}"))
@@ -218,15 +201,15 @@ url = "{fixed_url}"
     assert!(!page.contains("orch-b"), "orch-b gone from the page");
     assert!(page.contains("<tr data-target=\"fixed\">"), "{page}");
     // Two more polls of the others later, orch-b is still not polled.
-    let fixed_before = polls(&w, "fixed");
+    let fixed_before = w.ok_polls("fixed");
     wait_for("two more polls of fixed", WAIT, EVERY, || {
-        let now = polls(&w, "fixed");
+        let now = w.ok_polls("fixed");
         (now >= fixed_before + 2.0)
             .then_some(())
             .ok_or(format!("{now}"))
     })
     .unwrap();
-    assert_eq!(polls(&w, "orch-b"), 0.0);
+    assert_eq!(w.ok_polls("orch-b"), 0.0);
     // Exactly one firing and one resolved line for that alert.
     let events: Vec<AlertEvent> = w
         .lines()
@@ -336,9 +319,9 @@ fn a_target_moved_to_another_file_keeps_polling_and_firing() {
         },
     )
     .unwrap();
-    let before = polls(&w, "orch-x");
+    let before = w.ok_polls("orch-x");
     wait_for("orch-x polled on after the move", WAIT, EVERY, || {
-        let now = polls(&w, "orch-x");
+        let now = w.ok_polls("orch-x");
         (now >= before + 3.0)
             .then_some(())
             .ok_or(format!("{before} -> {now}"))

@@ -88,16 +88,8 @@ fn emitter(db: &Path, dir: &Path, name: &str, args: &[&str]) -> (Proc, SocketAdd
     let bin = bins::locate("emitter").unwrap();
     let addr = net::free_addr().unwrap();
     let log = dir.join(format!("{name}.log"));
-    let mut cmd = Command::new(bin);
-    cmd.arg("serve")
-        .arg("--db")
-        .arg(db)
-        .arg("--listen")
-        .arg(addr.to_string())
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
+    let mut cmd = e2e::stack::serve_command(&bin, db, addr, args);
+    cmd.stdout(Stdio::null())
         .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
     let mut proc = Proc::spawn(name, &mut cmd).unwrap();
     wait_listening(&mut proc, addr, &log);
