@@ -148,6 +148,25 @@ impl CliRun {
     }
 }
 
+/// Makes a run type (a struct with a `cli: CliRun` field) read and write
+/// its [`CliRun`] fields as its own (`run.home`, `run.env`, ...).
+macro_rules! runs_as_a_cli {
+    ($run:ty) => {
+        impl std::ops::Deref for $run {
+            type Target = CliRun;
+            fn deref(&self) -> &CliRun {
+                &self.cli
+            }
+        }
+
+        impl std::ops::DerefMut for $run {
+            fn deref_mut(&mut self) -> &mut CliRun {
+                &mut self.cli
+            }
+        }
+    };
+}
+
 /// One Claude Code run: `claude -p <prompt> --output-format json`.
 #[derive(Debug, Clone)]
 pub struct ClaudeRun {
@@ -157,18 +176,7 @@ pub struct ClaudeRun {
     pub allowed_tools: Vec<String>,
 }
 
-impl std::ops::Deref for ClaudeRun {
-    type Target = CliRun;
-    fn deref(&self) -> &CliRun {
-        &self.cli
-    }
-}
-
-impl std::ops::DerefMut for ClaudeRun {
-    fn deref_mut(&mut self) -> &mut CliRun {
-        &mut self.cli
-    }
-}
+runs_as_a_cli!(ClaudeRun);
 
 impl ClaudeRun {
     /// A run in `dir` (it makes `dir/home` and `dir/work`).
@@ -305,18 +313,7 @@ pub struct CodexRun {
     pub retries: u32,
 }
 
-impl std::ops::Deref for CodexRun {
-    type Target = CliRun;
-    fn deref(&self) -> &CliRun {
-        &self.cli
-    }
-}
-
-impl std::ops::DerefMut for CodexRun {
-    fn deref_mut(&mut self) -> &mut CliRun {
-        &mut self.cli
-    }
-}
+runs_as_a_cli!(CodexRun);
 
 impl CodexRun {
     /// A run in `dir` (it makes `dir/home/.codex` and `dir/work`).

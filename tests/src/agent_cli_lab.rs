@@ -235,84 +235,65 @@ impl AgentLab {
         }
     }
 
-    /// Records a job `name` and starts the command `cli` builds for it in
-    /// `dir/<name>`, given the export to this lab over `protocol` (naming
+    /// Records a job `name` and starts `cli` for it in `dir/<name>`
+    /// against `model_url`, exporting to this lab over `protocol` (naming
     /// the job when `with_job_id`): the start of every real-CLI test.
-    fn start_cli(
+    pub fn start_agent(
         &self,
+        cli: Cli<'_>,
         name: &str,
-        program: &str,
-        (protocol, with_job_id): (OtlpProtocol, bool),
-        cli: impl FnOnce(&Path, OtlpExport) -> std::io::Result<Command>,
+        model_url: &str,
+        prompt: &str,
+        (protocol, with_job_id): Export,
     ) -> anyhow::Result<AgentProc> {
         let job = self.add_job(name)?;
         let dir = self.agent_dir(name)?;
-        let cmd = cli(&dir, self.otlp(protocol, with_job_id.then_some(job)))?;
+        let export = self.otlp(protocol, with_job_id.then_some(job));
+        let (program, cmd) = match cli {
+            Cli::Claude(bin) => (
+                "claude",
+                ClaudeRun::new(bin, &dir, model_url, prompt)?
+                    .with_otlp(export)
+                    .command(),
+            ),
+            Cli::Codex(bin) => (
+                "codex",
+                CodexRun::new(bin, &dir, model_url, prompt)?
+                    .with_otlp(export)
+                    .command()?,
+            ),
+        };
         self.spawn(job, program, cmd, &dir)
     }
 
-    /// [`AgentLab::start_cli`] for Claude Code against `model_url`.
-    pub fn start_claude(
+    /// `cli` in `session` against the fake API it talks to; a hung Claude
+    /// Code once its call is held (within 20 s).
+    pub fn session(
         &self,
-        claude: &Path,
-        name: &str,
-        model_url: &str,
-        prompt: &str,
-        otlp: (OtlpProtocol, bool),
-    ) -> anyhow::Result<AgentProc> {
-        self.start_cli(name, "claude", otlp, |dir, export| {
-            Ok(ClaudeRun::new(claude, dir, model_url, prompt)?
-                .with_otlp(export)
-                .command())
-        })
-    }
-
-    /// [`AgentLab::start_cli`] for the Codex CLI against `model_url`.
-    pub fn start_codex(
-        &self,
-        codex: &Path,
-        name: &str,
-        model_url: &str,
-        prompt: &str,
-        otlp: (OtlpProtocol, bool),
-    ) -> anyhow::Result<AgentProc> {
-        self.start_cli(name, "codex", otlp, |dir, export| {
-            CodexRun::new(codex, dir, model_url, prompt)?
-                .with_otlp(export)
-                .command()
-        })
-    }
-
-    /// Claude Code in `session` against a fake Messages API; a hung one
-    /// once its call is held (within 20 s).
-    pub fn claude_session(
-        &self,
-        claude: &Path,
+        cli: Cli<'_>,
         session: Session,
-        otlp: (OtlpProtocol, bool),
-    ) -> anyhow::Result<(FakeModel, AgentProc)> {
-        let model = FakeModel::start(session.script(ToolCall::bash("ls")))?;
+        otlp: Export,
+    ) -> anyhow::Result<(Fake, AgentProc)> {
+        let (fake, url) = match cli {
+            Cli::Claude(_) => {
+                let m = FakeModel::start(session.script(ToolCall::bash("ls")))?;
+                let url = m.base_url();
+                (Fake::Messages(m), url)
+            }
+            Cli::Codex(_) => {
+                let script = session.script(ToolCall::exec("ls"));
+                let r = FakeResponses::start(script, Usage::default())?;
+                let url = r.base_url();
+                (Fake::Responses(r), url)
+            }
+        };
         let (name, prompt) = session.job_and_prompt();
-        let agent = self.start_claude(claude, name, &model.base_url(), prompt, otlp)?;
-        if session == Session::Hung {
-            model
-                .wait_held(1, Duration::from_secs(20))
+        let agent = self.start_agent(cli, name, &url, prompt, otlp)?;
+        if session == Session::Hung && matches!(cli, Cli::Claude(_)) {
+            fake.wait_held(1, Duration::from_secs(20))
                 .context("claude calls the model")?;
         }
-        Ok((model, agent))
-    }
-
-    /// The Codex CLI in `session` against a fake Responses API, just started.
-    pub fn codex_session(
-        &self,
-        codex: &Path,
-        session: Session,
-        otlp: (OtlpProtocol, bool),
-    ) -> anyhow::Result<(FakeResponses, AgentProc)> {
-        let model = FakeResponses::start(session.script(ToolCall::exec("ls")), Usage::default())?;
-        let (name, prompt) = session.job_and_prompt();
-        let agent = self.start_codex(codex, name, &model.base_url(), prompt, otlp)?;
-        Ok((model, agent))
+        Ok((fake, agent))
     }
 
     /// A directory of its own for one agent (`dir/<name>`).
@@ -380,6 +361,45 @@ impl AgentLab {
             stdout,
             stderr,
         })
+    }
+}
+
+/// How a CLI exports to the lab (protocol, whether it names its job), as
+/// [`AgentLab::start_agent`] and [`AgentLab::session`] take it.
+pub type Export = (OtlpProtocol, bool);
+/// http/protobuf, naming the job.
+pub const PROTOBUF_JOB: Export = (OtlpProtocol::Protobuf, true);
+/// http/protobuf, attributed by the socket.
+pub const PROTOBUF_SOCKET: Export = (OtlpProtocol::Protobuf, false);
+/// http/json, attributed by the socket.
+pub const JSON_SOCKET: Export = (OtlpProtocol::Json, false);
+
+/// Which real agent CLI a lab starts, with its binary.
+#[derive(Debug, Clone, Copy)]
+pub enum Cli<'a> {
+    /// Claude Code ([`crate::tools::claude`]), against a [`FakeModel`].
+    Claude(&'a Path),
+    /// The Codex CLI ([`crate::tools::codex`]), against a [`FakeResponses`].
+    Codex(&'a Path),
+}
+
+/// The fake API of an [`AgentLab::session`]; it reads as its server
+/// (`port`, `held`, ...).
+#[derive(Debug)]
+pub enum Fake {
+    /// Claude Code's.
+    Messages(FakeModel),
+    /// Codex's.
+    Responses(FakeResponses),
+}
+
+impl std::ops::Deref for Fake {
+    type Target = crate::fake_model_http::LoopbackServer;
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Fake::Messages(m) => m,
+            Fake::Responses(r) => r,
+        }
     }
 }
 

@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use e2e::agent_cli::OtlpProtocol;
-use e2e::agent_cli_lab::{activity_of, lab, num, Session};
+use e2e::agent_cli_lab::{activity_of, lab, num, Cli, Session, PROTOBUF_SOCKET};
 use e2e::fake_model::{FakeModel, Script};
 use e2e::tools;
 use serde_json::Value;
@@ -30,8 +30,8 @@ fn activity_equals_the_cli_result(protocol: OtlpProtocol, with_job_id: bool) {
     ))
     .expect("fake model");
     let mut agent = lab
-        .start_claude(
-            &claude,
+        .start_agent(
+            Cli::Claude(&claude),
             "claude",
             &model.base_url(),
             "List, echo, read.",
@@ -148,7 +148,11 @@ fn tool_repeat_climbs(protocol: OtlpProtocol, with_job_id: bool) {
     };
     let lab = lab();
     let (_model, agent) = lab
-        .claude_session(&claude, Session::Looping, (protocol, with_job_id))
+        .session(
+            Cli::Claude(&claude),
+            Session::Looping,
+            (protocol, with_job_id),
+        )
         .unwrap_or_else(|e| panic!("{e:#}"));
     let job = agent.job;
     let mut seen: Vec<(u64, u64, f64)> = Vec::new();
@@ -211,7 +215,7 @@ fn a_hung_model_call_shows_in_net_wait() {
     };
     let lab = lab();
     let (model, agent) = lab
-        .claude_session(&claude, Session::Hung, (OtlpProtocol::Protobuf, false))
+        .session(Cli::Claude(&claude), Session::Hung, PROTOBUF_SOCKET)
         .unwrap_or_else(|e| panic!("{e:#}"));
     let job = agent.job;
     let remote = format!("127.0.0.1:{}", model.port());

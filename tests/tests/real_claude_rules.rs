@@ -12,8 +12,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use e2e::agent_cli::OtlpProtocol;
-use e2e::agent_cli_lab::{firing_for, lab, Session};
+use e2e::agent_cli_lab::{firing_for, lab, Cli, Session, JSON_SOCKET, PROTOBUF_JOB};
 use e2e::fake_model::{FakeModel, Script};
 use e2e::tools;
 use shared_schema::{AlertEvent, AlertLine, Timestamp};
@@ -33,7 +32,7 @@ fn a_hung_model_call_fires_stuck_agent_with_the_reply_diagnosis() {
     let lab = lab();
     let wd = lab.watchdog(STUCK).expect("watchdog");
     let (model, agent) = lab
-        .claude_session(&claude, Session::Hung, (OtlpProtocol::Protobuf, true))
+        .session(Cli::Claude(&claude), Session::Hung, PROTOBUF_JOB)
         .unwrap_or_else(|e| panic!("{e:#}"));
     let job = agent.job;
     let hung_at = Timestamp::from(SystemTime::now());
@@ -82,7 +81,7 @@ fn a_loop_fires_agent_looping_and_run_cost_from_telemetry_never_stuck_agent() {
         .expect("watchdog");
     // No job id: attribution by socket, as for an agent launched without it.
     let (_model, agent) = lab
-        .claude_session(&claude, Session::Looping, (OtlpProtocol::Json, false))
+        .session(Cli::Claude(&claude), Session::Looping, JSON_SOCKET)
         .unwrap_or_else(|e| panic!("{e:#}"));
     let job = agent.job;
     let looping = wd
@@ -157,12 +156,12 @@ fn a_working_session_with_a_long_tool_never_loops_and_waits_on_its_child() {
     ))
     .expect("fake model");
     let mut agent = lab
-        .start_claude(
-            &claude,
+        .start_agent(
+            Cli::Claude(&claude),
             "worker",
             &model.base_url(),
             "Do the work.",
-            (OtlpProtocol::Protobuf, true),
+            PROTOBUF_JOB,
         )
         .expect("claude starts");
     let job = agent.job;

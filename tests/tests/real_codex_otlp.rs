@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use e2e::agent_cli::OtlpProtocol;
-use e2e::agent_cli_lab::{activity_of, lab, num, Session};
+use e2e::agent_cli_lab::{activity_of, lab, num, Cli, Session, JSON_SOCKET, PROTOBUF_JOB};
 use e2e::fake_model::{Script, ToolCall, Usage};
 use e2e::fake_model_openai::FakeResponses;
 use e2e::tools;
@@ -32,8 +32,8 @@ fn activity_equals_the_turn_usage(protocol: OtlpProtocol, with_job_id: bool) {
     )
     .expect("fake model");
     let mut agent = lab
-        .start_codex(
-            &codex,
+        .start_agent(
+            Cli::Codex(&codex),
             "codex",
             &model.base_url(),
             "List, echo, read.",
@@ -96,7 +96,7 @@ fn codex_tool_repeat_climbs_for_a_loop() {
     let Some(codex) = tools::codex() else { return };
     let lab = lab();
     let (_model, agent) = lab
-        .codex_session(&codex, Session::Looping, (OtlpProtocol::Protobuf, true))
+        .session(Cli::Codex(&codex), Session::Looping, PROTOBUF_JOB)
         .unwrap_or_else(|e| panic!("{e:#}"));
     let mut seen: Vec<u64> = Vec::new();
     lab.emitter
@@ -126,7 +126,7 @@ fn codex_hung_model_call_shows_in_net_wait() {
     let Some(codex) = tools::codex() else { return };
     let lab = lab();
     let (model, agent) = lab
-        .codex_session(&codex, Session::Hung, (OtlpProtocol::Json, false))
+        .session(Cli::Codex(&codex), Session::Hung, JSON_SOCKET)
         .unwrap_or_else(|e| panic!("{e:#}"));
     let job = agent.job;
     let remote = format!("127.0.0.1:{}", model.port());

@@ -9,8 +9,7 @@
 
 use std::time::Duration;
 
-use e2e::agent_cli::OtlpProtocol;
-use e2e::agent_cli_lab::{firing_for, lab, Session};
+use e2e::agent_cli_lab::{firing_for, lab, Cli, Session, JSON_SOCKET, PROTOBUF_JOB};
 use e2e::tools;
 
 const RULES: &str = r#"
@@ -28,7 +27,7 @@ fn codex_hung_call_fires_stuck_agent_with_the_reply_diagnosis() {
     let lab = lab();
     let wd = lab.watchdog(RULES).expect("watchdog");
     let (model, agent) = lab
-        .codex_session(&codex, Session::Hung, (OtlpProtocol::Protobuf, true))
+        .session(Cli::Codex(&codex), Session::Hung, PROTOBUF_JOB)
         .unwrap_or_else(|e| panic!("{e:#}"));
     let line = wd
         .wait_line(
@@ -51,7 +50,7 @@ fn codex_loop_fires_agent_looping_never_stuck_agent() {
     let lab = lab();
     let wd = lab.watchdog(RULES).expect("watchdog");
     let (_model, agent) = lab
-        .codex_session(&codex, Session::Looping, (OtlpProtocol::Json, false))
+        .session(Cli::Codex(&codex), Session::Looping, JSON_SOCKET)
         .unwrap_or_else(|e| panic!("{e:#}"));
     let line = wd
         .wait_line(
