@@ -417,7 +417,7 @@ fn the_html_report_renders_in_chromium_and_holds_no_unescaped_input() {
     let record = record_run(
         &emitter_bin,
         &watchdog_bin,
-        &db,
+        db,
         dir.path(),
         "orch-<1>",
         &a,

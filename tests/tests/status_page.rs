@@ -29,7 +29,7 @@ fn a_real_browser_shows_the_target_the_agent_and_the_firing_alert() {
     statedb::set_worker_state(&one.conn, "breaker_state", "open").unwrap();
     statedb::set_worker_state(&one.conn, "breaker_failures", "5").unwrap();
 
-    let emitter = Emitter::start(&emitter_bin, &db, dir.path()).unwrap();
+    let emitter = Emitter::start(&emitter_bin, db, dir.path()).unwrap();
     let w = Watchdog::start(
         &watchdog_bin,
         dir.path(),
