@@ -49,17 +49,174 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
 use serde::Deserialize;
 
-/// A web config that cannot be used, naming the file and the key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WebConfigError(pub String);
-
-impl fmt::Display for WebConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+/// A web config that cannot be used: what went wrong, naming the file and
+/// the key, in the `file: key: problem` form the messages have always had
+/// (users and tests match on them).
+///
+/// An underlying error (`error`) is kept typed, but it is not returned by
+/// [`std::error::Error::source`]: the message already quotes it, and an
+/// `anyhow` report (`{:#}` in the watchdog, `{:?}` on the emitter's exit)
+/// would print it a second time.
+#[derive(Debug, thiserror::Error)]
+pub enum WebConfigError {
+    /// The web config file cannot be read.
+    #[error("{}: cannot read the web config file: {error}", .file.display())]
+    Read {
+        /// The web config file.
+        file: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The file is not YAML of the exporter-toolkit shape: bad syntax, an
+    /// unknown key, a value of the wrong type (the message names the key).
+    #[error("{}: {error}", .file.display())]
+    Parse {
+        /// The web config file.
+        file: PathBuf,
+        /// The YAML parser's error.
+        error: Box<serde_saphyr::Error>,
+    },
+    /// `tls_server_config` cannot be used.
+    #[error("{}: tls_server_config: {error}", .file.display())]
+    Tls {
+        /// The web config file.
+        file: PathBuf,
+        /// Which key, and why (boxed: rustls' errors are large).
+        error: Box<TlsError>,
+    },
+    /// A `basic_auth_users` user name holds a `:`, which basic auth cannot carry.
+    #[error("{}: basic_auth_users: user {user:?} may not contain `:`", .file.display())]
+    UserWithColon {
+        /// The web config file.
+        file: PathBuf,
+        /// The user.
+        user: String,
+    },
+    /// A `basic_auth_users` entry is not a bcrypt hash.
+    #[error("{}: basic_auth_users.{user}: not a bcrypt hash ({error})", .file.display())]
+    NotBcrypt {
+        /// The web config file.
+        file: PathBuf,
+        /// The user of the entry.
+        user: String,
+        /// Why the hash does not parse.
+        error: bcrypt::BcryptError,
+    },
+    /// A key of `http_server_config.headers` is not a header name.
+    #[error("{}: http_server_config.headers: {name:?} is not a header name", .file.display())]
+    HeaderName {
+        /// The web config file.
+        file: PathBuf,
+        /// The key, as written.
+        name: String,
+    },
+    /// A value of `http_server_config.headers` is not a header value.
+    #[error("{}: http_server_config.headers.{name}: not a header value", .file.display())]
+    HeaderValue {
+        /// The web config file.
+        file: PathBuf,
+        /// The header whose value it is.
+        name: String,
+    },
 }
 
-impl std::error::Error for WebConfigError {}
+/// What is wrong with `tls_server_config` (the key named first; the file is
+/// named by [`WebConfigError::Tls`]). Causes are fields, not sources, as in
+/// [`WebConfigError`].
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// `client_auth_type` is none of exporter-toolkit's names.
+    #[error("client_auth_type: {value:?} is not one of NoClientCert, RequestClientCert, RequireAnyClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert")]
+    ClientAuthType {
+        /// The value, as written.
+        value: String,
+    },
+    /// Client certificates are asked for without a server certificate.
+    #[error("cert_file and key_file are needed for client certificates")]
+    ClientAuthWithoutCert,
+    /// `cert_file` without `key_file`.
+    #[error("key_file is missing (cert_file is set)")]
+    NoKeyFile,
+    /// `key_file` without `cert_file`.
+    #[error("cert_file is missing (key_file is set)")]
+    NoCertFile,
+    /// `min_version` or `max_version` is not a TLS version.
+    #[error("{key}: {value:?} is not one of TLS10, TLS11, TLS12, TLS13")]
+    Version {
+        /// `min_version` or `max_version`.
+        key: &'static str,
+        /// The value, as written.
+        value: String,
+    },
+    /// No version is left between `min_version` and `max_version`.
+    #[error("min_version is above max_version")]
+    MinAboveMax,
+    /// rustls refuses the versions.
+    #[error("min_version: {error}")]
+    Versions {
+        /// rustls' error.
+        error: rustls::Error,
+    },
+    /// A certificate file (`cert_file`, `client_ca_file`) cannot be read as PEM.
+    #[error("{key}: {}: {error}", .file.display())]
+    ReadCerts {
+        /// `cert_file` or `client_ca_file`.
+        key: &'static str,
+        /// The file, anchored at the web config file's directory.
+        file: PathBuf,
+        /// Why.
+        error: rustls::pki_types::pem::Error,
+    },
+    /// A certificate file holds no certificate.
+    #[error("{key}: {}: no PEM certificate in it", .file.display())]
+    NoCerts {
+        /// `cert_file` or `client_ca_file`.
+        key: &'static str,
+        /// The file.
+        file: PathBuf,
+    },
+    /// `key_file` holds no private key that can be used.
+    #[error("key_file: {}: no usable private key: {error}", .file.display())]
+    Key {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        error: rustls::pki_types::pem::Error,
+    },
+    /// `client_ca_file` without a `client_auth_type` that uses it.
+    #[error("client_ca_file is set but client_auth_type is NoClientCert: set client_auth_type (e.g. RequireAndVerifyClientCert)")]
+    CaWithoutClientAuth,
+    /// A certificate of `client_ca_file` is not a usable CA.
+    #[error("client_ca_file: {}: bad certificate: {error}", .file.display())]
+    BadCa {
+        /// The file.
+        file: PathBuf,
+        /// rustls' error.
+        error: rustls::Error,
+    },
+    /// A verifying `client_auth_type` without `client_ca_file`.
+    #[error("client_auth_type {auth:?} needs client_ca_file")]
+    NeedsCa {
+        /// The type.
+        auth: ClientAuth,
+    },
+    /// The client certificate verifier cannot be built from `client_ca_file`.
+    #[error("client_ca_file: {error}")]
+    Verifier {
+        /// rustls' error.
+        error: rustls::server::VerifierBuilderError,
+    },
+    /// The certificate and the key do not belong together.
+    #[error("cert_file/key_file: {} and {} do not make a usable pair: {error}", .cert_file.display(), .key_file.display())]
+    Pair {
+        /// The certificate file.
+        cert_file: PathBuf,
+        /// The key file.
+        key_file: PathBuf,
+        /// rustls' error.
+        error: rustls::Error,
+    },
+}
 
 /// The file, as written (exporter-toolkit's key names).
 #[derive(Debug, Default, Deserialize)]
@@ -372,51 +529,56 @@ fn base64_decode(input: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn read(path: &Path) -> Result<Settings, WebConfigError> {
-    let shown = path.display();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| WebConfigError(format!("{shown}: cannot read the web config file: {e}")))?;
-    let file: File = if text.trim().is_empty() {
+    let file = || path.to_owned();
+    let text = std::fs::read_to_string(path).map_err(|error| WebConfigError::Read {
+        file: file(),
+        error,
+    })?;
+    let parsed: File = if text.trim().is_empty() {
         File::default()
     } else {
-        serde_saphyr::from_str(&text).map_err(|e| WebConfigError(format!("{shown}: {e}")))?
+        serde_saphyr::from_str(&text).map_err(|error| WebConfigError::Parse {
+            file: file(),
+            error: Box::new(error),
+        })?
     };
     let dir = path.parent().unwrap_or(Path::new(""));
     let mut watched = vec![(path.to_owned(), stamp(path))];
 
-    let tls = match file.tls_server_config {
-        Some(t) => build_tls(&t, dir, &mut watched)
-            .map_err(|e| WebConfigError(format!("{shown}: tls_server_config: {e}")))?,
+    let tls = match parsed.tls_server_config {
+        Some(t) => build_tls(&t, dir, &mut watched).map_err(|error| WebConfigError::Tls {
+            file: file(),
+            error: Box::new(error),
+        })?,
         None => None,
     };
-    let users = file.basic_auth_users.unwrap_or_default();
+    let users = parsed.basic_auth_users.unwrap_or_default();
     for (user, hash) in &users {
         if user.contains(':') {
-            return Err(WebConfigError(format!(
-                "{shown}: basic_auth_users: user {user:?} may not contain `:`"
-            )));
+            return Err(WebConfigError::UserWithColon {
+                file: file(),
+                user: user.clone(),
+            });
         }
-        hash.parse::<bcrypt::HashParts>().map_err(|e| {
-            WebConfigError(format!(
-                "{shown}: basic_auth_users.{user}: not a bcrypt hash ({e})"
-            ))
-        })?;
+        hash.parse::<bcrypt::HashParts>()
+            .map_err(|error| WebConfigError::NotBcrypt {
+                file: file(),
+                user: user.clone(),
+                error,
+            })?;
     }
     let mut headers = Vec::new();
-    if let Some(http) = file.http_server_config {
+    if let Some(http) = parsed.http_server_config {
         if http.http2 == Some(true) {
-            tracing::debug!(file = %shown, "http_server_config.http2: this listener speaks HTTP/1.1 only");
+            tracing::debug!(file = %path.display(), "http_server_config.http2: this listener speaks HTTP/1.1 only");
         }
         for (name, value) in http.headers.unwrap_or_default() {
-            let n = hyper::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                WebConfigError(format!(
-                    "{shown}: http_server_config.headers: {name:?} is not a header name"
-                ))
-            })?;
-            let v = hyper::header::HeaderValue::from_str(&value).map_err(|_| {
-                WebConfigError(format!(
-                    "{shown}: http_server_config.headers.{name}: not a header value"
-                ))
-            })?;
+            let Ok(n) = hyper::header::HeaderName::from_bytes(name.as_bytes()) else {
+                return Err(WebConfigError::HeaderName { file: file(), name });
+            };
+            let Ok(v) = hyper::header::HeaderValue::from_str(&value) else {
+                return Err(WebConfigError::HeaderValue { file: file(), name });
+            };
             headers.push((n, v));
         }
     }
@@ -428,14 +590,18 @@ fn read(path: &Path) -> Result<Settings, WebConfigError> {
     })
 }
 
-fn version(key: &str, text: &str) -> Result<&'static rustls::SupportedProtocolVersion, String> {
+fn version(
+    key: &'static str,
+    text: &str,
+) -> Result<&'static rustls::SupportedProtocolVersion, TlsError> {
     match text {
         // rustls has no TLS 1.0/1.1: a floor below 1.2 is 1.2.
         "TLS10" | "TLS11" | "TLS12" => Ok(&rustls::version::TLS12),
         "TLS13" => Ok(&rustls::version::TLS13),
-        other => Err(format!(
-            "{key}: {other:?} is not one of TLS10, TLS11, TLS12, TLS13"
-        )),
+        other => Err(TlsError::Version {
+            key,
+            value: other.to_owned(),
+        }),
     }
 }
 
@@ -443,22 +609,22 @@ fn build_tls(
     t: &FileTls,
     dir: &Path,
     watched: &mut Vec<(PathBuf, Option<Stamp>)>,
-) -> Result<Option<Arc<ServerConfig>>, String> {
+) -> Result<Option<Arc<ServerConfig>>, TlsError> {
     let auth = match &t.client_auth_type {
-        Some(text) => ClientAuth::parse(text).ok_or_else(|| {
-            format!("client_auth_type: {text:?} is not one of NoClientCert, RequestClientCert, RequireAnyClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert")
+        Some(text) => ClientAuth::parse(text).ok_or_else(|| TlsError::ClientAuthType {
+            value: text.clone(),
         })?,
         None => ClientAuth::NoClientCert,
     };
     let (cert_file, key_file) = match (&t.cert_file, &t.key_file) {
         (None, None) => {
             if t.client_ca_file.is_some() || auth != ClientAuth::NoClientCert {
-                return Err("cert_file and key_file are needed for client certificates".into());
+                return Err(TlsError::ClientAuthWithoutCert);
             }
             return Ok(None);
         }
-        (Some(_), None) => return Err("key_file is missing (cert_file is set)".into()),
-        (None, Some(_)) => return Err("cert_file is missing (key_file is set)".into()),
+        (Some(_), None) => return Err(TlsError::NoKeyFile),
+        (None, Some(_)) => return Err(TlsError::NoCertFile),
         (Some(c), Some(k)) => (dir.join(c), dir.join(k)),
     };
     let min = version("min_version", t.min_version.as_deref().unwrap_or("TLS12"))?;
@@ -471,35 +637,32 @@ fn build_tls(
             })
             .collect();
     if versions.is_empty() {
-        return Err("min_version is above max_version".into());
+        return Err(TlsError::MinAboveMax);
     }
     watched.push((cert_file.clone(), stamp(&cert_file)));
     watched.push((key_file.clone(), stamp(&key_file)));
     let certs = read_certs("cert_file", &cert_file)?;
-    let key = PrivateKeyDer::from_pem_file(&key_file).map_err(|e| {
-        format!(
-            "key_file: {}: no usable private key: {e}",
-            key_file.display()
-        )
+    let key = PrivateKeyDer::from_pem_file(&key_file).map_err(|error| TlsError::Key {
+        file: key_file.clone(),
+        error,
     })?;
     let provider = provider();
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&versions)
-        .map_err(|e| format!("min_version: {e}"))?;
+        .map_err(|error| TlsError::Versions { error })?;
 
     let ca = match &t.client_ca_file {
         Some(ca) => {
             if auth == ClientAuth::NoClientCert {
-                return Err(
-                    "client_ca_file is set but client_auth_type is NoClientCert: set client_auth_type (e.g. RequireAndVerifyClientCert)".into(),
-                );
+                return Err(TlsError::CaWithoutClientAuth);
             }
             let path = dir.join(ca);
             watched.push((path.clone(), stamp(&path)));
             let mut roots = RootCertStore::empty();
             for cert in read_certs("client_ca_file", &path)? {
-                roots.add(cert).map_err(|e| {
-                    format!("client_ca_file: {}: bad certificate: {e}", path.display())
+                roots.add(cert).map_err(|error| TlsError::BadCa {
+                    file: path.clone(),
+                    error,
                 })?;
             }
             Some(Arc::new(roots))
@@ -509,19 +672,19 @@ fn build_tls(
     let builder = match (auth, ca) {
         (ClientAuth::NoClientCert, _) => builder.with_no_client_auth(),
         (a, None) if a.verifies() => {
-            return Err(format!("client_auth_type {a:?} needs client_ca_file"));
+            return Err(TlsError::NeedsCa { auth: a });
         }
         (ClientAuth::VerifyClientCertIfGiven, Some(roots)) => {
             let v = WebPkiClientVerifier::builder_with_provider(roots, Arc::clone(&provider))
                 .allow_unauthenticated()
                 .build()
-                .map_err(|e| format!("client_ca_file: {e}"))?;
+                .map_err(|error| TlsError::Verifier { error })?;
             builder.with_client_cert_verifier(v)
         }
         (ClientAuth::RequireAndVerifyClientCert, Some(roots)) => {
             let v = WebPkiClientVerifier::builder_with_provider(roots, Arc::clone(&provider))
                 .build()
-                .map_err(|e| format!("client_ca_file: {e}"))?;
+                .map_err(|error| TlsError::Verifier { error })?;
             builder.with_client_cert_verifier(v)
         }
         (a, _) => builder.with_client_cert_verifier(Arc::new(AnyClientCert {
@@ -529,13 +692,13 @@ fn build_tls(
             algorithms: provider.signature_verification_algorithms,
         })),
     };
-    let mut config = builder.with_single_cert(certs, key).map_err(|e| {
-        format!(
-            "cert_file/key_file: {} and {} do not make a usable pair: {e}",
-            cert_file.display(),
-            key_file.display()
-        )
-    })?;
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .map_err(|error| TlsError::Pair {
+            cert_file: cert_file.clone(),
+            key_file: key_file.clone(),
+            error,
+        })?;
     config.ignore_client_order = t.prefer_server_cipher_order.unwrap_or(true);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Some(Arc::new(config)))
@@ -550,15 +713,19 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn read_certs(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+fn read_certs(key: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{key}: {}: {e}", path.display()))?;
+        .map_err(|error| TlsError::ReadCerts {
+            key,
+            file: path.to_owned(),
+            error,
+        })?;
     if certs.is_empty() {
-        return Err(format!(
-            "{key}: {}: no PEM certificate in it",
-            path.display()
-        ));
+        return Err(TlsError::NoCerts {
+            key,
+            file: path.to_owned(),
+        });
     }
     Ok(certs)
 }
@@ -689,7 +856,7 @@ mod tests {
             ("basic_auth_users:\n  bob: plaintext\n", "basic_auth_users.bob"),
         ] {
             let p = write(dir.path(), "web.yml", text);
-            let e = WebConfig::load(&p).unwrap_err().0;
+            let e = WebConfig::load(&p).unwrap_err().to_string();
             assert!(
                 e.contains(want) && e.contains(&p.display().to_string()),
                 "{text}: {e}"
@@ -697,8 +864,67 @@ mod tests {
         }
         let e = WebConfig::load(&dir.path().join("missing.yml"))
             .unwrap_err()
-            .0;
+            .to_string();
         assert!(e.contains("missing.yml"), "{e}");
+    }
+
+    /// Issue 23: what went wrong is a variant, its cause kept typed but not
+    /// as a source (the message quotes it once); the text is unchanged.
+    #[test]
+    fn web_config_errors_say_what_went_wrong_in_their_variant() {
+        let dir = tempfile::tempdir().unwrap();
+        self_signed(dir.path());
+        let missing = dir.path().join("missing.yml");
+        match WebConfig::load(&missing) {
+            Err(e @ WebConfigError::Read { .. }) => {
+                assert!(std::error::Error::source(&e).is_none());
+                let WebConfigError::Read { file, error } = &e else {
+                    unreachable!()
+                };
+                assert_eq!(file, &missing);
+                assert_eq!(error.kind(), std::io::ErrorKind::NotFound);
+                assert_eq!(
+                    e.to_string(),
+                    format!(
+                        "{}: cannot read the web config file: {error}",
+                        missing.display()
+                    )
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let p = write(
+            dir.path(),
+            "web.yml",
+            "tls_server_config:\n  cert_file: s.crt\n  key_file: s.key\n  min_version: TLS14\n",
+        );
+        let e = WebConfig::load(&p).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                WebConfigError::Tls {
+                    error,
+                    ..
+                } if matches!(**error, TlsError::Version { key: "min_version", .. })
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: tls_server_config: min_version: \"TLS14\" is not one of TLS10, TLS11, TLS12, TLS13",
+                p.display()
+            )
+        );
+        let p = write(
+            dir.path(),
+            "web.yml",
+            "basic_auth_users:\n  bob: plaintext\n",
+        );
+        match WebConfig::load(&p) {
+            Err(WebConfigError::NotBcrypt { user, .. }) => assert_eq!(user, "bob"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test]
