@@ -21,7 +21,7 @@ use crate::rules::RuleSet;
 use crate::shard::Shard;
 // The target and its URL checks moved to their own leaf module; these
 // paths stay for the code that reads them from here.
-pub use crate::target::{derived_name, poll_url, redact_userinfo, Target};
+pub use crate::target::{derived_name, poll_url, redact_userinfo, Target, TargetError};
 use crate::tls::TlsConfig;
 use edges::web_config::WebConfigError;
 use watchdog_core::error::RuleConfigError;
@@ -198,20 +198,20 @@ pub enum ConfigError {
         error: RuleConfigError,
     },
     /// A `[[target]]` table of the file is wrong.
-    #[error("{file}: [[target]] {problem}")]
+    #[error("{file}: [[target]] {error}")]
     Target {
         /// The file of the table.
         file: Origin,
         /// What is wrong, with the key named (`key `url`: ...`).
-        problem: String,
+        error: TargetError,
     },
     /// A `--target` flag is wrong.
-    #[error("--target {spec}: {problem}")]
+    #[error("--target {spec}: {error}")]
     TargetFlag {
         /// The flag's value, as given.
         spec: String,
         /// What is wrong, with the key named.
-        problem: String,
+        error: TargetError,
     },
     /// Two targets (of the file, or of the `--target` flags) have one name.
     #[error("{file}: two targets are named {name:?}; give them distinct names")]
@@ -316,9 +316,9 @@ impl Config {
                 targets.push(
                     Target::new(t.name, &t.url, t.token_file)
                         .and_then(|target| target.with_tls(tls))
-                        .map_err(|problem| ConfigError::Target {
+                        .map_err(|error| ConfigError::Target {
                             file: origin.clone(),
-                            problem,
+                            error,
                         })?,
                 );
             }
@@ -328,10 +328,10 @@ impl Config {
                     Some((n, u)) if !n.contains('/') && !n.contains(':') => (Some(n.to_owned()), u),
                     _ => (None, spec.as_str()),
                 };
-                targets.push(Target::new(name, url, None).map_err(|problem| {
+                targets.push(Target::new(name, url, None).map_err(|error| {
                     ConfigError::TargetFlag {
                         spec: spec.clone(),
-                        problem,
+                        error,
                     }
                 })?);
             }
@@ -813,6 +813,27 @@ repeat_interval = "1h 30m"
         );
         // The message quotes the cause once, not again as a source.
         assert!(std::error::Error::source(&e).is_none());
+        let e = Config::load(&Overrides {
+            targets: vec!["ftp://u:hunter2@h:1".into()],
+            ..Overrides::default()
+        })
+        .unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                ConfigError::TargetFlag {
+                    error: TargetError::Url {
+                        error: crate::target::UrlError::Scheme { .. }
+                    },
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "--target ftp://u:hunter2@h:1: key `url`: \"ftp://***@h:1\": scheme \"ftp\" is not http or https"
+        );
     }
 
     /// Issue 21: the rotation keys of `--record`, as numbers or with units;

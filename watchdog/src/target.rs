@@ -12,6 +12,71 @@ use reqwest::Url;
 
 use crate::tls::TlsConfig;
 
+/// A URL the watchdog will not call ([`check_url`]). Every variant holds
+/// the URL as shown in errors ([`redact`]ed), never as given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// It does not parse.
+    #[error("{shown:?} is not a URL: {error}")]
+    NotAUrl {
+        /// The URL, redacted.
+        shown: String,
+        /// The parser's error (kept as a field: the message quotes it).
+        error: <Url as std::str::FromStr>::Err,
+    },
+    /// Its scheme is not http or https.
+    #[error("{shown:?}: scheme {scheme:?} is not http or https")]
+    Scheme {
+        /// The URL, redacted.
+        shown: String,
+        /// The scheme.
+        scheme: String,
+    },
+    /// It has no host.
+    #[error("{shown:?} has no host")]
+    NoHost {
+        /// The URL, redacted.
+        shown: String,
+    },
+    /// Its port is 0.
+    #[error("{shown:?}: port must be 1-65535")]
+    PortZero {
+        /// The URL, redacted.
+        shown: String,
+    },
+}
+
+/// A target that cannot be polled ([`Target::new`], [`Target::with_tls`]),
+/// the key named; never the secret. As with the config's errors, a cause
+/// is a field, not a [`std::error::Error::source`]: the message quotes it.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// `url` is not one to poll.
+    #[error("key `url`: {error}")]
+    Url {
+        /// Why.
+        error: UrlError,
+    },
+    /// The name holds a `|`.
+    #[error("target name {name:?} may not contain `|` (it separates the parts of alert keys)")]
+    NameWithPipe {
+        /// The name.
+        name: String,
+    },
+    /// `token_file` cannot be read.
+    #[error("key `token_file`: {error}")]
+    TokenFile {
+        /// Why (it names the file).
+        error: edges::token_file::TokenFileError,
+    },
+    /// `tls_config` cannot be used.
+    #[error("tls_config: {problem}")]
+    Tls {
+        /// Which key, and why (as [`TlsConfig::rustls`] says it).
+        problem: String,
+    },
+}
+
 /// One emitter to poll.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Target {
@@ -47,22 +112,20 @@ impl Target {
         name: Option<String>,
         url: &str,
         token_file: Option<PathBuf>,
-    ) -> Result<Self, String> {
-        let url = poll_url(url).map_err(|e| format!("key `url`: {e}"))?;
+    ) -> Result<Self, TargetError> {
+        let url = poll_url(url).map_err(|error| TargetError::Url { error })?;
         let name = match name {
             Some(n) if !n.trim().is_empty() => n,
             _ => derived_name(&url),
         };
         if name.contains('|') {
-            return Err(format!(
-                "target name {name:?} may not contain `|` (it separates the parts of alert keys)"
-            ));
+            return Err(TargetError::NameWithPipe { name });
         }
         let token = match &token_file {
             // The one reader of both binaries: trimmed, capped, regular files only.
-            Some(path) => {
-                Some(edges::token_file::read(path).map_err(|e| format!("key `token_file`: {e}"))?)
-            }
+            Some(path) => Some(
+                edges::token_file::read(path).map_err(|error| TargetError::TokenFile { error })?,
+            ),
             None => None,
         };
         Ok(Self {
@@ -75,9 +138,9 @@ impl Target {
     }
 
     /// The same target with `tls_config` set, its files checked now.
-    pub fn with_tls(mut self, tls: Option<TlsConfig>) -> Result<Self, String> {
+    pub fn with_tls(mut self, tls: Option<TlsConfig>) -> Result<Self, TargetError> {
         if let Some(t) = &tls {
-            t.rustls().map_err(|e| format!("tls_config: {e}"))?;
+            t.rustls().map_err(|problem| TargetError::Tls { problem })?;
         }
         self.tls = tls;
         Ok(self)
@@ -88,25 +151,33 @@ impl Target {
 /// host and a port in 1-65535. Errors show it as [`redact`] does, so
 /// neither a password nor (with `path_is_secret`, a webhook's) the path
 /// that holds a chat service's token ever reaches a log.
-pub fn check_url(url: &str, path_is_secret: bool) -> Result<Url, String> {
+pub fn check_url(url: &str, path_is_secret: bool) -> Result<Url, UrlError> {
     let shown = redact(url, path_is_secret);
-    let parsed = Url::parse(url).map_err(|e| format!("{shown:?} is not a URL: {e}"))?;
+    let parsed = match Url::parse(url) {
+        Ok(u) => u,
+        Err(error) => return Err(UrlError::NotAUrl { shown, error }),
+    };
     match parsed.scheme() {
         "http" | "https" => {}
-        other => return Err(format!("{shown:?}: scheme {other:?} is not http or https")),
+        other => {
+            return Err(UrlError::Scheme {
+                shown,
+                scheme: other.to_owned(),
+            })
+        }
     }
     if parsed.host_str().map_or(true, str::is_empty) {
-        return Err(format!("{shown:?} has no host"));
+        return Err(UrlError::NoHost { shown });
     }
     if parsed.port() == Some(0) {
-        return Err(format!("{shown:?}: port must be 1-65535"));
+        return Err(UrlError::PortZero { shown });
     }
     Ok(parsed)
 }
 
 /// The URL to poll: the emitter's base (`http://host:9464`, `/metrics` is
 /// added) or any explicit path (used as is), checked by [`check_url`].
-pub fn poll_url(url: &str) -> Result<String, String> {
+pub fn poll_url(url: &str) -> Result<String, UrlError> {
     let url = url.trim();
     check_url(url, false)?;
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
@@ -151,7 +222,9 @@ mod tests {
 
     #[test]
     fn an_endless_token_file_is_an_error_not_an_oom() {
-        let err = Target::new(None, "http://h:1", Some("/dev/zero".into())).unwrap_err();
+        let err = Target::new(None, "http://h:1", Some("/dev/zero".into()))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("token_file") && err.contains("/dev/zero"),
             "{err}"
@@ -171,7 +244,7 @@ mod tests {
             ("unix:/run/x.sock", "scheme \"unix\""),
             ("not a url", "is not a URL"),
         ] {
-            let err = poll_url(url).unwrap_err();
+            let err = poll_url(url).unwrap_err().to_string();
             assert!(!err.contains("hunter2"), "{err}");
             assert!(err.contains(why), "{url}: {err}");
         }
@@ -183,6 +256,11 @@ mod tests {
     #[test]
     fn a_webhooks_path_is_its_secret() {
         let err = check_url("ftp://chat.example/hook/s3cret", true).unwrap_err();
+        assert!(
+            matches!(&err, UrlError::Scheme { scheme, .. } if scheme == "ftp"),
+            "{err:?}"
+        );
+        let err = err.to_string();
         assert!(err.contains("scheme") && !err.contains("s3cret"), "{err}");
         let url = check_url("https://chat.example/hook/s3cret", true).unwrap();
         assert_eq!(url.path(), "/hook/s3cret");
@@ -200,6 +278,28 @@ mod tests {
         assert_eq!(t.name, "h:1");
         assert!(!format!("{t:?}").contains(":p@"), "{t:?}");
         let err = Target::new(Some("a|b".into()), "http://h:1", None).unwrap_err();
-        assert!(err.contains('|'), "{err}");
+        assert!(
+            matches!(&err, TargetError::NameWithPipe { name } if name == "a|b"),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "target name \"a|b\" may not contain `|` (it separates the parts of alert keys)"
+        );
+        let err = Target::new(None, "http://u:hunter2@h:0", None).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                TargetError::Url {
+                    error: UrlError::PortZero { .. }
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "key `url`: \"http://***@h:0\": port must be 1-65535"
+        );
+        assert!(std::error::Error::source(&err).is_none());
     }
 }

@@ -58,7 +58,7 @@ async fn read(input: &str, token: Option<String>, timeout: Duration) -> Result<V
         return Ok(buf);
     }
     if input.starts_with("http://") || input.starts_with("https://") {
-        let url = poll_url(input)?;
+        let url = poll_url(input).map_err(|e| e.to_string())?;
         let poller = Poller::for_url(&url, token, timeout).map_err(|e| e.to_string())?;
         return poller.fetch().await.map(|b| b.to_vec());
     }
