@@ -221,15 +221,13 @@ pub enum ConfigError {
         /// The name both have.
         name: String,
     },
-    /// A key's value is wrong (`target_files`).
-    #[error("{file}: key `{key}`: {problem}")]
-    Key {
+    /// A pattern of `target_files` is wrong.
+    #[error("{file}: key `target_files`: {error}")]
+    TargetFiles {
         /// The file of the key.
         file: Origin,
-        /// The key.
-        key: &'static str,
-        /// What is wrong with its value.
-        problem: String,
+        /// What is wrong with the pattern.
+        error: crate::targets::PatternError,
     },
     /// A number or duration outside what the key allows.
     #[error("{file}: key `{key}` must be {bound}")]
@@ -348,10 +346,9 @@ impl Config {
 
         let mut target_files = Vec::new();
         for pattern in &file.target_files {
-            crate::targets::check_pattern(pattern).map_err(|problem| ConfigError::Key {
+            crate::targets::check_pattern(pattern).map_err(|error| ConfigError::TargetFiles {
                 file: origin.clone(),
-                key: "target_files",
-                problem,
+                error,
             })?;
             target_files.push(base.join(pattern).to_string_lossy().into_owned());
         }

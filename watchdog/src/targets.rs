@@ -45,13 +45,94 @@ use std::time::SystemTime;
 use prometheus::{GaugeVec, Opts, Registry};
 use serde::Deserialize;
 
-use crate::target::Target;
+use crate::target::{Target, TargetError};
 
 /// The largest targets file read (a fleet of thousands is a few hundred KiB).
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Name of the gauge that says which files are broken.
 pub const ERRORS_GAUGE: &str = "watchdog_target_file_errors";
+
+/// Why the text of a targets file gives no targets (the file itself is
+/// named by whoever reports it: [`FileError`], the log line). A cause is a
+/// field, not a [`std::error::Error::source`]: the message quotes it.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetsFileError {
+    /// The file cannot be read (or its metadata cannot).
+    #[error("cannot read: {error}")]
+    Read {
+        /// Why.
+        error: std::io::Error,
+    },
+    /// It is a directory, a FIFO, a device...
+    #[error("not a regular file")]
+    NotRegular,
+    /// It is larger than [`MAX_FILE_BYTES`].
+    #[error("larger than {limit} bytes")]
+    TooLarge {
+        /// [`MAX_FILE_BYTES`].
+        limit: u64,
+    },
+    /// It is not JSON of the `file_sd` shape.
+    #[error(
+        "not a file_sd list ([{{\"targets\": [\"host:port\"], \"labels\": {{...}}}}]): {error}"
+    )]
+    NotFileSd {
+        /// serde_json's error.
+        error: serde_json::Error,
+    },
+    /// A `name` label on a group of more (or fewer) than one target.
+    #[error("group {group}: label `name` names one target, but the group lists {count}")]
+    NameOfMany {
+        /// The group's index in the file.
+        group: usize,
+        /// How many targets it lists.
+        count: usize,
+    },
+    /// The `tls_*` labels of a group are wrong.
+    #[error("group {group}: {problem}")]
+    TlsLabels {
+        /// The group's index in the file.
+        group: usize,
+        /// Which label, and why.
+        problem: String,
+    },
+    /// `__scheme__` is not http or https.
+    #[error("group {group}: label `__scheme__` is {scheme:?}, not http or https")]
+    Scheme {
+        /// The group's index in the file.
+        group: usize,
+        /// The label's value.
+        scheme: String,
+    },
+    /// One target of a group cannot be polled.
+    #[error("group {group}, target {target:?}: {error}")]
+    Target {
+        /// The group's index in the file.
+        group: usize,
+        /// The target, as written in the file.
+        target: String,
+        /// Why.
+        error: TargetError,
+    },
+}
+
+/// A `target_files` pattern that cannot be used ([`check_pattern`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    /// A wildcard outside the last path component.
+    #[error("target_files pattern {pattern:?}: only its last path component may hold `*` or `?`")]
+    WildcardInDirectory {
+        /// The pattern, as written.
+        pattern: String,
+    },
+    /// The pattern ends in no file name (`/`, `..`).
+    #[error("target_files pattern {pattern:?} names no file (e.g. \"targets/*.json\")")]
+    NoFileName {
+        /// The pattern, as written.
+        pattern: String,
+    },
+}
 
 /// One group of a `file_sd` file.
 #[derive(Debug, Deserialize)]
@@ -63,29 +144,30 @@ struct Group {
 
 /// Reads the targets of one `file_sd` text; `file` names it in errors and
 /// anchors relative `token_file` paths.
-pub fn parse(text: &str, file: &Path) -> Result<Vec<Target>, String> {
-    let groups: Vec<Group> = serde_json::from_str(text).map_err(|e| {
-        format!("not a file_sd list ([{{\"targets\": [\"host:port\"], \"labels\": {{...}}}}]): {e}")
-    })?;
+pub fn parse(text: &str, file: &Path) -> Result<Vec<Target>, TargetsFileError> {
+    let groups: Vec<Group> =
+        serde_json::from_str(text).map_err(|error| TargetsFileError::NotFileSd { error })?;
     let dir = file.parent().unwrap_or(Path::new("."));
     let mut out = Vec::new();
     for (i, g) in groups.into_iter().enumerate() {
         let name = g.labels.get("name").cloned();
         if name.is_some() && g.targets.len() != 1 {
-            return Err(format!(
-                "group {i}: label `name` names one target, but the group lists {}",
-                g.targets.len()
-            ));
+            return Err(TargetsFileError::NameOfMany {
+                group: i,
+                count: g.targets.len(),
+            });
         }
         let token_file = g.labels.get("token_file").map(|t| dir.join(t));
-        let tls = crate::tls::from_labels(&g.labels, dir).map_err(|e| format!("group {i}: {e}"))?;
+        let tls = crate::tls::from_labels(&g.labels, dir)
+            .map_err(|problem| TargetsFileError::TlsLabels { group: i, problem })?;
         let scheme = match g.labels.get("__scheme__").map(String::as_str) {
             None | Some("http") => "http",
             Some("https") => "https",
             Some(other) => {
-                return Err(format!(
-                    "group {i}: label `__scheme__` is {other:?}, not http or https"
-                ))
+                return Err(TargetsFileError::Scheme {
+                    group: i,
+                    scheme: other.to_owned(),
+                })
             }
         };
         for t in &g.targets {
@@ -96,7 +178,11 @@ pub fn parse(text: &str, file: &Path) -> Result<Vec<Target>, String> {
             };
             let target = Target::new(name.clone(), &url, token_file.clone())
                 .and_then(|target| target.with_tls(tls.clone()))
-                .map_err(|e| format!("group {i}, target {t:?}: {e}"))?;
+                .map_err(|error| TargetsFileError::Target {
+                    group: i,
+                    target: t.clone(),
+                    error,
+                })?;
             out.push(target);
         }
     }
@@ -104,18 +190,18 @@ pub fn parse(text: &str, file: &Path) -> Result<Vec<Target>, String> {
 }
 
 /// Checks a pattern: wildcards only in the last component.
-pub fn check_pattern(pattern: &str) -> Result<(), String> {
+pub fn check_pattern(pattern: &str) -> Result<(), PatternError> {
     let path = Path::new(pattern);
     let dir = path.parent().map(|d| d.to_string_lossy().into_owned());
     if dir.is_some_and(|d| d.contains(['*', '?'])) {
-        return Err(format!(
-            "target_files pattern {pattern:?}: only its last path component may hold `*` or `?`"
-        ));
+        return Err(PatternError::WildcardInDirectory {
+            pattern: pattern.to_owned(),
+        });
     }
     if path.file_name().is_none() {
-        return Err(format!(
-            "target_files pattern {pattern:?} names no file (e.g. \"targets/*.json\")"
-        ));
+        return Err(PatternError::NoFileName {
+            pattern: pattern.to_owned(),
+        });
     }
     Ok(())
 }
@@ -172,28 +258,32 @@ fn expand(pattern: &str) -> Vec<PathBuf> {
 /// What identifies one version of a file.
 type Signature = (Option<SystemTime>, u64, u64);
 
-fn signature(path: &Path) -> Result<Signature, String> {
+fn signature(path: &Path) -> Result<Signature, TargetsFileError> {
     use std::os::unix::fs::MetadataExt as _;
-    let m = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    let m = std::fs::metadata(path).map_err(|error| TargetsFileError::Read { error })?;
     if !m.is_file() {
-        return Err("not a regular file".into());
+        return Err(TargetsFileError::NotRegular);
     }
     Ok((m.modified().ok(), m.len(), m.ino()))
 }
 
-fn read(path: &Path) -> Result<String, String> {
-    let f = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+fn read(path: &Path) -> Result<String, TargetsFileError> {
+    let f = std::fs::File::open(path).map_err(|error| TargetsFileError::Read { error })?;
     let mut text = String::new();
     f.take(MAX_FILE_BYTES + 1)
         .read_to_string(&mut text)
-        .map_err(|e| format!("cannot read: {e}"))?;
+        .map_err(|error| TargetsFileError::Read { error })?;
     if text.len() as u64 > MAX_FILE_BYTES {
-        return Err(format!("larger than {MAX_FILE_BYTES} bytes"));
+        return Err(TargetsFileError::TooLarge {
+            limit: MAX_FILE_BYTES,
+        });
     }
     Ok(text)
 }
 
-/// Why a file's latest text is not used.
+/// Why a file's latest text is not used: in words, as it is reported and
+/// compared with the last report (a [`TargetsFileError`] is neither
+/// `Clone` nor `Eq`: it may hold an I/O error).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Problem {
     error: String,
@@ -424,7 +514,7 @@ fn refresh(file: &Path, state: &mut FileState) {
         .and_then(|_| read(file))
         .and_then(|text| parse(&text, file))
         .map_err(|error| Problem {
-            error,
+            error: error.to_string(),
             duplicate: false,
         })
         .and_then(|targets| match clash(&targets, &BTreeSet::new()) {
@@ -489,12 +579,30 @@ mod tests {
         let e = parse(
             r#"[{"targets": ["a:1", "b:2"], "labels": {"name": "x"}}]"#,
             &file,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, TargetsFileError::NameOfMany { group: 0, count: 2 }),
+            "{e:?}"
         );
-        assert!(e.unwrap_err().contains("names one target"));
+        assert_eq!(
+            e.to_string(),
+            "group 0: label `name` names one target, but the group lists 2"
+        );
         assert!(parse("{\"targets\": []}", &file)
             .unwrap_err()
+            .to_string()
             .contains("file_sd"));
-        assert!(parse(r#"[{"targets": ["a:0"]}]"#, &file).is_err());
+        let e = parse(r#"[{"targets": ["a:0"]}]"#, &file).unwrap_err();
+        assert!(
+            matches!(&e, TargetsFileError::Target { group: 0, target, .. } if target == "a:0"),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "group 0, target \"a:0\": key `url`: \"http://a:0\": port must be 1-65535"
+        );
+        assert!(std::error::Error::source(&e).is_none());
     }
 
     #[test]
