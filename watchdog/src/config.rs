@@ -274,12 +274,10 @@ pub enum ConfigError {
         problem: String,
     },
     /// The `state_file` is there but not a regular file.
-    #[error("{problem}")]
+    #[error("{error}")]
     StateFile {
-        /// The `state_file` path.
-        file: PathBuf,
         /// Why, with the path named.
-        problem: String,
+        error: crate::state::StateFileError,
     },
 }
 

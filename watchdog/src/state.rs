@@ -5,12 +5,55 @@
 //! a crash mid-write leaves the old file. A file that cannot be read is
 //! logged and ignored: the watchdog starts fresh rather than not at all.
 
+use std::fmt;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use shared_schema::{AlertLine, Timestamp};
 
 use crate::engine::Engine;
+
+/// A `state_file` that cannot be used: it is there but not a regular file
+/// (a FIFO would block the start for good, a device or a directory is a
+/// mistake). A missing or corrupt file is no error: the start is fresh.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateFileError {
+    /// Not a regular file.
+    #[error("state_file {}: is {kind}, not a regular file; give the path of a file (it is replaced atomically at each save)", .file.display())]
+    NotRegular {
+        /// The `state_file` path.
+        file: PathBuf,
+        /// What it is instead.
+        kind: FileKind,
+    },
+}
+
+/// What a `state_file` path is when it is not a regular file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// A named pipe.
+    Fifo,
+    /// A directory.
+    Directory,
+    /// A Unix socket.
+    Socket,
+    /// A character or block device.
+    Device,
+    /// Anything else that is not a regular file.
+    Other,
+}
+
+impl fmt::Display for FileKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Fifo => "a FIFO",
+            Self::Directory => "a directory",
+            Self::Socket => "a socket",
+            Self::Device => "a device",
+            Self::Other => "not a regular file",
+        })
+    }
+}
 
 /// Loads `path` into `engine`, as a reload would carry the running state
 /// over: the firing alerts of targets `watched` does not name any more, or
@@ -23,7 +66,7 @@ pub fn load(
     path: &Path,
     watched: impl Fn(&str) -> bool,
     now: Timestamp,
-) -> Result<Vec<AlertLine>, String> {
+) -> Result<Vec<AlertLine>, StateFileError> {
     match read(path) {
         Err(Refused(why)) => Err(why),
         Ok(read) => Ok(take(engine, path, read, watched, now)),
@@ -31,37 +74,37 @@ pub fn load(
 }
 
 /// A `state_file` path that is there but not a regular file.
-struct Refused(String);
+struct Refused(StateFileError);
 
 /// Checks that `path` is a regular file or not there yet, without
 /// opening it (for a reload, which reads nothing).
-pub fn check(path: &Path) -> Result<(), String> {
+pub fn check(path: &Path) -> Result<(), StateFileError> {
     match std::fs::metadata(path) {
         Ok(m) => regular(path, &m),
         Err(_) => Ok(()), // missing (or unreadable: said when it is read)
     }
 }
 
-fn regular(path: &Path, m: &std::fs::Metadata) -> Result<(), String> {
+fn regular(path: &Path, m: &std::fs::Metadata) -> Result<(), StateFileError> {
     use std::os::unix::fs::FileTypeExt as _;
     let t = m.file_type();
     let kind = if t.is_file() {
         return Ok(());
     } else if t.is_fifo() {
-        "a FIFO"
+        FileKind::Fifo
     } else if t.is_dir() {
-        "a directory"
+        FileKind::Directory
     } else if t.is_socket() {
-        "a socket"
+        FileKind::Socket
     } else if t.is_char_device() || t.is_block_device() {
-        "a device"
+        FileKind::Device
     } else {
-        "not a regular file"
+        FileKind::Other
     };
-    Err(format!(
-        "state_file {}: is {kind}, not a regular file; give the path of a file (it is replaced atomically at each save)",
-        path.display()
-    ))
+    Err(StateFileError::NotRegular {
+        file: path.to_owned(),
+        kind,
+    })
 }
 
 /// Reads the file: opened non-blocking (a FIFO with no writer must not
@@ -183,17 +226,25 @@ mod tests {
             .recv_timeout(Duration::from_secs(10))
             .expect("load returns instead of blocking on the FIFO");
         let err = got.unwrap_err();
-        assert!(
-            err.contains(&fifo.display().to_string()) && err.contains("a FIFO"),
-            "{err}"
+        assert_eq!(
+            err,
+            StateFileError::NotRegular {
+                file: fifo.clone(),
+                kind: FileKind::Fifo
+            }
         );
-        assert!(check(&fifo).unwrap_err().contains("a FIFO"));
+        assert_eq!(
+            err.to_string(),
+            format!("state_file {}: is a FIFO, not a regular file; give the path of a file (it is replaced atomically at each save)", fifo.display())
+        );
+        assert_eq!(check(&fifo), Err(err));
         let mut e = Engine::new(RuleSet::defaults(), Duration::from_secs(60));
         let err = load(&mut e, dir.path(), |_| true, Timestamp::now()).unwrap_err();
-        assert!(err.contains("a directory"), "{err}");
+        assert!(err.to_string().contains("a directory"), "{err}");
         assert!(
             load(&mut e, Path::new("/dev/null"), |_| true, Timestamp::now())
                 .unwrap_err()
+                .to_string()
                 .contains("a device")
         );
         let missing = dir.path().join("none.json");

@@ -98,12 +98,8 @@ pub async fn run(
     let restored_resolved = match &config.state_file {
         Some(path) => {
             let watched = |t: &str| config.targets.iter().any(|c| c.name == t);
-            state::load(&mut engine, path, watched, Timestamp::now()).map_err(|problem| {
-                ConfigError::StateFile {
-                    file: path.clone(),
-                    problem,
-                }
-            })?
+            state::load(&mut engine, path, watched, Timestamp::now())
+                .map_err(|error| ConfigError::StateFile { error })?
         }
         None => Vec::new(),
     };

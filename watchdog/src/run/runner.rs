@@ -287,7 +287,7 @@ impl Runner {
             anyhow::bail!("the new config has no target");
         }
         if let Some(path) = &config.state_file {
-            state::check(path).map_err(anyhow::Error::msg)?;
+            state::check(path)?;
         }
         self.files.set_patterns(config.target_files.clone());
         let (_, errors) = self.files.scan(&names(&config.targets));
