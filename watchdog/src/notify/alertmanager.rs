@@ -15,7 +15,7 @@
 //! stays in the set, a resolved one is kept until a send succeeds.
 //!
 //! What an Alertmanager has accepted is remembered per endpoint past the
-//! sink that sent it ([`Accepted`]): a reload builds new sinks, and these
+//! sink that sent it (`Accepted`): a reload builds new sinks, and these
 //! must not re-post what is already there (700 SIGHUPs made 218 posts).
 //! A new sink re-sends an alert at once only when Alertmanager has not
 //! accepted it with the same labels and `startsAt`; the rest, and the
@@ -27,9 +27,9 @@
 //! `group_wait` is already past, which it always is for an alert that
 //! waited out its `for`: whichever post arrives first is what the first
 //! notification says. So the sink sends `startsAt` = `since` rounded down
-//! to the whole second ([`STARTS_GRID_MS`]) and holds an alert's first post
-//! until one grid step plus [`FIRST_POST_HOLD`] after its line's `ts`,
-//! counted from that rounded `since` ([`first_post_at`]). Replicas whose
+//! to the whole second (`STARTS_GRID_MS`) and holds an alert's first post
+//! until one grid step plus `FIRST_POST_HOLD` after its line's `ts`,
+//! counted from that rounded `since` (`first_post_at`). Replicas whose
 //! `since` fall in the same second send the same `startsAt`, whatever
 //! the order; when a second boundary lies between them, the later
 //! replica's first post comes a whole second after the earlier one's, and

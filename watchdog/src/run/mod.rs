@@ -3,17 +3,17 @@
 //! [`run`] takes a loaded config, a bound listener, a reload channel and a
 //! shutdown future (the binary wires SIGHUP and SIGTERM/SIGINT to them;
 //! tests drive them in-process). Each target has its own task
-//! ([`loops`]), so a slow or dead target never delays another. Polls come
-//! back over a channel to a single loop ([`runner`]) that owns the engine
-//! and the state file and sends every line through [`outputs`]: evaluation
+//! (`loops`), so a slow or dead target never delays another. Polls come
+//! back over a channel to a single loop (`runner`) that owns the engine
+//! and the state file and sends every line through `outputs`: evaluation
 //! is serialised (it takes microseconds to milliseconds), lines never
 //! interleave, and the log is flushed before that target's next poll.
-//! Polls that arrive together are taken as one burst (up to [`BURST`]):
+//! Polls that arrive together are taken as one burst (up to `BURST`):
 //! evaluated one after the other, then written with one write and one sync
 //! of the log (group commit); a target twice in a burst has its first lines
 //! written before its second poll is evaluated. What costs every alert (the
 //! state file, the firing set re-sent to the sinks) is done at most once a
-//! second ([`runner::SETTLE_EVERY`]), at once on reload and stop, and the
+//! second (`runner::SETTLE_EVERY`), at once on reload and stop, and the
 //! state file as soon as a line fired or resolved (within a tenth of the
 //! loop's time). Measured (issue 22), the loop was not short of CPU
 //! (one poll is ~10 µs of it at 10 agents) but did per-poll work that grew
