@@ -374,9 +374,7 @@ impl Engine {
                 let a = d.agent;
                 AgentSample {
                     agent: a.agent.clone(),
-                    job_id: a.job_id,
-                    run_id: a.run_id,
-                    pid: a.pid,
+                    id: d.id,
                     cpu_fraction: f.cpu_fraction,
                     runtime_s: a.runtime_s,
                     idle_s: f.idle_s,

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use shared_schema::{Envelope, Severity, Timestamp};
 
+use crate::delta::AgentId;
+
 /// How one poll of a target ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PollOutcome {
@@ -44,12 +46,8 @@ impl PollOutcome {
 pub struct AgentSample {
     /// `agents[].agent`.
     pub agent: Option<String>,
-    /// `agents[].job_id`.
-    pub job_id: i64,
-    /// `agents[].run_id`.
-    pub run_id: Option<i64>,
-    /// `agents[].pid`.
-    pub pid: Option<i64>,
+    /// Which agent: the identity the deltas track it by.
+    pub id: AgentId,
     /// CPU fraction over the last delta; `None` on the first sample or a reset.
     pub cpu_fraction: Option<f64>,
     /// `agents[].runtime_s`.

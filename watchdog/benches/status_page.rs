@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use shared_schema::{Agent, Envelope, Severity, Timestamp};
+use watchdog::delta::AgentId;
 use watchdog::view::{AgentSample, PollOutcome};
 use watchdog::web::{api, status, AlertRow, AlertState, Board, TargetCard};
 
@@ -44,9 +45,7 @@ fn envelope(t: usize) -> (Envelope, Vec<AgentSample>) {
         .iter()
         .map(|a| AgentSample {
             agent: a.agent.clone(),
-            job_id: a.job_id,
-            run_id: a.run_id,
-            pid: a.pid,
+            id: AgentId::of(a),
             cpu_fraction: Some(0.25),
             runtime_s: a.runtime_s,
             idle_s: Some((a.job_id % 700) as f64),

@@ -31,6 +31,7 @@ use prometheus::{
 };
 use shared_schema::{Agent, BreakerState, Envelope, Section, Timestamp, SECTIONS};
 
+use crate::delta::AgentId;
 use crate::rules::spend::{self, Source};
 use crate::view::{AgentSample, PollOutcome, PollView};
 
@@ -345,16 +346,13 @@ impl TargetSeries {
     /// Rows come from the envelope, labelled as the delta's agents are (the
     /// same shared label values); a missing value means no series.
     fn agent_telemetry(&mut self, agents: &[AgentSample], labels: &[Labels], e: &Envelope) {
-        let by_id: HashMap<(i64, Option<i64>, Option<i64>), &Labels> = agents
-            .iter()
-            .zip(labels)
-            .map(|(a, l)| ((a.job_id, a.run_id, a.pid), l))
-            .collect();
+        let by_id: HashMap<AgentId, &Labels> =
+            agents.iter().zip(labels).map(|(a, l)| (a.id, l)).collect();
         let rows = |pick: &dyn Fn(&Agent) -> Option<f64>| {
             e.agents
                 .iter()
                 .filter_map(|a| {
-                    let l = by_id.get(&(a.job_id, a.run_id, a.pid))?;
+                    let l = by_id.get(&AgentId::of(a))?;
                     pick(a).map(|v| (Labels::clone(l), v))
                 })
                 .collect::<Vec<_>>()
@@ -391,7 +389,7 @@ impl TargetSeries {
             .agents
             .iter()
             .filter_map(|a| {
-                let l = by_id.get(&(a.job_id, a.run_id, a.pid))?;
+                let l = by_id.get(&AgentId::of(a))?;
                 let s = spend::of_agent(e, a)?;
                 let mut values = l.to_vec();
                 values.push(s.source.as_str().to_owned());
@@ -728,9 +726,9 @@ fn gauge_label_values(a: &AgentSample) -> Vec<String> {
     let opt = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
     vec![
         a.agent.clone().unwrap_or_default(),
-        a.job_id.to_string(),
-        opt(a.run_id),
-        opt(a.pid),
+        a.id.job_id.to_string(),
+        opt(a.id.run_id),
+        opt(a.id.pid),
     ]
 }
 
@@ -785,9 +783,7 @@ mod tests {
             .iter()
             .map(|a| AgentSample {
                 agent: a.agent.clone(),
-                job_id: a.job_id,
-                run_id: a.run_id,
-                pid: a.pid,
+                id: AgentId::of(a),
                 cpu_fraction: Some(0.25),
                 runtime_s: None,
                 idle_s: Some(30.0),

@@ -20,6 +20,7 @@ use shared_schema::{
 };
 
 use crate::config::{Config, Overrides};
+use crate::delta::AgentId;
 use crate::exporter::Exporter;
 use crate::rules::{RuleSet, ALL};
 use crate::view::{AgentSample, FiringCount, PollOutcome, PollView};
@@ -120,9 +121,12 @@ pub fn families() -> BTreeMap<String, (String, Vec<String>, String)> {
     let envelope = full_envelope(now);
     let agents = [AgentSample {
         agent: Some("dev".into()),
-        job_id: 7,
-        run_id: Some(42),
-        pid: Some(1234),
+        id: AgentId {
+            job_id: 7,
+            run_id: Some(42),
+            pid: Some(1234),
+            start_ticks: None,
+        },
         cpu_fraction: Some(0.5),
         runtime_s: Some(60.0),
         idle_s: Some(0.0),

@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use shared_schema::{Envelope, Severity, Timestamp};
+use watchdog::delta::AgentId;
 use watchdog::exporter::Exporter;
 use watchdog::http::{self, Health};
 use watchdog::view::{AgentSample, FiringCount, PollOutcome, PollView};
@@ -73,9 +74,12 @@ fn full_envelope() -> Envelope {
 fn agent(job_id: i64, cpu: Option<f64>) -> AgentSample {
     AgentSample {
         agent: Some("dev".into()),
-        job_id,
-        run_id: Some(42),
-        pid: Some(1234),
+        id: AgentId {
+            job_id,
+            run_id: Some(42),
+            pid: Some(1234),
+            start_ticks: None,
+        },
         cpu_fraction: cpu,
         runtime_s: Some(600.0),
         idle_s: Some(30.0),
@@ -164,9 +168,12 @@ fn a_good_poll_sets_every_envelope_gauge() {
         agent(7, Some(0.25)),
         AgentSample {
             agent: None,
-            job_id: 8,
-            run_id: None,
-            pid: None,
+            id: AgentId {
+                job_id: 8,
+                run_id: None,
+                pid: None,
+                start_ticks: None,
+            },
             cpu_fraction: Some(0.0),
             runtime_s: Some(5.0),
             idle_s: None,

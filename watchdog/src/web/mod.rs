@@ -17,6 +17,7 @@ use shared_schema::alert::diagnosed_summary;
 use shared_schema::{AlertEvent, AlertLine, Envelope, Labels, Severity, Timestamp};
 
 use crate::alerts::{Alert, Phase};
+use crate::delta::AgentId;
 use crate::view::{AgentSample, PollOutcome};
 
 pub mod api;
@@ -182,14 +183,11 @@ impl TargetCard {
 
 /// The envelope's agents with the derived figures of the same poll.
 fn agent_rows(e: &Envelope, samples: &[AgentSample]) -> Vec<AgentRow> {
-    let by_id: HashMap<(i64, Option<i64>, Option<i64>), &AgentSample> = samples
-        .iter()
-        .map(|s| ((s.job_id, s.run_id, s.pid), s))
-        .collect();
+    let by_id: HashMap<AgentId, &AgentSample> = samples.iter().map(|s| (s.id, s)).collect();
     e.agents
         .iter()
         .map(|a| {
-            let s = by_id.get(&(a.job_id, a.run_id, a.pid));
+            let s = by_id.get(&AgentId::of(a));
             AgentRow {
                 job_id: a.job_id,
                 agent: a.agent.clone(),
@@ -362,9 +360,12 @@ mod tests {
     fn sample() -> AgentSample {
         AgentSample {
             agent: Some("dev".into()),
-            job_id: 7,
-            run_id: None,
-            pid: Some(1234),
+            id: AgentId {
+                job_id: 7,
+                run_id: None,
+                pid: Some(1234),
+                start_ticks: None,
+            },
             cpu_fraction: Some(0.003),
             runtime_s: Some(600.0),
             idle_s: Some(120.0),
