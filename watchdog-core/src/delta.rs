@@ -44,8 +44,8 @@ impl AgentId {
 
     /// The baseline slot: the identity without `start_ticks`, so a pid that
     /// now names another process is compared with, and seen as a reset of,
-    /// the one before.
-    fn slot(&self) -> Self {
+    /// the one before. The outputs match envelope rows to samples by it.
+    pub fn slot(&self) -> Self {
         Self {
             start_ticks: None,
             ..*self

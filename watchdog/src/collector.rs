@@ -346,13 +346,16 @@ impl TargetSeries {
     /// Rows come from the envelope, labelled as the delta's agents are (the
     /// same shared label values); a missing value means no series.
     fn agent_telemetry(&mut self, agents: &[AgentSample], labels: &[Labels], e: &Envelope) {
-        let by_id: HashMap<AgentId, &Labels> =
-            agents.iter().zip(labels).map(|(a, l)| (a.id, l)).collect();
+        let by_id: HashMap<AgentId, &Labels> = agents
+            .iter()
+            .zip(labels)
+            .map(|(a, l)| (a.id.slot(), l))
+            .collect();
         let rows = |pick: &dyn Fn(&Agent) -> Option<f64>| {
             e.agents
                 .iter()
                 .filter_map(|a| {
-                    let l = by_id.get(&AgentId::of(a))?;
+                    let l = by_id.get(&AgentId::of(a).slot())?;
                     pick(a).map(|v| (Labels::clone(l), v))
                 })
                 .collect::<Vec<_>>()
@@ -389,7 +392,7 @@ impl TargetSeries {
             .agents
             .iter()
             .filter_map(|a| {
-                let l = by_id.get(&AgentId::of(a))?;
+                let l = by_id.get(&AgentId::of(a).slot())?;
                 let s = spend::of_agent(e, a)?;
                 let mut values = l.to_vec();
                 values.push(s.source.as_str().to_owned());

@@ -183,11 +183,11 @@ impl TargetCard {
 
 /// The envelope's agents with the derived figures of the same poll.
 fn agent_rows(e: &Envelope, samples: &[AgentSample]) -> Vec<AgentRow> {
-    let by_id: HashMap<AgentId, &AgentSample> = samples.iter().map(|s| (s.id, s)).collect();
+    let by_id: HashMap<AgentId, &AgentSample> = samples.iter().map(|s| (s.id.slot(), s)).collect();
     e.agents
         .iter()
         .map(|a| {
-            let s = by_id.get(&AgentId::of(a));
+            let s = by_id.get(&AgentId::of(a).slot());
             AgentRow {
                 job_id: a.job_id,
                 agent: a.agent.clone(),
@@ -370,6 +370,22 @@ mod tests {
             runtime_s: Some(600.0),
             idle_s: Some(120.0),
         }
+    }
+
+    #[test]
+    fn a_row_gets_its_agents_figures_even_when_its_pid_was_reused_in_the_same_envelope() {
+        // The deltas keep one agent per (job, run, pid) slot, the first row;
+        // a duplicate row with other `start_ticks` shows the same figures.
+        let mut e = envelope();
+        e.agents[0].start_ticks = Some(100);
+        let mut twin = e.agents[0].clone();
+        twin.start_ticks = Some(200);
+        e.agents.push(twin);
+        let mut s = sample();
+        s.id.start_ticks = Some(100);
+        let rows = agent_rows(&e, &[s]);
+        let figures: Vec<_> = rows.iter().map(|r| (r.cpu_fraction, r.idle_s)).collect();
+        assert_eq!(figures, vec![(Some(0.003), Some(120.0)); 2]);
     }
 
     #[test]
