@@ -208,7 +208,7 @@ pub enum ConfigError {
     /// A `--target` flag is wrong.
     #[error("--target {spec}: {error}")]
     TargetFlag {
-        /// The flag's value, as given.
+        /// The flag's value, as given, with any password masked.
         spec: String,
         /// What is wrong, with the key named.
         error: TargetError,
@@ -324,9 +324,12 @@ impl Config {
                     Some((n, u)) if !n.contains('/') && !n.contains(':') => (Some(n.to_owned()), u),
                     _ => (None, spec.as_str()),
                 };
-                targets.push(Target::new(name, url, None).map_err(|error| {
+                targets.push(Target::new(name.clone(), url, None).map_err(|error| {
+                    // The flag as given, but never its password: the
+                    // message goes to a terminal, a journal, a check's output.
+                    let shown = crate::target::redact_userinfo(url);
                     ConfigError::TargetFlag {
-                        spec: spec.clone(),
+                        spec: name.map_or(shown.clone(), |n| format!("{n}={shown}")),
                         error,
                     }
                 })?);
@@ -827,7 +830,17 @@ repeat_interval = "1h 30m"
         );
         assert_eq!(
             e.to_string(),
-            "--target ftp://u:hunter2@h:1: key `url`: \"ftp://***@h:1\": scheme \"ftp\" is not http or https"
+            "--target ftp://***@h:1: key `url`: \"ftp://***@h:1\": scheme \"ftp\" is not http or https"
+        );
+        // A named flag keeps its name; the password is masked there too.
+        let e = Config::load(&Overrides {
+            targets: vec!["orch=http://u:hunter2@h:0/metrics".into()],
+            ..Overrides::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--target orch=http://***@h:0/metrics: key `url`: \"http://***@h:0/metrics\": port must be 1-65535"
         );
     }
 

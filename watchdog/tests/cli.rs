@@ -416,6 +416,35 @@ fn every_config_error_exits_2_in_every_command_naming_file_and_key() {
 }
 
 #[test]
+fn a_bad_target_flag_never_shows_its_password() {
+    // `run` exits 2 with the error; `check` says UNKNOWN (exit 3) on stdout.
+    for spec in [
+        "ftp://u:hunter2@h:1/metrics",
+        "orch=http://u:hunter2@h:0/metrics",
+        "http://u:hunter2@h:99999",
+    ] {
+        for (args, code) in [
+            (vec!["run", "--target", spec, "--print-config"], 2),
+            (vec!["run", "--target", spec, "--listen", "127.0.0.1:0"], 2),
+            (vec!["check", "--target", spec], 3),
+        ] {
+            let o = watchdog(&args);
+            let said = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            assert_eq!(o.status.code(), Some(code), "{args:?}: {said}");
+            assert!(
+                said.contains("--target ") && said.contains("***@h:"),
+                "{args:?}: {said}"
+            );
+            assert!(!said.contains("hunter2"), "{args:?} leaks: {said}");
+        }
+    }
+}
+
+#[test]
 fn print_config_shows_effective_values_and_never_the_token() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
