@@ -6,6 +6,10 @@
 //! `severity`, `for`, `keep_firing_for`), `per_agent` for the rules that opt
 //! in, parsing through serde and printing for `--print-config`.
 //!
+//! A `[rules.NAME]` table comes in as a serde tree ([`Value`]), not as
+//! TOML, so that the core stays format-neutral: the binary reads TOML and
+//! converts it, tests and other callers write the same tree in JSON.
+//!
 //! **Adding a rule is one new file (its `Settings` and `impl Rule`) and one
 //! line in [`ALL`]** (plus its `pub mod` line). No other list names the
 //! rules: the engine, `--print-config`, the config parser and the checks of
@@ -23,8 +27,9 @@ use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::de::value::MapDeserializer;
+use serde::de::{self, DeserializeOwned};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 use shared_schema::{Agent, Envelope, Labels, Section, Severity};
 
@@ -402,30 +407,90 @@ fn object<T: Serialize>(v: &T) -> Map<String, Value> {
     }
 }
 
+/// The keys every rule has, as written in its table (absent: the rule's default).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommonKeys {
+    #[serde(default, deserialize_with = "written")]
+    enabled: Option<bool>,
+    #[serde(default, deserialize_with = "severity")]
+    severity: Option<Severity>,
+    #[serde(default, rename = "for", deserialize_with = "written")]
+    for_: Option<Dur>,
+    #[serde(default, deserialize_with = "written")]
+    keep_firing_for: Option<Dur>,
+}
+
+impl CommonKeys {
+    /// Its keys, in the order their errors are reported.
+    const KEYS: &'static [&'static str] = &["enabled", "severity", "for", "keep_firing_for"];
+
+    /// The keys as written over the rule's defaults.
+    fn over(self, defaults: Common) -> Common {
+        Common {
+            enabled: self.enabled.unwrap_or(defaults.enabled),
+            severity: self.severity.unwrap_or(defaults.severity),
+            for_: self.for_.unwrap_or(defaults.for_),
+            keep_firing_for: self.keep_firing_for.unwrap_or(defaults.keep_firing_for),
+        }
+    }
+}
+
+/// The keys of one `per_agent.NAME` table that are not the rule's own.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentKeys {
+    #[serde(default, rename = "for", deserialize_with = "written")]
+    for_: Option<Dur>,
+}
+
+impl AgentKeys {
+    const KEYS: &'static [&'static str] = &["for"];
+}
+
+/// A key that is written has a value: `null` is not "absent" (a serde tree
+/// may hold one), it is a wrong value.
+fn written<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// [`written`] for `severity`, in the config's words rather than serde's.
+fn severity<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Severity>, D::Error> {
+    Severity::deserialize(d)
+        .map(Some)
+        .map_err(|_| de::Error::custom("expected \"info\", \"warning\" or \"critical\""))
+}
+
+/// Splits `table` once: the entries of `keys` (in that order) deserialize
+/// into `T`, an error naming its key under `prefix`; the rest is returned.
+fn split<T: DeserializeOwned>(
+    mut table: Map<String, Value>,
+    keys: &[&str],
+    prefix: &str,
+) -> Result<(T, Map<String, Value>), SettingError> {
+    let taken: Vec<(String, Value)> = keys
+        .iter()
+        .filter_map(|&k| table.remove(k).map(|v| (k.to_owned(), v)))
+        .collect();
+    let typed = serde_path_to_error::deserialize(MapDeserializer::new(taken.into_iter())).map_err(
+        |e: serde_path_to_error::Error<serde_json::Error>| {
+            SettingError::key(format!("{prefix}{}", e.path()), e.into_inner().to_string())
+        },
+    )?;
+    Ok((typed, table))
+}
+
 /// Builds rule `R` from its `[rules.NAME]` table: the common keys over the
 /// rule's defaults, `per_agent` where the rule takes it, the rest into `R`
 /// (which rejects unknown keys). Errors name the key.
 fn build<R: Rule>(table: Option<&Value>) -> Result<Box<dyn DynRule>, SettingError> {
-    let mut common = Common::defaults(R::SEVERITY, R::FOR);
-    let mut rest = match table {
+    let table = match table {
         None => Map::new(),
         Some(Value::Object(m)) => m.clone(),
         Some(_) => return Err(SettingError::NotATable),
     };
-    if let Some(v) = rest.remove("enabled") {
-        common.enabled = key("enabled", v)?;
-    }
-    if let Some(v) = rest.remove("severity") {
-        common.severity = serde_json::from_value(v).map_err(|_| {
-            SettingError::key("severity", "expected \"info\", \"warning\" or \"critical\"")
-        })?;
-    }
-    if let Some(v) = rest.remove("for") {
-        common.for_ = key("for", v)?;
-    }
-    if let Some(v) = rest.remove("keep_firing_for") {
-        common.keep_firing_for = key("keep_firing_for", v)?;
-    }
+    let (keys, mut rest) = split::<CommonKeys>(table, CommonKeys::KEYS, "")?;
+    let common = keys.over(Common::defaults(R::SEVERITY, R::FOR));
     let per_agent_table = if R::PER_AGENT {
         rest.remove("per_agent")
     } else {
@@ -448,11 +513,11 @@ fn build<R: Rule>(table: Option<&Value>) -> Result<Box<dyn DynRule>, SettingErro
                         problem: Box::new(SettingError::NotATable),
                     });
                 };
-                let mut over = written.clone();
-                let for_ = match over.remove("for") {
-                    Some(v) => Some(key(&format!("per_agent.{name}.for"), v)?),
-                    None => None,
-                };
+                let (AgentKeys { for_ }, over) = split::<AgentKeys>(
+                    written.clone(),
+                    AgentKeys::KEYS,
+                    &format!("per_agent.{name}."),
+                )?;
                 let mut merged = rest.clone();
                 merged.extend(over);
                 let of_agent = |problem| SettingError::PerAgent {
@@ -479,10 +544,6 @@ fn build<R: Rule>(table: Option<&Value>) -> Result<Box<dyn DynRule>, SettingErro
         settings,
         per_agent,
     }))
-}
-
-fn key<T: DeserializeOwned>(name: &str, v: Value) -> Result<T, SettingError> {
-    serde_json::from_value(v).map_err(|e| SettingError::key(name, e.to_string()))
 }
 
 fn own<R: DeserializeOwned>(v: Value) -> Result<R, SettingError> {

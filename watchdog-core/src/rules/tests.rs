@@ -281,3 +281,193 @@ fn config_errors_are_typed_and_keep_their_messages() {
         )
     );
 }
+
+/// The message of every bad `[rules.NAME]` table, byte for byte: the common
+/// keys, `per_agent` and the rule's own keys, one bad key or several (the
+/// first in a fixed order is reported), nulls as in a serde tree.
+#[test]
+fn bad_rule_tables_say_what_is_wrong_byte_for_byte() {
+    use serde_json::json;
+    let cases = [
+        (
+            "stuck_agent",
+            json!({"for": "abc"}),
+            "[rules.stuck_agent]: key `for`: invalid duration \"abc\": expected number at 0 (write e.g. \"90s\", \"10m\", \"1h 30m\")",
+        ),
+        (
+            "stuck_agent",
+            json!({"for": 5}),
+            "[rules.stuck_agent]: key `for`: invalid type: integer `5`, expected a string",
+        ),
+        (
+            "stuck_agent",
+            json!({"for": null}),
+            "[rules.stuck_agent]: key `for`: invalid type: null, expected a string",
+        ),
+        (
+            "stuck_agent",
+            json!({"keep_firing_for": true}),
+            "[rules.stuck_agent]: key `keep_firing_for`: invalid type: boolean `true`, expected a string",
+        ),
+        (
+            "stuck_agent",
+            json!({"enabled": "yes"}),
+            "[rules.stuck_agent]: key `enabled`: invalid type: string \"yes\", expected a boolean",
+        ),
+        (
+            "stuck_agent",
+            json!({"enabled": null}),
+            "[rules.stuck_agent]: key `enabled`: invalid type: null, expected a boolean",
+        ),
+        (
+            "stuck_agent",
+            json!({"severity": "loud"}),
+            "[rules.stuck_agent]: key `severity`: expected \"info\", \"warning\" or \"critical\"",
+        ),
+        (
+            "stuck_agent",
+            json!({"severity": 3}),
+            "[rules.stuck_agent]: key `severity`: expected \"info\", \"warning\" or \"critical\"",
+        ),
+        (
+            "stuck_agent",
+            json!({"severity": null}),
+            "[rules.stuck_agent]: key `severity`: expected \"info\", \"warning\" or \"critical\"",
+        ),
+        (
+            "stuck_agent",
+            json!({"cpu_flor": 0.1}),
+            "[rules.stuck_agent]: unknown key `cpu_flor`, expected one of `cpu_floor`, `io_floor`, `min_runtime`, `use_tree`",
+        ),
+        (
+            "stuck_agent",
+            json!({"per_agent": {"reviewer": {"for": "x"}}}),
+            "[rules.stuck_agent]: key `per_agent.reviewer.for`: invalid duration \"x\": expected number at 0 (write e.g. \"90s\", \"10m\", \"1h 30m\")",
+        ),
+        (
+            "stuck_agent",
+            json!({"per_agent": {"reviewer": {"for": null}}}),
+            "[rules.stuck_agent]: key `per_agent.reviewer.for`: invalid type: null, expected a string",
+        ),
+        (
+            "stuck_agent",
+            json!({"per_agent": {"reviewer": {"enabled": false}}}),
+            "[rules.stuck_agent]: key `per_agent.reviewer`: unknown key `enabled`, expected one of `cpu_floor`, `io_floor`, `min_runtime`, `use_tree`",
+        ),
+        (
+            "stuck_agent",
+            json!({"per_agent": {"reviewer": {"cpu_flor": 1}}}),
+            "[rules.stuck_agent]: key `per_agent.reviewer`: unknown key `cpu_flor`, expected one of `cpu_floor`, `io_floor`, `min_runtime`, `use_tree`",
+        ),
+        (
+            "stuck_agent",
+            json!({"per_agent": null}),
+            "[rules.stuck_agent]: key `per_agent`: must be a table keyed by agent name",
+        ),
+        (
+            "stuck_agent",
+            json!({"severity": "loud", "for": "x", "enabled": 1}),
+            "[rules.stuck_agent]: key `enabled`: invalid type: integer `1`, expected a boolean",
+        ),
+        (
+            "stuck_agent",
+            json!({"keep_firing_for": "x", "for": "y"}),
+            "[rules.stuck_agent]: key `for`: invalid duration \"y\": expected number at 0 (write e.g. \"90s\", \"10m\", \"1h 30m\")",
+        ),
+        (
+            "stuck_agent",
+            json!({"severity": "loud", "for": "x"}),
+            "[rules.stuck_agent]: key `severity`: expected \"info\", \"warning\" or \"critical\"",
+        ),
+        (
+            "stuck_agent",
+            json!({"keep_firing_for": "x", "severity": "loud"}),
+            "[rules.stuck_agent]: key `severity`: expected \"info\", \"warning\" or \"critical\"",
+        ),
+        (
+            "stuck_agent",
+            json!({"for": "x", "cpu_flor": 1}),
+            "[rules.stuck_agent]: key `for`: invalid duration \"x\": expected number at 0 (write e.g. \"90s\", \"10m\", \"1h 30m\")",
+        ),
+        (
+            "stuck_agent",
+            json!({"cpu_flor": 1, "per_agent": {"r": {"for": "x"}}}),
+            "[rules.stuck_agent]: unknown key `cpu_flor`, expected one of `cpu_floor`, `io_floor`, `min_runtime`, `use_tree`",
+        ),
+        (
+            "stuck_agent",
+            json!({"cpu_floor": -1, "per_agent": {"r": {"for": "x"}}}),
+            "[rules.stuck_agent]: key `cpu_floor`: must be a non-negative number",
+        ),
+        (
+            "stuck_agent",
+            json!({"per_agent": {"a": {"for": "x"}, "b": 1}}),
+            "[rules.stuck_agent]: key `per_agent.a.for`: invalid duration \"x\": expected number at 0 (write e.g. \"90s\", \"10m\", \"1h 30m\")",
+        ),
+        (
+            "stuck_agent",
+            json!({"per_agent": {"a": {"cpu_flor": 1, "for": "x"}}}),
+            "[rules.stuck_agent]: key `per_agent.a.for`: invalid duration \"x\": expected number at 0 (write e.g. \"90s\", \"10m\", \"1h 30m\")",
+        ),
+        (
+            "queue_depth",
+            json!({"per_agent": {}}),
+            "[rules.queue_depth]: unknown key `per_agent`, expected `max`",
+        ),
+        (
+            "queue_depth",
+            json!({"for": "x", "per_agent": {"r": {"for": "x"}}}),
+            "[rules.queue_depth]: key `for`: invalid duration \"x\": expected number at 0 (write e.g. \"90s\", \"10m\", \"1h 30m\")",
+        ),
+        (
+            "queue_depth",
+            json!({"per_agent": {"r": {}}, "max": "x"}),
+            "[rules.queue_depth]: invalid type: string \"x\", expected u64",
+        ),
+    ];
+    for (rule, t, want) in cases {
+        let got = RuleSet::build(&[(rule.to_owned(), t.clone())].into_iter().collect())
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(got.to_string(), want, "{rule} {t}");
+    }
+}
+
+/// A bad common key or `per_agent.NAME.for` is a `SettingError::Key` naming it.
+#[test]
+fn bad_common_and_per_agent_keys_are_key_errors() {
+    use crate::error::{RuleConfigError, SettingError};
+    use serde_json::json;
+    let dur =
+        "invalid duration \"x\": expected number at 0 (write e.g. \"90s\", \"10m\", \"1h 30m\")";
+    let cases = [
+        (json!({"for": "x"}), SettingError::key("for", dur)),
+        (
+            json!({"keep_firing_for": 1}),
+            SettingError::key(
+                "keep_firing_for",
+                "invalid type: integer `1`, expected a string",
+            ),
+        ),
+        (
+            json!({"severity": "loud"}),
+            SettingError::key("severity", "expected \"info\", \"warning\" or \"critical\""),
+        ),
+        (
+            json!({"per_agent": {"reviewer": {"for": "x"}}}),
+            SettingError::key("per_agent.reviewer.for", dur),
+        ),
+    ];
+    for (t, problem) in cases {
+        let err = RuleSet::build(&[("stuck_agent".to_owned(), t)].into_iter().collect())
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(
+            err,
+            RuleConfigError::Rule {
+                rule: "stuck_agent",
+                problem,
+            }
+        );
+    }
+}
