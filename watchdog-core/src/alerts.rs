@@ -81,6 +81,23 @@ pub struct Timing {
     pub repeat_s: f64,
 }
 
+/// How far short of `for` a hold may fall and still fire, in seconds
+/// (capped at a tenth of `for`, so a short `for` keeps its meaning).
+///
+/// A hold is counted in target clock from poll to poll, and each poll's
+/// clock carries its own request's latency: `for = "3s"` held over three
+/// 1 s polls reads 2.998 s on one watchdog and 3.002 s on its HA replica.
+/// Without the slack the first fires a whole poll later than the second,
+/// which reorders the replicas' first posts to Alertmanager and moves
+/// `startsAt` (issue 22); Prometheus does not meet this because it
+/// evaluates on a scheduled grid, not at the time an answer arrived.
+pub const FOR_SLACK_S: f64 = 0.1;
+
+/// Whether a condition held for `held_s` has waited out `for_s`.
+fn held_long_enough(held_s: f64, for_s: f64) -> bool {
+    held_s >= for_s - FOR_SLACK_S.min(for_s / 10.0)
+}
+
 /// One pending or firing alert.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
@@ -163,7 +180,7 @@ impl Alert {
     }
 
     fn maybe_fire(&mut self, timing: &Timing) -> Step {
-        if self.phase == Phase::Pending && self.held_s >= timing.for_s {
+        if self.phase == Phase::Pending && held_long_enough(self.held_s, timing.for_s) {
             self.phase = Phase::Firing;
             self.sent_clock = self.last_clock;
             return Step::Emit(AlertEvent::Firing);
@@ -331,6 +348,40 @@ mod tests {
             b.step(Observed::Unknown, 3600.0, &TIMING),
             Step::Emit(AlertEvent::Repeat)
         );
+    }
+
+    #[test]
+    fn a_hold_short_of_for_by_a_polls_latency_fires_on_that_poll() {
+        let timing = Timing {
+            for_s: 3.0,
+            ..TIMING
+        };
+        // Polls 1 s apart whose answers came a few ms early or late: the
+        // third poll fires on either replica, not the fourth on one.
+        for clocks in [[1.0, 2.0, 2.998], [1.001, 2.0, 3.002]] {
+            let mut a = Alert::new("r", "t", "k".into(), finding(), 0.0, t());
+            a.start(&timing);
+            let steps: Vec<Step> = clocks
+                .iter()
+                .map(|c| a.step(Observed::True(finding()), *c, &timing))
+                .collect();
+            assert_eq!(
+                steps,
+                [Step::Quiet, Step::Quiet, Step::Emit(AlertEvent::Firing)],
+                "{clocks:?}"
+            );
+        }
+        // A poll short by more than the slack waits for the next one.
+        let mut a = Alert::new("r", "t", "k".into(), finding(), 0.0, t());
+        a.start(&timing);
+        assert_eq!(
+            a.step(Observed::True(finding()), 2.85, &timing),
+            Step::Quiet
+        );
+        // A short `for` keeps its meaning: the slack is a tenth of it.
+        assert!(!held_long_enough(0.17, 0.2));
+        assert!(held_long_enough(0.181, 0.2));
+        assert!(held_long_enough(0.0, 0.0));
     }
 
     #[test]
