@@ -6,7 +6,6 @@
 //! logged and ignored: the watchdog starts fresh rather than not at all.
 
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use shared_schema::{AlertLine, Timestamp};
@@ -162,7 +161,6 @@ fn take(
 
 /// Writes the engine's state to `path` atomically.
 pub fn save(engine: &Engine, path: &Path) -> std::io::Result<()> {
-    let bytes = engine.save();
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -172,8 +170,12 @@ pub fn save(engine: &Engine, path: &Path) -> std::io::Result<()> {
         .map_or_else(|| "state".into(), |n| n.to_string_lossy().into_owned());
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
+        // Streamed through a small buffer, never the whole body in memory.
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        serde_json::to_writer(&mut f, &engine.saved())?;
+        let f = f
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();

@@ -6,7 +6,8 @@
 //! read to the evaluation loop over one channel, so a slow or dead target
 //! never delays another.
 
-use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
@@ -14,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Target;
 use crate::poll::{Polled, Poller};
+use crate::tls::TlsConfig;
 
 /// One poll, on its way to the evaluation loop.
 #[derive(Debug)]
@@ -108,6 +110,8 @@ impl Loops {
     ) -> anyhow::Result<Reconciled> {
         // Everything that can fail is built before anything changes.
         let mut fresh = Vec::new();
+        // One client per `tls_config` among the loops this call starts.
+        let mut clients: HashMap<Option<&TlsConfig>, reqwest::Client> = HashMap::new();
         for target in &desired {
             let spec = Spec {
                 target: target.clone(),
@@ -121,7 +125,12 @@ impl Loops {
             if unchanged {
                 continue;
             }
-            match Poller::new(target, timeout) {
+            let client = match clients.entry(target.tls.as_ref()) {
+                Entry::Occupied(e) => Ok(e.get().clone()),
+                Entry::Vacant(e) => Poller::client(target.tls.as_ref(), &target.name, timeout)
+                    .map(|c| e.insert(c).clone()),
+            };
+            match client.map(|c| Poller::with_client(target, c, timeout)) {
                 Ok(p) => fresh.push((spec, p.keeping_body(self.keep_body))),
                 Err(e) if on_error == OnError::Refuse => return Err(e),
                 Err(e) => {
