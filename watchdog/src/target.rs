@@ -70,10 +70,11 @@ pub enum TargetError {
         error: edges::token_file::TokenFileError,
     },
     /// `tls_config` cannot be used.
-    #[error("tls_config: {problem}")]
+    #[error("tls_config: {error}")]
     Tls {
-        /// Which key, and why (as [`TlsConfig::rustls`] says it).
-        problem: String,
+        /// Which key, and why. Boxed: rustls' errors are large, and
+        /// every `Result` of a target would carry the size.
+        error: Box<crate::tls::ClientTlsError>,
     },
 }
 
@@ -140,7 +141,9 @@ impl Target {
     /// The same target with `tls_config` set, its files checked now.
     pub fn with_tls(mut self, tls: Option<TlsConfig>) -> Result<Self, TargetError> {
         if let Some(t) = &tls {
-            t.rustls().map_err(|problem| TargetError::Tls { problem })?;
+            t.rustls().map_err(|error| TargetError::Tls {
+                error: Box::new(error),
+            })?;
         }
         self.tls = tls;
         Ok(self)

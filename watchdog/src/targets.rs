@@ -95,7 +95,7 @@ pub enum TargetsFileError {
         /// The group's index in the file.
         group: usize,
         /// Which label, and why.
-        problem: String,
+        problem: crate::tls::TlsLabelError,
     },
     /// `__scheme__` is not http or https.
     #[error("group {group}: label `__scheme__` is {scheme:?}, not http or https")]

@@ -27,12 +27,109 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::WebPkiServerVerifier;
+use rustls::client::{VerifierBuilderError, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, InvalidDnsNameError, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use serde::{Deserialize, Serialize};
+
+/// Why a `tls_config` gives no client ([`TlsConfig::rustls`]), the key and
+/// the file named. Not [`edges::web_config::TlsError`]: that is the
+/// server's side, with exporter-toolkit's key names.
+///
+/// `Clone` because the settings without a `tls_config` are built once and
+/// that outcome, an error too, goes to every client built after: the
+/// causes that are not `Clone` themselves are held in an [`Arc`]. As with
+/// the config's errors, a cause is a field, not a
+/// [`std::error::Error::source`]: the message quotes it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientTlsError {
+    /// A certificate file (`ca_file`, `cert_file`) cannot be read as PEM.
+    #[error("key `{key}`: {}: {error}", .file.display())]
+    ReadCerts {
+        /// `ca_file` or `cert_file`.
+        key: &'static str,
+        /// The file, anchored.
+        file: PathBuf,
+        /// Why.
+        error: Arc<pem::Error>,
+    },
+    /// A certificate file holds no certificate.
+    #[error("key `{key}`: {}: no PEM certificate in it", .file.display())]
+    NoCerts {
+        /// `ca_file` or `cert_file`.
+        key: &'static str,
+        /// The file.
+        file: PathBuf,
+    },
+    /// A certificate of `ca_file` is not a usable trust anchor.
+    #[error("key `ca_file`: {}: bad certificate: {error}", .file.display())]
+    BadCa {
+        /// The file.
+        file: PathBuf,
+        /// rustls' error.
+        error: rustls::Error,
+    },
+    /// The server certificate verifier cannot be built from the roots
+    /// (`ca_file`'s, or the system's when it is unset).
+    #[error("key `ca_file`: {error}")]
+    Verifier {
+        /// rustls' error.
+        error: VerifierBuilderError,
+    },
+    /// `server_name` is not a DNS name or an IP address.
+    #[error("key `server_name`: {name:?} is not a host name: {error}")]
+    ServerName {
+        /// The name, as written.
+        name: String,
+        /// Why.
+        error: Arc<InvalidDnsNameError>,
+    },
+    /// rustls refuses its own default protocol versions with the provider.
+    #[error("TLS: {error}")]
+    Versions {
+        /// rustls' error.
+        error: rustls::Error,
+    },
+    /// `cert_file` without `key_file`.
+    #[error("key `key_file` is missing (cert_file is set)")]
+    NoKeyFile,
+    /// `key_file` without `cert_file`.
+    #[error("key `cert_file` is missing (key_file is set)")]
+    NoCertFile,
+    /// `key_file` holds no private key that can be used.
+    #[error("key `key_file`: {}: no usable private key: {error}", .file.display())]
+    Key {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        error: Arc<pem::Error>,
+    },
+    /// The client certificate and the key do not belong together.
+    #[error("keys `cert_file`/`key_file`: {} and {} do not make a usable pair: {error}", .cert_file.display(), .key_file.display())]
+    Pair {
+        /// The certificate file.
+        cert_file: PathBuf,
+        /// The key file.
+        key_file: PathBuf,
+        /// rustls' error.
+        error: rustls::Error,
+    },
+}
+
+/// `tls_*` labels of a `file_sd` group that make no `tls_config`
+/// ([`from_labels`]); the files they name are checked later, as
+/// [`ClientTlsError`]s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TlsLabelError {
+    /// `tls_insecure_skip_verify` is neither `true` nor `false`.
+    #[error("label `tls_insecure_skip_verify` is {value:?}, not true or false")]
+    InsecureSkipVerify {
+        /// The label's value.
+        value: String,
+    },
+}
 
 /// `tls_config = { ... }` (Prometheus' `tls_config`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -70,7 +167,7 @@ impl TlsConfig {
 
     /// The rustls settings: every file read and checked now. Errors name
     /// the key and the file.
-    pub fn rustls(&self) -> Result<ClientConfig, String> {
+    pub fn rustls(&self) -> Result<ClientConfig, ClientTlsError> {
         let provider = edges::web_config::provider();
         let verifier: Arc<dyn ServerCertVerifier> = if self.insecure_skip_verify {
             Arc::new(NoVerification(Arc::clone(&provider)))
@@ -79,8 +176,9 @@ impl TlsConfig {
                 Some(path) => {
                     let mut roots = RootCertStore::empty();
                     for cert in read_certs("ca_file", path)? {
-                        roots.add(cert).map_err(|e| {
-                            format!("key `ca_file`: {}: bad certificate: {e}", path.display())
+                        roots.add(cert).map_err(|error| ClientTlsError::BadCa {
+                            file: path.clone(),
+                            error,
                         })?;
                     }
                     Arc::new(roots)
@@ -89,11 +187,14 @@ impl TlsConfig {
             };
             let webpki = WebPkiServerVerifier::builder_with_provider(roots, Arc::clone(&provider))
                 .build()
-                .map_err(|e| format!("key `ca_file`: {e}"))?;
+                .map_err(|error| ClientTlsError::Verifier { error })?;
             match &self.server_name {
                 Some(name) => {
-                    let name = ServerName::try_from(name.clone()).map_err(|e| {
-                        format!("key `server_name`: {name:?} is not a host name: {e}")
+                    let name = ServerName::try_from(name.clone()).map_err(|error| {
+                        ClientTlsError::ServerName {
+                            name: name.clone(),
+                            error: Arc::new(error),
+                        }
                     })?;
                     Arc::new(Named {
                         inner: webpki,
@@ -105,28 +206,27 @@ impl TlsConfig {
         };
         let builder = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS: {e}"))?
+            .map_err(|error| ClientTlsError::Versions { error })?
             .dangerous()
             .with_custom_certificate_verifier(verifier);
         let mut config = match (&self.cert_file, &self.key_file) {
             (None, None) => builder.with_no_client_auth(),
-            (Some(_), None) => return Err("key `key_file` is missing (cert_file is set)".into()),
-            (None, Some(_)) => return Err("key `cert_file` is missing (key_file is set)".into()),
+            (Some(_), None) => return Err(ClientTlsError::NoKeyFile),
+            (None, Some(_)) => return Err(ClientTlsError::NoCertFile),
             (Some(cert), Some(key)) => {
                 let certs = read_certs("cert_file", cert)?;
-                let der = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-                    format!(
-                        "key `key_file`: {}: no usable private key: {e}",
-                        key.display()
-                    )
-                })?;
-                builder.with_client_auth_cert(certs, der).map_err(|e| {
-                    format!(
-                        "keys `cert_file`/`key_file`: {} and {} do not make a usable pair: {e}",
-                        cert.display(),
-                        key.display()
-                    )
-                })?
+                let der =
+                    PrivateKeyDer::from_pem_file(key).map_err(|error| ClientTlsError::Key {
+                        file: key.clone(),
+                        error: Arc::new(error),
+                    })?;
+                builder
+                    .with_client_auth_cert(certs, der)
+                    .map_err(|error| ClientTlsError::Pair {
+                        cert_file: cert.clone(),
+                        key_file: key.clone(),
+                        error,
+                    })?
             }
         };
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -139,15 +239,15 @@ impl TlsConfig {
 pub fn from_labels(
     labels: &std::collections::BTreeMap<String, String>,
     dir: &Path,
-) -> Result<Option<TlsConfig>, String> {
+) -> Result<Option<TlsConfig>, TlsLabelError> {
     let get = |k: &str| labels.get(k).cloned();
     let insecure = match labels.get("tls_insecure_skip_verify").map(String::as_str) {
         None | Some("false") => false,
         Some("true") => true,
         Some(other) => {
-            return Err(format!(
-                "label `tls_insecure_skip_verify` is {other:?}, not true or false"
-            ))
+            return Err(TlsLabelError::InsecureSkipVerify {
+                value: other.to_owned(),
+            })
         }
     };
     let t = TlsConfig {
@@ -166,7 +266,7 @@ pub fn from_labels(
 pub fn client_builder(
     tls: Option<&TlsConfig>,
     what: &str,
-) -> Result<reqwest::ClientBuilder, String> {
+) -> Result<reqwest::ClientBuilder, ClientTlsError> {
     let config = match tls {
         Some(t) => {
             if t.insecure_skip_verify {
@@ -185,8 +285,8 @@ pub fn client_builder(
 }
 
 /// The settings without a `tls_config`, built once.
-fn default_config() -> Result<ClientConfig, String> {
-    static DEFAULT: OnceLock<Result<ClientConfig, String>> = OnceLock::new();
+fn default_config() -> Result<ClientConfig, ClientTlsError> {
+    static DEFAULT: OnceLock<Result<ClientConfig, ClientTlsError>> = OnceLock::new();
     DEFAULT
         .get_or_init(|| TlsConfig::default().rustls())
         .clone()
@@ -213,15 +313,22 @@ fn system_roots() -> Arc<RootCertStore> {
     }))
 }
 
-fn read_certs(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+fn read_certs(
+    key: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, ClientTlsError> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("key `{key}`: {}: {e}", path.display()))?;
+        .map_err(|error| ClientTlsError::ReadCerts {
+            key,
+            file: path.to_owned(),
+            error: Arc::new(error),
+        })?;
     if certs.is_empty() {
-        return Err(format!(
-            "key `{key}`: {}: no PEM certificate in it",
-            path.display()
-        ));
+        return Err(ClientTlsError::NoCerts {
+            key,
+            file: path.to_owned(),
+        });
     }
     Ok(certs)
 }
@@ -371,9 +478,19 @@ mod tests {
                 "server_name",
             ),
         ] {
-            let e = t.rustls().unwrap_err();
+            let e = t.rustls().unwrap_err().to_string();
             assert!(e.contains(want), "{t:?}: {e}");
         }
         assert!(TlsConfig::default().rustls().is_ok());
+    }
+
+    #[test]
+    fn a_bad_insecure_label_says_which_label_and_value() {
+        let labels = [("tls_insecure_skip_verify".to_owned(), "yes".to_owned())].into();
+        let e = from_labels(&labels, Path::new("/etc")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            r#"label `tls_insecure_skip_verify` is "yes", not true or false"#
+        );
     }
 }

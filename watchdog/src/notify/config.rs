@@ -37,7 +37,7 @@ use super::delivery::{Delivery, Unknown};
 use super::group::Grouping;
 use crate::target::check_url;
 pub use crate::target::redact;
-use crate::tls::TlsConfig;
+use crate::tls::{ClientTlsError, TlsConfig};
 
 /// `[notify]`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -349,7 +349,7 @@ impl AlertmanagerConfig {
 }
 
 /// Reads every file a `tls_config` names, so a bad one fails at start.
-fn check_tls(tls: Option<&TlsConfig>) -> Result<(), String> {
+fn check_tls(tls: Option<&TlsConfig>) -> Result<(), ClientTlsError> {
     tls.map_or(Ok(()), |t| t.rustls().map(drop))
 }
 
