@@ -4,54 +4,81 @@
 //! readable regular file is an error that names it. The token itself is
 //! never part of an error.
 
-use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The largest token file read.
 pub const MAX_BYTES: u64 = 64 * 1024;
 
 /// Why a token file cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("token file {}: {reason}", .path.display())]
 pub struct TokenFileError {
     /// The file.
     pub path: PathBuf,
-    /// Why, in words.
-    pub reason: String,
+    /// Why.
+    pub reason: TokenFileReason,
 }
 
-impl fmt::Display for TokenFileError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "token file {}: {}", self.path.display(), self.reason)
-    }
+/// What is wrong with a token file ([`TokenFileError`]). A cause is a
+/// field, not a [`std::error::Error::source`]: the message quotes it, and a
+/// chain printed with `{:#}` would say it twice. `Clone` as the error was
+/// before: the I/O error is held in an [`Arc`].
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TokenFileReason {
+    /// Its metadata, or the file itself, cannot be read.
+    #[error("cannot read it: {error}")]
+    Read {
+        /// Why.
+        error: Arc<std::io::Error>,
+    },
+    /// A directory, a FIFO, a device...
+    #[error("is not a regular file")]
+    NotRegular,
+    /// Larger than [`MAX_BYTES`].
+    #[error("is larger than {limit} bytes")]
+    TooLarge {
+        /// [`MAX_BYTES`].
+        limit: u64,
+    },
+    /// Its bytes are not UTF-8 (never quoted: they may be the token).
+    #[error("is not UTF-8 text")]
+    NotUtf8,
+    /// Nothing but whitespace.
+    #[error("is empty")]
+    Empty,
 }
-
-impl std::error::Error for TokenFileError {}
 
 /// Reads the one token in `path`.
 pub fn read(path: &Path) -> Result<String, TokenFileError> {
-    let fail = |reason: String| TokenFileError {
+    let fail = |reason: TokenFileReason| TokenFileError {
         path: path.to_owned(),
         reason,
     };
+    let unreadable = |error: std::io::Error| {
+        fail(TokenFileReason::Read {
+            error: Arc::new(error),
+        })
+    };
     // Check the type before opening: opening a FIFO for reading blocks until
     // a writer appears, and /dev/zero never ends.
-    let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+    let meta = std::fs::metadata(path).map_err(unreadable)?;
     if !meta.is_file() {
-        return Err(fail("is not a regular file".into()));
+        return Err(fail(TokenFileReason::NotRegular));
     }
-    let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+    let file = std::fs::File::open(path).map_err(unreadable)?;
     let mut bytes = Vec::new();
     file.take(MAX_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| fail(format!("cannot read it: {e}")))?;
+        .map_err(unreadable)?;
     if bytes.len() as u64 > MAX_BYTES {
-        return Err(fail(format!("is larger than {MAX_BYTES} bytes")));
+        return Err(fail(TokenFileReason::TooLarge { limit: MAX_BYTES }));
     }
-    let text = String::from_utf8(bytes).map_err(|_| fail("is not UTF-8 text".into()))?;
+    let text = String::from_utf8(bytes).map_err(|_| fail(TokenFileReason::NotUtf8))?;
     let token = text.trim();
     if token.is_empty() {
-        return Err(fail("is empty".into()));
+        return Err(fail(TokenFileReason::Empty));
     }
     Ok(token.to_owned())
 }
@@ -71,9 +98,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("edges-token-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let p = write(&dir, "t", b" s3cret-tok \n");
-        assert_eq!(read(&p).as_deref(), Ok("s3cret-tok"));
+        assert_eq!(read(&p).ok().as_deref(), Some("s3cret-tok"));
         let empty = write(&dir, "e", b" \n\n");
         assert!(read(&empty).is_err_and(|e| e.to_string().contains("is empty")));
+        assert!(read(&empty).is_err_and(|e| matches!(e.reason, TokenFileReason::Empty)));
         let big = write(&dir, "b", &vec![b'a'; 64 * 1024 + 1]);
         assert!(read(&big).is_err_and(|e| e.to_string().contains("larger")));
         assert!(read(&dir).is_err_and(|e| e.to_string().contains("not a regular file")));
