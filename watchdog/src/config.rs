@@ -271,7 +271,7 @@ pub enum ConfigError {
         /// The targets file.
         file: PathBuf,
         /// What it names twice.
-        problem: String,
+        problem: crate::targets::FileProblem,
     },
     /// The `state_file` is there but not a regular file.
     #[error("{error}")]

@@ -40,6 +40,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use prometheus::{GaugeVec, Opts, Registry};
@@ -281,26 +282,60 @@ fn read(path: &Path) -> Result<String, TargetsFileError> {
     Ok(text)
 }
 
-/// Why a file's latest text is not used: in words, as it is reported and
-/// compared with the last report (a [`TargetsFileError`] is neither
-/// `Clone` nor `Eq`: it may hold an I/O error).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Problem {
-    error: String,
-    duplicate: bool,
+/// Why a file's latest text is not used ([`FileError`]).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FileProblem {
+    /// The file cannot be read, or its text gives no targets. In an
+    /// [`Arc`]: a [`TargetsFileError`] may hold an I/O error, which is not
+    /// `Clone`, and the problem is kept from scan to scan.
+    #[error("{error}")]
+    Unusable {
+        /// Why.
+        error: Arc<TargetsFileError>,
+    },
+    /// The file names one target twice.
+    #[error("two targets are named {name:?}; give them distinct names")]
+    NamedTwice {
+        /// The name.
+        name: String,
+    },
+    /// The file names a target that `[[target]]` or another file names.
+    #[error("two targets are named {name:?} (here and in [[target]] or another targets file); give them distinct names")]
+    NameTaken {
+        /// The name.
+        name: String,
+    },
 }
+
+impl FileProblem {
+    /// It names a target already named (a config error at start).
+    pub fn is_duplicate(&self) -> bool {
+        matches!(self, Self::NamedTwice { .. } | Self::NameTaken { .. })
+    }
+}
+
+/// Two problems are the same when they read the same: a problem is
+/// reported again only when what it says changes (the causes inside, an
+/// I/O error, a JSON error, have no equality of their own).
+impl PartialEq for FileProblem {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for FileProblem {}
 
 #[derive(Debug)]
 struct FileState {
     signature: Option<Signature>,
     /// What the file said when last read: its targets, or why they cannot be used.
-    latest: Result<Vec<Target>, Problem>,
+    latest: Result<Vec<Target>, FileProblem>,
     /// The targets in use: `latest` unless it was refused, then the previous ones.
     targets: Vec<Target>,
     /// The problem of this scan, if any.
-    problem: Option<Problem>,
+    problem: Option<FileProblem>,
     /// The problem of the scan before (one is reported when it starts or changes).
-    reported: Option<Problem>,
+    reported: Option<FileProblem>,
     /// Read again in this scan (its problem, if any, is reported afresh).
     reread: bool,
 }
@@ -330,10 +365,9 @@ impl FileState {
 pub struct FileError {
     /// The file.
     pub file: PathBuf,
-    /// Why, in words.
-    pub error: String,
-    /// It names a target already named elsewhere (a config error at start).
-    pub duplicate: bool,
+    /// Why; [`FileProblem::is_duplicate`] when it names a target already
+    /// named elsewhere (a config error at start).
+    pub error: FileProblem,
 }
 
 /// The targets files and what each last gave.
@@ -432,12 +466,11 @@ impl TargetFiles {
             let reread = std::mem::take(&mut state.reread);
             if let Some(p) = &state.problem {
                 if reread || state.reported.as_ref() != Some(p) {
-                    tracing::error!(file = %file.display(), error = %p.error, kept = state.targets.len(),
+                    tracing::error!(file = %file.display(), error = %p, kept = state.targets.len(),
                         "targets file not used; its previous targets are kept");
                     errors.push(FileError {
                         file: file.clone(),
-                        error: p.error.clone(),
-                        duplicate: p.duplicate,
+                        error: p.clone(),
                     });
                 }
             } else if state.reported.is_some() {
@@ -475,12 +508,7 @@ impl TargetFiles {
                     None => (latest.clone(), None),
                     Some(name) => (
                         without(&state.targets, &taken),
-                        Some(Problem {
-                            error: format!(
-                                "two targets are named {name:?} (here and in [[target]] or another targets file); give them distinct names"
-                            ),
-                            duplicate: true,
-                        }),
+                        Some(FileProblem::NameTaken { name }),
                     ),
                 },
                 Err(p) => (without(&state.targets, &taken), Some(p.clone())),
@@ -513,16 +541,12 @@ fn refresh(file: &Path, state: &mut FileState) {
     state.latest = sig
         .and_then(|_| read(file))
         .and_then(|text| parse(&text, file))
-        .map_err(|error| Problem {
-            error: error.to_string(),
-            duplicate: false,
+        .map_err(|error| FileProblem::Unusable {
+            error: Arc::new(error),
         })
         .and_then(|targets| match clash(&targets, &BTreeSet::new()) {
             None => Ok(targets),
-            Some(name) => Err(Problem {
-                error: format!("two targets are named {name:?}; give them distinct names"),
-                duplicate: true,
-            }),
+            Some(name) => Err(FileProblem::NamedTwice { name }),
         });
 }
 
@@ -648,7 +672,7 @@ mod tests {
         std::fs::write(&b, r#"[{"targets": ["h:2"], "labels": {"name": "fixed"}}]"#).unwrap();
         let (changed, errors) = files.scan(&fixed);
         assert!(
-            !changed && errors[0].error.contains("\"fixed\""),
+            !changed && errors[0].error.to_string().contains("\"fixed\""),
             "{errors:?}"
         );
 
@@ -713,7 +737,7 @@ mod tests {
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(errors[0].file, a);
         assert!(
-            errors[0].duplicate && errors[0].error.contains("orch-x"),
+            errors[0].error.is_duplicate() && errors[0].error.to_string().contains("orch-x"),
             "{errors:?}"
         );
         assert_eq!(names(&files), ["orch-a", "orch-x"]);

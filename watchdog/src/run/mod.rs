@@ -77,7 +77,7 @@ pub async fn run(
     // is a config error now (later, only that file is refused).
     let mut files = TargetFiles::new(config.target_files.clone(), Some(exporter.registry()));
     let (_, errors) = files.scan(&names(&config.targets));
-    if let Some(dup) = errors.iter().find(|e| e.duplicate) {
+    if let Some(dup) = errors.iter().find(|e| e.error.is_duplicate()) {
         return Err(ConfigError::TargetFile {
             file: dup.file.clone(),
             problem: dup.error.clone(),

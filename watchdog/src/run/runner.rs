@@ -291,7 +291,7 @@ impl Runner {
         }
         self.files.set_patterns(config.target_files.clone());
         let (_, errors) = self.files.scan(&names(&config.targets));
-        if let Some(dup) = errors.iter().find(|e| e.duplicate) {
+        if let Some(dup) = errors.iter().find(|e| e.error.is_duplicate()) {
             // Only that file is refused: the rest of the config holds.
             tracing::warn!(file = %dup.file.display(), error = %dup.error, "targets file refused");
         }
