@@ -10,6 +10,43 @@ use std::time::Duration;
 
 use crate::config::poll_url;
 use crate::poll::Poller;
+use crate::target::UrlError;
+
+/// Why the input cannot be read at all. It is shown after `$: cannot read
+/// INPUT: `, so no variant names the input again.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    /// `-`: stdin cannot be read.
+    #[error("{error}")]
+    Stdin {
+        /// Why.
+        error: std::io::Error,
+    },
+    /// An http(s) input is not a URL to poll.
+    #[error("{error}")]
+    Url {
+        /// Why.
+        error: UrlError,
+    },
+    /// No client for the URL (its TLS settings).
+    #[error("{error}")]
+    Poller {
+        /// Why (shown with `{}`: the outermost message only).
+        error: anyhow::Error,
+    },
+    /// The poll of the URL failed.
+    #[error("{summary}")]
+    Fetch {
+        /// The failed poll's summary (as `target_down` says it).
+        summary: String,
+    },
+    /// A file cannot be read.
+    #[error("{error}")]
+    File {
+        /// Why.
+        error: std::io::Error,
+    },
+}
 
 /// Validates `input`; prints the problems and returns the exit code. A
 /// stdout that cannot be written (closed, full) exits 1 too: the verdict
@@ -49,18 +86,23 @@ pub fn print(text: &str) -> bool {
     }
 }
 
-async fn read(input: &str, token: Option<String>, timeout: Duration) -> Result<Vec<u8>, String> {
+async fn read(input: &str, token: Option<String>, timeout: Duration) -> Result<Vec<u8>, ReadError> {
     if input == "-" {
         let mut buf = Vec::new();
         std::io::stdin()
             .read_to_end(&mut buf)
-            .map_err(|e| e.to_string())?;
+            .map_err(|error| ReadError::Stdin { error })?;
         return Ok(buf);
     }
     if input.starts_with("http://") || input.starts_with("https://") {
-        let url = poll_url(input).map_err(|e| e.to_string())?;
-        let poller = Poller::for_url(&url, token, timeout).map_err(|e| e.to_string())?;
-        return poller.fetch().await.map(|b| b.to_vec());
+        let url = poll_url(input).map_err(|error| ReadError::Url { error })?;
+        let poller =
+            Poller::for_url(&url, token, timeout).map_err(|error| ReadError::Poller { error })?;
+        return poller
+            .fetch()
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|summary| ReadError::Fetch { summary });
     }
-    std::fs::read(input).map_err(|e| e.to_string())
+    std::fs::read(input).map_err(|error| ReadError::File { error })
 }
