@@ -11,6 +11,7 @@
 //! `check` run the very same code.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -513,7 +514,10 @@ impl Engine {
     }
 
     /// A `firing` line for every alert firing now (to re-sync sinks).
-    pub fn firing_lines(&self) -> Vec<AlertLine> {
+    ///
+    /// Shared (`Arc`): every sink that follows the set (one per
+    /// Alertmanager peer) holds the same lines, not a copy each.
+    pub fn firing_lines(&self) -> Vec<Arc<AlertLine>> {
         let mut out = Vec::new();
         for state in self.targets.values() {
             for a in state.alerts.values().filter(|a| a.phase == Phase::Firing) {
@@ -523,7 +527,7 @@ impl Engine {
                     .map_or(shared_schema::Severity::Warning, |r| r.common().severity);
                 let mut line = a.line(AlertEvent::Firing, severity, a.since);
                 line.set_diagnosis(a.diagnosis.clone());
-                out.push(line);
+                out.push(Arc::new(line));
             }
         }
         out

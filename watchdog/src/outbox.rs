@@ -245,7 +245,7 @@ impl Outbox {
     /// The engine's firing set without the alerts whose first `firing`
     /// line is still held: a sink that re-sends state must not announce
     /// them before the line (and without its diagnosis).
-    pub fn firing_now(&self, engine: &Engine) -> Vec<AlertLine> {
+    pub fn firing_now(&self, engine: &Engine) -> Vec<Arc<AlertLine>> {
         let mut firing = engine.firing_lines();
         if self.is_holding() {
             let held = self.held_keys();

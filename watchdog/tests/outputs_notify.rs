@@ -639,7 +639,10 @@ async fn sync_firing_pushes_the_whole_set_at_once() {
         vec![am.base.clone()],
         Duration::from_secs(3600),
     ));
-    notifier.sync_firing(&[line(AlertEvent::Firing, 1), line(AlertEvent::Repeat, 2)]);
+    notifier.sync_firing(&[
+        Arc::new(line(AlertEvent::Firing, 1)),
+        Arc::new(line(AlertEvent::Repeat, 2)),
+    ]);
     wait_for("the synced alerts", || am_alerts(&am).len() == 2).await;
     let mut jobs: Vec<String> = am_alerts(&am)
         .iter()
@@ -739,7 +742,7 @@ async fn an_alert_that_left_the_synced_set_is_no_longer_resent() {
     wait_for("both firing", || am_alerts(&am).len() >= 2).await;
     // Job 7's resolution never reached the sink (say, a full queue); the
     // next sync carries the truth.
-    notifier.sync_firing(&[line(AlertEvent::Firing, 8)]);
+    notifier.sync_firing(&[Arc::new(line(AlertEvent::Firing, 8))]);
     let has_7 = |r: &Received| r.body.as_array().unwrap().iter().any(|a| job_of(a) == "7");
     let mut first_clean = None;
     wait_for("three re-sends without job 7", || {
@@ -1121,7 +1124,10 @@ async fn reloads_that_change_nothing_repost_nothing_to_alertmanager() {
         cfg.heartbeat = Heartbeat::Every(Duration::from_secs(3600));
     }
     let (first, exporter, _dropped) = start(config.clone());
-    let firing = [line(AlertEvent::Firing, 7), line(AlertEvent::Firing, 8)];
+    let firing = [
+        Arc::new(line(AlertEvent::Firing, 7)),
+        Arc::new(line(AlertEvent::Firing, 8)),
+    ];
     first.sync_firing(&firing);
     wait_for("the set and the heartbeat", || {
         let alerts = am_alerts(&am);
@@ -1148,7 +1154,7 @@ async fn reloads_that_change_nothing_repost_nothing_to_alertmanager() {
     // A new alert still goes at once (with the set it joins); it is also
     // the barrier: the sinks before it had their turn.
     let mut more = firing.to_vec();
-    more.push(line(AlertEvent::Firing, 9));
+    more.push(Arc::new(line(AlertEvent::Firing, 9)));
     current.sync_firing(&more);
     wait_for("job 9", || am_alerts(&am).iter().any(|a| job_of(a) == "9")).await;
     assert_eq!(

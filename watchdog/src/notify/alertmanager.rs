@@ -38,9 +38,10 @@
 //! `startsAt` of one with exactly its labels. When the GET fails the alert
 //! is posted with its own (rounded) `since`.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -116,7 +117,7 @@ pub struct Alertmanager {
     generator_url: Option<String>,
     instance: String,
     started: Timestamp,
-    firing: BTreeMap<String, AlertLine>,
+    firing: BTreeMap<String, Arc<AlertLine>>,
     /// Resolutions not yet accepted, with when they happened here.
     unsent_resolved: BTreeMap<String, (AlertLine, Instant)>,
     next_resend: Instant,
@@ -277,9 +278,10 @@ impl Alertmanager {
     /// notes the `startsAt` each will be sent with. A failed GET notes
     /// nothing: the alert is posted with its own `since`, and asked again
     /// before the next post.
-    async fn adopt_starts(&mut self, lines: &[AlertLine]) {
+    async fn adopt_starts<L: Borrow<AlertLine>>(&mut self, lines: &[L]) {
         let todo: Vec<&AlertLine> = lines
             .iter()
+            .map(Borrow::borrow)
             .filter(|l| matches!(l.event, AlertEvent::Firing | AlertEvent::Repeat))
             .filter(|l| !self.starts.contains_key(&l.key))
             .collect();
@@ -421,7 +423,7 @@ impl Sink for Alertmanager {
             for line in &lines {
                 match line.event {
                     AlertEvent::Firing | AlertEvent::Repeat => {
-                        self.firing.insert(line.key.clone(), line.clone());
+                        self.firing.insert(line.key.clone(), Arc::new(line.clone()));
                         self.unsent_resolved.remove(&line.key);
                     }
                     AlertEvent::Resolved => {
@@ -484,8 +486,8 @@ impl Sink for Alertmanager {
         true
     }
 
-    fn sync_firing(&mut self, firing: Vec<AlertLine>) {
-        let fresh: BTreeMap<String, AlertLine> = firing
+    fn sync_firing(&mut self, firing: Vec<Arc<AlertLine>>) {
+        let fresh: BTreeMap<String, Arc<AlertLine>> = firing
             .into_iter()
             .filter(|l| matches!(l.event, AlertEvent::Firing | AlertEvent::Repeat))
             .map(|l| (l.key.clone(), l))
@@ -500,7 +502,7 @@ impl Sink for Alertmanager {
                     let id = identity(l);
                     // New to this sink (or changed), and not already there.
                     due(l)
-                        && self.firing.get(k).map(identity) != Some(id)
+                        && self.firing.get(k).map(|l| identity(l)) != Some(id)
                         && known.and_then(|a| a.firing.get(k)) != Some(&id)
                 })
             }
@@ -532,7 +534,7 @@ impl Sink for Alertmanager {
             let mut beat = false;
             if at >= self.next_resend {
                 // A sink built by a reload has looked up nothing yet.
-                let fresh: Vec<AlertLine> = self
+                let fresh: Vec<Arc<AlertLine>> = self
                     .firing
                     .values()
                     .filter(|l| !self.starts.contains_key(&l.key))
@@ -547,6 +549,7 @@ impl Sink for Alertmanager {
                 let settled: Vec<&AlertLine> = self
                     .firing
                     .values()
+                    .map(|l| &**l)
                     .filter(|l| self.unsettled(l, now).is_none())
                     .collect();
                 sent_firing = settled

@@ -23,6 +23,8 @@ pub mod sink;
 pub mod slack;
 pub mod webhook;
 
+use std::sync::Arc;
+
 use shared_schema::{AlertEvent, AlertLine};
 use tokio::sync::mpsc;
 
@@ -133,7 +135,7 @@ impl Notifier {
 
     /// Tells sinks that re-send state (Alertmanager) which alerts fire now,
     /// e.g. after a restart or a reload built a new notifier.
-    pub fn sync_firing(&self, firing: &[AlertLine]) {
+    pub fn sync_firing(&self, firing: &[Arc<AlertLine>]) {
         for sink in &self.sinks {
             sink.sync_firing(firing);
         }

@@ -65,7 +65,7 @@ impl Groups {
 pub struct SinkQueue {
     events: mpsc::Sender<AlertLine>,
     groups: Option<Arc<Groups>>,
-    firing: mpsc::UnboundedSender<Vec<AlertLine>>,
+    firing: mpsc::UnboundedSender<Vec<Arc<AlertLine>>>,
     /// [`Sink::follows_firing`], asked once.
     follows_firing: bool,
     abandon: watch::Sender<bool>,
@@ -154,7 +154,7 @@ impl SinkQueue {
     }
 
     /// Hands the sink the full set of firing alerts (if it follows it).
-    pub fn sync_firing(&self, firing: &[AlertLine]) {
+    pub fn sync_firing(&self, firing: &[Arc<AlertLine>]) {
         if self.follows_firing {
             let _ = self.firing.send(firing.to_vec());
         }
@@ -200,7 +200,7 @@ struct Worker {
     /// Holds events for grouped messages; `None`: one message per event.
     groups: Option<Arc<Groups>>,
     events: mpsc::Receiver<AlertLine>,
-    firing: mpsc::UnboundedReceiver<Vec<AlertLine>>,
+    firing: mpsc::UnboundedReceiver<Vec<Arc<AlertLine>>>,
     abandon: watch::Receiver<bool>,
     reporter: Reporter,
 }
@@ -208,7 +208,7 @@ struct Worker {
 enum Step {
     Events(Vec<AlertLine>),
     Regroup,
-    Firing(Vec<AlertLine>),
+    Firing(Vec<Arc<AlertLine>>),
     Tick,
     Closed,
     Abandon,

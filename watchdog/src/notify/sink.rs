@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use shared_schema::AlertLine;
 use tokio::time::Instant;
@@ -43,7 +44,7 @@ pub trait Sink: Send + 'static {
     /// The full set of alerts firing now (after a restart or a reload, and
     /// at most once a second while lines go out); only called on a sink
     /// that [`Sink::follows_firing`].
-    fn sync_firing(&mut self, firing: Vec<AlertLine>) {
+    fn sync_firing(&mut self, firing: Vec<Arc<AlertLine>>) {
         let _ = firing;
     }
 

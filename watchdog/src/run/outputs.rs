@@ -3,6 +3,7 @@
 //! the gauges and the status page. [`Outputs::emit`] is the one place lines
 //! leave the watchdog; the engine stays with the runner.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use shared_schema::AlertLine;
@@ -85,7 +86,7 @@ impl Outputs {
     /// state (Alertmanager) `firing`: what the engine has firing and already
     /// written, so an alert whose `resolved` was dropped on a full queue is
     /// not re-sent as firing forever.
-    pub fn sync_firing(&mut self, firing: impl FnOnce() -> Vec<AlertLine>) {
+    pub fn sync_firing(&mut self, firing: impl FnOnce() -> Vec<Arc<AlertLine>>) {
         if !std::mem::take(&mut self.firing_stale) {
             return;
         }
@@ -135,7 +136,7 @@ impl Outputs {
         &mut self,
         notifier: Notifier,
         resolved: &[AlertLine],
-        firing: &[AlertLine],
+        firing: &[Arc<AlertLine>],
     ) {
         self.log.write(resolved);
         if let Some(old) = self.notifier.replace(notifier) {
