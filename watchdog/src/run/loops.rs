@@ -5,6 +5,13 @@
 //! Each loop polls every `interval` (bounded by `timeout`) and sends what it
 //! read to the evaluation loop over one channel, so a slow or dead target
 //! never delays another.
+//!
+//! A loop polls within its first second, then in its target's own slot of
+//! the interval ([`first_polls`]), as Prometheus spreads its scrapes:
+//! loops started together (every target at start-up) would otherwise poll
+//! in the same instant every interval, each with a connection and its
+//! buffers open, and hand the evaluation one burst of 1,000 envelopes a
+//! second instead of a steady stream.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
@@ -223,6 +230,25 @@ impl Loops {
     }
 }
 
+/// When a loop polls, counted from its start: the first poll within the
+/// first second (spread by the target's name, so 1,000 loops started
+/// together do not open 1,000 connections in one instant), then at its
+/// target's slot of the interval (the hash of its name, Prometheus'
+/// `hashmod`), the first of those at least half an interval after the
+/// first poll, so the first delta spans a real stretch of the agents' CPU.
+fn first_polls(name: &str, interval: Duration) -> (Duration, Duration) {
+    let ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+    if ms < 2 {
+        return (Duration::ZERO, interval);
+    }
+    let first = Duration::from_millis(crate::shard::hashmod(name, ms.min(1_000)));
+    let mut second = Duration::from_millis(crate::shard::hashmod(name, ms));
+    while second < first + interval / 2 {
+        second += interval;
+    }
+    (first, second)
+}
+
 async fn poll_loop(
     name: String,
     poller: Poller,
@@ -230,13 +256,23 @@ async fn poll_loop(
     tx: mpsc::Sender<Msg>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut ticker = tokio::time::interval(interval);
+    let start = tokio::time::Instant::now();
+    let (first, second) = first_polls(&name, interval);
+    let mut ticker = tokio::time::interval_at(start + second, interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut first = Some(tokio::time::sleep_until(start + first));
     loop {
-        tokio::select! {
-            biased;
-            _ = stop.changed() => break,
-            _ = ticker.tick() => {}
+        match first.take() {
+            Some(at) => tokio::select! {
+                biased;
+                _ = stop.changed() => break,
+                _ = at => {}
+            },
+            None => tokio::select! {
+                biased;
+                _ = stop.changed() => break,
+                _ = ticker.tick() => {}
+            },
         }
         if *stop.borrow() {
             break;
@@ -255,5 +291,43 @@ async fn poll_loop(
         {
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_get_slots_spread_over_the_interval() {
+        let interval = Duration::from_secs(15);
+        let polls: Vec<(Duration, Duration)> = (0..1000)
+            .map(|i| first_polls(&format!("orch-{i}"), interval))
+            .collect();
+        for (first, second) in &polls {
+            // The first within a second; the second half an interval or
+            // more after it, and no later than needed to reach its slot.
+            assert!(*first < Duration::from_secs(1), "{first:?}");
+            assert!(*second >= *first + interval / 2, "{first:?} {second:?}");
+            assert!(*second < *first + interval * 3 / 2, "{first:?} {second:?}");
+        }
+        // Both spread about evenly: per tenth of the second, of the interval.
+        let mut firsts = [0usize; 10];
+        let mut slots = [0usize; 10];
+        for (first, second) in &polls {
+            firsts[(first.as_millis() / 100) as usize] += 1;
+            slots[(second.as_millis() % 15_000 / 1_500) as usize] += 1;
+        }
+        assert!(firsts.iter().all(|n| (60..=140).contains(n)), "{firsts:?}");
+        assert!(slots.iter().all(|n| (60..=140).contains(n)), "{slots:?}");
+        // The same name gets the same times (replicas, restarts).
+        assert_eq!(
+            first_polls("orch-7", interval),
+            first_polls("orch-7", interval)
+        );
+        assert_eq!(
+            first_polls("x", Duration::from_millis(1)),
+            (Duration::ZERO, Duration::from_millis(1))
+        );
     }
 }
