@@ -422,9 +422,6 @@ struct CommonKeys {
 }
 
 impl CommonKeys {
-    /// Its keys, in the order their errors are reported.
-    const KEYS: &'static [&'static str] = &["enabled", "severity", "for", "keep_firing_for"];
-
     /// The keys as written over the rule's defaults.
     fn over(self, defaults: Common) -> Common {
         Common {
@@ -444,10 +441,6 @@ struct AgentKeys {
     for_: Option<Dur>,
 }
 
-impl AgentKeys {
-    const KEYS: &'static [&'static str] = &["for"];
-}
-
 /// A key that is written has a value: `null` is not "absent" (a serde tree
 /// may hold one), it is a wrong value.
 fn written<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
@@ -461,14 +454,52 @@ fn severity<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Severity>, D::Erro
         .map_err(|_| de::Error::custom("expected \"info\", \"warning\" or \"critical\""))
 }
 
-/// Splits `table` once: the entries of `keys` (in that order) deserialize
-/// into `T`, an error naming its key under `prefix`; the rest is returned.
+/// The keys `T`'s derived `Deserialize` takes (serde hands them to
+/// `deserialize_struct`), in the order its fields are declared, which is
+/// the order their errors are reported: the struct is the one list of its
+/// keys.
+fn field_names<T: DeserializeOwned>() -> &'static [&'static str] {
+    /// A deserializer that only notes the fields it is asked for.
+    struct Fields<'a>(&'a mut &'static [&'static str]);
+
+    impl<'de> Deserializer<'de> for Fields<'_> {
+        type Error = de::value::Error;
+
+        fn deserialize_any<V: de::Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("not a struct"))
+        }
+
+        fn deserialize_struct<V: de::Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(de::Error::custom("only its fields were wanted"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+
+    let mut fields: &'static [&'static str] = &[];
+    // It always fails: the fields are what it leaves behind.
+    let _ = T::deserialize(Fields(&mut fields));
+    fields
+}
+
+/// Splits `table` once: the entries of `T`'s keys ([`field_names`], in
+/// that order) deserialize into `T`, an error naming its key under
+/// `prefix`; the rest is returned.
 fn split<T: DeserializeOwned>(
     mut table: Map<String, Value>,
-    keys: &[&str],
     prefix: &str,
 ) -> Result<(T, Map<String, Value>), SettingError> {
-    let taken: Vec<(String, Value)> = keys
+    let taken: Vec<(String, Value)> = field_names::<T>()
         .iter()
         .filter_map(|&k| table.remove(k).map(|v| (k.to_owned(), v)))
         .collect();
@@ -489,7 +520,7 @@ fn build<R: Rule>(table: Option<&Value>) -> Result<Box<dyn DynRule>, SettingErro
         Some(Value::Object(m)) => m.clone(),
         Some(_) => return Err(SettingError::NotATable),
     };
-    let (keys, mut rest) = split::<CommonKeys>(table, CommonKeys::KEYS, "")?;
+    let (keys, mut rest) = split::<CommonKeys>(table, "")?;
     let common = keys.over(Common::defaults(R::SEVERITY, R::FOR));
     let per_agent_table = if R::PER_AGENT {
         rest.remove("per_agent")
@@ -513,11 +544,8 @@ fn build<R: Rule>(table: Option<&Value>) -> Result<Box<dyn DynRule>, SettingErro
                         problem: Box::new(SettingError::NotATable),
                     });
                 };
-                let (AgentKeys { for_ }, over) = split::<AgentKeys>(
-                    written.clone(),
-                    AgentKeys::KEYS,
-                    &format!("per_agent.{name}."),
-                )?;
+                let (AgentKeys { for_ }, over) =
+                    split::<AgentKeys>(written.clone(), &format!("per_agent.{name}."))?;
                 let mut merged = rest.clone();
                 merged.extend(over);
                 let of_agent = |problem| SettingError::PerAgent {

@@ -471,3 +471,12 @@ fn bad_common_and_per_agent_keys_are_key_errors() {
         );
     }
 }
+
+#[test]
+fn the_split_keys_are_the_structs_fields_in_their_order() {
+    assert_eq!(
+        super::field_names::<super::CommonKeys>(),
+        ["enabled", "severity", "for", "keep_firing_for"]
+    );
+    assert_eq!(super::field_names::<super::AgentKeys>(), ["for"]);
+}
