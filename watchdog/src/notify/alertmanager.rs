@@ -581,7 +581,6 @@ impl Sink for Alertmanager {
             let n = alerts.len();
             match self.post(alerts).await {
                 Ok(()) => {
-                    self.exporter.notifications(&self.name, "resent", n);
                     self.note_accepted(|a| {
                         if resent {
                             // The whole set went: it is what Alertmanager holds now.
@@ -592,6 +591,9 @@ impl Sink for Alertmanager {
                             a.heartbeat = Some(at);
                         }
                     });
+                    // Counted once noted: a sink built after the count
+                    // sees what this post put in Alertmanager.
+                    self.exporter.notifications(&self.name, "resent", n);
                     for key in resolved {
                         self.unsent_resolved.remove(&key);
                     }
