@@ -11,8 +11,9 @@
 //! blocks), not from a request counter, so the agent's retries and side
 //! requests cannot shift it.
 //!
-//! Every request is recorded ([`FakeModel::requests`]); that is how the
-//! endpoints Claude Code calls were found (see `tests/fixtures/otlp/README.md`).
+//! Every request is recorded by its loopback server (`message_requests`
+//! lists the model calls); that is how the endpoints Claude Code calls
+//! were found (see `tests/fixtures/otlp/README.md`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
