@@ -260,9 +260,9 @@ async fn poll_loop(
     let (first, second) = first_polls(&name, interval);
     let mut ticker = tokio::time::interval_at(start + second, interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut first = Some(tokio::time::sleep_until(start + first));
+    let mut first_poll = Some(tokio::time::sleep_until(start + first));
     loop {
-        match first.take() {
+        match first_poll.take() {
             Some(at) => tokio::select! {
                 biased;
                 _ = stop.changed() => break,
