@@ -8,8 +8,10 @@
 //! (queue + worker, counting, `dropped` lines), `post` + `backoff` (one
 //! JSON POST with retries), `delivery` (the delivery keys every HTTP sink
 //! shares, and its endpoint), and one file per sink: `webhook`,
-//! `alertmanager`, `slack`, `pagerduty`. Adding a sink is one new file plus one line in
-//! [`Notifier::start`].
+//! `alertmanager`, `slack`, `pagerduty`. Adding a sink is one new file
+//! (its config and its [`Sink`]) plus its `pub mod` and its loop in
+//! [`Notifier::start`] here, its field of [`config::NotifyConfig`] and that
+//! field's duplicate-name check, and a bad-key case in `reference.rs`.
 
 pub mod alertmanager;
 pub mod backoff;
