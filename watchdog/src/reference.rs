@@ -248,31 +248,23 @@ fn full_envelope(now: Timestamp) -> Envelope {
 
 /// Every key the config file accepts, per table (`""` is the top level),
 /// as the parser itself lists them when it meets an unknown one.
-pub fn config_keys() -> BTreeMap<&'static str, Vec<String>> {
-    let probes = [
-        ("", "zz_unknown = 1\n"),
+pub fn config_keys() -> BTreeMap<String, Vec<String>> {
+    let mut probes = vec![
+        (String::new(), "zz_unknown = 1\n".to_owned()),
         (
-            "target",
-            "[[target]]\nurl = \"http://h:1\"\nzz_unknown = 1\n",
+            "target".to_owned(),
+            "[[target]]\nurl = \"http://h:1\"\nzz_unknown = 1\n".to_owned(),
         ),
-        ("notify", "[notify]\nzz_unknown = 1\n"),
-        (
-            "notify.webhook",
-            "[[notify.webhook]]\nurl = \"http://h:1\"\nzz_unknown = 1\n",
-        ),
-        (
-            "notify.alertmanager",
-            "[notify.alertmanager]\nurl = \"http://h:1\"\nzz_unknown = 1\n",
-        ),
-        (
-            "notify.slack",
-            "[[notify.slack]]\nurl = \"http://h:1/x\"\nzz_unknown = 1\n",
-        ),
-        (
-            "notify.pagerduty",
-            "[[notify.pagerduty]]\nrouting_key = \"k\"\nurl = \"http://h:1/x\"\nzz_unknown = 1\n",
-        ),
+        ("notify".to_owned(), "[notify]\nzz_unknown = 1\n".to_owned()),
     ];
+    probes.extend(
+        crate::notify::NotifyConfig::sink_kinds()
+            .into_iter()
+            .map(|kind| {
+                let text = format!("{}\n{}zz_unknown = 1\n", kind.header(), kind.example);
+                (format!("notify.{}", kind.name), text)
+            }),
+    );
     let dir = std::env::temp_dir().join(format!("watchdog-reference-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     let mut out = BTreeMap::new();

@@ -20,7 +20,8 @@ use serde_json::Value;
 use shared_schema::{AlertEvent, AlertLine, Severity, Timestamp};
 use tokio::sync::mpsc;
 use watchdog::exporter::Exporter;
-use watchdog::notify::config::{AlertmanagerConfig, Heartbeat, WebhookConfig};
+use watchdog::notify::alertmanager::{AlertmanagerConfig, Heartbeat};
+use watchdog::notify::webhook::WebhookConfig;
 use watchdog::notify::{Notifier, NotifyConfig};
 
 const DEADLINE: Duration = Duration::from_secs(10);

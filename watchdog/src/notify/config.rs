@@ -9,187 +9,25 @@
 //! ```toml
 //! [notify]
 //! repeat_interval = "4h"
-//!
-//! [[notify.webhook]]
-//! url = "http://127.0.0.1:9099/hook"
-//! rate = "10/min"          # N/s, N/min or N/h; past it: a "dropped" line
-//! timeout = "10s"
-//! max_retries = 3
-//! queue = 1024
-//! batch = 20               # optional: POST a JSON array of up to 20 lines
-//!
-//! [notify.alertmanager]
-//! url = ["http://am-1:9093", "http://am-2:9093"]   # or one string
-//! resend_interval = "1m"
-//! heartbeat = true         # or an interval, e.g. "30s"
-//! generator_url = "http://watchdog.example:9465/metrics"
-//! tls_config = { ca_file = "am-ca.crt" }   # any sink; see crate::tls
 //! ```
+//!
+//! The struct itself is declared by the registry (`sink_kinds!` in
+//! `notify/mod.rs`), one field per kind of sink; each kind's table is in
+//! its own file. Here: what every kind shares (checking the whole table,
+//! rates, durations, URL redaction).
 
 use std::fmt;
 use std::num::NonZeroU32;
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
-use super::delivery::{Delivery, Unknown};
-use super::group::Grouping;
-use crate::target::check_url;
+use super::registry::Started;
+use super::NotifyConfig;
+use crate::exporter::Exporter;
 pub use crate::target::redact;
 use crate::tls::{ClientTlsError, TlsConfig};
-
-/// `[notify]`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NotifyConfig {
-    /// How often a firing alert is repeated in the log and to sinks.
-    #[serde(default, with = "humantime_serde_opt")]
-    pub repeat_interval: Option<Duration>,
-    /// `[[notify.webhook]]`: each gets its own queue and worker.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub webhook: Vec<WebhookConfig>,
-    /// `[notify.alertmanager]`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub alertmanager: Option<AlertmanagerConfig>,
-    /// `[[notify.slack]]` (page 3): Slack incoming webhooks.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub slack: Vec<super::slack::SlackConfig>,
-    /// `[[notify.pagerduty]]` (page 3): PagerDuty Events API v2.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub pagerduty: Vec<super::pagerduty::PagerDutyConfig>,
-}
-
-/// One `[[notify.webhook]]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WebhookConfig {
-    /// Name in metrics and `dropped` lines; `webhook[<index>]` when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Where to POST.
-    #[serde(serialize_with = "redacted_webhook_url")]
-    pub url: String,
-    /// TLS settings for an https `url`; none: the system's roots.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls_config: Option<TlsConfig>,
-    /// POST a JSON array of up to this many lines instead of one object each.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub batch: Option<usize>,
-    /// `rate`, `timeout`, `max_retries`, `queue`, `backoff`, `backoff_max`.
-    #[serde(flatten)]
-    pub delivery: Delivery,
-    /// `group_by`, `group_wait`, `group_interval`.
-    #[serde(flatten)]
-    pub grouping: Grouping,
-    /// Keys no field took: an error at start.
-    #[serde(flatten, skip_serializing_if = "Unknown::is_empty")]
-    pub unknown: Unknown,
-}
-
-/// `[notify.alertmanager]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AlertmanagerConfig {
-    /// One base URL, or several (an HA cluster: each gets every alert).
-    #[serde(
-        deserialize_with = "one_or_many",
-        serialize_with = "redacted_base_urls"
-    )]
-    pub url: Vec<String>,
-    /// TLS settings for https URLs; none: the system's roots.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls_config: Option<TlsConfig>,
-    /// Firing alerts are re-sent at least this often.
-    #[serde(default = "default_resend", with = "humantime_serde")]
-    pub resend_interval: Duration,
-    /// An always-firing `WatchdogHeartbeat` alert for a dead-man's switch.
-    #[serde(default, skip_serializing_if = "Heartbeat::is_off")]
-    pub heartbeat: Heartbeat,
-    /// `generatorURL` of every alert.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub generator_url: Option<String>,
-    /// Per request.
-    #[serde(default = "default_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-    /// Retries after the first attempt.
-    #[serde(default = "default_max_retries")]
-    pub max_retries: u32,
-    /// Events waiting per Alertmanager at most.
-    #[serde(default = "default_queue")]
-    pub queue: usize,
-    /// First retry waits up to this long (full jitter), doubling each time.
-    #[serde(default = "default_backoff", with = "humantime_serde")]
-    pub backoff: Duration,
-    /// Retries never wait longer than this.
-    #[serde(default = "default_backoff_max", with = "humantime_serde")]
-    pub backoff_max: Duration,
-}
-
-impl AlertmanagerConfig {
-    /// `endsAt` of a firing alert is this far ahead: a few missed resends
-    /// are tolerated, a dead watchdog's alerts expire.
-    pub fn firing_horizon(&self) -> Duration {
-        self.resend_interval.saturating_mul(4)
-    }
-
-    /// How often the heartbeat is sent, when on.
-    pub fn heartbeat_interval(&self) -> Option<Duration> {
-        match self.heartbeat {
-            Heartbeat::Enabled(false) => None,
-            Heartbeat::Enabled(true) => Some(self.resend_interval),
-            Heartbeat::Every(d) => Some(d),
-        }
-    }
-}
-
-/// `heartbeat = true | false | "30s"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Heartbeat {
-    /// `true`: every `resend_interval`; `false`: off.
-    Enabled(bool),
-    /// At its own interval.
-    Every(Duration),
-}
-
-impl Default for Heartbeat {
-    fn default() -> Self {
-        Self::Enabled(false)
-    }
-}
-
-impl Heartbeat {
-    fn is_off(&self) -> bool {
-        *self == Self::Enabled(false)
-    }
-}
-
-impl Serialize for Heartbeat {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Self::Enabled(b) => s.serialize_bool(*b),
-            Self::Every(d) => s.collect_str(&humantime::format_duration(*d)),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Heartbeat {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = Heartbeat;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("true, false or an interval such as \"30s\"")
-            }
-            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Heartbeat, E> {
-                Ok(Heartbeat::Enabled(v))
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Heartbeat, E> {
-                parse_duration(v).map(Heartbeat::Every).map_err(E::custom)
-            }
-        }
-        d.deserialize_any(Visitor)
-    }
-}
 
 /// A webhook's `rate`: the one rate type of `edges` (`N/s`, `N/min`,
 /// `N/h`), with the governor quota this watchdog builds from it.
@@ -226,174 +64,49 @@ impl fmt::Display for Rate {
 impl NotifyConfig {
     /// Takes relative `tls_config` paths from `base` (the config file's directory).
     pub fn anchor_tls(&mut self, base: &std::path::Path) {
-        let sinks = self
-            .webhook
-            .iter_mut()
-            .map(|w| &mut w.tls_config)
-            .chain(self.alertmanager.iter_mut().map(|a| &mut a.tls_config));
-        for tls in sinks {
-            *tls = tls.take().map(|t| t.anchored(base));
+        for (_, tables) in self.tables_mut() {
+            for table in tables {
+                table.anchor_tls(base);
+            }
         }
     }
 
-    /// Checks what serde cannot: URLs, sizes, intervals, unique names.
+    /// Checks what serde cannot: URLs, sizes, intervals, secrets, and that
+    /// no two sinks share a name (of any kind: the name labels metrics).
     pub fn validate(&self) -> anyhow::Result<()> {
         let mut names = std::collections::HashSet::new();
-        for (i, w) in self.webhook.iter().enumerate() {
-            let name = w.sink_name(i);
-            anyhow::ensure!(
-                names.insert(name.clone()),
-                "notify.webhook: two webhooks are named {name:?}"
-            );
-            let table = format!("notify.webhook {name}");
-            w.unknown.reject(&table, &WebhookConfig::keys())?;
-            check_url(&w.url, true).map_err(|e| anyhow::anyhow!("{table}: {e}"))?;
-            w.delivery.validate(&table)?;
-            w.grouping.validate(&table)?;
-            check_tls(w.tls_config.as_ref())
-                .map_err(|e| anyhow::anyhow!("{table}: tls_config: {e}"))?;
-            anyhow::ensure!(
-                w.batch != Some(0),
-                "notify.webhook {name}: batch must be at least 1"
-            );
-        }
-        for (i, s) in self.slack.iter().enumerate() {
-            s.resolve_url(i)?;
-            anyhow::ensure!(
-                names.insert(s.sink_name(i)),
-                "notify.slack: two sinks are named {:?}",
-                s.sink_name(i)
-            );
-        }
-        for (i, p) in self.pagerduty.iter().enumerate() {
-            p.resolve(i)?;
-            anyhow::ensure!(
-                names.insert(p.sink_name(i)),
-                "notify.pagerduty: two sinks are named {:?}",
-                p.sink_name(i)
-            );
-        }
-        if let Some(am) = &self.alertmanager {
-            anyhow::ensure!(
-                !am.url.is_empty(),
-                "notify.alertmanager: url needs at least one address"
-            );
-            for url in &am.url {
-                check_url(url, false).map_err(|e| anyhow::anyhow!("notify.alertmanager: {e}"))?;
-            }
-            check_tls(am.tls_config.as_ref())
-                .map_err(|e| anyhow::anyhow!("notify.alertmanager: tls_config: {e}"))?;
-            anyhow::ensure!(
-                !am.resend_interval.is_zero(),
-                "notify.alertmanager: resend_interval must be above 0s"
-            );
-            anyhow::ensure!(
-                am.queue > 0,
-                "notify.alertmanager: queue must be at least 1"
-            );
-            if let Heartbeat::Every(d) = am.heartbeat {
-                anyhow::ensure!(
-                    !d.is_zero(),
-                    "notify.alertmanager: heartbeat must be above 0s"
-                );
+        for (kind, tables) in self.tables() {
+            for (i, table) in tables.iter().enumerate() {
+                for name in table.names(i) {
+                    anyhow::ensure!(
+                        names.insert(name.clone()),
+                        "notify.{kind}: two sinks are named {name:?}"
+                    );
+                }
+                table.validate(i)?;
             }
         }
         Ok(())
     }
-}
 
-impl WebhookConfig {
-    /// Every key of the table, the delivery and grouping keys included.
-    pub fn keys() -> Vec<&'static str> {
-        let own = ["name", "url", "tls_config", "batch"];
-        super::delivery::all_keys(&own)
-    }
-
-    /// A webhook for `url` with every default.
-    pub fn new(url: impl Into<String>) -> Self {
-        Self {
-            name: None,
-            url: url.into(),
-            tls_config: None,
-            batch: None,
-            delivery: Delivery::default(),
-            grouping: Grouping::default(),
-            unknown: Unknown::default(),
+    /// Builds every sink, in registry and then config order.
+    pub fn start(&self, exporter: &Exporter) -> anyhow::Result<Vec<Started>> {
+        let mut started = Vec::new();
+        for (_, tables) in self.tables() {
+            for (i, table) in tables.iter().enumerate() {
+                started.extend(table.start(i, exporter)?);
+            }
         }
-    }
-
-    /// The name in metrics and `dropped` lines.
-    pub fn sink_name(&self, index: usize) -> String {
-        self.name
-            .clone()
-            .unwrap_or_else(|| format!("webhook[{index}]"))
-    }
-}
-
-impl AlertmanagerConfig {
-    /// An Alertmanager sink for `urls` with every default.
-    pub fn new(urls: Vec<String>) -> Self {
-        Self {
-            url: urls,
-            tls_config: None,
-            resend_interval: default_resend(),
-            heartbeat: Heartbeat::default(),
-            generator_url: None,
-            timeout: default_timeout(),
-            max_retries: default_max_retries(),
-            queue: default_queue(),
-            backoff: default_backoff(),
-            backoff_max: default_backoff_max(),
-        }
+        Ok(started)
     }
 }
 
 /// Reads every file a `tls_config` names, so a bad one fails at start.
-fn check_tls(tls: Option<&TlsConfig>) -> Result<(), ClientTlsError> {
+pub fn check_tls(tls: Option<&TlsConfig>) -> Result<(), ClientTlsError> {
     tls.map_or(Ok(()), |t| t.rustls().map(drop))
 }
 
-fn redacted_webhook_url<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&redact(url, true))
-}
-
-fn redacted_base_urls<S: Serializer>(urls: &[String], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(urls.iter().map(|u| redact(u, false)))
-}
-
-fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
-    }
-    match OneOrMany::deserialize(d)? {
-        OneOrMany::One(url) => Ok(vec![url]),
-        OneOrMany::Many(urls) => Ok(urls),
-    }
-}
-
-fn default_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-fn default_max_retries() -> u32 {
-    3
-}
-fn default_queue() -> usize {
-    1024
-}
-fn default_backoff() -> Duration {
-    Duration::from_millis(500)
-}
-fn default_backoff_max() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_resend() -> Duration {
-    Duration::from_secs(60)
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     // The one duration type: human forms, at most 30 days.
     text.parse::<edges::dur::Dur>().map(|d| d.0)
 }
@@ -406,7 +119,7 @@ fn format_duration(d: &Duration) -> String {
     }
 }
 
-mod humantime_serde {
+pub mod humantime_serde {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 
@@ -420,7 +133,7 @@ mod humantime_serde {
     }
 }
 
-mod humantime_serde_opt {
+pub mod humantime_serde_opt {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 
@@ -556,6 +269,39 @@ mod tests {
         );
         assert!(printed.contains("resend_interval = \"1m\""), "{printed}");
         assert!(printed.contains("timeout = \"10s\""), "{printed}");
+    }
+
+    #[test]
+    fn every_kinds_tls_paths_are_taken_from_the_config_files_directory() {
+        let tls = "tls_config = { ca_file = \"ca.crt\" }\n";
+        let mut cfg = parse(&format!(
+            "[[webhook]]\nurl = \"https://h/x\"\n{tls}[alertmanager]\nurl = \"https://am\"\n{tls}\
+             [[slack]]\nurl = \"https://h/s\"\n{tls}[[pagerduty]]\nrouting_key = \"k\"\n{tls}"
+        ))
+        .unwrap();
+        cfg.anchor_tls(std::path::Path::new("/etc/watchdog"));
+        let want = Some(std::path::PathBuf::from("/etc/watchdog/ca.crt"));
+        let ca = |t: &Option<TlsConfig>| t.as_ref().and_then(|t| t.ca_file.clone());
+        assert_eq!(ca(&cfg.webhook[0].tls_config), want);
+        assert_eq!(ca(&cfg.alertmanager.as_ref().unwrap().tls_config), want);
+        assert_eq!(ca(&cfg.slack[0].tls_config), want);
+        assert_eq!(ca(&cfg.pagerduty[0].tls_config), want);
+    }
+
+    #[test]
+    fn two_sinks_of_any_kinds_may_not_share_a_name() {
+        let same = parse(
+            "[[webhook]]\nname = \"ops\"\nurl = \"http://x/\"\n[[slack]]\nname = \"ops\"\nurl = \"http://y/s\"\n",
+        )
+        .unwrap();
+        let err = same.validate().unwrap_err().to_string();
+        assert_eq!(err, "notify.slack: two sinks are named \"ops\"");
+        let clash = parse("[alertmanager]\nurl = \"http://am\"\n[[webhook]]\nname = \"alertmanager[0]\"\nurl = \"http://x/\"\n").unwrap();
+        let err = clash.validate().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "notify.alertmanager: two sinks are named \"alertmanager[0]\""
+        );
     }
 
     #[test]

@@ -4,34 +4,42 @@
 //! `dropped` [`AlertLine`] on the channel given to [`Notifier::start`], for
 //! the alert log: nothing is lost silently.
 //!
-//! Layout: `config` (the `[notify]` table), `sink` (the trait), `queue`
-//! (queue + worker, counting, `dropped` lines), `post` + `backoff` (one
-//! JSON POST with retries), `delivery` (the delivery keys every HTTP sink
-//! shares, and its endpoint), and one file per sink: `webhook`,
-//! `alertmanager`, `slack`, `pagerduty`. Adding a sink is one new file
-//! (its config and its [`Sink`]) plus its `pub mod` and its loop in
-//! [`Notifier::start`] here, its field of [`config::NotifyConfig`] and that
-//! field's duplicate-name check, and a bad-key case in `reference.rs`.
+//! Layout: `config` (what the `[notify]` table checks as a whole),
+//! `registry` (what a kind of sink gives the table, and the macro below),
+//! `sink` (the trait), `queue` (queue + worker, counting, `dropped`
+//! lines), `post` + `backoff` (one JSON POST with retries), `delivery`
+//! (the delivery keys every HTTP sink shares, and its endpoint), `group`
+//! (grouped notifications), and one file per kind of sink.
+//!
+//! Adding a kind of sink is one new file (its table, which implements
+//! [`registry::SinkConfig`], and its [`Sink`]) and one line below; the
+//! test in `registry` fails if anything else names it.
 
-pub mod alertmanager;
+#[macro_use]
+mod registry;
+
 pub mod backoff;
 pub mod config;
 pub mod delivery;
 pub mod group;
-pub mod pagerduty;
 pub mod post;
 pub mod queue;
 pub mod sink;
-pub mod slack;
-pub mod webhook;
+
+sink_kinds! {
+    webhook: Vec<webhook::WebhookConfig>,
+    alertmanager: Option<alertmanager::AlertmanagerConfig>,
+    slack: Vec<slack::SlackConfig>,
+    pagerduty: Vec<pagerduty::PagerDutyConfig>,
+}
 
 use std::sync::Arc;
 
 use shared_schema::{AlertEvent, AlertLine};
 use tokio::sync::mpsc;
 
-pub use config::NotifyConfig;
 pub use group::Grouping;
+pub use registry::{Kind, SinkConfig};
 pub use sink::Sink;
 
 use crate::exporter::Exporter;
@@ -53,62 +61,26 @@ impl Notifier {
         dropped: mpsc::UnboundedSender<AlertLine>,
     ) -> anyhow::Result<Self> {
         config.validate()?;
-        let mut sinks = Vec::new();
-        let mut add =
-            |name: &str, sink: Box<dyn Sink>, capacity: usize, grouping: Option<&Grouping>| {
+        let sinks = config
+            .start(&exporter)?
+            .into_iter()
+            .map(|started| {
                 tracing::info!(
-                    sink = name,
-                    capacity,
-                    grouped = grouping.is_some_and(Grouping::is_on),
+                    sink = %started.name,
+                    capacity = started.capacity,
+                    grouped = started.grouping.as_ref().is_some_and(Grouping::is_on),
                     "notification sink started"
                 );
-                sinks.push(SinkQueue::spawn(
-                    name,
-                    sink,
-                    capacity,
-                    grouping,
+                SinkQueue::spawn(
+                    &started.name,
+                    started.sink,
+                    started.capacity,
+                    started.grouping.as_ref(),
                     exporter.clone(),
                     dropped.clone(),
-                ));
-            };
-        for (i, cfg) in config.webhook.iter().enumerate() {
-            let name = cfg.sink_name(i);
-            let sink = webhook::Webhook::new(&name, cfg, exporter.clone())?;
-            add(
-                &name,
-                Box::new(sink),
-                cfg.delivery.queue,
-                Some(&cfg.grouping),
-            );
-        }
-        for (i, cfg) in config.slack.iter().enumerate() {
-            let (name, url) = (cfg.sink_name(i), cfg.resolve_url(i)?);
-            let sink = slack::Slack::new(&name, url, cfg, exporter.clone())?;
-            add(
-                &name,
-                Box::new(sink),
-                cfg.delivery.queue,
-                Some(&cfg.grouping),
-            );
-        }
-        for (i, cfg) in config.pagerduty.iter().enumerate() {
-            let (name, (url, key)) = (cfg.sink_name(i), cfg.resolve(i)?);
-            let sink = pagerduty::PagerDuty::new(&name, url, key, cfg, exporter.clone())?;
-            add(
-                &name,
-                Box::new(sink),
-                cfg.delivery.queue,
-                Some(&cfg.grouping),
-            );
-        }
-        if let Some(cfg) = &config.alertmanager {
-            for (i, url) in cfg.url.iter().enumerate() {
-                let name = format!("alertmanager[{i}]");
-                let sink = alertmanager::Alertmanager::new(&name, url, cfg, exporter.clone())?;
-                // Alertmanager groups by itself.
-                add(&name, Box::new(sink), cfg.queue, None);
-            }
-        }
+                )
+            })
+            .collect();
         Ok(Self { sinks })
     }
 

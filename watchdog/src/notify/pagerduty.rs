@@ -14,7 +14,7 @@
 //! # url = "https://events.pagerduty.com/v2/enqueue"  (the default)
 //! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use reqwest::Url;
 use serde::{Deserialize, Serialize, Serializer};
@@ -23,6 +23,7 @@ use shared_schema::{AlertEvent, AlertLine, Severity};
 
 use super::delivery::{secret, Delivery, Endpoint, Unknown};
 use super::group::Group;
+use super::registry::{SinkConfig, Started};
 use super::sink::{BoxFuture, Sink};
 use crate::exporter::Exporter;
 
@@ -116,6 +117,35 @@ impl PagerDutyConfig {
         let url = crate::target::check_url(&self.url, false)
             .map_err(|e| anyhow::anyhow!("{table}: {e}"))?;
         Ok((url, key))
+    }
+}
+
+impl SinkConfig for PagerDutyConfig {
+    fn names(&self, index: usize) -> Vec<String> {
+        vec![self.sink_name(index)]
+    }
+
+    fn validate(&self, index: usize) -> anyhow::Result<()> {
+        self.resolve(index).map(drop)
+    }
+
+    fn anchor_tls(&mut self, base: &Path) {
+        self.tls_config = self.tls_config.take().map(|t| t.anchored(base));
+    }
+
+    fn start(&self, index: usize, exporter: &Exporter) -> anyhow::Result<Vec<Started>> {
+        let (name, (url, key)) = (self.sink_name(index), self.resolve(index)?);
+        let sink = PagerDuty::new(&name, url, key, self, exporter.clone())?;
+        Ok(vec![Started {
+            name,
+            sink: Box::new(sink),
+            capacity: self.delivery.queue,
+            grouping: Some(self.grouping.clone()),
+        }])
+    }
+
+    fn example() -> &'static str {
+        "routing_key = \"k\"\nurl = \"http://h:1/x\"\n"
     }
 }
 

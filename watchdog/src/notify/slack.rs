@@ -17,7 +17,7 @@
 //! rate = "20/min"
 //! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use reqwest::Url;
 use serde::{Deserialize, Serialize, Serializer};
@@ -27,6 +27,7 @@ use shared_schema::{AlertEvent, AlertLine, Severity};
 use super::config::redact;
 use super::delivery::{secret, Delivery, Endpoint, Unknown};
 use super::group::Group;
+use super::registry::{SinkConfig, Started};
 use super::sink::{BoxFuture, Sink};
 use crate::exporter::Exporter;
 
@@ -96,6 +97,35 @@ impl SlackConfig {
         }
         let text = secret(&table, "url", self.url.as_deref(), self.url_file.as_deref())?;
         crate::target::check_url(&text, true).map_err(|e| anyhow::anyhow!("{table}: {e}"))
+    }
+}
+
+impl SinkConfig for SlackConfig {
+    fn names(&self, index: usize) -> Vec<String> {
+        vec![self.sink_name(index)]
+    }
+
+    fn validate(&self, index: usize) -> anyhow::Result<()> {
+        self.resolve_url(index).map(drop)
+    }
+
+    fn anchor_tls(&mut self, base: &Path) {
+        self.tls_config = self.tls_config.take().map(|t| t.anchored(base));
+    }
+
+    fn start(&self, index: usize, exporter: &Exporter) -> anyhow::Result<Vec<Started>> {
+        let (name, url) = (self.sink_name(index), self.resolve_url(index)?);
+        let sink = Slack::new(&name, url, self, exporter.clone())?;
+        Ok(vec![Started {
+            name,
+            sink: Box::new(sink),
+            capacity: self.delivery.queue,
+            grouping: Some(self.grouping.clone()),
+        }])
+    }
+
+    fn example() -> &'static str {
+        "url = \"http://h:1/x\"\n"
     }
 }
 

@@ -51,8 +51,12 @@ use serde_json::Value;
 use shared_schema::{AlertEvent, AlertLine, Timestamp};
 use tokio::time::Instant;
 
+mod config;
+
+pub use config::{AlertmanagerConfig, Heartbeat};
+
 use super::backoff::Backoff;
-use super::config::{redact, AlertmanagerConfig};
+use super::config::redact;
 use super::post::Poster;
 use super::sink::{BoxFuture, Sink};
 use crate::exporter::Exporter;
