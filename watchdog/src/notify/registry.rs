@@ -1,5 +1,5 @@
 //! The registry of sink kinds: what `[notify]` needs from each kind
-//! ([`SinkConfig`]), and the [`sink_kinds!`] macro that turns one line per
+//! ([`SinkConfig`]), and the `sink_kinds!` macro that turns one line per
 //! kind into its module, its field of [`super::NotifyConfig`] and its
 //! place in checking, anchoring and starting.
 //!
