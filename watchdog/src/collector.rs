@@ -150,7 +150,10 @@ impl TargetSeries {
     }
 
     fn scalar(&mut self, family: &'static str, value: Option<f64>) {
-        self.set(family, value.map(|v| (Vec::<String>::new(), v)));
+        // One empty label set for every scalar of every target: an
+        // `Arc<[String]>` of nothing still allocates its counts.
+        static NONE: std::sync::LazyLock<Labels> = std::sync::LazyLock::new(|| Labels::from([]));
+        self.set(family, value.map(|v| (Labels::clone(&NONE), v)));
     }
 
     /// Forgets every family that comes from the envelope.

@@ -68,8 +68,15 @@ impl Rule for Settings {
             return Outcome::Unknown;
         };
         let mut out = Vec::new();
+        // Sized to the agents that report telemetry: without any (agents
+        // that export no OpenTelemetry) the map allocates nothing.
+        let reporting = ctx
+            .deltas
+            .agents
+            .iter()
+            .filter(|f| f.agent.activity.is_some());
         let mut next: AgentMap<CounterWindow> =
-            HashMap::with_capacity_and_hasher(ctx.deltas.agents.len(), IdHash::default());
+            HashMap::with_capacity_and_hasher(reporting.count(), IdHash::default());
         for fact in &ctx.deltas.agents {
             let agent = fact.agent;
             let Some(act) = &agent.activity else {

@@ -139,12 +139,26 @@ impl TargetCard {
         samples: &[AgentSample],
         alerts: Vec<AlertRow>,
     ) -> Self {
-        let mut card = prev.cloned().unwrap_or_else(|| TargetCard {
+        // Field by field, not `prev.clone()`: the agents and alerts are
+        // replaced by most polls, and cloning them first was a copy of
+        // every target's rows at each poll.
+        let agents_known = matches!((outcome, envelope), (PollOutcome::Ok, Some(e))
+            if !e.is_degraded(shared_schema::Section::Agents));
+        let mut card = TargetCard {
             name: name.to_owned(),
-            ..TargetCard::default()
-        });
-        card.last_poll = Some(now);
-        card.alerts = alerts;
+            up: prev.and_then(|p| p.up),
+            enabled: prev.and_then(|p| p.enabled),
+            schema_version: prev.and_then(|p| p.schema_version),
+            last_poll: Some(now),
+            last_success: prev.and_then(|p| p.last_success),
+            last_error: prev.and_then(|p| p.last_error.clone()),
+            agents: match (envelope, outcome) {
+                (Some(e), _) if agents_known => agent_rows(e, samples),
+                (_, PollOutcome::Disabled) => Vec::new(),
+                _ => prev.map(|p| p.agents.clone()).unwrap_or_default(),
+            },
+            alerts,
+        };
         match outcome {
             PollOutcome::Ok => {
                 card.up = Some(true);
@@ -153,16 +167,12 @@ impl TargetCard {
                 card.last_error = None;
                 if let Some(e) = envelope {
                     card.schema_version = Some(e.schema_version);
-                    if !e.is_degraded(shared_schema::Section::Agents) {
-                        card.agents = agent_rows(e, samples);
-                    }
                 }
             }
             PollOutcome::Disabled => {
                 card.up = Some(true);
                 card.enabled = Some(false);
                 card.last_error = None;
-                card.agents.clear();
             }
             PollOutcome::SchemaIncompatible { found } => {
                 card.up = Some(false);
