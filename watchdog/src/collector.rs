@@ -147,12 +147,43 @@ impl From<Vec<String>> for Labels {
 /// most families have one row, and a map node holds eleven.
 type Rows = Vec<(Labels, f64)>;
 
+/// How many families have no label beside `target` (scalars).
+const SCALARS: usize = {
+    let (mut i, mut n) = (0, 0);
+    while i < GAUGES.len() {
+        if GAUGES[i].labels.is_empty() {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+};
+
+/// The place of a scalar family among the scalars, in [`GAUGES`] order.
+fn scalar_slot(family: &str) -> Option<usize> {
+    GAUGES
+        .iter()
+        .filter(|d| d.labels.is_empty())
+        .position(|d| d.name == family)
+}
+
+/// The label set of a scalar: empty, one for all (an `Arc<str>` of nothing
+/// still allocates its counts).
+fn no_labels() -> &'static Labels {
+    static NONE: std::sync::LazyLock<Labels> =
+        std::sync::LazyLock::new(|| Labels::from_iter([""; 0]));
+    &NONE
+}
+
 /// What the last polls of one target said, per gauge family: the state the
 /// collector renders. Replacing a family's rows drops the series that are
-/// gone; a family with no rows renders nothing.
+/// gone; a family with no rows renders nothing. Scalars are plain values
+/// (`None`: no series): a row list and a map entry each were a kilobyte
+/// per target.
 #[derive(Debug, Default, Clone, PartialEq)]
 struct TargetSeries {
     rows: BTreeMap<&'static str, Rows>,
+    scalars: [Option<f64>; SCALARS],
 }
 
 impl TargetSeries {
@@ -179,20 +210,39 @@ impl TargetSeries {
     }
 
     fn scalar(&mut self, family: &'static str, value: Option<f64>) {
-        // One empty label set for every scalar of every target: an
-        // `Arc<[String]>` of nothing still allocates its counts.
-        static NONE: std::sync::LazyLock<Labels> =
-            std::sync::LazyLock::new(|| Labels::from_iter([""; 0]));
-        self.set(family, value.map(|v| (Labels::clone(&NONE), v)));
+        match scalar_slot(family) {
+            Some(i) => self.scalars[i] = value,
+            None => debug_assert!(false, "{family} is not a scalar family"),
+        }
+    }
+
+    /// The series of family `d` (whose place among the scalars is `slot`,
+    /// when it is one): its rows, or its one scalar.
+    fn series<'a>(
+        &'a self,
+        d: &Def,
+        slot: Option<usize>,
+    ) -> impl Iterator<Item = (&'a Labels, f64)> + 'a {
+        let scalar = slot.and_then(|i| self.scalars[i]).map(|v| (no_labels(), v));
+        let rows = slot.is_none().then(|| self.rows.get(d.name)).flatten();
+        scalar
+            .into_iter()
+            .chain(rows.into_iter().flatten().map(|(l, v)| (l, *v)))
     }
 
     /// Forgets every family that comes from the envelope.
     fn clear_envelope(&mut self) {
-        self.rows.retain(|name, _| {
-            GAUGES
-                .iter()
-                .any(|d| d.name == *name && d.section.is_none())
-        });
+        let from_poll = |name: &str| GAUGES.iter().any(|d| d.name == name && d.section.is_none());
+        self.rows.retain(|name, _| from_poll(name));
+        for (d, value) in GAUGES
+            .iter()
+            .filter(|d| d.labels.is_empty())
+            .zip(&mut self.scalars)
+        {
+            if !from_poll(d.name) {
+                *value = None;
+            }
+        }
     }
 
     /// Takes in one evaluated poll (see the module doc for each outcome).
@@ -468,9 +518,10 @@ impl Collector for Gauges {
             .iter()
             .map(|d| {
                 let mut metrics = Vec::new();
+                let slot = scalar_slot(d.name);
                 for (target, series) in targets.iter() {
-                    for (values, value) in series.rows.get(d.name).into_iter().flatten() {
-                        metrics.push(gauge(d, target, values, *value));
+                    for (values, value) in series.series(d, slot) {
+                        metrics.push(gauge(d, target, values, value));
                     }
                 }
                 let mut mf = MetricFamily::default();

@@ -586,7 +586,9 @@ fn own<R: DeserializeOwned>(v: Value) -> Result<R, SettingError> {
 /// evaluation after a restart, by the rule that owns it).
 #[derive(Debug, Default)]
 pub struct RuleStates {
-    live: BTreeMap<&'static str, Box<dyn AnyState>>,
+    /// In the order the rules first ran; a list sized to the rules, not a
+    /// map (a target's two B-tree nodes were a kilobyte).
+    live: Vec<(&'static str, Box<dyn AnyState>)>,
     saved: BTreeMap<String, Value>,
 }
 
@@ -621,10 +623,15 @@ impl RuleStates {
                 .unwrap_or_default();
             Box::new(s)
         };
-        let slot = self
-            .live
-            .entry(name)
-            .or_insert_with(|| fresh(&mut self.saved));
+        let at = match self.live.iter().position(|(n, _)| *n == name) {
+            Some(at) => at,
+            None => {
+                self.live.reserve_exact(1);
+                self.live.push((name, fresh(&mut self.saved)));
+                self.live.len() - 1
+            }
+        };
+        let slot = &mut self.live[at].1;
         if !slot.as_any().is::<S>() {
             *slot = Box::new(S::default());
         }
@@ -635,7 +642,8 @@ impl RuleStates {
     }
 
     fn get<S: 'static>(&self, name: &str) -> Option<&S> {
-        self.live.get(name)?.as_any().downcast_ref::<S>()
+        let (_, state) = self.live.iter().find(|(n, _)| *n == name)?;
+        state.as_any().downcast_ref::<S>()
     }
 }
 
@@ -647,7 +655,7 @@ impl Serialize for RuleStates {
             .map(|(k, v)| (k.as_str(), v.clone()))
             .collect();
         for (k, v) in &self.live {
-            all.insert(k, v.to_json());
+            all.insert(*k, v.to_json());
         }
         all.serialize(s)
     }
@@ -656,7 +664,7 @@ impl Serialize for RuleStates {
 impl<'de> Deserialize<'de> for RuleStates {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Ok(Self {
-            live: BTreeMap::new(),
+            live: Vec::new(),
             saved: BTreeMap::deserialize(d)?,
         })
     }
