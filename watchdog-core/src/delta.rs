@@ -430,10 +430,20 @@ mod shared_instant {
     }
 }
 
+/// A [`CounterWindow`] keeps its points (the newest aside) at least
+/// `window / WINDOW_STEPS` apart, so it holds at most about 18 points
+/// whatever the interval: 288 bytes. Keeping every poll's point cost a
+/// 5m window polled each second 300 points (8 KiB with the deque's
+/// doubling), and `agent_api_errors` keeps a window per agent, `run_cost`
+/// one per run. The rate's base then lies up to a sixteenth of the window
+/// (plus a poll) before the window's start instead of up to a poll.
+pub const WINDOW_STEPS: f64 = 16.0;
+
 /// Samples of one counter over a window, to derive a rate.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct CounterWindow {
-    /// (target clock seconds, value), oldest first.
+    /// (target clock seconds, value), oldest first; all but the newest at
+    /// least `window / WINDOW_STEPS` apart.
     pub points: VecDeque<(f64, f64)>,
 }
 
@@ -444,7 +454,19 @@ impl CounterWindow {
         if self.points.back().is_some_and(|&(_, v)| value < v) {
             self.points.clear();
         }
-        self.points.push_back((clock_s, value));
+        let n = self.points.len();
+        // The newest point within a step of the one before: the new sample
+        // takes its place (the rate needs the newest value, and a base no
+        // finer than a step).
+        if n >= 2 && self.points[n - 1].0 - self.points[n - 2].0 < window_s / WINDOW_STEPS {
+            self.points[n - 1] = (clock_s, value);
+        } else {
+            if n == self.points.capacity() {
+                // Grown one at a time: a window's few points, not a doubling.
+                self.points.reserve_exact(1);
+            }
+            self.points.push_back((clock_s, value));
+        }
         // Keep one point at or before the window's start so the rate covers it all.
         while self.points.len() > 2 && self.points[1].0 <= clock_s - window_s {
             self.points.pop_front();
@@ -882,6 +904,41 @@ mod tests {
             "old points are dropped: {}",
             w.points.len()
         );
+    }
+
+    #[test]
+    fn a_window_polled_often_keeps_a_few_points_and_its_rate() {
+        // A 5m window polled every second for an hour: a counter growing
+        // 2 a second.
+        let mut w = CounterWindow::default();
+        let mut last = Growth::Unknown;
+        for i in 0..3600 {
+            let t = f64::from(i);
+            last = w.push(t, 2.0 * t, 300.0);
+        }
+        let most = (WINDOW_STEPS as usize) + 2;
+        assert!(w.points.len() <= most, "{} points", w.points.len());
+        assert!(
+            w.points.capacity() <= most + 1,
+            "capacity {}",
+            w.points.capacity()
+        );
+        assert_eq!(
+            w.points.back(),
+            Some(&(3599.0, 7198.0)),
+            "the newest is kept"
+        );
+        let Growth::Known { increase, span_s } = last else {
+            panic!("a rate after an hour: {last:?}");
+        };
+        // The base is at or before the window's start, at most a step and
+        // a poll earlier.
+        assert!(
+            (300.0..=300.0 + 300.0 / WINDOW_STEPS + 1.0).contains(&span_s),
+            "span {span_s}"
+        );
+        assert_eq!(increase, 2.0 * span_s);
+        assert_eq!(last.per_second_over(300.0), Some(2.0));
     }
 
     proptest! {
