@@ -2,8 +2,9 @@
 //! rendered at scrape time by a [`prometheus::core::Collector`] from what
 //! each target's last polls said, so a series that is gone is not rendered
 //! (no list of series to clean up by hand) and a scrape cannot fail.
-//! Counters and the histogram, which must accumulate, stay registered
-//! metrics of the same owned `Registry` (no global).
+//! The per-target counters and histogram accumulate beside them
+//! ([`polls`]); the notification counters stay registered metrics of the
+//! same owned `Registry` (no global).
 //!
 //! How each poll outcome moves the series of its target:
 //! - `Ok`: every envelope-derived series is replaced by what this envelope
@@ -21,25 +22,19 @@
 //! `watchdog_alerts_firing` follows `PollView::firing` on every outcome: the
 //! alert state is known even when the target is not.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+mod polls;
+
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
-use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{Encoder, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
 use shared_schema::{Agent, BreakerState, Envelope, Section, Timestamp, SECTIONS};
 
 use crate::delta::AgentId;
 use crate::rules::spend::{self, Source};
 use crate::view::{AgentSample, PollOutcome, PollView};
-
-/// Buckets of `watchdog_poll_duration_seconds`: a local poll takes
-/// milliseconds, a timing-out one the configured timeout (seconds).
-const POLL_BUCKETS: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
 
 /// Outcomes of `watchdog_notifications_total` created at 0 for every sink,
 /// so `rate()` works before the first failure.
@@ -184,6 +179,9 @@ fn no_labels() -> &'static Labels {
 struct TargetSeries {
     rows: BTreeMap<&'static str, Rows>,
     scalars: [Option<f64>; SCALARS],
+    /// Its polls, by outcome and duration (not from the envelope: kept
+    /// through every outcome).
+    polls: polls::PollStats,
 }
 
 impl TargetSeries {
@@ -572,10 +570,6 @@ struct Inner {
     registry: Registry,
     /// What the gauge collector renders.
     targets: Arc<Mutex<BTreeMap<String, TargetSeries>>>,
-    poll_duration: HistogramVec,
-    polls_total: IntCounterVec,
-    /// Outcome labels of `polls_total` seen per target, for `forget_target`.
-    poll_outcomes: Mutex<HashMap<String, HashSet<&'static str>>>,
     notifications_total: IntCounterVec,
     notify_queue_depth: GaugeVec,
     config_success: GaugeVec,
@@ -603,8 +597,6 @@ fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> Ga
 }
 
 /// The families `Exporter::new` registers itself (the rest are [`GAUGES`]).
-const POLL_DURATION: &str = "watchdog_poll_duration_seconds";
-const POLLS_TOTAL: &str = "watchdog_polls_total";
 const NOTIFICATIONS_TOTAL: &str = "watchdog_notifications_total";
 const BUILD_INFO: &str = "watchdog_build_info";
 
@@ -616,24 +608,9 @@ impl Exporter {
         if let Err(err) = r.register(Box::new(Gauges::new(targets.clone()))) {
             tracing::error!(error = %err, "gauge collector not registered");
         }
-        #[allow(clippy::expect_used)]
-        let poll_duration = HistogramVec::new(
-            HistogramOpts::new(
-                POLL_DURATION,
-                "Wall time of one poll of a target: request, read and evaluation.",
-            )
-            .buckets(POLL_BUCKETS.to_vec()),
-            &["target"],
-        )
-        .expect("valid histogram definition");
-        register(&r, &poll_duration);
-        #[allow(clippy::expect_used)]
-        let polls_total = IntCounterVec::new(
-            Opts::new(POLLS_TOTAL, "Polls of a target by how they ended."),
-            &["target", "outcome"],
-        )
-        .expect("valid counter definition");
-        register(&r, &polls_total);
+        if let Err(err) = r.register(Box::new(polls::PollCounters::new(targets.clone()))) {
+            tracing::error!(error = %err, "poll counters not registered");
+        }
         #[allow(clippy::expect_used)]
         let notifications_total = IntCounterVec::new(
             Opts::new(
@@ -656,9 +633,6 @@ impl Exporter {
 
         let inner = Inner {
             targets,
-            poll_duration,
-            polls_total,
-            poll_outcomes: Mutex::new(HashMap::new()),
             notifications_total,
             notify_queue_depth: gauge_vec(
                 &r,
@@ -689,37 +663,22 @@ impl Exporter {
     /// keeps what the gauges render at the next scrape.
     pub fn observe(&self, view: &PollView<'_>) {
         let m = &*self.inner;
-        let target = view.target;
-        let outcome = view.outcome.label();
-        if let Ok(c) = m
-            .polls_total
-            .get_metric_with_label_values(&[target, outcome])
-        {
-            c.inc();
+        let mut targets = lock(&m.targets);
+        // Looked up first: `entry` would allocate the name on every poll.
+        if !targets.contains_key(view.target) {
+            targets.insert(view.target.to_owned(), TargetSeries::default());
         }
-        lock(&m.poll_outcomes)
-            .entry(target.to_owned())
-            .or_default()
-            .insert(outcome);
-        if let Ok(h) = m.poll_duration.get_metric_with_label_values(&[target]) {
-            h.observe(view.duration.as_secs_f64());
+        if let Some(series) = targets.get_mut(view.target) {
+            series
+                .polls
+                .observe(view.outcome, view.duration.as_secs_f64());
+            series.observe(view);
         }
-        lock(&m.targets)
-            .entry(target.to_owned())
-            .or_default()
-            .observe(view);
     }
 
     /// Removes every series of a target that is no longer configured.
     pub fn forget_target(&self, target: &str) {
-        let m = &*self.inner;
-        lock(&m.targets).remove(target);
-        let _ = m.poll_duration.remove_label_values(&[target]);
-        if let Some(outcomes) = lock(&m.poll_outcomes).remove(target) {
-            for outcome in outcomes {
-                let _ = m.polls_total.remove_label_values(&[target, outcome]);
-            }
-        }
+        lock(&self.inner.targets).remove(target);
     }
 
     /// Creates a sink's notification counters at 0 so dashboards see the sink
@@ -1130,7 +1089,14 @@ mod tests {
     fn every_gauge_is_rendered_with_its_contract_name() {
         // CONTRACT.md section 4 names; the collector knows each one.
         for &name in shared_schema::metrics::FAMILIES {
-            if [POLL_DURATION, POLLS_TOTAL, NOTIFICATIONS_TOTAL, BUILD_INFO].contains(&name) {
+            if [
+                polls::POLL_DURATION,
+                polls::POLLS_TOTAL,
+                NOTIFICATIONS_TOTAL,
+                BUILD_INFO,
+            ]
+            .contains(&name)
+            {
                 continue; // registered by `Exporter::new` under these names
             }
             assert!(GAUGES.iter().any(|d| d.name == name), "{name}");
