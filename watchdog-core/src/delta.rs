@@ -481,6 +481,62 @@ impl CounterWindow {
     }
 }
 
+/// Counter windows by name (a subsystem, a run): a list, not a map, since
+/// a target has one or a few, and a B-tree leaf holds room for eleven
+/// (about 600 bytes for one subsystem). Serialized as a map, as the
+/// `BTreeMap` it replaces was: the state file is unchanged.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CounterWindows(Vec<(String, CounterWindow)>);
+
+impl CounterWindows {
+    /// The window of `name`, new and empty the first time (the name is
+    /// copied only then, not on every poll).
+    pub fn get_or_insert(&mut self, name: &str) -> &mut CounterWindow {
+        let at = match self.0.iter().position(|(n, _)| n == name) {
+            Some(at) => at,
+            None => {
+                self.0.reserve_exact(1);
+                self.0.push((name.to_owned(), CounterWindow::default()));
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[at].1
+    }
+
+    /// Keeps the windows whose name `keep` says.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.0.retain(|(n, _)| keep(n));
+    }
+
+    /// Forgets every window.
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// How many windows are kept.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for CounterWindows {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(n, w)| (n, w)))
+    }
+}
+
+impl<'de> Deserialize<'de> for CounterWindows {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = std::collections::BTreeMap::<String, CounterWindow>::deserialize(d)?;
+        Ok(Self(map.into_iter().collect()))
+    }
+}
+
 /// Everything the delta engine remembers of one target.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct TargetHistory {
@@ -903,6 +959,30 @@ mod tests {
             w.points.len() <= 7,
             "old points are dropped: {}",
             w.points.len()
+        );
+    }
+
+    #[test]
+    fn windows_by_name_are_saved_as_the_map_they_were() {
+        let mut w = CounterWindows::default();
+        w.get_or_insert("git").push(0.0, 1.0, 60.0);
+        w.get_or_insert("db").push(0.0, 2.0, 60.0);
+        w.get_or_insert("git").push(10.0, 3.0, 60.0);
+        assert_eq!(w.len(), 2, "a name is kept once");
+        let json = serde_json::to_value(&w).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "git": {"points": [[0.0, 1.0], [10.0, 3.0]]},
+                "db": {"points": [[0.0, 2.0]]},
+            })
+        );
+        let back: CounterWindows = serde_json::from_value(json).unwrap();
+        assert_eq!(back.len(), 2);
+        w.retain(|n| n == "db");
+        assert_eq!(
+            serde_json::to_value(&w).unwrap(),
+            serde_json::json!({"db": {"points": [[0.0, 2.0]]}})
         );
     }
 

@@ -3,14 +3,12 @@
 //! the rule's own window per subsystem, and a count that went down (table truncated)
 //! restarts it instead of reading as a negative rate.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use shared_schema::{Section, Severity};
 
 use super::{labels, Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::alerts::Finding;
-use crate::delta::CounterWindow;
+use crate::delta::CounterWindows;
 use crate::dur::Dur;
 use crate::error::SettingError;
 
@@ -40,7 +38,7 @@ impl Rule for Settings {
     const NAME: &'static str = "error_rate";
     const SEVERITY: Severity = Severity::Warning;
     /// A window of counts per subsystem.
-    type State = BTreeMap<String, CounterWindow>;
+    type State = CounterWindows;
 
     fn check(&self) -> Result<(), SettingError> {
         if self.window.0.is_zero() {
@@ -65,11 +63,10 @@ impl Rule for Settings {
                 continue; // a duplicate row: the first one speaks for it
             }
             seen.push(&s.subsystem);
-            let growth = windows.entry(s.subsystem.clone()).or_default().push(
-                ctx.clock_s,
-                total as f64,
-                window,
-            );
+            let growth =
+                windows
+                    .get_or_insert(&s.subsystem)
+                    .push(ctx.clock_s, total as f64, window);
             let subject = format!("subsystem={}", s.subsystem);
             match growth.per_second_over(window) {
                 None => out.push((subject, Verdict::Unknown)),
@@ -94,7 +91,7 @@ impl Rule for Settings {
                 Some(_) => {}
             }
         }
-        windows.retain(|k, _| seen.contains(&k));
+        windows.retain(|k| seen.iter().any(|s| s.as_str() == k));
         Outcome::Subjects(out)
     }
 }

@@ -21,7 +21,7 @@ use shared_schema::{Section, Severity};
 use super::spend::{self, Spend};
 use super::{Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::alerts::Finding;
-use crate::delta::CounterWindow;
+use crate::delta::CounterWindows;
 use crate::dur::Dur;
 use crate::error::SettingError;
 
@@ -104,7 +104,7 @@ impl Rule for Settings {
     const PER_AGENT: bool = true;
     const DIAGNOSE: bool = true;
     /// Each run's spend over the window, by subject.
-    type State = BTreeMap<String, CounterWindow>;
+    type State = CounterWindows;
 
     fn check(&self) -> Result<(), SettingError> {
         for (key, v) in [
@@ -201,11 +201,10 @@ impl Rule for Settings {
             match (s.max_usd_per_hour, spent) {
                 (Some(max), Some(sp)) => {
                     let window_s = s.window.as_secs_f64();
-                    let growth = windows.entry(subject.clone()).or_default().push(
-                        ctx.clock_s,
-                        sp.usd,
-                        window_s,
-                    );
+                    let growth =
+                        windows
+                            .get_or_insert(&subject)
+                            .push(ctx.clock_s, sp.usd, window_s);
                     match growth.per_second_over(window_s).map(|x| x * 3600.0) {
                         None => out.push((per_hour, Verdict::Unknown)),
                         Some(rate) if rate > max => {
@@ -219,7 +218,7 @@ impl Rule for Settings {
             }
         }
         // Runs that ended are forgotten.
-        windows.retain(|k, _| seen.contains(k));
+        windows.retain(|k| seen.iter().any(|s| s == k));
         Outcome::Subjects(out)
     }
 }

@@ -480,3 +480,28 @@ fn the_split_keys_are_the_structs_fields_in_their_order() {
     );
     assert_eq!(super::field_names::<super::AgentKeys>(), ["for"]);
 }
+
+#[test]
+fn only_rules_with_state_keep_some_per_target_and_old_nulls_go() {
+    let mut e = engine("");
+    run(&mut e, env(0.0));
+    run(&mut e, env(15.0));
+    let saved = serde_json::to_value(e.saved()).unwrap();
+    let kept = saved["targets"][T]["rules"].as_object().unwrap().clone();
+    assert!(kept.contains_key("error_rate"), "{kept:?}");
+    for stateless in ["target_down", "queue_depth", "breaker_open", "stage_age"] {
+        assert!(!kept.contains_key(stateless), "{stateless}: {kept:?}");
+    }
+    assert!(kept.values().all(|v| !v.is_null()), "{kept:?}");
+
+    // A file of an earlier build, with a `null` for each stateless rule,
+    // restores, and the nulls are not written back.
+    let mut old = saved.clone();
+    old["targets"][T]["rules"]["target_down"] = serde_json::Value::Null;
+    let mut restored = engine("");
+    restored
+        .restore(&serde_json::to_vec(&old).unwrap())
+        .unwrap();
+    let again = serde_json::to_value(restored.saved()).unwrap();
+    assert_eq!(again["targets"][T]["rules"], saved["targets"][T]["rules"]);
+}

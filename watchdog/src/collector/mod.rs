@@ -30,7 +30,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
-use shared_schema::{Agent, BreakerState, Envelope, Section, Timestamp, SECTIONS};
+use shared_schema::{
+    Agent, BreakerState, Envelope, Section, Timestamp, REQUIRED_JOB_STATUSES, SECTIONS,
+};
 
 use crate::delta::AgentId;
 use crate::rules::spend::{self, Source};
@@ -114,6 +116,26 @@ impl Labels {
     /// (a family's label names say how many to take).
     fn values(&self) -> std::str::Split<'_, char> {
         self.0.split('\0')
+    }
+}
+
+impl Labels {
+    /// A label set of a bounded vocabulary (section names, sources, token
+    /// kinds, the contract's job statuses, a rule and a severity), one
+    /// allocation shared by every target instead of one per target and
+    /// family. Never for values an envelope makes up: the set is kept for
+    /// the life of the process.
+    fn shared<'a>(values: impl IntoIterator<Item = &'a str>) -> Self {
+        static ALL: Mutex<Vec<Labels>> = Mutex::new(Vec::new());
+        let wanted: Labels = values.into_iter().collect();
+        let mut all = lock(&ALL);
+        match all.iter().find(|l| **l == wanted) {
+            Some(held) => held.clone(),
+            None => {
+                all.push(wanted.clone());
+                wanted
+            }
+        }
     }
 }
 
@@ -255,7 +277,7 @@ impl TargetSeries {
             "watchdog_alerts_firing",
             view.firing.iter().filter(|f| f.count > 0).map(|f| {
                 (
-                    vec![f.rule.clone(), f.severity.as_str().to_owned()],
+                    Labels::shared([f.rule.as_str(), f.severity.as_str()]),
                     f.count as f64,
                 )
             }),
@@ -286,7 +308,7 @@ impl TargetSeries {
             "watchdog_section_degraded",
             SECTIONS.iter().map(|s| {
                 let v = if e.is_degraded(s) { 1.0 } else { 0.0 };
-                (vec![(*s).to_owned()], v)
+                (Labels::shared([*s]), v)
             }),
         );
 
@@ -338,7 +360,14 @@ impl TargetSeries {
                 "watchdog_queue_jobs",
                 q.into_iter()
                     .flat_map(|q| q.counts.iter())
-                    .map(|(status, n)| (vec![status.clone()], *n as f64)),
+                    .map(|(status, n)| {
+                        let labels = if REQUIRED_JOB_STATUSES.contains(&status.as_str()) {
+                            Labels::shared([status.as_str()])
+                        } else {
+                            Labels::from_iter([status])
+                        };
+                        (labels, *n as f64)
+                    }),
             );
             self.scalar(
                 "watchdog_queue_depth",
@@ -395,8 +424,8 @@ impl TargetSeries {
                 "watchdog_cost_by_source_usd",
                 db.map(|db| {
                     [
-                        (vec![Source::Db.as_str().to_owned()], db),
-                        (vec![Source::Telemetry.as_str().to_owned()], live),
+                        (Labels::shared([Source::Db.as_str()]), db),
+                        (Labels::shared([Source::Telemetry.as_str()]), live),
                     ]
                 })
                 .into_iter()
@@ -415,7 +444,7 @@ impl TargetSeries {
                 kinds
                     .into_iter()
                     .flatten()
-                    .filter_map(|(kind, n)| n.map(|n| (vec![kind.to_owned()], n as f64))),
+                    .filter_map(|(kind, n)| n.map(|n| (Labels::shared([kind]), n as f64))),
             );
         }
     }
@@ -900,6 +929,38 @@ mod tests {
             .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
             .map(str::to_owned)
             .collect()
+    }
+
+    #[test]
+    fn targets_share_the_label_sets_of_a_bounded_vocabulary() {
+        let x = Exporter::new();
+        let mut e = envelope(&[(7, "dev")]);
+        if let Some(q) = e.queue.as_mut() {
+            q.counts.insert("running".into(), 1);
+        }
+        observe(&x, "t1", &PollOutcome::Ok, Some(&e));
+        observe(&x, "t2", &PollOutcome::Ok, Some(&e));
+        let targets = lock(&x.inner.targets);
+        let first = |t: &str, family: &str| targets[t].rows[family][0].0.clone();
+        for family in [
+            "watchdog_section_degraded",
+            "watchdog_alerts_firing",
+            "watchdog_queue_jobs",
+        ] {
+            let (a, b) = (first("t1", family), first("t2", family));
+            assert_eq!(a, b, "{family}");
+            assert!(
+                Arc::ptr_eq(&a.0, &b.0),
+                "{family}: one allocation for both targets"
+            );
+        }
+        // An agent's labels are its target's own.
+        let (a, b) = (
+            first("t1", "watchdog_agent_idle_seconds"),
+            first("t2", "watchdog_agent_idle_seconds"),
+        );
+        assert_eq!(a, b);
+        assert!(!Arc::ptr_eq(&a.0, &b.0));
     }
 
     #[test]
