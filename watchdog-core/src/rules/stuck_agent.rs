@@ -50,8 +50,8 @@ pub const IO_FLOOR: f64 = 524_288.0;
 
 /// At most this many samples are kept per agent: past it the two adjacent
 /// ones that span the least time are merged, so a long `for` at a short
-/// interval costs bounded memory (16 bytes a sample: 10,000 agents x 16
-/// samples is 2.6 MB). A 10m window at a 2 s interval then judges CPU and
+/// interval costs bounded memory (12 bytes a sample: 10,000 agents x 16
+/// samples is 1.9 MB). A 10m window at a 2 s interval then judges CPU and
 /// I/O in buckets of about 40 s, which moves its far edge by at most that
 /// much; reported requests and tool calls are timed apart, to the poll.
 const MAX_SAMPLES: usize = 16;
@@ -234,27 +234,63 @@ pub struct Idle {
 }
 
 /// One delta of one agent, as the window keeps it (`f32`: a window of a
-/// few dozen sums needs no more, and 10,000 agents keep one each).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// few dozen sums needs no more, and 10,000 agents keep one each). 12
+/// bytes: an unknown I/O is NaN rather than an `Option` (16 bytes a sample,
+/// 16 samples an agent); the state file still says `null`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Sample {
     /// Seconds it spans.
     pub dt_s: f32,
     /// CPU seconds used in it.
     pub cpu_s: f32,
-    /// Bytes of I/O in it; `None` when not known.
-    pub io: Option<f32>,
+    /// Bytes of I/O in it; NaN when not known (see [`Sample::io`]).
+    #[serde(with = "nan_is_null")]
+    io: f32,
 }
 
 impl Sample {
+    /// A sample of `dt_s` seconds with `cpu_s` CPU seconds and `io` bytes.
+    pub fn new(dt_s: f32, cpu_s: f32, io: Option<f32>) -> Self {
+        Self {
+            dt_s,
+            cpu_s,
+            io: io.unwrap_or(f32::NAN),
+        }
+    }
+
+    /// Bytes of I/O in it; `None` when not known.
+    pub fn io(&self) -> Option<f32> {
+        (!self.io.is_nan()).then_some(self.io)
+    }
+
     fn merge(self, later: Self) -> Self {
+        // NaN + anything is NaN: unknown stays unknown.
         Self {
             dt_s: self.dt_s + later.dt_s,
             cpu_s: self.cpu_s + later.cpu_s,
-            io: match (self.io, later.io) {
-                (Some(a), Some(b)) => Some(a + b),
-                _ => None,
-            },
+            io: self.io + later.io,
         }
+    }
+}
+
+impl PartialEq for Sample {
+    fn eq(&self, other: &Self) -> bool {
+        // Two unknown I/O figures are the same (NaN is unequal to itself).
+        self.dt_s == other.dt_s && self.cpu_s == other.cpu_s && self.io() == other.io()
+    }
+}
+
+/// [`Sample`]'s I/O in the state file: `null` when unknown, as when it was
+/// an `Option`.
+mod nan_is_null {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(io: &f32, s: S) -> Result<S::Ok, S::Error> {
+        (!io.is_nan()).then_some(*io).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
+        Ok(Option::<f32>::deserialize(d)?.unwrap_or(f32::NAN))
     }
 }
 
@@ -338,11 +374,11 @@ impl IdleTimer {
                 } else {
                     self.since_progress_s.map(|x| x + dt_s)
                 };
-                self.push(Sample {
-                    dt_s: dt_s as f32,
-                    cpu_s: (fraction * dt_s) as f32,
-                    io: io_bytes.map(|b| b as f32),
-                });
+                self.push(Sample::new(
+                    dt_s as f32,
+                    (fraction * dt_s) as f32,
+                    io_bytes.map(|b| b as f32),
+                ));
                 self.trim(window_s);
                 // For a `for` of 0s, the last delta is the window.
                 let j = self.judge(s, agent.activity.as_ref(), now, window_s.max(dt_s));
@@ -419,7 +455,7 @@ impl IdleTimer {
         let (io, io_span) = self
             .window
             .iter()
-            .filter_map(|x| x.io.map(|b| (f64::from(b), f64::from(x.dt_s))))
+            .filter_map(|x| x.io().map(|b| (f64::from(b), f64::from(x.dt_s))))
             .fold((None::<f64>, 0.0), |(sum, t), (b, dt)| {
                 (Some(sum.unwrap_or(0.0) + b), t + dt)
             });

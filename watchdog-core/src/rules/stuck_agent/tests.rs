@@ -247,11 +247,7 @@ fn the_window_survives_a_restart_and_an_old_state_file_still_restores() {
 fn the_window_keeps_at_most_max_samples_and_its_total() {
     let mut t = IdleTimer::default();
     for i in 0..1000 {
-        t.push(Sample {
-            dt_s: 2.0,
-            cpu_s: 0.01 * (i % 3) as f32,
-            io: Some(90.0),
-        });
+        t.push(Sample::new(2.0, 0.01 * (i % 3) as f32, Some(90.0)));
         t.trim(3600.0);
     }
     assert!(t.window.len() <= MAX_SAMPLES, "{}", t.window.len());
@@ -261,7 +257,7 @@ fn the_window_keeps_at_most_max_samples_and_its_total() {
         t.window.capacity()
     );
     assert!((t.span() - 2000.0).abs() < 1e-6, "{}", t.span());
-    let io: f64 = t.window.iter().filter_map(|s| s.io).map(f64::from).sum();
+    let io: f64 = t.window.iter().filter_map(Sample::io).map(f64::from).sum();
     assert!((io - 90_000.0).abs() < 1e-3, "{io}");
 }
 
@@ -325,9 +321,20 @@ proptest::proptest! {
 }
 
 #[test]
-fn a_window_sample_is_16_bytes() {
-    // The memory bound in MAX_SAMPLES's doc: 10,000 agents x 16 x 16 bytes.
-    assert_eq!(std::mem::size_of::<Sample>(), 16);
+fn a_window_sample_is_12_bytes_and_saves_an_unknown_io_as_null() {
+    // The memory bound in MAX_SAMPLES's doc: 10,000 agents x 16 x 12 bytes.
+    assert_eq!(std::mem::size_of::<Sample>(), 12);
+    let unknown = Sample::new(2.0, 0.5, None);
+    let json = serde_json::to_value(unknown).unwrap();
+    assert_eq!(json, serde_json::json!({"dt_s": 2.0, "cpu_s": 0.5, "io": null}));
+    let back: Sample = serde_json::from_value(json).unwrap();
+    assert_eq!(back, unknown);
+    assert_eq!(back.io(), None);
+    let known = Sample::new(2.0, 0.5, Some(90.0));
+    assert_eq!(serde_json::to_value(known).unwrap()["io"], 90.0);
+    // Merged with an unknown, a known figure is unknown.
+    assert_eq!(known.merge(unknown).io(), None);
+    assert_eq!(known.merge(known).io(), Some(180.0));
 }
 
 /// The fraction the outputs show has one owner, the delta: the same with
