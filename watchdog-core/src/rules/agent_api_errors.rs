@@ -10,14 +10,12 @@
 //! first saw it count when the emitter first heard of the agent within the
 //! window (`first_seen_at`): a burst at start-up is not lost to "first sample".
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 use shared_schema::{Section, Severity};
 
 use super::{agent_phrase, agent_subject, Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::alerts::Finding;
-use crate::delta::{AgentMap, CounterWindow, Growth, IdHash};
+use crate::delta::{AgentId, AgentMap, CounterWindow, Growth};
 use crate::dur::{human_secs, Dur};
 use crate::error::SettingError;
 
@@ -75,8 +73,7 @@ impl Rule for Settings {
             .agents
             .iter()
             .filter(|f| f.agent.activity.is_some());
-        let mut next: AgentMap<CounterWindow> =
-            HashMap::with_capacity_and_hasher(reporting.count(), IdHash::default());
+        let mut next: Vec<(AgentId, CounterWindow)> = Vec::with_capacity(reporting.count());
         for fact in &ctx.deltas.agents {
             let agent = fact.agent;
             let Some(act) = &agent.activity else {
@@ -99,7 +96,7 @@ impl Rule for Settings {
                 }
             };
             let growth = w.push(ctx.clock_s, act.api_errors as f64, window_s);
-            next.insert(fact.id, w);
+            next.push((fact.id, w));
             let subject = agent_subject(agent);
             match growth {
                 Growth::Unknown => out.push((subject, Verdict::Unknown)),
@@ -123,7 +120,7 @@ impl Rule for Settings {
                 Growth::Known { .. } => {}
             }
         }
-        state.by_agent = next;
+        state.by_agent = AgentMap::from_unsorted(next);
         Outcome::Subjects(out)
     }
 }

@@ -11,14 +11,12 @@
 //! far ([`super::spend`]), e.g. `agent dev (job 7, pid 1234) made the same
 //! Bash call 37 times in a row over 12s ($1.39 so far)`.
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 use shared_schema::{Section, Severity, Timestamp};
 
 use super::{agent_phrase, agent_subject, spend, Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::alerts::Finding;
-use crate::delta::{AgentMap, IdHash};
+use crate::delta::{AgentId, AgentMap};
 use crate::dur::human_secs;
 use crate::error::SettingError;
 
@@ -83,8 +81,7 @@ impl Rule for Settings {
             .agents
             .iter()
             .filter(|f| f.agent.activity.is_some());
-        let mut next: AgentMap<Streak> =
-            HashMap::with_capacity_and_hasher(reporting.count(), IdHash::default());
+        let mut next: Vec<(AgentId, Streak)> = Vec::with_capacity(reporting.count());
         for fact in &ctx.deltas.agents {
             let agent = fact.agent;
             let Some(act) = &agent.activity else {
@@ -103,7 +100,7 @@ impl Rule for Settings {
                     began: seen_at,
                 },
             };
-            next.insert(fact.id, streak);
+            next.push((fact.id, streak));
             let max = per.get(self, agent).max_repeats;
             if act.tool_repeat < max {
                 continue;
@@ -134,7 +131,7 @@ impl Rule for Settings {
             ));
         }
         // Agents that left the envelope (or stopped reporting) are forgotten.
-        state.by_agent = next;
+        state.by_agent = AgentMap::from_unsorted(next);
         Outcome::Subjects(out)
     }
 }

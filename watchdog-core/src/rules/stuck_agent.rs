@@ -25,14 +25,14 @@
 //! by agent name. A gone or zombie process is never stuck (it is
 //! `agent_gone`'s).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 use shared_schema::{Activity, Agent, Section, Severity, Timestamp};
 
 use super::{agent_phrase, agent_subject, AgentFigures, Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::alerts::Finding;
-use crate::delta::{AgentId, AgentMap, AgentStatus, IdHash, Reading, ResetReason};
+use crate::delta::{AgentId, AgentMap, AgentStatus, Reading, ResetReason};
 use crate::dur::{human_secs, Dur};
 use crate::error::SettingError;
 
@@ -112,8 +112,7 @@ impl Rule for Settings {
             return Outcome::Unknown;
         };
         let mut out = Vec::new();
-        let mut next: AgentMap<IdleTimer> =
-            HashMap::with_capacity_and_hasher(ctx.deltas.agents.len(), IdHash::default());
+        let mut next: Vec<(AgentId, IdleTimer)> = Vec::with_capacity(ctx.deltas.agents.len());
         for fact in &ctx.deltas.agents {
             let agent = fact.agent;
             let settings = per.get(self, agent);
@@ -149,13 +148,13 @@ impl Rule for Settings {
                     Verdict::Firing(finding(agent, per, &timer, &j, settings, env.generated_at))
                 }),
             };
-            next.insert(fact.id, timer);
+            next.push((fact.id, timer));
             if let Some(v) = verdict {
                 out.push((agent_subject(agent), v));
             }
         }
         // Agents that left the envelope are forgotten.
-        idle.by_agent = next;
+        idle.by_agent = AgentMap::from_unsorted(next);
         Outcome::Subjects(out)
     }
 

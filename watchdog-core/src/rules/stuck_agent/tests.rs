@@ -326,7 +326,10 @@ fn a_window_sample_is_12_bytes_and_saves_an_unknown_io_as_null() {
     assert_eq!(std::mem::size_of::<Sample>(), 12);
     let unknown = Sample::new(2.0, 0.5, None);
     let json = serde_json::to_value(unknown).unwrap();
-    assert_eq!(json, serde_json::json!({"dt_s": 2.0, "cpu_s": 0.5, "io": null}));
+    assert_eq!(
+        json,
+        serde_json::json!({"dt_s": 2.0, "cpu_s": 0.5, "io": null})
+    );
     let back: Sample = serde_json::from_value(json).unwrap();
     assert_eq!(back, unknown);
     assert_eq!(back.io(), None);
