@@ -13,7 +13,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
-use shared_schema::{Agent, Envelope, Timestamp};
+use shared_schema::{Activity, Agent, Envelope, Timestamp};
 
 /// One agent: a job's run in one process. Two rows with the same identity in
 /// one envelope are one agent (the first row wins). `start_ticks` tells a
@@ -476,6 +476,16 @@ pub struct Deltas<'e> {
     pub clock_advanced: Option<bool>,
     /// Whether `done + failed + cancelled` grew since the previous readable queue.
     pub jobs_finished: Option<bool>,
+}
+
+impl<'e> Deltas<'e> {
+    /// The agents that report telemetry (`activity`), with it, in envelope
+    /// order: what the telemetry rules judge.
+    pub fn with_activity(&self) -> impl Iterator<Item = (&AgentFact<'e>, &'e Activity)> + '_ {
+        self.agents
+            .iter()
+            .filter_map(|f| Some((f, f.agent.activity.as_ref()?)))
+    }
 }
 
 /// The per-agent baseline kept between polls.

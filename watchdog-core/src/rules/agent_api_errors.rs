@@ -68,17 +68,10 @@ impl Rule for Settings {
         let mut out = Vec::new();
         // Sized to the agents that report telemetry: without any (agents
         // that export no OpenTelemetry) the map allocates nothing.
-        let reporting = ctx
-            .deltas
-            .agents
-            .iter()
-            .filter(|f| f.agent.activity.is_some());
-        let mut next: Vec<(AgentId, CounterWindow)> = Vec::with_capacity(reporting.count());
-        for fact in &ctx.deltas.agents {
+        let mut next: Vec<(AgentId, CounterWindow)> =
+            Vec::with_capacity(ctx.deltas.with_activity().count());
+        for (fact, act) in ctx.deltas.with_activity() {
             let agent = fact.agent;
-            let Some(act) = &agent.activity else {
-                continue;
-            };
             let settings = per.get(self, agent);
             let window_s = settings.window.as_secs_f64();
             let mut w = match state.by_agent.remove(&fact.id) {

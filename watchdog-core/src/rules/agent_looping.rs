@@ -76,17 +76,10 @@ impl Rule for Settings {
         let mut out = Vec::new();
         // Sized to the agents that report telemetry: without any (agents
         // that export no OpenTelemetry) the map allocates nothing.
-        let reporting = ctx
-            .deltas
-            .agents
-            .iter()
-            .filter(|f| f.agent.activity.is_some());
-        let mut next: Vec<(AgentId, Streak)> = Vec::with_capacity(reporting.count());
-        for fact in &ctx.deltas.agents {
+        let mut next: Vec<(AgentId, Streak)> =
+            Vec::with_capacity(ctx.deltas.with_activity().count());
+        for (fact, act) in ctx.deltas.with_activity() {
             let agent = fact.agent;
-            let Some(act) = &agent.activity else {
-                continue; // no telemetry: nothing to tell
-            };
             let seen_at = act.last_tool_at.unwrap_or(env.generated_at);
             // A count that did not go down continues the streak; one that did
             // (or a first sight) starts a new one.

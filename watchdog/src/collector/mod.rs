@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use prometheus::core::{Collector, Desc};
-use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::proto::{Gauge, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
 use shared_schema::{
     Agent, BreakerState, Envelope, Section, Timestamp, REQUIRED_JOB_STATUSES, SECTIONS,
@@ -551,12 +551,7 @@ impl Collector for Gauges {
                         metrics.push(gauge(d, target, values, value));
                     }
                 }
-                let mut mf = MetricFamily::default();
-                mf.set_name(d.name.to_owned());
-                mf.set_help(d.help.to_owned());
-                mf.set_field_type(MetricType::GAUGE);
-                mf.set_metric(metrics);
-                mf
+                polls::family(d.name, d.help, MetricType::GAUGE, metrics)
             })
             .collect()
     }
@@ -565,16 +560,9 @@ impl Collector for Gauges {
 /// One gauge sample with `target` and the family's labels, sorted by name
 /// as the registered metrics have theirs.
 fn gauge(d: &Def, target: &str, values: &Labels, value: f64) -> Metric {
-    let mut pairs: Vec<LabelPair> = std::iter::once(("target", target))
-        .chain(d.labels.iter().copied().zip(values.values()))
-        .map(|(name, value)| {
-            let mut lp = LabelPair::default();
-            lp.set_name(name.to_owned());
-            lp.set_value(value.to_owned());
-            lp
-        })
-        .collect();
-    pairs.sort_by(|a, b| a.name().cmp(b.name()));
+    let pairs = polls::label_pairs(
+        std::iter::once(("target", target)).chain(d.labels.iter().copied().zip(values.values())),
+    );
     let mut g = Gauge::default();
     g.set_value(value);
     let mut m = Metric::from_gauge(g);

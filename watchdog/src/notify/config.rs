@@ -152,10 +152,11 @@ pub mod humantime_serde_opt {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<NotifyConfig, toml::de::Error> {
+    /// A `[notify]` table's body, as the kinds' own tests read it too.
+    pub(in crate::notify) fn parse(text: &str) -> Result<NotifyConfig, toml::de::Error> {
         toml::from_str(text)
     }
 
@@ -186,19 +187,9 @@ mod tests {
         assert_eq!(cfg.webhook[1].sink_name(1), "ops");
         assert_eq!(cfg.webhook[1].delivery.timeout.0, Duration::from_secs(2));
         assert_eq!(cfg.webhook[1].delivery.max_retries, 3);
-        let am = cfg.alertmanager.as_ref().unwrap();
-        assert_eq!(am.url.len(), 2);
-        assert_eq!(am.resend_interval, Duration::from_secs(60));
-        assert_eq!(am.heartbeat_interval(), Some(Duration::from_secs(30)));
-        assert_eq!(am.firing_horizon(), Duration::from_secs(240));
-    }
-
-    #[test]
-    fn one_alertmanager_url_may_be_a_string_and_heartbeat_a_bool() {
-        let cfg = parse("[alertmanager]\nurl = \"http://am:9093\"\nheartbeat = true\n").unwrap();
-        let am = cfg.alertmanager.unwrap();
-        assert_eq!(am.url, ["http://am:9093"]);
-        assert_eq!(am.heartbeat_interval(), Some(am.resend_interval));
+        // The `[alertmanager]` table beside them: its own tests
+        // (`notify::alertmanager::config`) read it.
+        assert_eq!(cfg.alertmanager.as_ref().map(|am| am.url.len()), Some(2));
     }
 
     #[test]

@@ -136,12 +136,7 @@ impl SinkConfig for PagerDutyConfig {
     fn start(&self, index: usize, exporter: &Exporter) -> anyhow::Result<Vec<Started>> {
         let (name, (url, key)) = (self.sink_name(index), self.resolve(index)?);
         let sink = PagerDuty::new(&name, url, key, self, exporter.clone())?;
-        Ok(vec![Started {
-            name,
-            sink: Box::new(sink),
-            capacity: self.delivery.queue,
-            grouping: Some(self.grouping.clone()),
-        }])
+        Started::one(name, sink, &self.delivery, &self.grouping)
     }
 
     fn example() -> &'static str {

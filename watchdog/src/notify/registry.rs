@@ -11,6 +11,7 @@
 
 use std::path::Path;
 
+use super::delivery::Delivery;
 use super::group::Grouping;
 use super::sink::Sink;
 use crate::exporter::Exporter;
@@ -51,6 +52,24 @@ pub struct Started {
     pub grouping: Option<Grouping>,
 }
 
+impl Started {
+    /// The one sink of a table that starts one (a webhook, a Slack or a
+    /// PagerDuty table), queued and grouped as its table says.
+    pub fn one(
+        name: String,
+        sink: impl Sink + 'static,
+        delivery: &Delivery,
+        grouping: &Grouping,
+    ) -> anyhow::Result<Vec<Started>> {
+        Ok(vec![Started {
+            name,
+            sink: Box::new(sink),
+            capacity: delivery.queue,
+            grouping: Some(grouping.clone()),
+        }])
+    }
+}
+
 impl std::fmt::Debug for Started {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Started")
@@ -76,35 +95,56 @@ pub trait SinkTables {
     fn is_empty(&self) -> bool;
 }
 
-impl<T: SinkConfig> SinkTables for Vec<T> {
+/// Many tables or at most one, seen alike as a slice.
+pub trait TableSlice {
+    /// The table's type.
+    type Table: SinkConfig;
+    /// Whether `[[notify.<kind>]]` (many) rather than `[notify.<kind>]`.
+    const MANY: bool;
+    /// The tables given.
+    fn slice(&self) -> &[Self::Table];
+    /// The tables given, to change.
+    fn slice_mut(&mut self) -> &mut [Self::Table];
+}
+
+impl<T: SinkConfig> TableSlice for Vec<T> {
+    type Table = T;
     const MANY: bool = true;
-    fn example() -> &'static str {
-        T::example()
+    fn slice(&self) -> &[T] {
+        self
     }
-    fn tables(&self) -> Vec<&dyn SinkConfig> {
-        self.iter().map(|t| t as &dyn SinkConfig).collect()
-    }
-    fn tables_mut(&mut self) -> Vec<&mut dyn SinkConfig> {
-        self.iter_mut().map(|t| t as &mut dyn SinkConfig).collect()
-    }
-    fn is_empty(&self) -> bool {
-        Vec::is_empty(self)
+    fn slice_mut(&mut self) -> &mut [T] {
+        self
     }
 }
 
-impl<T: SinkConfig> SinkTables for Option<T> {
+impl<T: SinkConfig> TableSlice for Option<T> {
+    type Table = T;
     const MANY: bool = false;
+    fn slice(&self) -> &[T] {
+        self.as_slice()
+    }
+    fn slice_mut(&mut self) -> &mut [T] {
+        self.as_mut_slice()
+    }
+}
+
+impl<C: TableSlice> SinkTables for C {
+    const MANY: bool = <C as TableSlice>::MANY;
     fn example() -> &'static str {
-        T::example()
+        C::Table::example()
     }
     fn tables(&self) -> Vec<&dyn SinkConfig> {
-        self.iter().map(|t| t as &dyn SinkConfig).collect()
+        self.slice().iter().map(|t| t as &dyn SinkConfig).collect()
     }
     fn tables_mut(&mut self) -> Vec<&mut dyn SinkConfig> {
-        self.iter_mut().map(|t| t as &mut dyn SinkConfig).collect()
+        self.slice_mut()
+            .iter_mut()
+            .map(|t| t as &mut dyn SinkConfig)
+            .collect()
     }
     fn is_empty(&self) -> bool {
-        self.is_none()
+        self.slice().is_empty()
     }
 }
 

@@ -116,12 +116,7 @@ impl SinkConfig for SlackConfig {
     fn start(&self, index: usize, exporter: &Exporter) -> anyhow::Result<Vec<Started>> {
         let (name, url) = (self.sink_name(index), self.resolve_url(index)?);
         let sink = Slack::new(&name, url, self, exporter.clone())?;
-        Ok(vec![Started {
-            name,
-            sink: Box::new(sink),
-            capacity: self.delivery.queue,
-            grouping: Some(self.grouping.clone()),
-        }])
+        Started::one(name, sink, &self.delivery, &self.grouping)
     }
 
     fn example() -> &'static str {

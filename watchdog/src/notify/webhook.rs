@@ -115,12 +115,7 @@ impl SinkConfig for WebhookConfig {
     fn start(&self, index: usize, exporter: &Exporter) -> anyhow::Result<Vec<Started>> {
         let name = self.sink_name(index);
         let sink = Webhook::new(&name, self, exporter.clone())?;
-        Ok(vec![Started {
-            name,
-            sink: Box::new(sink),
-            capacity: self.delivery.queue,
-            grouping: Some(self.grouping.clone()),
-        }])
+        Started::one(name, sink, &self.delivery, &self.grouping)
     }
 
     fn example() -> &'static str {

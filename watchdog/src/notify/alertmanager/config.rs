@@ -242,15 +242,11 @@ fn default_resend() -> Duration {
 
 #[cfg(test)]
 mod tests {
-    use super::super::super::NotifyConfig;
     use super::*;
-
-    fn parse(text: &str) -> Result<NotifyConfig, toml::de::Error> {
-        toml::from_str(text)
-    }
+    use crate::notify::config::tests::parse;
 
     #[test]
-    fn reads_the_documented_example() {
+    fn reads_a_cluster_of_two_with_a_heartbeat() {
         let cfg = parse(
             "[alertmanager]\nurl = [\"http://am-1:9093\", \"http://am-2:9093\"]\nheartbeat = \"30s\"\n",
         )
