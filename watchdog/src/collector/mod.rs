@@ -3,7 +3,7 @@
 //! each target's last polls said, so a series that is gone is not rendered
 //! (no list of series to clean up by hand) and a scrape cannot fail.
 //! The per-target counters and histogram accumulate beside them
-//! ([`polls`]); the notification counters stay registered metrics of the
+//! (`collector/polls.rs`); the notification counters stay registered metrics of the
 //! same owned `Registry` (no global).
 //!
 //! How each poll outcome moves the series of its target:
