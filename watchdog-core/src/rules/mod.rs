@@ -370,8 +370,8 @@ impl<R: Rule> DynRule for Configured<R> {
 
     fn evaluate(&self, ctx: &Ctx<'_>, states: &mut RuleStates) -> Outcome {
         if std::mem::size_of::<R::State>() == 0 {
-            // A rule with no state (`()`) keeps no entry per target: 32
-            // bytes of each target's list for each of 15 rules.
+            // A rule with no state (`()`, 14 of the 20) keeps no entry
+            // per target: 32 bytes of each target's list apiece.
             let mut nothing = R::State::default();
             return self.settings.evaluate(ctx, &mut nothing, &self.per_agent);
         }
