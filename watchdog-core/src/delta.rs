@@ -53,9 +53,10 @@ impl AgentId {
     }
 }
 
-/// The hasher of the per-agent maps (baselines, idle timers): one poll of
-/// 10,000 agents hashes each identity 4-5 times, and SipHash was half the
-/// engine's instructions (callgrind, docs/PERFORMANCE.md). An [`AgentId`] is
+/// The hasher of the per-poll set that tells duplicate agent rows apart
+/// (the per-agent maps were hash maps too, before [`AgentMap`]): SipHash
+/// was half the engine's instructions when each identity was hashed 4-5
+/// times a poll (callgrind, docs/PERFORMANCE.md). An [`AgentId`] is
 /// four integers, so a folded multiply per integer does; the seed is drawn
 /// once per process, so an emitter cannot aim its ids at one bucket without
 /// knowing it (not cryptographic, and the agents list is capped anyway).
