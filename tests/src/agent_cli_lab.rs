@@ -540,6 +540,6 @@ pub fn firing_for(job: i64, rule: &'static str) -> impl Fn(&AlertLine) -> bool {
     move |l: &AlertLine| {
         l.event == AlertEvent::Firing
             && l.rule == rule
-            && l.labels.get("job_id").map(String::as_str) == Some(job.to_string().as_str())
+            && l.labels.get("job_id") == Some(job.to_string().as_str())
     }
 }

@@ -273,7 +273,7 @@ fn two_replicas_behind_an_alertmanager_cluster_notify_once_and_survive_a_death()
         .map(String::as_str)
         .collect();
     names.sort_unstable();
-    let mut expected: Vec<String> = fa.labels.keys().cloned().collect();
+    let mut expected: Vec<String> = fa.labels.keys().map(str::to_owned).collect();
     expected.extend(["alertname", "severity", "target"].map(String::from));
     expected.sort_unstable();
     assert_eq!(names, expected, "labels beyond the alert's own: {labels}");

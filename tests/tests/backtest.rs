@@ -182,7 +182,7 @@ fn backtest_under_changed_rules_equals_two_replays_alert_for_alert() {
             Duration::from_secs(60),
             |l| {
                 l.rule == "stuck_agent"
-                    && l.labels.get("job_id") == Some(&idle_job_id)
+                    && l.labels.get("job_id") == Some(idle_job_id.as_str())
                     && l.event == AlertEvent::Firing
             },
         )
@@ -424,7 +424,7 @@ fn the_html_report_renders_in_chromium_and_holds_no_unescaped_input() {
         |w| {
             w.wait_line("agent_runtime firing", Duration::from_secs(30), |l| {
                 l.rule == "agent_runtime"
-                    && l.labels.get("job_id") == Some(&job_id)
+                    && l.labels.get("job_id") == Some(job_id.as_str())
                     && l.event == AlertEvent::Firing
             })
             .unwrap();

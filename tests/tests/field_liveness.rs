@@ -177,7 +177,7 @@ fn each_field_failure_fires_its_rule_with_the_contracts_diagnosis() {
             .find(|(_, _, l)| {
                 l.rule == c.rule
                     && l.event == AlertEvent::Firing
-                    && l.labels.get("job_id") == Some(&c.job_id.to_string())
+                    && l.labels.get("job_id") == Some(c.job_id.to_string().as_str())
             })
             .cloned()
     };
@@ -205,12 +205,11 @@ fn each_field_failure_fires_its_rule_with_the_contracts_diagnosis() {
         println!("{} ({:.1}s after start): {raw}", c.name, at);
         assert_eq!(line.severity, c.severity, "{raw}");
         assert_eq!(line.target, "field");
+        assert_eq!(line.labels.get("agent"), Some(c.name), "{raw}");
         assert_eq!(
-            line.labels.get("agent").map(String::as_str),
-            Some(c.name),
-            "{raw}"
+            line.labels.get("pid"),
+            Some(c.proc.pid().to_string().as_str())
         );
-        assert_eq!(line.labels.get("pid"), Some(&c.proc.pid().to_string()));
         let bound = c.for_s + 2.0 * INTERVAL_S + SLACK_S;
         assert!(
             at <= bound,
@@ -251,7 +250,9 @@ fn each_field_failure_fires_its_rule_with_the_contracts_diagnosis() {
         };
         let wrong: Vec<_> = seen
             .iter()
-            .filter(|(_, _, l)| l.rule == wrong_rule && l.labels.get("job_id") == Some(&job))
+            .filter(|(_, _, l)| {
+                l.rule == wrong_rule && l.labels.get("job_id") == Some(job.as_str())
+            })
             .map(|(_, raw, _)| raw)
             .collect();
         assert!(wrong.is_empty(), "{}: {wrong_rule} lines {wrong:?}", c.name);

@@ -51,7 +51,7 @@ fn one_watchdog_two_hosts_alerts_stay_per_target() {
     assert!(fired.key.contains("|host-b|"), "{}", fired.key);
     assert_eq!(
         fired.labels.get("pid"),
-        Some(&lab_b.agents[0].0.pid().to_string())
+        Some(lab_b.agents[0].0.pid().to_string().as_str())
     );
 
     let metrics = watchdog.scrape().unwrap();

@@ -52,7 +52,7 @@ fn a_hung_model_call_fires_stuck_agent_with_the_reply_diagnosis() {
         "stuck_agent fired {latency:.1}s after the hang: {line:?}"
     );
     assert_eq!(
-        line.labels.get("pid").map(String::as_str),
+        line.labels.get("pid"),
         Some(agent.pid().to_string().as_str())
     );
     let remote = format!("127.0.0.1:{}", model.port());
@@ -174,9 +174,7 @@ fn a_working_session_with_a_long_tool_never_loops_and_waits_on_its_child() {
     let lines = wd.lines();
     let mine: Vec<&AlertLine> = lines
         .iter()
-        .filter(|l| {
-            l.labels.get("job_id").map(String::as_str) == Some(job.job_id.to_string().as_str())
-        })
+        .filter(|l| l.labels.get("job_id") == Some(job.job_id.to_string().as_str()))
         .collect();
     assert!(
         !mine.iter().any(|l| l.rule == "agent_looping"),

@@ -20,7 +20,7 @@ fn only_the_idle_agent_is_stuck_and_waking_it_resolves_the_alert() {
     let (idle, idle_job) = lab.agent(AgentKind::Idle);
     let idle_job_id = idle_job.job_id.to_string();
     let is_idle = |l: &shared_schema::AlertLine| {
-        l.rule == "stuck_agent" && l.labels.get("job_id") == Some(&idle_job_id)
+        l.rule == "stuck_agent" && l.labels.get("job_id") == Some(idle_job_id.as_str())
     };
     let fired = watchdog
         .wait_line(
@@ -31,11 +31,14 @@ fn only_the_idle_agent_is_stuck_and_waking_it_resolves_the_alert() {
         .unwrap();
     assert_eq!(fired.severity, Severity::Warning);
     assert_eq!(fired.target, "e2e");
-    assert_eq!(fired.labels.get("agent").map(String::as_str), Some("idle"));
-    assert_eq!(fired.labels.get("pid"), Some(&idle.pid().to_string()));
+    assert_eq!(fired.labels.get("agent"), Some("idle"));
+    assert_eq!(
+        fired.labels.get("pid"),
+        Some(idle.pid().to_string().as_str())
+    );
     assert_eq!(
         fired.labels.get("run_id"),
-        Some(&idle_job.run_id.to_string())
+        Some(idle_job.run_id.to_string().as_str())
     );
     assert_eq!(fired.threshold, Some(0.02));
     let value = fired.value.expect("a CPU fraction in value");
@@ -75,7 +78,7 @@ fn only_the_idle_agent_is_stuck_and_waking_it_resolves_the_alert() {
         let wrong: Vec<_> = watchdog
             .lines()
             .into_iter()
-            .filter(|l| l.rule == "stuck_agent" && l.labels.get("job_id") == Some(&job_id))
+            .filter(|l| l.rule == "stuck_agent" && l.labels.get("job_id") == Some(job_id.as_str()))
             .collect();
         assert!(
             wrong.is_empty(),

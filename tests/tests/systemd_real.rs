@@ -291,10 +291,14 @@ fn shipped_units_run_under_a_real_systemd() {
         },
     )
     .unwrap_or_else(|e| panic!("{e:#}{}", ctx(&machine)));
-    assert_eq!(firing.labels.get("job_id"), Some(&job_id), "{firing:?}");
+    assert_eq!(
+        firing.labels.get("job_id"),
+        Some(job_id.as_str()),
+        "{firing:?}"
+    );
     assert_eq!(
         firing.labels.get("pid"),
-        Some(&agent_pid.to_string()),
+        Some(agent_pid.to_string().as_str()),
         "{firing:?}"
     );
     assert_eq!(machine.prop("watchdog", "MainPID").unwrap(), pid_before);

@@ -28,9 +28,7 @@ fn firing<'a>(lines: &'a [AlertLine], rule: &str, job: &str) -> Vec<&'a AlertLin
     lines
         .iter()
         .filter(|l| {
-            l.rule == rule
-                && l.event == AlertEvent::Firing
-                && l.labels.get("job_id").map(String::as_str) == Some(job)
+            l.rule == rule && l.event == AlertEvent::Firing && l.labels.get("job_id") == Some(job)
         })
         .collect()
 }

@@ -335,8 +335,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
                     print_line(&style, &line, &raw, !args.no_json);
                     let is_idle = agents.iter().any(|(a, j)| {
                         a.kind == AgentKind::Idle
-                            && line.labels.get("job_id").map(String::as_str)
-                                == Some(&j.job_id.to_string())
+                            && line.labels.get("job_id") == Some(j.job_id.to_string().as_str())
                     });
                     if line.rule == "stuck_agent"
                         && line.event == AlertEvent::Firing
@@ -498,7 +497,7 @@ fn print_line(style: &Style, line: &AlertLine, raw: &str, json: bool) {
     };
     let subject: Vec<String> = ["agent", "job_id", "pid", "stage", "subsystem", "invariant"]
         .iter()
-        .filter_map(|k| line.labels.get(*k).map(|v| format!("{k}={v}")))
+        .filter_map(|k| line.labels.get(k).map(|v| format!("{k}={v}")))
         .collect();
     println!(
         "{hms}  {}  {:<20} {:<8} {}  {}",

@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use shared_schema::{Section, Severity};
+use shared_schema::{Labels, Section, Severity};
 
-use super::{labels, Ctx, Outcome, PerAgent, Rule, Verdict};
+use super::{Ctx, Outcome, PerAgent, Rule, Verdict};
 use crate::alerts::Finding;
 use crate::dur::{human_secs, Dur};
 
@@ -51,13 +51,15 @@ impl Rule for Settings {
             match s.age_in_stage_s {
                 None => out.push((subject, Verdict::Unknown)),
                 Some(age) if age > max.as_secs_f64() => {
-                    let mut l = labels([("task_id", task.clone()), ("stage", s.stage.clone())]);
-                    if let Some(w) = &s.work_item {
-                        l.make_mut().insert("work_item".into(), w.clone());
-                    }
-                    if let Some(r) = &s.repo {
-                        l.make_mut().insert("repo".into(), r.clone());
-                    }
+                    let l: Labels = [
+                        Some(("task_id", task.clone())),
+                        Some(("stage", s.stage.clone())),
+                        s.work_item.clone().map(|w| ("work_item", w)),
+                        s.repo.clone().map(|r| ("repo", r)),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect();
                     let what = s
                         .work_item
                         .as_deref()

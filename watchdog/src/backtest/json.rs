@@ -2,8 +2,6 @@
 //! docs/REFERENCE.md ("watchdog backtest") and fixed by these types. Times
 //! are RFC 3339 on the alerts' own clocks; durations are seconds.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 use shared_schema::{Severity, Timestamp};
 
@@ -99,7 +97,7 @@ struct AlertOut<'a> {
     key: &'a str,
     subject: &'a str,
     severity: Severity,
-    labels: &'a BTreeMap<String, String>,
+    labels: &'a shared_schema::Labels,
     change: Option<&'static str>,
     shift_s: Option<f64>,
     a: Option<OneOut<'a>>,
@@ -249,6 +247,8 @@ pub fn render(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use std::collections::BTreeMap;
+
     use super::super::episodes::tests::{line, t};
     use super::super::episodes::Tracker;
     use super::super::{assemble, SideReport};

@@ -257,7 +257,7 @@ fn label(line: &AlertLine, name: &str) -> String {
         "rule" => line.rule.clone(),
         "target" => line.target.clone(),
         "severity" => line.severity.as_str().to_owned(),
-        other => line.labels.get(other).cloned().unwrap_or_default(),
+        other => line.labels.get(other).unwrap_or_default().to_owned(),
     }
 }
 

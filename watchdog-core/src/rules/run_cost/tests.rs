@@ -104,10 +104,7 @@ fn max_usd_per_hour_fires_on_one_runs_burn_rate() {
     let r = of_rule(&lines, "run_cost");
     assert_eq!(r.len(), 1, "{lines:?}");
     assert_eq!(r[0].key, "run_cost|orch-1|job=7|run=42|budget=per_hour");
-    assert_eq!(
-        r[0].labels.get("budget").map(String::as_str),
-        Some("per_hour")
-    );
+    assert_eq!(r[0].labels.get("budget"), Some("per_hour"));
     assert!(
         r[0].summary
             .starts_with("agent dev (job 7, run 42) burns $")

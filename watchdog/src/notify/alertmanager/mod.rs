@@ -269,7 +269,7 @@ impl Alertmanager {
         for (k, v) in &line.labels {
             // Alertmanager treats an empty label as absent; skip it.
             if !v.is_empty() {
-                labels.insert(label_name(k), v.as_str());
+                labels.insert(label_name(k), v);
             }
         }
         labels.insert("alertname".into(), line.rule.as_str());

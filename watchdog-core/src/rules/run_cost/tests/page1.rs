@@ -42,7 +42,7 @@ fn run_cost_is_off_by_default_and_fires_past_max_usd() {
         r[0].summary,
         "agent dev (job 7, run 42) has spent $5.20 in this run (max $5.00)"
     );
-    assert_eq!(r[0].labels.get("job_id").map(String::as_str), Some("7"));
+    assert_eq!(r[0].labels.get("job_id"), Some("7"));
     // Unknown cost, or a degraded section: neither fires nor resolves.
     let lines = drive(&mut en, 30, 60, |s| with_run_cost(s, "dev", None));
     assert!(of_rule(&lines, "run_cost").is_empty(), "{lines:?}");

@@ -22,8 +22,8 @@ fn idle_agent_fires_once_after_for_and_resolves_when_busy() {
     // contract's example (since 10:00, ts 10:10, "for 10m").
     assert_eq!(l.ts, t0().plus_seconds(600.0));
     assert_eq!(l.since, t0());
-    assert_eq!(l.labels.get("agent").map(String::as_str), Some("dev"));
-    assert_eq!(l.labels.get("pid").map(String::as_str), Some("1234"));
+    assert_eq!(l.labels.get("agent"), Some("dev"));
+    assert_eq!(l.labels.get("pid"), Some("1234"));
     assert!(
         l.summary.starts_with("agent dev (job 7, pid 1234) used 0."),
         "{}",
