@@ -443,7 +443,7 @@ impl Config {
     pub fn repeat_interval(&self) -> Duration {
         self.notify
             .repeat_interval
-            .unwrap_or(crate::engine::DEFAULT_REPEAT_INTERVAL)
+            .map_or(crate::engine::DEFAULT_REPEAT_INTERVAL, |d| d.0)
     }
 
     /// The targets of `all` this watchdog's shard owns (all without a shard).

@@ -501,11 +501,11 @@ async fn shutdown_flushes_what_it_can_and_drops_the_rest() {
 
 fn alertmanager(urls: Vec<String>, resend: Duration) -> NotifyConfig {
     let mut cfg = AlertmanagerConfig::new(urls);
-    cfg.resend_interval = resend;
-    cfg.timeout = Duration::from_secs(2);
+    cfg.resend_interval = Dur(resend);
+    cfg.timeout = Dur(Duration::from_secs(2));
     cfg.max_retries = 1;
-    cfg.backoff = Duration::from_millis(5);
-    cfg.backoff_max = Duration::from_millis(10);
+    cfg.backoff = Dur(Duration::from_millis(5));
+    cfg.backoff_max = Dur(Duration::from_millis(10));
     cfg.generator_url = Some("http://watchdog.example:9465/metrics".into());
     NotifyConfig {
         alertmanager: Some(cfg),

@@ -14,12 +14,11 @@
 //! The struct itself is declared by the registry (`sink_kinds!` in
 //! `notify/mod.rs`), one field per kind of sink; each kind's table is in
 //! its own file. Here: what every kind shares (checking the whole table,
-//! rates, durations, URL redaction).
+//! rates, URL redaction); durations are `crate::dur::Dur`.
 
 use std::fmt;
 use std::num::NonZeroU32;
 use std::str::FromStr;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -106,51 +105,6 @@ pub fn check_tls(tls: Option<&TlsConfig>) -> Result<(), ClientTlsError> {
     tls.map_or(Ok(()), |t| t.rustls().map(drop))
 }
 
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    // The one duration type: human forms, at most 30 days.
-    text.parse::<edges::dur::Dur>().map(|d| d.0)
-}
-
-fn format_duration(d: &Duration) -> String {
-    if d.is_zero() {
-        "0s".to_owned()
-    } else {
-        humantime::format_duration(*d).to_string()
-    }
-}
-
-pub mod humantime_serde {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::format_duration(d))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        super::parse_duration(&text).map_err(serde::de::Error::custom)
-    }
-}
-
-pub mod humantime_serde_opt {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_str(&super::format_duration(d)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        let text = Option::<String>::deserialize(d)?;
-        text.map(|t| super::parse_duration(&t).map_err(serde::de::Error::custom))
-            .transpose()
-    }
-}
-
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
@@ -181,11 +135,14 @@ pub(super) mod tests {
         )
         .unwrap();
         cfg.validate().unwrap();
-        assert_eq!(cfg.repeat_interval, Some(Duration::from_secs(4 * 3600)));
+        assert_eq!(cfg.repeat_interval, Some(crate::dur::Dur::secs(4 * 3600)));
         assert_eq!(cfg.webhook[0].delivery.rate.unwrap().to_string(), "10/min");
         assert_eq!(cfg.webhook[0].sink_name(0), "webhook[0]");
         assert_eq!(cfg.webhook[1].sink_name(1), "ops");
-        assert_eq!(cfg.webhook[1].delivery.timeout.0, Duration::from_secs(2));
+        assert_eq!(
+            cfg.webhook[1].delivery.timeout.0,
+            std::time::Duration::from_secs(2)
+        );
         assert_eq!(cfg.webhook[1].delivery.max_retries, 3);
         // The `[alertmanager]` table beside them: its own tests
         // (`notify::alertmanager::config`) read it.

@@ -189,8 +189,8 @@ macro_rules! sink_kinds {
         #[serde(deny_unknown_fields)]
         pub struct NotifyConfig {
             /// How often a firing alert is repeated in the log and to sinks.
-            #[serde(default, with = "crate::notify::config::humantime_serde_opt")]
-            pub repeat_interval: Option<std::time::Duration>,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub repeat_interval: Option<crate::dur::Dur>,
             $(
                 #[doc = concat!("`notify.", stringify!($name), "`: see [`", stringify!($name), "`].")]
                 #[serde(default, skip_serializing_if = "crate::notify::registry::SinkTables::is_empty")]

@@ -16,9 +16,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::super::config::{check_tls, humantime_serde, parse_duration, redact};
+use super::super::config::{check_tls, redact};
 use super::super::registry::{SinkConfig, Started};
 use super::Alertmanager;
+use crate::dur::Dur;
 use crate::exporter::Exporter;
 use crate::target::check_url;
 use crate::tls::TlsConfig;
@@ -37,8 +38,8 @@ pub struct AlertmanagerConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_config: Option<TlsConfig>,
     /// Firing alerts are re-sent at least this often.
-    #[serde(default = "default_resend", with = "humantime_serde")]
-    pub resend_interval: Duration,
+    #[serde(default = "default_resend")]
+    pub resend_interval: Dur,
     /// An always-firing `WatchdogHeartbeat` alert for a dead-man's switch.
     #[serde(default, skip_serializing_if = "Heartbeat::is_off")]
     pub heartbeat: Heartbeat,
@@ -46,8 +47,8 @@ pub struct AlertmanagerConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generator_url: Option<String>,
     /// Per request.
-    #[serde(default = "default_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
+    #[serde(default = "default_timeout")]
+    pub timeout: Dur,
     /// Retries after the first attempt.
     #[serde(default = "default_max_retries")]
     pub max_retries: u32,
@@ -55,11 +56,11 @@ pub struct AlertmanagerConfig {
     #[serde(default = "default_queue")]
     pub queue: usize,
     /// First retry waits up to this long (full jitter), doubling each time.
-    #[serde(default = "default_backoff", with = "humantime_serde")]
-    pub backoff: Duration,
+    #[serde(default = "default_backoff")]
+    pub backoff: Dur,
     /// Retries never wait longer than this.
-    #[serde(default = "default_backoff_max", with = "humantime_serde")]
-    pub backoff_max: Duration,
+    #[serde(default = "default_backoff_max")]
+    pub backoff_max: Dur,
 }
 
 impl AlertmanagerConfig {
@@ -82,14 +83,14 @@ impl AlertmanagerConfig {
     /// `endsAt` of a firing alert is this far ahead: a few missed resends
     /// are tolerated, a dead watchdog's alerts expire.
     pub fn firing_horizon(&self) -> Duration {
-        self.resend_interval.saturating_mul(4)
+        self.resend_interval.0.saturating_mul(4)
     }
 
     /// How often the heartbeat is sent, when on.
     pub fn heartbeat_interval(&self) -> Option<Duration> {
         match self.heartbeat {
             Heartbeat::Enabled(false) => None,
-            Heartbeat::Enabled(true) => Some(self.resend_interval),
+            Heartbeat::Enabled(true) => Some(self.resend_interval.0),
             Heartbeat::Every(d) => Some(d),
         }
     }
@@ -113,7 +114,7 @@ impl SinkConfig for AlertmanagerConfig {
         check_tls(self.tls_config.as_ref())
             .map_err(|e| anyhow::anyhow!("notify.alertmanager: tls_config: {e}"))?;
         anyhow::ensure!(
-            !self.resend_interval.is_zero(),
+            !self.resend_interval.0.is_zero(),
             "notify.alertmanager: resend_interval must be above 0s"
         );
         anyhow::ensure!(
@@ -180,7 +181,7 @@ impl Serialize for Heartbeat {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Self::Enabled(b) => s.serialize_bool(*b),
-            Self::Every(d) => s.collect_str(&humantime::format_duration(*d)),
+            Self::Every(d) => s.collect_str(&Dur(*d)),
         }
     }
 }
@@ -197,7 +198,9 @@ impl<'de> Deserialize<'de> for Heartbeat {
                 Ok(Heartbeat::Enabled(v))
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Heartbeat, E> {
-                parse_duration(v).map(Heartbeat::Every).map_err(E::custom)
+                v.parse::<Dur>()
+                    .map(|d| Heartbeat::Every(d.0))
+                    .map_err(E::custom)
             }
         }
         d.deserialize_any(Visitor)
@@ -221,8 +224,8 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
     }
 }
 
-fn default_timeout() -> Duration {
-    Duration::from_secs(10)
+fn default_timeout() -> Dur {
+    Dur(Duration::from_secs(10))
 }
 fn default_max_retries() -> u32 {
     3
@@ -230,14 +233,14 @@ fn default_max_retries() -> u32 {
 fn default_queue() -> usize {
     1024
 }
-fn default_backoff() -> Duration {
-    Duration::from_millis(500)
+fn default_backoff() -> Dur {
+    Dur(Duration::from_millis(500))
 }
-fn default_backoff_max() -> Duration {
-    Duration::from_secs(30)
+fn default_backoff_max() -> Dur {
+    Dur(Duration::from_secs(30))
 }
-fn default_resend() -> Duration {
-    Duration::from_secs(60)
+fn default_resend() -> Dur {
+    Dur(Duration::from_secs(60))
 }
 
 #[cfg(test)]
@@ -255,7 +258,7 @@ mod tests {
         let am = cfg.alertmanager.as_ref().unwrap();
         assert_eq!(am.url.len(), 2);
         assert_eq!(am.names(0), ["alertmanager[0]", "alertmanager[1]"]);
-        assert_eq!(am.resend_interval, Duration::from_secs(60));
+        assert_eq!(am.resend_interval.0, Duration::from_secs(60));
         assert_eq!(am.heartbeat_interval(), Some(Duration::from_secs(30)));
         assert_eq!(am.firing_horizon(), Duration::from_secs(240));
     }
@@ -265,7 +268,7 @@ mod tests {
         let cfg = parse("[alertmanager]\nurl = \"http://am:9093\"\nheartbeat = true\n").unwrap();
         let am = cfg.alertmanager.unwrap();
         assert_eq!(am.url, ["http://am:9093"]);
-        assert_eq!(am.heartbeat_interval(), Some(am.resend_interval));
+        assert_eq!(am.heartbeat_interval(), Some(am.resend_interval.0));
     }
 
     #[test]

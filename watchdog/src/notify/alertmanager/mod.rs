@@ -188,15 +188,15 @@ impl Alertmanager {
         let endpoint = alerts_endpoint(base_url)
             .map_err(|e| anyhow::anyhow!("{name}: invalid url {}: {e}", redact(base_url, false)))?;
         let backoff = Backoff {
-            base: cfg.backoff,
-            cap: cfg.backoff_max,
+            base: cfg.backoff.0,
+            cap: cfg.backoff_max.0,
         };
         let now = Instant::now();
         let heartbeat = cfg.heartbeat_interval();
         // A sink that replaces one (a reload) keeps its rhythm.
         let before = remembered(&endpoint);
-        let next_resend = before.resent.map_or(after(now, cfg.resend_interval), |at| {
-            after(at, cfg.resend_interval)
+        let next_resend = before.resent.map_or(after(now, cfg.resend_interval.0), |at| {
+            after(at, cfg.resend_interval.0)
         });
         let next_heartbeat = match (heartbeat, before.heartbeat) {
             (Some(every), Some(at)) => Some(after(at, every)),
@@ -206,8 +206,8 @@ impl Alertmanager {
         };
         let client = crate::tls::client_builder(cfg.tls_config.as_ref(), name)
             .map_err(|e| anyhow::anyhow!("{name}: tls_config: {e}"))?
-            .timeout(cfg.timeout)
-            .connect_timeout(cfg.timeout)
+            .timeout(cfg.timeout.0)
+            .connect_timeout(cfg.timeout.0)
             .build()?;
         Ok(Self {
             client,
@@ -216,14 +216,14 @@ impl Alertmanager {
             endpoint,
             poster: Poster::with_tls(
                 name,
-                cfg.timeout,
+                cfg.timeout.0,
                 cfg.max_retries,
                 backoff,
                 exporter.clone(),
                 cfg.tls_config.as_ref(),
             )?,
             exporter,
-            resend: cfg.resend_interval,
+            resend: cfg.resend_interval.0,
             horizon: cfg.firing_horizon(),
             heartbeat,
             generator_url: cfg.generator_url.clone(),
